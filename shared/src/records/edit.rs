@@ -1,0 +1,358 @@
+//! Every change a phone can make to a record, written so that merges keep the
+//! domain's rules: text is edited by diff (concurrent edits interleave), lists
+//! of entries only grow, objects are never replaced. Each edit is checked with
+//! the same [`crate::rules`] the server applies before it is kept.
+
+use super::*;
+use crate::roles::Author;
+use crate::rules::{self, Rejection};
+use crate::workflow::{CaseStatus, StatusMove};
+use automerge::transaction::{CommitOptions, Transactable, Transaction};
+use automerge::{ActorId, Automerge, AutomergeError, ChangeHash, ObjId, ObjType, ROOT, ReadDoc, ScalarValue, Value};
+use thiserror::Error;
+
+/// Why an edit was not made; the document is unchanged.
+#[derive(Debug, Error)]
+pub enum EditError {
+    /// The edit breaks a rule the server would also enforce.
+    #[error("{0}")]
+    Rejected(#[from] Rejection),
+    /// The document is not the kind of record this edit is for.
+    #[error("this edit applies to a {expected}, not a {found}")]
+    WrongKind {
+        /// The kind the edit needs.
+        expected: RecordKind,
+        /// The kind the document holds.
+        found: RecordKind,
+    },
+    /// The document is not a valid record.
+    #[error("record cannot be read: {0}")]
+    Record(#[from] RecordError),
+    /// Automerge refused an operation.
+    #[error("document error: {0}")]
+    Automerge(#[from] AutomergeError),
+}
+
+/// Creates a new record document by `author`, on a device whose Automerge actor
+/// is `actor`, in `grid`, at `now` (Unix ms). `random` makes the id unique.
+/// Checked with the same rules as the server before it is returned.
+pub fn new_record(
+    actor: ActorId,
+    author: &Author,
+    grid: &TerritoryPath,
+    now: i64,
+    random: [u8; 10],
+    new: &NewRecord,
+) -> Result<(DocId, Automerge), EditError> {
+    let id = DocId::new_v7(u64::try_from(now).unwrap_or(0), random);
+    let mut doc = Automerge::new().with_actor(actor);
+    let mut tx = doc.transaction();
+    tx.put(ROOT, "type", new.kind().as_str())?;
+    tx.put(ROOT, "schema", SCHEMA_VERSION)?;
+    tx.put(ROOT, "grid", grid.as_str())?;
+    tx.put(ROOT, "creator", author.person.to_string())?;
+    tx.put(ROOT, "created_at", ScalarValue::Timestamp(now))?;
+    match new {
+        NewRecord::Household(f) => write_household(&mut tx, f)?,
+        NewRecord::VisitLog(f) => write_visit(&mut tx, f)?,
+        NewRecord::Case(f) => {
+            write_case(&mut tx, f)?;
+            tx.put_object(ROOT, "status_log", ObjType::List)?;
+            tx.put_object(ROOT, "follow_ups", ObjType::List)?;
+        }
+        NewRecord::Promise(f) => {
+            write_promise(&mut tx, f)?;
+            tx.put_object(ROOT, "outcomes", ObjType::List)?;
+        }
+    }
+    tx.commit_with(CommitOptions::default().with_time(now));
+    rules::check_new(&doc, author)?;
+    Ok((id, doc))
+}
+
+/// Makes checked edits to one record document on behalf of `author` at `now`.
+pub struct Editor<'a> {
+    doc: &'a mut Automerge,
+    author: &'a Author,
+    now: i64,
+}
+
+impl<'a> Editor<'a> {
+    /// An editor over `doc`; the doc's actor must be the device's actor.
+    pub fn new(doc: &'a mut Automerge, author: &'a Author, now: i64) -> Self {
+        Self { doc, author, now }
+    }
+
+    /// Runs `f` on a fork, checks the result with the server's rules, and only
+    /// then applies the change to the document. Returns the new change's hash.
+    fn change<F>(&mut self, f: F) -> Result<Option<ChangeHash>, EditError>
+    where
+        F: FnOnce(&mut Transaction<'_>, &Record) -> Result<(), EditError>,
+    {
+        let before = read_record(self.doc)?;
+        let mut fork = self.doc.fork();
+        let mut tx = fork.transaction();
+        f(&mut tx, &before)?;
+        let (hash, _) = tx.commit_with(CommitOptions::default().with_time(self.now));
+        let Some(hash) = hash else { return Ok(None) };
+        rules::check_update(self.doc, &fork, self.author)?;
+        let change = fork.get_change_by_hash(&hash).ok_or(AutomergeError::Fail)?;
+        self.doc.apply_changes([change])?;
+        Ok(Some(hash))
+    }
+
+    fn expect(record: &Record, kind: RecordKind) -> Result<(), EditError> {
+        if record.kind() == kind {
+            Ok(())
+        } else {
+            Err(EditError::WrongKind { expected: kind, found: record.kind() })
+        }
+    }
+
+    /// Replaces a household's editable fields (text merges by diff).
+    pub fn update_household(&mut self, fields: &HouseholdFields) -> Result<Option<ChangeHash>, EditError> {
+        self.change(|tx, r| {
+            Self::expect(r, RecordKind::Household)?;
+            write_household(tx, fields)
+        })
+    }
+
+    /// Replaces a visit log's editable fields (text merges by diff).
+    pub fn update_visit(&mut self, fields: &VisitFields) -> Result<Option<ChangeHash>, EditError> {
+        self.change(|tx, r| {
+            Self::expect(r, RecordKind::VisitLog)?;
+            write_visit(tx, fields)
+        })
+    }
+
+    /// Replaces a case's editable fields (text merges by diff).
+    pub fn update_case(&mut self, fields: &CaseFields) -> Result<Option<ChangeHash>, EditError> {
+        self.change(|tx, r| {
+            Self::expect(r, RecordKind::Case)?;
+            write_case(tx, fields)
+        })
+    }
+
+    /// Appends a follow-up to a case; concurrent follow-ups from others all survive.
+    pub fn add_follow_up(
+        &mut self,
+        note: &str,
+        satisfaction: Option<Satisfaction>,
+    ) -> Result<Option<ChangeHash>, EditError> {
+        let (person, at) = (self.author.person, self.now);
+        self.change(|tx, r| {
+            Self::expect(r, RecordKind::Case)?;
+            let list = existing(tx, "follow_ups", ObjType::List)?;
+            let i = tx.length(&list);
+            let entry = tx.insert_object(&list, i, ObjType::Map)?;
+            tx.put(&entry, "id", Uuid::new_v4().to_string())?;
+            tx.put(&entry, "by", person.to_string())?;
+            tx.put(&entry, "at", ScalarValue::Timestamp(at))?;
+            tx.put(&entry, "note", note)?;
+            if let Some(s) = satisfaction {
+                tx.put(&entry, "satisfaction", s.as_str())?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Moves a case forward to `to` (which must be further than where it stands).
+    pub fn advance_case(&mut self, to: CaseStatus) -> Result<Option<ChangeHash>, EditError> {
+        self.status_entry(StatusMove::Advance, to, None)
+    }
+
+    /// Reopens a case back to `to`, with a reason; recorded, never silent.
+    pub fn reopen_case(&mut self, to: CaseStatus, reason: &str) -> Result<Option<ChangeHash>, EditError> {
+        self.status_entry(StatusMove::Reopen, to, Some(reason))
+    }
+
+    fn status_entry(
+        &mut self,
+        kind: StatusMove,
+        to: CaseStatus,
+        reason: Option<&str>,
+    ) -> Result<Option<ChangeHash>, EditError> {
+        let (person, at) = (self.author.person, self.now);
+        self.change(|tx, r| {
+            let Record::Case(case) = r else {
+                return Err(EditError::WrongKind { expected: RecordKind::Case, found: r.kind() });
+            };
+            let epoch = case.standing().epoch + u32::from(kind == StatusMove::Reopen);
+            let list = existing(tx, "status_log", ObjType::List)?;
+            let i = tx.length(&list);
+            let entry = tx.insert_object(&list, i, ObjType::Map)?;
+            tx.put(&entry, "id", Uuid::new_v4().to_string())?;
+            tx.put(&entry, "kind", if kind == StatusMove::Advance { "advance" } else { "reopen" })?;
+            tx.put(&entry, "to", to.as_str())?;
+            tx.put(&entry, "epoch", u64::from(epoch))?;
+            tx.put(&entry, "by", person.to_string())?;
+            tx.put(&entry, "at", ScalarValue::Timestamp(at))?;
+            if let Some(reason) = reason {
+                tx.put(&entry, "reason", reason)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Records whether a promise was kept.
+    pub fn record_promise_outcome(&mut self, kept: bool, note: &str) -> Result<Option<ChangeHash>, EditError> {
+        let (person, at) = (self.author.person, self.now);
+        self.change(|tx, r| {
+            Self::expect(r, RecordKind::Promise)?;
+            let list = existing(tx, "outcomes", ObjType::List)?;
+            let i = tx.length(&list);
+            let entry = tx.insert_object(&list, i, ObjType::Map)?;
+            tx.put(&entry, "id", Uuid::new_v4().to_string())?;
+            tx.put(&entry, "kept", kept)?;
+            tx.put(&entry, "by", person.to_string())?;
+            tx.put(&entry, "at", ScalarValue::Timestamp(at))?;
+            tx.put(&entry, "note", note)?;
+            Ok(())
+        })
+    }
+}
+
+/// The object at a root key, created (once) if absent.
+fn existing(tx: &mut Transaction<'_>, key: &str, ty: ObjType) -> Result<ObjId, EditError> {
+    match tx.get(ROOT, key)? {
+        Some((Value::Object(t), id)) if t == ty => Ok(id),
+        Some(_) => Err(EditError::Record(RecordError::WrongType { field: key.into(), expected: "an object" })),
+        None => Ok(tx.put_object(ROOT, key, ty)?),
+    }
+}
+
+fn put_str(tx: &mut Transaction<'_>, obj: &ObjId, key: &str, value: &str) -> Result<(), EditError> {
+    let same = matches!(tx.get(obj, key)?, Some((Value::Scalar(s), _)) if s.as_str() == Some(value));
+    if !same {
+        tx.put(obj, key, value)?;
+    }
+    Ok(())
+}
+
+fn put_opt_str(tx: &mut Transaction<'_>, key: &str, value: Option<String>) -> Result<(), EditError> {
+    match value {
+        Some(v) => put_str(tx, &ROOT, key, &v),
+        None => {
+            if tx.get(ROOT, key)?.is_some() {
+                tx.delete(ROOT, key)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+fn put_text(tx: &mut Transaction<'_>, key: &str, value: &str) -> Result<(), EditError> {
+    let id = existing(tx, key, ObjType::Text)?;
+    if tx.text(&id)? != value {
+        tx.update_text(&id, value)?;
+    }
+    Ok(())
+}
+
+fn put_strings(tx: &mut Transaction<'_>, key: &str, values: &[String]) -> Result<(), EditError> {
+    let id = existing(tx, key, ObjType::List)?;
+    let current: Vec<String> = (0..tx.length(&id))
+        .map(|i| match tx.get(&id, i) {
+            Ok(Some((Value::Scalar(s), _))) => s.as_str().unwrap_or_default().to_string(),
+            _ => String::new(),
+        })
+        .collect();
+    if current != values {
+        for i in (0..current.len()).rev() {
+            tx.delete(&id, i)?;
+        }
+        for (i, v) in values.iter().enumerate() {
+            tx.insert(&id, i, v.as_str())?;
+        }
+    }
+    Ok(())
+}
+
+fn write_household(tx: &mut Transaction<'_>, f: &HouseholdFields) -> Result<(), EditError> {
+    put_str(tx, &ROOT, "address", &f.address)?;
+    put_str(tx, &ROOT, "head", &f.head)?;
+    put_str(tx, &ROOT, "phone", &f.phone)?;
+    put_str(tx, &ROOT, "id_number", &f.id_number)?;
+    put_text(tx, "notes", &f.notes)?;
+    put_strings(tx, "tags", &f.tags)?;
+    let list = existing(tx, "members", ObjType::List)?;
+    let len = tx.length(&list);
+    for (i, m) in f.members.iter().enumerate() {
+        let entry = if i < len {
+            match tx.get(&list, i)? {
+                Some((Value::Object(ObjType::Map), id)) => id,
+                _ => {
+                    tx.delete(&list, i)?;
+                    tx.insert_object(&list, i, ObjType::Map)?
+                }
+            }
+        } else {
+            tx.insert_object(&list, i, ObjType::Map)?
+        };
+        put_str(tx, &entry, "name", &m.name)?;
+        put_str(tx, &entry, "relation", &m.relation)?;
+        put_str(tx, &entry, "id_number", &m.id_number)?;
+        put_str(tx, &entry, "phone", &m.phone)?;
+    }
+    for i in (f.members.len()..len).rev() {
+        tx.delete(&list, i)?;
+    }
+    Ok(())
+}
+
+fn write_visit(tx: &mut Transaction<'_>, f: &VisitFields) -> Result<(), EditError> {
+    put_opt_str(tx, "household", f.household.map(|h| h.to_string()))?;
+    let same_time = matches!(tx.get(ROOT, "visited_at")?, Some((Value::Scalar(s), _)) if s.as_i64() == Some(f.visited_at));
+    if !same_time {
+        tx.put(ROOT, "visited_at", ScalarValue::Timestamp(f.visited_at))?;
+    }
+    put_opt_str(tx, "kind", f.kind.map(|k| k.as_str().to_string()))?;
+    match f.location {
+        Some(p) => {
+            let loc = existing(tx, "location", ObjType::Map)?;
+            tx.put(&loc, "lat", p.lat)?;
+            tx.put(&loc, "lon", p.lon)?;
+            match p.accuracy_m {
+                Some(a) => tx.put(&loc, "accuracy_m", a)?,
+                None => {
+                    if tx.get(&loc, "accuracy_m")?.is_some() {
+                        tx.delete(&loc, "accuracy_m")?
+                    }
+                }
+            }
+        }
+        None => {
+            if tx.get(ROOT, "location")?.is_some() {
+                tx.delete(ROOT, "location")?;
+            }
+        }
+    }
+    put_text(tx, "notes", &f.notes)?;
+    put_strings(tx, "concerns", &f.concerns)?;
+    put_text(tx, "findings", &f.findings)?;
+    Ok(())
+}
+
+fn write_case(tx: &mut Transaction<'_>, f: &CaseFields) -> Result<(), EditError> {
+    put_str(tx, &ROOT, "kind", f.kind.as_str())?;
+    put_str(tx, &ROOT, "title", &f.title)?;
+    put_text(tx, "description", &f.description)?;
+    put_opt_str(tx, "household", f.household.map(|h| h.to_string()))?;
+    put_opt_str(tx, "visit", f.visit.map(|v| v.to_string()))?;
+    match f.due_at {
+        Some(d) => tx.put(ROOT, "due_at", ScalarValue::Timestamp(d))?,
+        None => {
+            if tx.get(ROOT, "due_at")?.is_some() {
+                tx.delete(ROOT, "due_at")?
+            }
+        }
+    }
+    Ok(())
+}
+
+fn write_promise(tx: &mut Transaction<'_>, f: &PromiseFields) -> Result<(), EditError> {
+    put_str(tx, &ROOT, "content", &f.content)?;
+    put_opt_str(tx, "household", f.household.map(|h| h.to_string()))?;
+    tx.put(ROOT, "due_at", ScalarValue::Timestamp(f.due_at))?;
+    Ok(())
+}

@@ -1,0 +1,417 @@
+//! Strict reading of a record from its document: every field checked for
+//! presence and type, unknown fields and oversized content rejected.
+
+use super::*;
+use crate::workflow::{CaseStatus, StatusMove};
+use automerge::{Automerge, ChangeHash, ObjId, ObjType, ROOT, ReadDoc, ScalarValue, Value};
+use thiserror::Error;
+
+/// Why a document is not a valid record.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum RecordError {
+    /// A required field is absent.
+    #[error("field `{0}` is missing")]
+    Missing(String),
+    /// A field holds the wrong type of value.
+    #[error("field `{field}` should be {expected}")]
+    WrongType {
+        /// Which field.
+        field: String,
+        /// What it should hold.
+        expected: &'static str,
+    },
+    /// A field this schema does not have.
+    #[error("unknown field `{0}`")]
+    UnknownField(String),
+    /// A value outside what the field allows.
+    #[error("field `{field}`: {problem}")]
+    Invalid {
+        /// Which field.
+        field: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// Written by a newer schema than this build understands.
+    #[error("schema version {0} is newer than this build's {SCHEMA_VERSION}")]
+    NewerSchema(u64),
+    /// The document could not be read at all.
+    #[error("document cannot be read: {0}")]
+    Document(String),
+}
+
+type R<T> = Result<T, RecordError>;
+
+fn invalid(field: &str, problem: impl Into<String>) -> RecordError {
+    RecordError::Invalid { field: field.to_string(), problem: problem.into() }
+}
+
+/// A cursor over one map object of a document, reading as of `heads` (or now).
+struct Obj<'a> {
+    doc: &'a Automerge,
+    obj: ObjId,
+    path: String,
+    heads: Option<&'a [ChangeHash]>,
+}
+
+impl<'a> Obj<'a> {
+    fn field(&self, key: &str) -> String {
+        if self.path.is_empty() { key.to_string() } else { format!("{}.{key}", self.path) }
+    }
+
+    fn get(&self, key: &str) -> R<Option<(Value<'a>, ObjId)>> {
+        let got = match self.heads {
+            Some(h) => self.doc.get_at(&self.obj, key, h),
+            None => self.doc.get(&self.obj, key),
+        };
+        got.map_err(|e| RecordError::Document(e.to_string()))
+    }
+
+    fn keys(&self) -> Vec<String> {
+        match self.heads {
+            Some(h) => self.doc.keys_at(&self.obj, h).collect(),
+            None => self.doc.keys(&self.obj).collect(),
+        }
+    }
+
+    fn only_keys(&self, allowed: &[&str]) -> R<()> {
+        match self.keys().into_iter().find(|k| !allowed.contains(&k.as_str())) {
+            Some(k) => Err(RecordError::UnknownField(self.field(&k))),
+            None => Ok(()),
+        }
+    }
+
+    fn scalar(&self, key: &str) -> R<Option<ScalarValue>> {
+        match self.get(key)? {
+            None => Ok(None),
+            Some((Value::Scalar(s), _)) if s.is_null() => Ok(None),
+            Some((Value::Scalar(s), _)) => Ok(Some(s.into_owned())),
+            Some((Value::Object(_), _)) => Err(RecordError::WrongType {
+                field: self.field(key),
+                expected: "a plain value",
+            }),
+        }
+    }
+
+    fn opt_str(&self, key: &str, max_chars: usize) -> R<Option<String>> {
+        match self.scalar(key)? {
+            None => Ok(None),
+            Some(ScalarValue::Str(s)) => {
+                if s.chars().count() > max_chars {
+                    return Err(invalid(&self.field(key), format!("longer than {max_chars} characters")));
+                }
+                Ok(Some(s.to_string()))
+            }
+            Some(_) => Err(RecordError::WrongType { field: self.field(key), expected: "text" }),
+        }
+    }
+
+    fn str(&self, key: &str, max_chars: usize) -> R<String> {
+        self.opt_str(key, max_chars)?.ok_or_else(|| RecordError::Missing(self.field(key)))
+    }
+
+    fn opt_i64(&self, key: &str) -> R<Option<i64>> {
+        match self.scalar(key)? {
+            None => Ok(None),
+            Some(ScalarValue::Int(i) | ScalarValue::Timestamp(i)) => Ok(Some(i)),
+            Some(ScalarValue::Uint(u)) => i64::try_from(u)
+                .map(Some)
+                .map_err(|_| invalid(&self.field(key), "out of range")),
+            Some(_) => Err(RecordError::WrongType { field: self.field(key), expected: "an integer" }),
+        }
+    }
+
+    fn i64(&self, key: &str) -> R<i64> {
+        self.opt_i64(key)?.ok_or_else(|| RecordError::Missing(self.field(key)))
+    }
+
+    fn opt_f64(&self, key: &str) -> R<Option<f64>> {
+        match self.scalar(key)? {
+            None => Ok(None),
+            Some(ScalarValue::F64(f)) if f.is_finite() => Ok(Some(f)),
+            Some(ScalarValue::Int(i)) => Ok(Some(i as f64)),
+            Some(_) => Err(RecordError::WrongType { field: self.field(key), expected: "a number" }),
+        }
+    }
+
+    fn opt_bool(&self, key: &str) -> R<Option<bool>> {
+        match self.scalar(key)? {
+            None => Ok(None),
+            Some(ScalarValue::Boolean(b)) => Ok(Some(b)),
+            Some(_) => Err(RecordError::WrongType { field: self.field(key), expected: "true or false" }),
+        }
+    }
+
+    fn parsed<T: FromStr>(&self, key: &str) -> R<Option<T>> {
+        match self.opt_str(key, limits::SHORT_CHARS)? {
+            None => Ok(None),
+            Some(s) => s
+                .parse()
+                .map(Some)
+                .map_err(|_| invalid(&self.field(key), format!("{s:?} is not an accepted value"))),
+        }
+    }
+
+    fn required<T: FromStr>(&self, key: &str) -> R<T> {
+        self.parsed(key)?.ok_or_else(|| RecordError::Missing(self.field(key)))
+    }
+
+    fn object(&self, key: &str, want: ObjType, expected: &'static str) -> R<Option<ObjId>> {
+        match self.get(key)? {
+            None => Ok(None),
+            Some((Value::Object(t), id)) if t == want => Ok(Some(id)),
+            Some(_) => Err(RecordError::WrongType { field: self.field(key), expected }),
+        }
+    }
+
+    fn text(&self, key: &str) -> R<String> {
+        let Some(id) = self.object(key, ObjType::Text, "a text object")? else {
+            return Ok(String::new());
+        };
+        let text = match self.heads {
+            Some(h) => self.doc.text_at(&id, h),
+            None => self.doc.text(&id),
+        }
+        .map_err(|e| RecordError::Document(e.to_string()))?;
+        if text.chars().count() > limits::TEXT_CHARS {
+            return Err(invalid(&self.field(key), format!("longer than {} characters", limits::TEXT_CHARS)));
+        }
+        Ok(text)
+    }
+
+    fn list_len(&self, list: &ObjId) -> usize {
+        match self.heads {
+            Some(h) => self.doc.length_at(list, h),
+            None => self.doc.length(list),
+        }
+    }
+
+    fn list_get(&self, list: &ObjId, i: usize) -> R<Option<(Value<'a>, ObjId)>> {
+        match self.heads {
+            Some(h) => self.doc.get_at(list, i, h),
+            None => self.doc.get(list, i),
+        }
+        .map_err(|e| RecordError::Document(e.to_string()))
+    }
+
+    fn list_of<T>(&self, key: &str, mut each: impl FnMut(ListItem<'_, 'a>) -> R<T>) -> R<Vec<T>> {
+        let Some(list) = self.object(key, ObjType::List, "a list")? else {
+            return Ok(Vec::new());
+        };
+        let len = self.list_len(&list);
+        if len > limits::LIST_ENTRIES {
+            return Err(invalid(&self.field(key), format!("more than {} entries", limits::LIST_ENTRIES)));
+        }
+        (0..len)
+            .map(|i| {
+                let value = self.list_get(&list, i)?;
+                each(ListItem { parent: self, field: format!("{}[{i}]", self.field(key)), value })
+            })
+            .collect()
+    }
+
+    fn strings(&self, key: &str) -> R<Vec<String>> {
+        self.list_of(key, |item| match item.value {
+            Some((Value::Scalar(s), _)) => match s.as_ref() {
+                ScalarValue::Str(s) if s.chars().count() <= limits::SHORT_CHARS => Ok(s.to_string()),
+                ScalarValue::Str(_) => Err(invalid(&item.field, "too long")),
+                _ => Err(RecordError::WrongType { field: item.field, expected: "text" }),
+            },
+            _ => Err(RecordError::WrongType { field: item.field, expected: "text" }),
+        })
+    }
+
+    fn maps<T>(&self, key: &str, mut each: impl FnMut(&Obj<'a>) -> R<T>) -> R<Vec<T>> {
+        self.list_of(key, |item| match item.value {
+            Some((Value::Object(ObjType::Map), id)) => each(&Obj {
+                doc: self.doc,
+                obj: id,
+                path: item.field,
+                heads: self.heads,
+            }),
+            _ => Err(RecordError::WrongType { field: item.field, expected: "a map" }),
+        })
+    }
+
+    fn map(&self, key: &str) -> R<Option<Obj<'a>>> {
+        Ok(self.object(key, ObjType::Map, "a map")?.map(|id| Obj {
+            doc: self.doc,
+            obj: id,
+            path: self.field(key),
+            heads: self.heads,
+        }))
+    }
+
+    fn opt_doc_id(&self, key: &str) -> R<Option<DocId>> {
+        self.parsed::<DocId>(key)
+    }
+
+    fn uuid(&self, key: &str) -> R<Uuid> {
+        let s = self.str(key, 64)?;
+        Uuid::parse_str(&s).map_err(|_| invalid(&self.field(key), "not a UUID"))
+    }
+
+    fn person(&self, key: &str) -> R<PersonId> {
+        self.uuid(key).map(PersonId)
+    }
+}
+
+struct ListItem<'o, 'a> {
+    #[allow(dead_code)]
+    parent: &'o Obj<'a>,
+    field: String,
+    value: Option<(Value<'a>, ObjId)>,
+}
+
+/// Root fields every record has.
+pub(crate) const META_KEYS: [&str; 5] = ["type", "schema", "grid", "creator", "created_at"];
+
+/// Reads the record a document holds now. Errors say which field is wrong and how.
+pub fn read_record(doc: &Automerge) -> Result<Record, RecordError> {
+    read(Obj { doc, obj: ROOT, path: String::new(), heads: None })
+}
+
+/// Reads the record as it was at `heads` (for consistent snapshots).
+pub fn read_record_at(doc: &Automerge, heads: &[ChangeHash]) -> Result<Record, RecordError> {
+    read(Obj { doc, obj: ROOT, path: String::new(), heads: Some(heads) })
+}
+
+fn read(root: Obj<'_>) -> R<Record> {
+    let kind: RecordKind = root.required("type")?;
+    let schema = root.i64("schema")?;
+    let schema = u64::try_from(schema).map_err(|_| invalid("schema", "negative"))?;
+    if schema > SCHEMA_VERSION {
+        return Err(RecordError::NewerSchema(schema));
+    }
+    let grid_text = root.str("grid", 200)?;
+    let grid = TerritoryPath::parse(&grid_text).map_err(|e| invalid("grid", e.to_string()))?;
+    if !grid.is_grid() {
+        return Err(invalid("grid", "records belong to a grid (five levels deep)"));
+    }
+    let meta = RecordMeta {
+        kind,
+        schema,
+        grid,
+        creator: root.person("creator")?,
+        created_at: root.i64("created_at")?,
+    };
+    let with_meta = |own: &[&'static str]| -> Vec<&'static str> { META_KEYS.iter().chain(own).copied().collect() };
+    let record = match kind {
+        RecordKind::Household => {
+            root.only_keys(&with_meta(&["address", "head", "phone", "id_number", "members", "tags", "notes"]))?;
+            Record::Household(Household {
+                meta,
+                fields: HouseholdFields {
+                    address: root.opt_str("address", limits::SHORT_CHARS)?.unwrap_or_default(),
+                    head: root.opt_str("head", limits::SHORT_CHARS)?.unwrap_or_default(),
+                    phone: root.opt_str("phone", 40)?.unwrap_or_default(),
+                    id_number: root.opt_str("id_number", 40)?.unwrap_or_default(),
+                    members: root.maps("members", |m| {
+                        m.only_keys(&["name", "relation", "id_number", "phone"])?;
+                        Ok(Member {
+                            name: m.opt_str("name", limits::SHORT_CHARS)?.unwrap_or_default(),
+                            relation: m.opt_str("relation", limits::SHORT_CHARS)?.unwrap_or_default(),
+                            id_number: m.opt_str("id_number", 40)?.unwrap_or_default(),
+                            phone: m.opt_str("phone", 40)?.unwrap_or_default(),
+                        })
+                    })?,
+                    tags: root.strings("tags")?,
+                    notes: root.text("notes")?,
+                },
+            })
+        }
+        RecordKind::VisitLog => {
+            root.only_keys(&with_meta(&[
+                "household", "visited_at", "kind", "location", "notes", "concerns", "findings",
+            ]))?;
+            let location = match root.map("location")? {
+                None => None,
+                Some(loc) => {
+                    loc.only_keys(&["lat", "lon", "accuracy_m"])?;
+                    let lat = loc.opt_f64("lat")?.ok_or_else(|| RecordError::Missing(loc.field("lat")))?;
+                    let lon = loc.opt_f64("lon")?.ok_or_else(|| RecordError::Missing(loc.field("lon")))?;
+                    if !(-90.0..=90.0).contains(&lat) || !(-180.0..=180.0).contains(&lon) {
+                        return Err(invalid("location", "latitude or longitude out of range"));
+                    }
+                    Some(GeoPoint { lat, lon, accuracy_m: loc.opt_f64("accuracy_m")? })
+                }
+            };
+            Record::VisitLog(VisitLog {
+                meta,
+                fields: VisitFields {
+                    household: root.opt_doc_id("household")?,
+                    visited_at: root.i64("visited_at")?,
+                    kind: root.parsed("kind")?,
+                    location,
+                    notes: root.text("notes")?,
+                    concerns: root.strings("concerns")?,
+                    findings: root.text("findings")?,
+                },
+            })
+        }
+        RecordKind::Case => {
+            root.only_keys(&with_meta(&[
+                "kind", "title", "description", "household", "visit", "due_at", "status_log", "follow_ups",
+            ]))?;
+            Record::Case(Case {
+                meta,
+                fields: CaseFields {
+                    kind: root.required("kind")?,
+                    title: root.str("title", limits::SHORT_CHARS)?,
+                    description: root.text("description")?,
+                    household: root.opt_doc_id("household")?,
+                    visit: root.opt_doc_id("visit")?,
+                    due_at: root.opt_i64("due_at")?,
+                },
+                status_log: root.maps("status_log", |e| {
+                    e.only_keys(&["id", "kind", "to", "epoch", "by", "at", "reason"])?;
+                    let epoch = e.i64("epoch")?;
+                    Ok(StatusEntry {
+                        id: e.uuid("id")?,
+                        kind: match e.str("kind", 16)?.as_str() {
+                            "advance" => StatusMove::Advance,
+                            "reopen" => StatusMove::Reopen,
+                            other => return Err(invalid(&e.field("kind"), format!("{other:?} is not advance or reopen"))),
+                        },
+                        to: e.required::<CaseStatus>("to")?,
+                        epoch: u32::try_from(epoch).map_err(|_| invalid(&e.field("epoch"), "out of range"))?,
+                        by: e.person("by")?,
+                        at: e.i64("at")?,
+                        reason: e.opt_str("reason", limits::SHORT_CHARS * 5)?,
+                    })
+                })?,
+                follow_ups: root.maps("follow_ups", |f| {
+                    f.only_keys(&["id", "by", "at", "note", "satisfaction"])?;
+                    Ok(FollowUp {
+                        id: f.uuid("id")?,
+                        by: f.person("by")?,
+                        at: f.i64("at")?,
+                        note: f.opt_str("note", limits::TEXT_CHARS)?.unwrap_or_default(),
+                        satisfaction: f.parsed("satisfaction")?,
+                    })
+                })?,
+            })
+        }
+        RecordKind::Promise => {
+            root.only_keys(&with_meta(&["content", "household", "due_at", "outcomes"]))?;
+            Record::Promise(Promise {
+                meta,
+                fields: PromiseFields {
+                    content: root.str("content", limits::SHORT_CHARS * 5)?,
+                    household: root.opt_doc_id("household")?,
+                    due_at: root.i64("due_at")?,
+                },
+                outcomes: root.maps("outcomes", |o| {
+                    o.only_keys(&["id", "kept", "by", "at", "note"])?;
+                    Ok(PromiseOutcome {
+                        id: o.uuid("id")?,
+                        kept: o.opt_bool("kept")?.ok_or_else(|| RecordError::Missing(o.field("kept")))?,
+                        by: o.person("by")?,
+                        at: o.i64("at")?,
+                        note: o.opt_str("note", limits::SHORT_CHARS * 5)?.unwrap_or_default(),
+                    })
+                })?,
+            })
+        }
+    };
+    Ok(record)
+}

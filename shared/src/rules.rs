@@ -1,0 +1,371 @@
+//! The rules every change must keep, checked by the server on each push and by
+//! the phone before it keeps an edit: who may write what, where, and how.
+//!
+//! A pushed change is judged against the document *as its writer saw it* (the
+//! change's dependencies), so two phones that moved a case concurrently are
+//! both valid and settle on the furthest step, while a phone that moves a case
+//! backwards without a reopen is refused.
+
+use crate::records::{Record, RecordError, RecordMeta, read_record};
+use crate::roles::Author;
+use crate::workflow::{Standing, StatusEntry, StatusMove, standing};
+use automerge::{ActorId, Automerge, Change, ChangeHash, ROOT, ReadDoc, Value};
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+use thiserror::Error;
+
+/// Why a change to a record was refused; shown to the person on their phone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum RejectReason {
+    /// A change carries an Automerge actor that is not the sending device's.
+    WrongActor,
+    /// The record's grid is outside the writer's territory.
+    OutsideTerritory,
+    /// The writer's role does not allow this edit.
+    NotPermitted,
+    /// A fixed field (type, schema, grid, creator, creation time) was changed.
+    FixedField,
+    /// A case status moved backwards without a reopen.
+    StatusBackwards,
+    /// An existing entry, list or text was removed, altered or replaced.
+    HistoryRewritten,
+    /// The document after the change is not a valid record.
+    InvalidRecord,
+    /// The changes depend on changes the server does not have.
+    MissingDependencies,
+    /// The bytes are not Automerge changes.
+    Malformed,
+    /// The change or the document is larger than allowed.
+    TooLarge,
+}
+
+impl RejectReason {
+    /// A sentence in Chinese for the phone's screen.
+    pub fn message_zh(self) -> &'static str {
+        match self {
+            RejectReason::WrongActor => "设备身份不符，不能以他人名义提交",
+            RejectReason::OutsideTerritory => "记录不在您负责的网格范围内",
+            RejectReason::NotPermitted => "您的角色无权进行此项操作",
+            RejectReason::FixedField => "记录的类型、网格、创建人和创建时间不能修改",
+            RejectReason::StatusBackwards => "事件状态不能倒退，如需退回请使用“重新办理”并说明原因",
+            RejectReason::HistoryRewritten => "已有的跟进和处理记录不能删除或修改",
+            RejectReason::InvalidRecord => "记录内容不完整或格式有误",
+            RejectReason::MissingDependencies => "缺少之前的修改，请先同步",
+            RejectReason::Malformed => "数据损坏，无法读取",
+            RejectReason::TooLarge => "内容过大",
+        }
+    }
+
+    /// A stable machine-readable code.
+    pub fn code(self) -> &'static str {
+        match self {
+            RejectReason::WrongActor => "wrong_actor",
+            RejectReason::OutsideTerritory => "outside_territory",
+            RejectReason::NotPermitted => "not_permitted",
+            RejectReason::FixedField => "fixed_field",
+            RejectReason::StatusBackwards => "status_backwards",
+            RejectReason::HistoryRewritten => "history_rewritten",
+            RejectReason::InvalidRecord => "invalid_record",
+            RejectReason::MissingDependencies => "missing_dependencies",
+            RejectReason::Malformed => "malformed",
+            RejectReason::TooLarge => "too_large",
+        }
+    }
+}
+
+/// A refused change: the reason, and a detail naming what exactly was wrong.
+#[derive(Clone, Debug, PartialEq, Eq, Error, Serialize, Deserialize)]
+#[error("{}: {detail}", reason.code())]
+pub struct Rejection {
+    /// The rule broken.
+    pub reason: RejectReason,
+    /// What exactly (field, entry, step).
+    pub detail: String,
+}
+
+impl Rejection {
+    /// A rejection for `reason` with a detail.
+    pub fn new(reason: RejectReason, detail: impl Into<String>) -> Self {
+        Self { reason, detail: detail.into() }
+    }
+}
+
+impl From<RecordError> for Rejection {
+    fn from(e: RecordError) -> Self {
+        Rejection::new(RejectReason::InvalidRecord, e.to_string())
+    }
+}
+
+type Checked<T> = Result<T, Rejection>;
+
+/// Checks a newly created record: valid, created by `author`, in their territory.
+pub fn check_new(after: &Automerge, author: &Author) -> Checked<Record> {
+    let record = read_record(after)?;
+    let meta = record.meta();
+    if meta.creator != author.person {
+        return Err(Rejection::new(RejectReason::NotPermitted, "a record's creator must be the person creating it"));
+    }
+    check_territory(meta, author)?;
+    check_entries(None, &record, author)?;
+    Ok(record)
+}
+
+/// Checks an edit of an existing record, from `before` to `after` as the writer made it.
+pub fn check_update(before: &Automerge, after: &Automerge, author: &Author) -> Checked<Record> {
+    let old = read_record(before)?;
+    let new = read_record(after)?;
+    if old.meta() != new.meta() {
+        return Err(Rejection::new(RejectReason::FixedField, fixed_field_changed(old.meta(), new.meta())));
+    }
+    check_territory(new.meta(), author)?;
+    for key in before.keys(ROOT) {
+        if let Ok(Some((Value::Object(_), old_id))) = before.get(ROOT, key.as_str()) {
+            match after.get(ROOT, key.as_str()) {
+                Ok(Some((Value::Object(_), new_id))) if new_id == old_id => {}
+                _ => {
+                    return Err(Rejection::new(
+                        RejectReason::HistoryRewritten,
+                        format!("`{key}` was replaced or removed"),
+                    ));
+                }
+            }
+        }
+    }
+    let fields_changed = match (&old, &new) {
+        (Record::Household(a), Record::Household(b)) => a.fields != b.fields,
+        (Record::VisitLog(a), Record::VisitLog(b)) => a.fields != b.fields,
+        (Record::Case(a), Record::Case(b)) => a.fields != b.fields,
+        (Record::Promise(a), Record::Promise(b)) => a.fields != b.fields,
+        _ => true,
+    };
+    if fields_changed {
+        let own = new.meta().creator == author.person;
+        let allowed = match &new {
+            Record::Household(_) => true,
+            Record::VisitLog(_) => own,
+            Record::Case(_) | Record::Promise(_) => own || author.role.reviews(),
+        };
+        if !allowed {
+            return Err(Rejection::new(
+                RejectReason::NotPermitted,
+                format!("only the creator may edit this {}", new.kind()),
+            ));
+        }
+    }
+    check_entries(Some(&old), &new, author)?;
+    Ok(new)
+}
+
+fn fixed_field_changed(a: &RecordMeta, b: &RecordMeta) -> String {
+    let field = if a.kind != b.kind {
+        "type"
+    } else if a.schema != b.schema {
+        "schema"
+    } else if a.grid != b.grid {
+        "grid"
+    } else if a.creator != b.creator {
+        "creator"
+    } else {
+        "created_at"
+    };
+    format!("fixed field `{field}` cannot change")
+}
+
+fn check_territory(meta: &RecordMeta, author: &Author) -> Checked<()> {
+    if author.covers(&meta.grid) {
+        Ok(())
+    } else {
+        Err(Rejection::new(
+            RejectReason::OutsideTerritory,
+            format!("grid {} is outside {}", meta.grid, author.territory),
+        ))
+    }
+}
+
+/// Entries already present must be kept unchanged; new ones must be the author's own.
+fn appended<'a, T: PartialEq>(
+    old: &[T],
+    new: &'a [T],
+    id: impl Fn(&T) -> uuid::Uuid,
+    what: &str,
+) -> Checked<Vec<&'a T>> {
+    let new_ids: HashSet<uuid::Uuid> = new.iter().map(&id).collect();
+    for o in old {
+        match new.iter().find(|n| id(n) == id(o)) {
+            Some(n) if n == o => {}
+            _ => return Err(Rejection::new(RejectReason::HistoryRewritten, format!("a {what} was removed or altered"))),
+        }
+    }
+    if new_ids.len() != new.len() {
+        return Err(Rejection::new(RejectReason::InvalidRecord, format!("two {what}s share one id")));
+    }
+    let old_ids: HashSet<uuid::Uuid> = old.iter().map(&id).collect();
+    Ok(new.iter().filter(|n| !old_ids.contains(&id(n))).collect())
+}
+
+fn check_entries(old: Option<&Record>, new: &Record, author: &Author) -> Checked<()> {
+    let not_yours = || Rejection::new(RejectReason::NotPermitted, "entries can only be added in your own name");
+    match new {
+        Record::Case(case) => {
+            let (old_follow, old_log) = match old {
+                Some(Record::Case(c)) => (c.follow_ups.as_slice(), c.status_log.as_slice()),
+                _ => (&[][..], &[][..]),
+            };
+            for f in appended(old_follow, &case.follow_ups, |f| f.id, "follow-up")? {
+                if f.by != author.person {
+                    return Err(not_yours());
+                }
+            }
+            let mut added = appended(old_log, &case.status_log, |e| e.id, "status move")?;
+            added.sort_by_key(|e| (e.epoch, e.kind == StatusMove::Advance, e.to));
+            let mut log: Vec<StatusEntry> = old_log.to_vec();
+            for entry in added {
+                if entry.by != author.person {
+                    return Err(not_yours());
+                }
+                check_move(standing(&log), entry, author)?;
+                log.push(entry.clone());
+            }
+        }
+        Record::Promise(p) => {
+            let old_outcomes = match old {
+                Some(Record::Promise(o)) => o.outcomes.as_slice(),
+                _ => &[][..],
+            };
+            for o in appended(old_outcomes, &p.outcomes, |o| o.id, "promise outcome")? {
+                if o.by != author.person {
+                    return Err(not_yours());
+                }
+                if p.meta.creator != author.person && !author.role.reviews() {
+                    return Err(Rejection::new(RejectReason::NotPermitted, "only the promise's maker or a supervisor records its outcome"));
+                }
+            }
+        }
+        Record::Household(_) | Record::VisitLog(_) => {}
+    }
+    Ok(())
+}
+
+/// Checks one status move against where the case stood for its writer.
+fn check_move(at: Standing, entry: &StatusEntry, author: &Author) -> Checked<()> {
+    match entry.kind {
+        StatusMove::Advance => {
+            if entry.epoch != at.epoch || entry.to <= at.status {
+                return Err(Rejection::new(
+                    RejectReason::StatusBackwards,
+                    format!("case stands at {}; moving to {} needs a reopen", at.status, entry.to),
+                ));
+            }
+            if !author.role.may_advance_to(entry.to) {
+                return Err(Rejection::new(
+                    RejectReason::NotPermitted,
+                    format!("a {} cannot move a case to {}", author.role, entry.to),
+                ));
+            }
+        }
+        StatusMove::Reopen => {
+            if !author.role.may_reopen() {
+                return Err(Rejection::new(RejectReason::NotPermitted, format!("a {} cannot reopen a case", author.role)));
+            }
+            if entry.epoch != at.epoch + 1 || entry.to >= at.status {
+                return Err(Rejection::new(
+                    RejectReason::InvalidRecord,
+                    format!("a reopen from {} must go back to an earlier step in epoch {}", at.status, at.epoch + 1),
+                ));
+            }
+            if entry.reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
+                return Err(Rejection::new(RejectReason::InvalidRecord, "a reopen needs a reason"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What the server should do with a pushed set of changes to one document.
+#[derive(Debug)]
+pub enum PushVerdict {
+    /// Every change is already in the document: acknowledge, store nothing.
+    Duplicate,
+    /// Valid: the merged document to store, and the record it now holds.
+    Accept {
+        /// The server's document with the pushed changes merged in.
+        merged: Automerge,
+        /// The record as it reads after the merge.
+        record: Box<Record>,
+    },
+}
+
+/// Judges changes pushed by a device (whose actor is `actor`, acting as `author`)
+/// against the server's copy of the document (`None` if the server has none yet).
+/// Every change must be the device's own; the edit is checked as its writer saw
+/// the document; the merged result must still be a valid record.
+pub fn check_push(
+    current: Option<&Automerge>,
+    changes: Vec<Change>,
+    actor: &ActorId,
+    author: &Author,
+) -> Checked<PushVerdict> {
+    if changes.is_empty() {
+        return Err(Rejection::new(RejectReason::Malformed, "no changes"));
+    }
+    if let Some(c) = changes.iter().find(|c| c.actor_id() != actor) {
+        return Err(Rejection::new(
+            RejectReason::WrongActor,
+            format!("change by actor {} but this device is {}", c.actor_id(), actor),
+        ));
+    }
+    let pushed: HashSet<ChangeHash> = changes.iter().map(|c| c.hash()).collect();
+    if let Some(doc) = current
+        && pushed.iter().all(|h| doc.get_change_by_hash(h).is_some())
+    {
+        return Ok(PushVerdict::Duplicate);
+    }
+    let mut external: Vec<ChangeHash> = changes
+        .iter()
+        .flat_map(|c| c.deps().iter().copied())
+        .filter(|d| !pushed.contains(d))
+        .collect();
+    external.sort();
+    external.dedup();
+
+    let before = match current {
+        None if external.is_empty() => None,
+        None => return Err(Rejection::new(RejectReason::MissingDependencies, "document unknown to the server")),
+        Some(_) if external.is_empty() => {
+            return Err(Rejection::new(RejectReason::FixedField, "a record with this id already exists"));
+        }
+        Some(doc) => {
+            if let Some(missing) = external.iter().find(|h| doc.get_change_by_hash(h).is_none()) {
+                return Err(Rejection::new(RejectReason::MissingDependencies, format!("depends on unknown change {missing}")));
+            }
+            Some(doc.fork_at(&external).map_err(|e| Rejection::new(RejectReason::MissingDependencies, e.to_string()))?)
+        }
+    };
+
+    let mut after = match &before {
+        Some(b) => b.fork(),
+        None => Automerge::new(),
+    };
+    after
+        .apply_changes(changes.clone())
+        .map_err(|e| Rejection::new(RejectReason::Malformed, e.to_string()))?;
+    if !after.get_missing_deps(&[]).is_empty() {
+        return Err(Rejection::new(RejectReason::MissingDependencies, "changes depend on changes not sent"));
+    }
+    let record = match &before {
+        None => check_new(&after, author)?,
+        Some(b) => check_update(b, &after, author)?,
+    };
+    let merged = match current {
+        None => after,
+        Some(doc) => {
+            let mut merged = doc.fork();
+            merged
+                .apply_changes(changes)
+                .map_err(|e| Rejection::new(RejectReason::Malformed, e.to_string()))?;
+            merged
+        }
+    };
+    let record = if current.is_some() { read_record(&merged)? } else { record };
+    Ok(PushVerdict::Accept { merged, record: Box::new(record) })
+}
