@@ -1,0 +1,153 @@
+//! The sync engine, sans-IO: [`Replica::build_request`] gives the bytes of the
+//! next sync request, [`Replica::apply_response`] takes the server's answer.
+//! The caller moves the bytes and retries freely: a request can be sent again
+//! after a lost response and nothing is duplicated or lost.
+
+use crate::replica::{RejectedRecord, Replica, ReplicaError};
+use crate::storage::Storage;
+use automerge::{Automerge, Change, ReadDoc};
+use gridsync_shared::DocId;
+use gridsync_shared::protocol::{
+    self, DEFAULT_PAGE_BYTES, DocBody, DocPush, PUSH_BUDGET_BYTES, PushOutcome, SyncRequest, SyncResponse,
+};
+use gridsync_shared::records::read_record;
+use gridsync_shared::rules::Rejection;
+
+/// What one applied sync response did.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SyncReport {
+    /// Documents whose pushed changes the server stored (or already had).
+    pub acknowledged: usize,
+    /// Documents the server refused, with reasons.
+    pub rejected: Vec<(DocId, Rejection)>,
+    /// Documents received or updated from the server.
+    pub received: usize,
+    /// True if the server has more: sync again now.
+    pub more: bool,
+    /// Local changes still waiting (more than one request's worth, or made meanwhile).
+    pub pending: usize,
+}
+
+impl SyncReport {
+    /// True if another request should follow at once.
+    pub fn needs_another_round(&self) -> bool {
+        self.more || self.pending > 0 && self.acknowledged > 0
+    }
+}
+
+impl<S: Storage> Replica<S> {
+    /// Builds the next sync request: the cursor and as many unacknowledged
+    /// changes as fit one request's push budget.
+    pub fn build_request(&mut self) -> Vec<u8> {
+        self.build_request_with_page(DEFAULT_PAGE_BYTES)
+    }
+
+    /// Like [`Self::build_request`], asking for response pages of `page_bytes`.
+    pub fn build_request_with_page(&mut self, page_bytes: u32) -> Vec<u8> {
+        let mut push = Vec::new();
+        let mut budget = PUSH_BUDGET_BYTES;
+        self.in_flight.clear();
+        for (id, hashes) in &self.outbox {
+            let Some(doc) = self.docs.get(id) else { continue };
+            let changes: Vec<Vec<u8>> = hashes
+                .iter()
+                .filter_map(|h| doc.get_change_by_hash(h))
+                .map(|c| c.raw_bytes().to_vec())
+                .collect();
+            let size: usize = changes.iter().map(Vec::len).sum();
+            if size > budget && !push.is_empty() {
+                break;
+            }
+            budget = budget.saturating_sub(size);
+            self.in_flight.insert(*id, hashes.clone());
+            push.push(DocPush { doc: *id, changes });
+            if push.len() >= protocol::MAX_PUSH_DOCS {
+                break;
+            }
+        }
+        protocol::encode(&SyncRequest { cursor: self.cursor.clone(), push, max_response_bytes: page_bytes })
+    }
+
+    /// Applies the server's response to the last request built, at `now` (Unix ms).
+    /// Acknowledged changes leave the outbox; refused documents return to the
+    /// server's version and are listed with their reasons; received documents
+    /// merge in; the cursor advances only once everything is saved.
+    pub fn apply_response(&mut self, bytes: &[u8], now: i64) -> Result<SyncReport, ReplicaError> {
+        let response: SyncResponse = protocol::decode(bytes)?;
+        let mut report = SyncReport { more: response.more, ..SyncReport::default() };
+        let mut touched: Vec<DocId> = Vec::new();
+
+        for result in response.results {
+            let id = result.doc;
+            match result.outcome {
+                PushOutcome::Accepted | PushOutcome::Duplicate => {
+                    if let Some(sent) = self.in_flight.remove(&id) {
+                        if let Some(outbox) = self.outbox.get_mut(&id) {
+                            outbox.retain(|h| !sent.contains(h));
+                            if outbox.is_empty() {
+                                self.outbox.remove(&id);
+                            }
+                        }
+                        self.rejected.remove(&id);
+                        report.acknowledged += 1;
+                        touched.push(id);
+                    }
+                }
+                PushOutcome::Rejected(rejection) => {
+                    let kind = self.docs.get(&id).and_then(|d| read_record(d).ok()).map(|r| r.kind());
+                    let summary = self.roll_back(id)?;
+                    self.rejected.insert(
+                        id,
+                        RejectedRecord { doc: id, kind, summary, rejection: rejection.clone(), at: now },
+                    );
+                    report.rejected.push((id, rejection));
+                    touched.push(id);
+                }
+            }
+        }
+
+        for update in response.updates {
+            let id = update.doc;
+            let actor = self.identity.as_ref().and_then(|i| gridsync_shared::ids::actor_from_hex(&i.actor));
+            match update.body {
+                DocBody::Snapshot(bytes) => match self.docs.get_mut(&id) {
+                    Some(doc) => {
+                        doc.load_incremental(&bytes).map_err(|e| ReplicaError::Corrupt(e.to_string()))?;
+                    }
+                    None => {
+                        let mut doc = Automerge::load(&bytes).map_err(|e| ReplicaError::Corrupt(e.to_string()))?;
+                        if let Some(a) = actor {
+                            doc.set_actor(a);
+                        }
+                        self.docs.insert(id, doc);
+                    }
+                },
+                DocBody::Changes(raw) => {
+                    let changes = raw
+                        .into_iter()
+                        .map(Change::from_bytes)
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(|e| ReplicaError::Corrupt(e.to_string()))?;
+                    let doc = self.docs.entry(id).or_insert_with(|| {
+                        let mut d = Automerge::new();
+                        if let Some(a) = actor {
+                            d.set_actor(a);
+                        }
+                        d
+                    });
+                    doc.apply_changes(changes).map_err(|e| ReplicaError::Corrupt(e.to_string()))?;
+                }
+            }
+            report.received += 1;
+            touched.push(id);
+        }
+
+        touched.sort();
+        touched.dedup();
+        self.cursor = Some(response.cursor);
+        self.mark_synced(now);
+        self.save_docs(&touched, true)?;
+        report.pending = self.pending_changes();
+        Ok(report)
+    }
+}

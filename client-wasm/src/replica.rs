@@ -1,0 +1,331 @@
+//! The phone's records and everything that waits to be synced.
+//!
+//! Every edit goes through the shared crate's [`Editor`], so the phone refuses
+//! what the server would refuse; each new change lands in the outbox and is
+//! saved before the call returns. Documents from the server merge in; the
+//! outbox empties only when the server acknowledges durably.
+
+use crate::storage::{Storage, StorageError, StoreOp};
+use automerge::{ActorId, Automerge, ChangeHash, ReadDoc};
+use gridsync_shared::protocol::{DeviceRegistration, ProtocolError};
+use gridsync_shared::records::{EditError, Editor, NewRecord, Record, RecordKind, new_record, read_record};
+use gridsync_shared::rules::Rejection;
+use gridsync_shared::{Author, DocId, TerritoryPath};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashSet};
+use thiserror::Error;
+
+/// Why a replica operation failed; on error nothing was saved.
+#[derive(Debug, Error)]
+pub enum ReplicaError {
+    /// The phone has no device registration yet.
+    #[error("not signed in on this device")]
+    NotSignedIn,
+    /// No record with this id on the phone.
+    #[error("no record {0} on this phone")]
+    UnknownRecord(DocId),
+    /// The edit breaks a rule.
+    #[error(transparent)]
+    Edit(#[from] EditError),
+    /// Saving failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// A sync response could not be decoded.
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
+    /// Stored or received data is damaged.
+    #[error("damaged data: {0}")]
+    Corrupt(String),
+    /// A grid was needed and none could be chosen.
+    #[error("choose a grid: {0}")]
+    NoGrid(String),
+}
+
+/// A record the server refused, kept so the phone can show why.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RejectedRecord {
+    /// Which record.
+    pub doc: DocId,
+    /// Its kind, if it could be read.
+    pub kind: Option<RecordKind>,
+    /// A short description (title, address, first words of notes).
+    pub summary: String,
+    /// The server's reason.
+    pub rejection: Rejection,
+    /// When the phone learned of it, Unix ms.
+    pub at: i64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct Status {
+    last_sync_at: Option<i64>,
+}
+
+/// The phone's offline replica over a [`Storage`].
+pub struct Replica<S: Storage> {
+    storage: S,
+    pub(crate) identity: Option<DeviceRegistration>,
+    pub(crate) docs: BTreeMap<DocId, Automerge>,
+    pub(crate) outbox: BTreeMap<DocId, Vec<ChangeHash>>,
+    pub(crate) in_flight: BTreeMap<DocId, Vec<ChangeHash>>,
+    pub(crate) cursor: Option<Vec<u8>>,
+    pub(crate) rejected: BTreeMap<DocId, RejectedRecord>,
+    status: Status,
+}
+
+pub(crate) fn doc_key(id: &DocId) -> String {
+    format!("doc/{id}")
+}
+pub(crate) fn outbox_key(id: &DocId) -> String {
+    format!("outbox/{id}")
+}
+pub(crate) fn rejected_key(id: &DocId) -> String {
+    format!("rejected/{id}")
+}
+
+fn corrupt(what: impl std::fmt::Display) -> ReplicaError {
+    ReplicaError::Corrupt(what.to_string())
+}
+
+impl<S: Storage> Replica<S> {
+    /// Opens the replica kept in `storage` (empty storage gives an empty replica).
+    pub fn open(storage: S) -> Result<Self, ReplicaError> {
+        let mut r = Replica {
+            storage,
+            identity: None,
+            docs: BTreeMap::new(),
+            outbox: BTreeMap::new(),
+            in_flight: BTreeMap::new(),
+            cursor: None,
+            rejected: BTreeMap::new(),
+            status: Status::default(),
+        };
+        let mut outboxes = Vec::new();
+        for (key, value) in r.storage.load_all()? {
+            match key.split_once('/') {
+                None if key == "identity" => r.identity = Some(postcard::from_bytes(&value).map_err(corrupt)?),
+                None if key == "cursor" => r.cursor = Some(value),
+                None if key == "status" => r.status = postcard::from_bytes(&value).map_err(corrupt)?,
+                Some(("doc", id)) => {
+                    let id: DocId = id.parse().map_err(corrupt)?;
+                    r.docs.insert(id, Automerge::load(&value).map_err(corrupt)?);
+                }
+                Some(("outbox", id)) => outboxes.push((id.parse::<DocId>().map_err(corrupt)?, value)),
+                Some(("rejected", id)) => {
+                    let id: DocId = id.parse().map_err(corrupt)?;
+                    r.rejected.insert(id, postcard::from_bytes(&value).map_err(corrupt)?);
+                }
+                _ => {}
+            }
+        }
+        for (id, value) in outboxes {
+            // An outbox entry is written before its document: keep only hashes the document has.
+            let Some(doc) = r.docs.get(&id) else { continue };
+            let hashes: Vec<ChangeHash> = value
+                .chunks_exact(32)
+                .filter_map(|c| ChangeHash::try_from(c).ok())
+                .filter(|h| doc.get_change_by_hash(h).is_some())
+                .collect();
+            if !hashes.is_empty() {
+                r.outbox.insert(id, hashes);
+            }
+        }
+        if let Some(actor) = r.actor() {
+            for doc in r.docs.values_mut() {
+                doc.set_actor(actor.clone());
+            }
+        }
+        Ok(r)
+    }
+
+    /// Records the device registration the server gave at sign-in, and saves it.
+    pub fn register(&mut self, registration: DeviceRegistration) -> Result<(), ReplicaError> {
+        let actor = gridsync_shared::ids::actor_from_hex(&registration.actor)
+            .ok_or_else(|| corrupt("server gave an invalid actor id"))?;
+        let value = postcard::to_allocvec(&registration).map_err(corrupt)?;
+        self.storage.commit(vec![StoreOp::Put { key: "identity".into(), value }])?;
+        for doc in self.docs.values_mut() {
+            doc.set_actor(actor.clone());
+        }
+        self.identity = Some(registration);
+        Ok(())
+    }
+
+    /// The device registration, if signed in.
+    pub fn identity(&self) -> Option<&DeviceRegistration> {
+        self.identity.as_ref()
+    }
+
+    fn actor(&self) -> Option<ActorId> {
+        self.identity.as_ref().and_then(|i| gridsync_shared::ids::actor_from_hex(&i.actor))
+    }
+
+    fn author(&self) -> Result<(Author, ActorId), ReplicaError> {
+        let id = self.identity.as_ref().ok_or(ReplicaError::NotSignedIn)?;
+        let actor = self.actor().ok_or(ReplicaError::NotSignedIn)?;
+        Ok((Author { person: id.person, role: id.role, territory: id.territory.clone() }, actor))
+    }
+
+    /// Creates a record in `grid` (or the person's own grid when they have one)
+    /// and saves it with its change in the outbox.
+    pub fn create(&mut self, grid: Option<&TerritoryPath>, now: i64, new: &NewRecord) -> Result<DocId, ReplicaError> {
+        let (author, actor) = self.author()?;
+        let grid = match grid {
+            Some(g) => g.clone(),
+            None if author.territory.is_grid() => author.territory.clone(),
+            None => return Err(ReplicaError::NoGrid(format!("{} covers several grids", author.territory))),
+        };
+        let mut random = [0u8; 10];
+        random.copy_from_slice(&uuid::Uuid::new_v4().as_bytes()[..10]);
+        let (id, doc) = new_record(actor, &author, &grid, now, random, new)?;
+        let hashes = doc.get_heads();
+        self.docs.insert(id, doc);
+        self.outbox.entry(id).or_default().extend(hashes);
+        self.save_docs(&[id], false)?;
+        Ok(id)
+    }
+
+    /// Edits a record with the shared [`Editor`]; the new change is saved in the outbox.
+    pub fn edit<T>(
+        &mut self,
+        id: DocId,
+        now: i64,
+        f: impl FnOnce(&mut Editor<'_>) -> Result<T, EditError>,
+    ) -> Result<T, ReplicaError> {
+        let (author, _) = self.author()?;
+        let doc = self.docs.get_mut(&id).ok_or(ReplicaError::UnknownRecord(id))?;
+        let before = doc.get_heads();
+        let result = f(&mut Editor::new(doc, &author, now))?;
+        let added: Vec<ChangeHash> = doc.get_changes(&before).iter().map(|c| c.hash()).collect();
+        if !added.is_empty() {
+            self.outbox.entry(id).or_default().extend(added);
+            self.save_docs(&[id], false)?;
+        }
+        Ok(result)
+    }
+
+    /// Saves documents (outbox first, then the document), optionally with the cursor.
+    pub(crate) fn save_docs(&mut self, ids: &[DocId], with_cursor: bool) -> Result<(), ReplicaError> {
+        let mut ops = Vec::with_capacity(ids.len() * 2 + 2);
+        for id in ids {
+            match self.outbox.get(id) {
+                Some(hashes) if !hashes.is_empty() => ops.push(StoreOp::Put {
+                    key: outbox_key(id),
+                    value: hashes.iter().flat_map(|h| h.0).collect(),
+                }),
+                _ => ops.push(StoreOp::Delete { key: outbox_key(id) }),
+            }
+            match self.docs.get(id) {
+                Some(doc) => ops.push(StoreOp::Put { key: doc_key(id), value: doc.save() }),
+                None => ops.push(StoreOp::Delete { key: doc_key(id) }),
+            }
+            match self.rejected.get(id) {
+                Some(r) => ops.push(StoreOp::Put { key: rejected_key(id), value: postcard::to_allocvec(r).map_err(corrupt)? }),
+                None => ops.push(StoreOp::Delete { key: rejected_key(id) }),
+            }
+        }
+        if with_cursor {
+            if let Some(c) = &self.cursor {
+                ops.push(StoreOp::Put { key: "cursor".into(), value: c.clone() });
+            }
+            ops.push(StoreOp::Put { key: "status".into(), value: postcard::to_allocvec(&self.status).map_err(corrupt)? });
+        }
+        self.storage.commit(ops)?;
+        Ok(())
+    }
+
+    pub(crate) fn mark_synced(&mut self, now: i64) {
+        self.status.last_sync_at = Some(now);
+    }
+
+    /// One record as it reads now.
+    pub fn record(&self, id: DocId) -> Option<Record> {
+        self.docs.get(&id).and_then(|d| read_record(d).ok())
+    }
+
+    /// Every readable record on the phone, by id (ids are time-ordered).
+    pub fn records(&self) -> impl Iterator<Item = (DocId, Record)> + '_ {
+        self.docs.iter().filter_map(|(id, d)| read_record(d).ok().map(|r| (*id, r)))
+    }
+
+    /// The Automerge document of a record (for comparisons and exports).
+    pub fn document(&self, id: DocId) -> Option<&Automerge> {
+        self.docs.get(&id)
+    }
+
+    /// Ids of every document on the phone.
+    pub fn document_ids(&self) -> impl Iterator<Item = DocId> + '_ {
+        self.docs.keys().copied()
+    }
+
+    /// How many local changes wait for the server's acknowledgement.
+    pub fn pending_changes(&self) -> usize {
+        self.outbox.values().map(Vec::len).sum()
+    }
+
+    /// Records the server refused, with reasons.
+    pub fn rejections(&self) -> impl Iterator<Item = &RejectedRecord> {
+        self.rejected.values()
+    }
+
+    /// Forgets a shown rejection.
+    pub fn dismiss_rejection(&mut self, id: DocId) -> Result<(), ReplicaError> {
+        if self.rejected.remove(&id).is_some() {
+            self.storage.commit(vec![StoreOp::Delete { key: rejected_key(&id) }])?;
+        }
+        Ok(())
+    }
+
+    /// When the last sync completed, Unix ms.
+    pub fn last_sync_at(&self) -> Option<i64> {
+        self.status.last_sync_at
+    }
+
+    /// The storage underneath (for inspection in tests and benchmarks).
+    pub fn storage(&self) -> &S {
+        &self.storage
+    }
+
+    /// Drops the phone's own unacknowledged changes to `id` after the server
+    /// refused them, keeping what the server has; returns a summary of what was refused.
+    pub(crate) fn roll_back(&mut self, id: DocId) -> Result<String, ReplicaError> {
+        let refused: HashSet<ChangeHash> = self.outbox.remove(&id).unwrap_or_default().into_iter().collect();
+        self.in_flight.remove(&id);
+        let Some(doc) = self.docs.get(&id) else { return Ok(String::new()) };
+        let summary = read_record(doc).map(|r| summarize(&r)).unwrap_or_default();
+        let mut dropped = refused.clone();
+        let keep: Vec<_> = doc
+            .get_changes(&[])
+            .into_iter()
+            .filter(|c| {
+                let gone = dropped.contains(&c.hash()) || c.deps().iter().any(|d| dropped.contains(d));
+                if gone {
+                    dropped.insert(c.hash());
+                }
+                !gone
+            })
+            .collect();
+        if keep.is_empty() {
+            self.docs.remove(&id);
+        } else {
+            let mut fresh = Automerge::new();
+            if let Some(actor) = self.actor() {
+                fresh.set_actor(actor);
+            }
+            fresh.apply_changes(keep).map_err(corrupt)?;
+            self.docs.insert(id, fresh);
+        }
+        Ok(summary)
+    }
+}
+
+/// A one-line description of a record for lists and rejection notices.
+pub fn summarize(record: &Record) -> String {
+    let text = match record {
+        Record::Household(h) => format!("{} {}", h.fields.head, h.fields.address),
+        Record::VisitLog(v) => v.fields.notes.chars().take(30).collect(),
+        Record::Case(c) => c.fields.title.clone(),
+        Record::Promise(p) => p.fields.content.chars().take(30).collect(),
+    };
+    format!("{}：{}", record.kind().name_zh(), text.trim())
+}
