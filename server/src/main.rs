@@ -1,1 +1,128 @@
-fn main(){}
+//! The `gridsync-server` binary: `serve`, and the administrative commands.
+
+use clap::{Parser, Subcommand};
+use gridsync_server::admin::{self, AdminCommand};
+use gridsync_server::store::{SledStore, Store, StoreError};
+use gridsync_server::{admin_socket_path, demo, http::now_ms, send_admin_command, serve_admin_socket};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(name = "gridsync-server", version, about = "gridsync: offline-first records for community grid managers")]
+struct Cli {
+    /// Data directory of the embedded sled store.
+    #[arg(long, global = true, env = "GRIDSYNC_DATA", default_value = "gridsync-data")]
+    data: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the server (HTTP API and phone app).
+    Serve {
+        /// Address to listen on.
+        #[arg(long, env = "GRIDSYNC_LISTEN", default_value = "0.0.0.0:8080")]
+        listen: SocketAddr,
+        /// On an empty store, create a small demo city and print its accounts.
+        #[arg(long)]
+        demo: bool,
+    },
+    #[command(flatten)]
+    Admin(AdminCommand),
+}
+
+fn init_logs() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("GRIDSYNC_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = std::env::var("GRIDSYNC_LOG_FORMAT").is_ok_and(|f| f == "json");
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { listen, demo } => {
+            init_logs();
+            match serve(cli.data, listen, demo).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Admin(cmd) => admin_command(cli.data, cmd).await,
+    }
+}
+
+async fn serve(data: PathBuf, listen: SocketAddr, demo: bool) -> Result<(), String> {
+    std::fs::create_dir_all(&data).map_err(|e| format!("cannot create data directory {}: {e}", data.display()))?;
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(&data).map_err(|e| e.to_string())?);
+    if demo::store_is_empty(store.as_ref()).map_err(|e| e.to_string())? {
+        if demo {
+            let text = demo::create_demo(store.as_ref(), now_ms()).map_err(|e| e.to_string())?;
+            println!("{text}");
+        } else {
+            let exe = "gridsync-server";
+            let d = data.display();
+            println!(
+                "This store is empty: nobody can sign in yet. Either restart with --demo for a demo city, or create\n\
+                 the first administrator (while the server runs, from another terminal):\n\
+                 \x20 {exe} --data {d} territory add xg 孝感市\n\
+                 \x20 {exe} --data {d} person add --username admin --name 管理员 --role administrator --territory xg\n"
+            );
+        }
+    }
+    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let socket = admin_socket_path(&data);
+    tokio::spawn(serve_admin_socket(socket.clone(), store.clone()));
+    tracing::info!(%addr, data = %data.display(), "gridsync-server listening");
+    println!("gridsync-server listening on http://{addr} (data: {})", data.display());
+    let shutdown = async {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .unwrap_or_else(|_| tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).expect("signals"));
+            tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!("shutting down");
+    };
+    gridsync_server::run(listener, store.clone(), shutdown).await;
+    let _ = std::fs::remove_file(&socket);
+    store.flush().map_err(|e| e.to_string())
+}
+
+async fn admin_command(data: PathBuf, cmd: AdminCommand) -> ExitCode {
+    let result = match SledStore::open(&data) {
+        Ok(store) => admin::execute(&store, cmd, "cli").map_err(|e| e.to_string()),
+        Err(StoreError::Locked(_)) => match send_admin_command(&admin_socket_path(&data), &cmd).await {
+            Ok(reply) if reply.ok => Ok(reply.output),
+            Ok(reply) => Err(reply.output),
+            Err(e) => Err(format!("the store is in use but the running server's admin socket did not answer: {e}")),
+        },
+        Err(e) => Err(e.to_string()),
+    };
+    match result {
+        Ok(out) => {
+            print!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! Administrative commands — territories, people, devices, the audit log — as
+//! one set of functions over a [`Store`]. The CLI runs them directly on a
+//! stopped server's data directory, or sends them to the running server over
+//! its local admin socket; either way the same code runs and is audited.
+
+use crate::auth::{hash_password, register_device};
+use crate::error::ApiError;
+use crate::store::{Person, Store, Territory};
+use clap::Subcommand;
+use gridsync_shared::territory::Level;
+use gridsync_shared::{DeviceId, PersonId, Role, TerritoryPath};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use std::fmt::Write as _;
+
+/// An administrative command.
+#[derive(Clone, Debug, Subcommand, Serialize, Deserialize)]
+pub enum AdminCommand {
+    /// Territories: city > district > sub-district > community > grid.
+    #[command(subcommand)]
+    Territory(TerritoryCommand),
+    /// People who sign in.
+    #[command(subcommand)]
+    Person(PersonCommand),
+    /// Registered devices (phones).
+    #[command(subcommand)]
+    Device(DeviceCommand),
+    /// Print the audit log.
+    Audit {
+        /// Only entries after this position.
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+    },
+}
+
+/// Territory commands.
+#[derive(Clone, Debug, Subcommand, Serialize, Deserialize)]
+pub enum TerritoryCommand {
+    /// Add a territory node; its parent must exist (a city needs none).
+    Add {
+        /// Path, e.g. `xg/xn/cz/dh/g03` (a-z, 0-9, '-').
+        path: String,
+        /// Name, e.g. 第三网格.
+        name: String,
+    },
+    /// List territory nodes.
+    List,
+}
+
+/// Person commands.
+#[derive(Clone, Debug, Subcommand, Serialize, Deserialize)]
+pub enum PersonCommand {
+    /// Add a person; prints their initial password once.
+    Add {
+        /// Sign-in name.
+        #[arg(long)]
+        username: String,
+        /// Display name, e.g. 张伟.
+        #[arg(long)]
+        name: String,
+        /// field_staff, supervisor or administrator.
+        #[arg(long)]
+        role: Role,
+        /// Territory path they are responsible for (a grid for field staff).
+        #[arg(long)]
+        territory: String,
+        /// Initial password (default: a random one, printed once).
+        #[arg(long)]
+        password: Option<String>,
+    },
+    /// List people.
+    List,
+}
+
+/// Device commands.
+#[derive(Clone, Debug, Subcommand, Serialize, Deserialize)]
+pub enum DeviceCommand {
+    /// Register a device for a person and print its token once.
+    Add {
+        /// Whose device.
+        #[arg(long)]
+        username: String,
+        /// A name for it.
+        #[arg(long, default_value = "手机")]
+        name: String,
+    },
+    /// List devices.
+    List,
+    /// Revoke a device: its token stops working at once.
+    Revoke {
+        /// The device id (see `device list`).
+        id: DeviceId,
+    },
+}
+
+fn now() -> i64 {
+    crate::http::now_ms()
+}
+
+/// A readable random password (no look-alike characters).
+pub fn random_password() -> String {
+    const CHARS: &[u8] = b"abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut rng = rand::rng();
+    (0..12).map(|_| CHARS[rng.random_range(0..CHARS.len())] as char).collect()
+}
+
+/// Runs `command` on `store` as `actor` (who is recorded in the audit log);
+/// returns the text to show.
+pub fn execute(store: &dyn Store, command: AdminCommand, actor: &str) -> Result<String, ApiError> {
+    let mut out = String::new();
+    match command {
+        AdminCommand::Territory(TerritoryCommand::Add { path, name }) => {
+            let path = TerritoryPath::parse(&path).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+            add_territory(store, &path, &name)?;
+            store.append_audit(actor, "territory.add", &format!("{path} {name}"), now())?;
+            let _ = writeln!(out, "added {} {path} {name}", path.level().name_zh());
+        }
+        AdminCommand::Territory(TerritoryCommand::List) => {
+            for t in store.territories()? {
+                let _ = writeln!(out, "{:<32} {:<8} {}", t.path.as_str(), t.path.level().name_zh(), t.name);
+            }
+        }
+        AdminCommand::Person(PersonCommand::Add { username, name, role, territory, password }) => {
+            let territory = TerritoryPath::parse(&territory).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+            let (password, shown) = match password {
+                Some(p) => (p, false),
+                None => (random_password(), true),
+            };
+            let person = add_person(store, &username, &name, role, &territory, &password)?;
+            store.append_audit(actor, "person.add", &format!("{username} {role} {territory}"), now())?;
+            let _ = writeln!(out, "added {} {} ({}) in {territory}, id {}", role.name_zh(), person.name, username, person.id);
+            if shown {
+                let _ = writeln!(out, "initial password (shown once): {password}");
+            }
+        }
+        AdminCommand::Person(PersonCommand::List) => {
+            for p in store.people()? {
+                let _ = writeln!(out, "{:<16} {:<10} {:<14} {:<28} {}", p.username, p.name, p.role, p.territory.as_str(), p.id);
+            }
+        }
+        AdminCommand::Device(DeviceCommand::Add { username, name }) => {
+            let person = store
+                .person_by_username(&username)?
+                .ok_or_else(|| ApiError::NotFound(format!("no person with username {username:?}")))?;
+            let reg = register_device(store, &person, &name, now())?;
+            store.append_audit(actor, "device.add", &format!("{} for {username}", reg.device), now())?;
+            let _ = writeln!(out, "device {} for {username}\ntoken (shown once): {}", reg.device, reg.token);
+        }
+        AdminCommand::Device(DeviceCommand::List) => {
+            let people = store.people()?;
+            for d in store.devices()? {
+                let who = people.iter().find(|p| p.id == d.person).map(|p| p.username.as_str()).unwrap_or("?");
+                let state = if d.revoked_at.is_some() { "revoked" } else { "active" };
+                let _ = writeln!(out, "{} {:<8} {:<16} {}", d.id, state, who, d.name);
+            }
+        }
+        AdminCommand::Device(DeviceCommand::Revoke { id }) => {
+            out = revoke_device(store, None, id, actor)?;
+            out.push('\n');
+        }
+        AdminCommand::Audit { after } => {
+            for e in store.audit_after(after, usize::MAX)? {
+                let _ = writeln!(out, "{:>6} {} {:<20} {:<20} {}", e.seq, e.at, e.actor, e.action, e.detail);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Adds a territory node after checking its parent exists.
+pub fn add_territory(store: &dyn Store, path: &TerritoryPath, name: &str) -> Result<(), ApiError> {
+    if name.trim().is_empty() {
+        return Err(ApiError::BadRequest("a territory needs a name".into()));
+    }
+    if let Some(parent) = path.parent()
+        && !store.territories()?.iter().any(|t| t.path == parent)
+    {
+        return Err(ApiError::BadRequest(format!("parent territory {parent} does not exist; add it first")));
+    }
+    store.put_territory(&Territory { path: path.clone(), name: name.trim().to_string() })?;
+    store.flush()?;
+    Ok(())
+}
+
+/// Adds a person after checking the territory exists and fits the role.
+pub fn add_person(
+    store: &dyn Store,
+    username: &str,
+    name: &str,
+    role: Role,
+    territory: &TerritoryPath,
+    password: &str,
+) -> Result<Person, ApiError> {
+    let username = username.trim();
+    if username.is_empty() || username.len() > 64 || username.chars().any(char::is_whitespace) {
+        return Err(ApiError::BadRequest("username must be 1-64 characters without spaces".into()));
+    }
+    if password.chars().count() < 8 {
+        return Err(ApiError::BadRequest("password must have at least 8 characters".into()));
+    }
+    if !store.territories()?.iter().any(|t| &t.path == territory) {
+        return Err(ApiError::BadRequest(format!("territory {territory} does not exist; add it first")));
+    }
+    match (role, territory.level()) {
+        (Role::FieldStaff, Level::Grid) => {}
+        (Role::FieldStaff, _) => return Err(ApiError::BadRequest("field staff are responsible for one grid".into())),
+        (Role::Supervisor, Level::Grid) => {
+            return Err(ApiError::BadRequest("a supervisor is responsible for a community or above".into()));
+        }
+        _ => {}
+    }
+    if store.person_by_username(username)?.is_some() {
+        return Err(ApiError::Conflict(format!("username {username:?} is taken")));
+    }
+    let person = Person {
+        id: PersonId(uuid::Uuid::new_v4()),
+        username: username.to_string(),
+        name: name.trim().to_string(),
+        role,
+        territory: territory.clone(),
+        password_hash: hash_password(password)?,
+        created_at: now(),
+    };
+    store.put_person(&person)?;
+    store.flush()?;
+    Ok(person)
+}
+
+/// Revokes a device; an administrator (`by`) may only revoke devices of
+/// people inside their territory.
+pub fn revoke_device(store: &dyn Store, by: Option<&Person>, id: DeviceId, actor: &str) -> Result<String, ApiError> {
+    let mut device = store.device(id)?.ok_or_else(|| ApiError::NotFound(format!("no device {id}")))?;
+    if let Some(admin) = by {
+        let owner = store.person(device.person)?;
+        if !owner.is_some_and(|o| admin.territory.contains(&o.territory)) {
+            return Err(ApiError::Forbidden("that device belongs to someone outside your territory".into()));
+        }
+    }
+    if device.revoked_at.is_none() {
+        device.revoked_at = Some(now());
+        store.put_device(&device)?;
+        store.flush()?;
+    }
+    store.append_audit(actor, "device.revoke", &id.to_string(), now())?;
+    Ok(format!("device {id} revoked"))
+}

@@ -1,0 +1,239 @@
+//! The HTTP edge: warp routes that decode, call the function that does the
+//! work, and encode. Errors become statuses in [`crate::error`] only.
+
+use crate::auth::{self, Caller};
+use crate::error::ApiError;
+use crate::store::Store;
+use crate::sync::{self, DocLocks};
+use bytes::Bytes;
+use flate2::Compression;
+use flate2::read::GzDecoder;
+use flate2::write::GzEncoder;
+use gridsync_shared::protocol::{self, MAX_DECODED_BYTES, MAX_REQUEST_BYTES, SignInRequest, SyncRequest};
+use gridsync_shared::{DeviceId, Role};
+use std::convert::Infallible;
+use std::io::{Read, Write};
+use std::sync::Arc;
+use warp::http::{StatusCode, header};
+use warp::reply::Response;
+use warp::{Filter, Rejection, Reply};
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// Per-document push locks.
+    pub locks: Arc<DocLocks>,
+}
+
+/// Unix milliseconds now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn json_reply<T: serde::Serialize>(status: StatusCode, body: &T) -> Response {
+    warp::reply::with_status(warp::reply::json(body), status).into_response()
+}
+
+/// The response for an error.
+pub fn error_reply(e: &ApiError) -> Response {
+    let (status, _) = e.status();
+    if status.is_server_error() {
+        tracing::error!(error = %e, "request failed");
+    }
+    json_reply(status, &e.body())
+}
+
+fn respond(result: Result<Response, ApiError>) -> Response {
+    result.unwrap_or_else(|e| error_reply(&e))
+}
+
+/// Runs blocking store work off the async threads.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::Internal(format!("worker failed: {e}")))?
+}
+
+async fn caller(state: &AppState, authorization: Option<String>) -> Result<Caller, ApiError> {
+    let store = state.store.clone();
+    blocking(move || auth::authenticate(store.as_ref(), authorization.as_deref())).await
+}
+
+/// Reads a request body, gunzipping it if it says so, refusing anything that
+/// decompresses beyond the limit.
+pub fn decode_body(body: &[u8], content_encoding: Option<&str>) -> Result<Vec<u8>, ApiError> {
+    match content_encoding.map(str::trim) {
+        None | Some("identity") => Ok(body.to_vec()),
+        Some("gzip") => {
+            let mut out = Vec::new();
+            GzDecoder::new(body)
+                .take(MAX_DECODED_BYTES as u64 + 1)
+                .read_to_end(&mut out)
+                .map_err(|e| ApiError::BadRequest(format!("body is not valid gzip: {e}")))?;
+            if out.len() > MAX_DECODED_BYTES {
+                return Err(ApiError::PayloadTooLarge(format!(
+                    "body decompresses to more than {MAX_DECODED_BYTES} bytes"
+                )));
+            }
+            Ok(out)
+        }
+        Some(other) => Err(ApiError::UnsupportedMediaType(format!("content-encoding {other:?} is not supported; use gzip"))),
+    }
+}
+
+fn gzip(bytes: &[u8]) -> Result<Vec<u8>, ApiError> {
+    let mut enc = GzEncoder::new(Vec::with_capacity(bytes.len() / 3 + 64), Compression::fast());
+    enc.write_all(bytes).map_err(|e| ApiError::Internal(e.to_string()))?;
+    enc.finish().map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+async fn sync_route(
+    state: AppState,
+    authorization: Option<String>,
+    content_encoding: Option<String>,
+    accept_encoding: Option<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let caller = caller(&state, authorization).await?;
+    let raw = decode_body(&body, content_encoding.as_deref())?;
+    let request: SyncRequest = protocol::decode(&raw).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let store = state.store.clone();
+    let locks = state.locks.clone();
+    let response = blocking(move || sync::sync(store.as_ref(), &locks, &caller, request, now_ms())).await?;
+    let encoded = protocol::encode(&response);
+    let wants_gzip = accept_encoding.is_some_and(|a| a.split(',').any(|e| e.trim().starts_with("gzip")));
+    let mut reply = if wants_gzip {
+        let mut r = Response::new(gzip(&encoded)?.into());
+        r.headers_mut().insert(header::CONTENT_ENCODING, header::HeaderValue::from_static("gzip"));
+        r
+    } else {
+        Response::new(encoded.into())
+    };
+    reply
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/x-gridsync"));
+    reply.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    Ok(reply)
+}
+
+async fn sign_in_route(state: AppState, body: Bytes) -> Result<Response, ApiError> {
+    let req: SignInRequest =
+        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("sign-in body: {e}")))?;
+    let store = state.store.clone();
+    let reg = blocking(move || auth::sign_in(store.as_ref(), &req.username, &req.password, &req.device_name, now_ms()))
+        .await?;
+    tracing::info!(device = %reg.device, person = %reg.person, "device registered");
+    Ok(json_reply(StatusCode::OK, &reg))
+}
+
+async fn me_route(state: AppState, authorization: Option<String>) -> Result<Response, ApiError> {
+    let c = caller(&state, authorization).await?;
+    Ok(json_reply(
+        StatusCode::OK,
+        &serde_json::json!({
+            "device": c.device.id, "person": c.person.id, "name": c.person.name,
+            "role": c.person.role, "territory": c.person.territory,
+        }),
+    ))
+}
+
+async fn health_route(state: AppState) -> Result<Response, ApiError> {
+    let store = state.store.clone();
+    let stats = blocking(move || Ok(store.stats()?)).await?;
+    Ok(json_reply(
+        StatusCode::OK,
+        &serde_json::json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION"), "head_seq": stats.head_seq }),
+    ))
+}
+
+async fn revoke_route(state: AppState, id: String, authorization: Option<String>) -> Result<Response, ApiError> {
+    let c = caller(&state, authorization).await?;
+    if c.person.role != Role::Administrator {
+        return Err(ApiError::Forbidden("only administrators may revoke devices".into()));
+    }
+    let id: DeviceId = id.parse().map_err(|_| ApiError::BadRequest("not a device id".into()))?;
+    let store = state.store.clone();
+    let actor = format!("person:{}", c.person.username);
+    let out = blocking(move || crate::admin::revoke_device(store.as_ref(), Some(&c.person), id, &actor)).await?;
+    Ok(json_reply(StatusCode::OK, &serde_json::json!({ "revoked": id, "message": out })))
+}
+
+/// Every route of the server.
+pub fn routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
+    let with_state = {
+        let state = state.clone();
+        warp::any().map(move || state.clone())
+    };
+    let auth = warp::header::optional::<String>("authorization");
+
+    let health = warp::path!("healthz").and(warp::get()).and(with_state.clone()).then(|s| async move {
+        respond(health_route(s).await)
+    });
+    let sync = warp::path!("v1" / "sync")
+        .and(warp::post())
+        .and(warp::body::content_length_limit(MAX_REQUEST_BYTES))
+        .and(with_state.clone())
+        .and(auth)
+        .and(warp::header::optional::<String>("content-encoding"))
+        .and(warp::header::optional::<String>("accept-encoding"))
+        .and(warp::body::bytes())
+        .then(|s, a, ce, ae, b| async move { respond(sync_route(s, a, ce, ae, b).await) });
+    let sign_in = warp::path!("v1" / "auth" / "sign-in")
+        .and(warp::post())
+        .and(warp::body::content_length_limit(16 * 1024))
+        .and(with_state.clone())
+        .and(warp::body::bytes())
+        .then(|s, b| async move { respond(sign_in_route(s, b).await) });
+    let me = warp::path!("v1" / "me")
+        .and(warp::get())
+        .and(with_state.clone())
+        .and(auth)
+        .then(|s, a| async move { respond(me_route(s, a).await) });
+    let revoke = warp::path!("v1" / "admin" / "devices" / String / "revoke")
+        .and(warp::post())
+        .and(with_state.clone())
+        .and(auth)
+        .then(|id, s, a| async move { respond(revoke_route(s, id, a).await) });
+
+    health
+        .or(sync)
+        .unify()
+        .or(sign_in)
+        .unify()
+        .or(me)
+        .unify()
+        .or(revoke)
+        .unify()
+        .recover(recover)
+        .unify()
+        .with(warp::log::custom(|info| {
+            tracing::info!(
+                method = %info.method(), path = info.path(), status = info.status().as_u16(),
+                ms = info.elapsed().as_secs_f64() * 1000.0, "request"
+            )
+        }))
+}
+
+/// Turns warp's own rejections (no route, wrong method, body limits) into our errors.
+async fn recover(r: Rejection) -> Result<Response, Infallible> {
+    let e = if r.is_not_found() {
+        ApiError::NotFound("no such endpoint".into())
+    } else if r.find::<warp::reject::PayloadTooLarge>().is_some() {
+        ApiError::PayloadTooLarge(format!("body larger than the limit ({MAX_REQUEST_BYTES} bytes for sync)"))
+    } else if r.find::<warp::reject::LengthRequired>().is_some() {
+        ApiError::BadRequest("a Content-Length header is required".into())
+    } else if r.find::<warp::reject::MethodNotAllowed>().is_some() {
+        return Ok(json_reply(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &serde_json::json!({"error": "method_not_allowed", "message": "method not allowed"}),
+        ));
+    } else if let Some(e) = r.find::<warp::reject::InvalidHeader>() {
+        ApiError::BadRequest(e.to_string())
+    } else {
+        ApiError::BadRequest(format!("{r:?}"))
+    };
+    Ok(error_reply(&e))
+}

@@ -1,0 +1,207 @@
+//! The server's durable state behind one trait, small enough that another
+//! engine (PostgreSQL and its distributed kin) can stand behind it.
+//!
+//! Records live as an ordered change feed with a durable sequence: every
+//! accepted push is one [`Store::commit_doc`] that atomically replaces the
+//! document and appends a feed entry, indexed under each territory above the
+//! record's grid, so any scope's feed is one ordered range. Entries become
+//! visible in sequence order. Nothing assumes the process holds state in memory.
+
+mod sled_store;
+
+pub use sled_store::SledStore;
+
+use automerge::ChangeHash;
+use gridsync_shared::{DeviceId, DocId, PersonId, RecordKind, Role, TerritoryPath};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// A store failure.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// The engine failed (disk, corruption).
+    #[error("store engine error: {0}")]
+    Engine(String),
+    /// Another server process holds this data directory.
+    #[error("the data directory {0} is in use by a running gridsync-server; stop it first, or use the HTTP admin API")]
+    Locked(String),
+    /// Stored bytes could not be decoded.
+    #[error("stored data is damaged: {0}")]
+    Corrupt(String),
+    /// A unique name is taken.
+    #[error("{0} already exists")]
+    Conflict(String),
+}
+
+/// A node of the territory tree with its human name.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Territory {
+    /// Its path.
+    pub path: TerritoryPath,
+    /// Its name, e.g. 东湖社区.
+    pub name: String,
+}
+
+/// A person who signs in.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Person {
+    /// Stable id.
+    pub id: PersonId,
+    /// Sign-in name, unique.
+    pub username: String,
+    /// Display name.
+    pub name: String,
+    /// Role.
+    pub role: Role,
+    /// Territory they are responsible for.
+    pub territory: TerritoryPath,
+    /// Argon2id PHC string.
+    pub password_hash: String,
+    /// Unix ms.
+    pub created_at: i64,
+}
+
+/// A registered device of one person.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Device {
+    /// Stable id (the first half of its token).
+    pub id: DeviceId,
+    /// Whose device.
+    pub person: PersonId,
+    /// A name given at registration.
+    pub name: String,
+    /// The Automerge actor id this device must write with (16 bytes).
+    pub actor: Vec<u8>,
+    /// SHA-256 of the token's secret half.
+    pub token_hash: [u8; 32],
+    /// Unix ms.
+    pub created_at: i64,
+    /// Set once revoked; a revoked device is refused everywhere.
+    pub revoked_at: Option<i64>,
+}
+
+/// A record document as stored, with what the feed needs to know of it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredDoc {
+    /// The record's grid.
+    pub grid: TerritoryPath,
+    /// The record's kind.
+    pub kind: RecordKind,
+    /// Sequence number of the last change to it.
+    pub seq: u64,
+    /// `Automerge::save()` of the document.
+    pub bytes: Vec<u8>,
+}
+
+/// One accepted push, to be committed atomically.
+#[derive(Clone, Debug)]
+pub struct DocWrite {
+    /// The record.
+    pub doc: DocId,
+    /// Its grid.
+    pub grid: TerritoryPath,
+    /// Its kind.
+    pub kind: RecordKind,
+    /// The whole merged document, saved.
+    pub bytes: Vec<u8>,
+    /// The document's heads after the merge.
+    pub heads: Vec<ChangeHash>,
+    /// The device that pushed.
+    pub device: DeviceId,
+    /// The raw changes that were new to the server.
+    pub changes: Vec<Vec<u8>>,
+}
+
+/// One entry of the change feed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeedEntry {
+    /// Position in the feed; strictly increasing.
+    pub seq: u64,
+    /// Server time of the commit, Unix ms (non-decreasing with `seq`).
+    pub at: i64,
+    /// The record.
+    pub doc: DocId,
+    /// Its grid.
+    pub grid: TerritoryPath,
+    /// The pushing device.
+    pub device: DeviceId,
+    /// The raw changes added.
+    pub changes: Vec<Vec<u8>>,
+}
+
+/// One administrative action or export, appended and never edited.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// Position in the audit log.
+    pub seq: u64,
+    /// Unix ms.
+    pub at: i64,
+    /// Who ("cli" for the command line on the server machine).
+    pub actor: String,
+    /// What, e.g. `device.revoke`.
+    pub action: String,
+    /// Details: the target and any reason given.
+    pub detail: String,
+}
+
+/// The durable state of a gridsync server.
+pub trait Store: Send + Sync + 'static {
+    /// Adds or renames a territory node.
+    fn put_territory(&self, territory: &Territory) -> Result<(), StoreError>;
+    /// Every territory node, in path order.
+    fn territories(&self) -> Result<Vec<Territory>, StoreError>;
+
+    /// Adds a person; fails with `Conflict` if the username is taken by someone else.
+    fn put_person(&self, person: &Person) -> Result<(), StoreError>;
+    /// A person by id.
+    fn person(&self, id: PersonId) -> Result<Option<Person>, StoreError>;
+    /// A person by sign-in name.
+    fn person_by_username(&self, username: &str) -> Result<Option<Person>, StoreError>;
+    /// Everyone, in id order.
+    fn people(&self) -> Result<Vec<Person>, StoreError>;
+
+    /// Adds or updates a device.
+    fn put_device(&self, device: &Device) -> Result<(), StoreError>;
+    /// A device by id.
+    fn device(&self, id: DeviceId) -> Result<Option<Device>, StoreError>;
+    /// Every device, in id order.
+    fn devices(&self) -> Result<Vec<Device>, StoreError>;
+
+    /// A record document, if the server has it.
+    fn load_doc(&self, id: DocId) -> Result<Option<StoredDoc>, StoreError>;
+    /// Atomically stores the merged document and appends its feed entry;
+    /// returns the entry's sequence number. Not yet durable: see [`Store::flush`].
+    fn commit_doc(&self, write: DocWrite, at: i64) -> Result<u64, StoreError>;
+    /// Feed entries within `scope` with `seq > after`, in order, at most `limit`.
+    fn feed_after(&self, scope: &TerritoryPath, after: u64, limit: usize) -> Result<Vec<FeedEntry>, StoreError>;
+    /// Documents within `scope` with id after `after`, in id order, at most `limit`.
+    fn docs_in_scope(
+        &self,
+        scope: &TerritoryPath,
+        after: Option<DocId>,
+        limit: usize,
+    ) -> Result<Vec<(DocId, StoredDoc)>, StoreError>;
+    /// The document's heads as of feed position `seq` (None if it did not exist yet).
+    fn doc_heads_at(&self, id: DocId, seq: u64) -> Result<Option<Vec<ChangeHash>>, StoreError>;
+    /// The highest sequence number committed.
+    fn head_seq(&self) -> Result<u64, StoreError>;
+    /// Counts of documents, feed entries and bytes on disk, for health and benchmarks.
+    fn stats(&self) -> Result<StoreStats, StoreError>;
+
+    /// Appends to the audit log; returns the entry's position.
+    fn append_audit(&self, actor: &str, action: &str, detail: &str, at: i64) -> Result<u64, StoreError>;
+    /// Audit entries with `seq > after`, at most `limit`.
+    fn audit_after(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;
+
+    /// Makes everything committed so far durable; returns once it is on disk.
+    fn flush(&self) -> Result<(), StoreError>;
+}
+
+/// Sizes of what a store holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreStats {
+    /// Highest feed sequence number.
+    pub head_seq: u64,
+    /// Bytes the engine reports on disk.
+    pub disk_bytes: u64,
+}

@@ -1,0 +1,240 @@
+//! The sync service: one request in, one response out, over a [`Store`].
+//!
+//! Each pushed document is judged on its own with the shared rules (actor,
+//! territory, role, merge rules, as its writer saw it) and committed, then
+//! everything is flushed before any acknowledgement leaves. The pull walks the
+//! caller's territory: a new phone gets compacted documents, then the change
+//! feed from where that snapshot stood; pages are bounded by bytes.
+
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::store::{DocWrite, Store};
+use automerge::{Change, ReadDoc};
+use gridsync_shared::protocol::{
+    DocBody, DocUpdate, MAX_CHANGE_BYTES, MAX_PUSH_DOCS, PAGE_BYTES_RANGE, PushOutcome, PushResult, SyncRequest,
+    SyncResponse,
+};
+use gridsync_shared::rules::{PushVerdict, RejectReason, Rejection, check_push};
+use gridsync_shared::{DeviceId, DocId, TerritoryPath};
+use serde::{Deserialize, Serialize};
+use std::sync::Mutex;
+
+/// Where a phone stands, as the server encodes it inside the opaque cursor.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+enum Position {
+    /// Sending compacted documents as of feed position `upto`, after document `after`.
+    Snapshot { upto: u64, after: Option<DocId> },
+    /// Sending feed entries after `after`.
+    Feed { after: u64 },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct Cursor {
+    scope: TerritoryPath,
+    position: Position,
+}
+
+/// Striped locks so that two pushes to one document never interleave.
+pub struct DocLocks {
+    stripes: Vec<Mutex<()>>,
+}
+
+impl Default for DocLocks {
+    fn default() -> Self {
+        Self { stripes: (0..256).map(|_| Mutex::new(())).collect() }
+    }
+}
+
+impl DocLocks {
+    fn lock(&self, id: &DocId) -> std::sync::MutexGuard<'_, ()> {
+        let b = id.as_bytes();
+        let i = (b[15] as usize) ^ ((b[14] as usize) << 1);
+        self.stripes[i % self.stripes.len()].lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Serves one sync request for `caller` at server time `now` (Unix ms).
+pub fn sync(
+    store: &dyn Store,
+    locks: &DocLocks,
+    caller: &Caller,
+    request: SyncRequest,
+    now: i64,
+) -> Result<SyncResponse, ApiError> {
+    if request.push.len() > MAX_PUSH_DOCS {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "{} documents pushed; at most {MAX_PUSH_DOCS} per request",
+            request.push.len()
+        )));
+    }
+    let scope = caller.person.territory.clone();
+    let position = match &request.cursor {
+        None => None,
+        Some(bytes) => {
+            let c: Cursor = postcard::from_bytes(bytes)
+                .map_err(|_| ApiError::BadRequest("the sync cursor is not one this server issued".into()))?;
+            // A person moved to another territory starts again from a snapshot.
+            (c.scope == scope).then_some(c.position)
+        }
+    };
+    let position = match position {
+        Some(p) => p,
+        None => Position::Snapshot { upto: store.head_seq()?, after: None },
+    };
+
+    let author = caller.author();
+    let actor = caller.actor();
+    let mut results = Vec::with_capacity(request.push.len());
+    let mut wrote = false;
+    for push in request.push {
+        let doc = push.doc;
+        let outcome = match push_one(store, locks, caller, &author, &actor, push, now) {
+            Ok(o) => o,
+            Err(Failure::Rejected(r)) => {
+                tracing::info!(%doc, device = %caller.device.id, reason = r.reason.code(), detail = %r.detail, "push rejected");
+                PushOutcome::Rejected(r)
+            }
+            Err(Failure::Api(e)) => return Err(e),
+        };
+        wrote |= outcome == PushOutcome::Accepted;
+        results.push(PushResult { doc, outcome });
+    }
+    if wrote {
+        store.flush()?;
+    }
+
+    let budget = request.max_response_bytes.clamp(PAGE_BYTES_RANGE.0, PAGE_BYTES_RANGE.1) as usize;
+    let (updates, position, more) = pull(store, &scope, position, budget, caller.device.id)?;
+    let cursor = postcard::to_allocvec(&Cursor { scope, position }).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(SyncResponse { results, updates, cursor, more })
+}
+
+enum Failure {
+    Rejected(Rejection),
+    Api(ApiError),
+}
+
+impl From<Rejection> for Failure {
+    fn from(r: Rejection) -> Self {
+        Failure::Rejected(r)
+    }
+}
+
+impl From<crate::store::StoreError> for Failure {
+    fn from(e: crate::store::StoreError) -> Self {
+        Failure::Api(e.into())
+    }
+}
+
+fn push_one(
+    store: &dyn Store,
+    locks: &DocLocks,
+    caller: &Caller,
+    author: &gridsync_shared::Author,
+    actor: &automerge::ActorId,
+    push: gridsync_shared::protocol::DocPush,
+    now: i64,
+) -> Result<PushOutcome, Failure> {
+    if let Some(big) = push.changes.iter().find(|c| c.len() > MAX_CHANGE_BYTES) {
+        return Err(Rejection::new(
+            RejectReason::TooLarge,
+            format!("a change of {} bytes; at most {MAX_CHANGE_BYTES}", big.len()),
+        )
+        .into());
+    }
+    let changes = push
+        .changes
+        .into_iter()
+        .map(Change::from_bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Rejection::new(RejectReason::Malformed, format!("not an Automerge change: {e}")))?;
+
+    let _guard = locks.lock(&push.doc);
+    let stored = store.load_doc(push.doc)?;
+    let current = match &stored {
+        Some(s) => Some(
+            automerge::Automerge::load(&s.bytes)
+                .map_err(|e| Failure::Api(ApiError::Internal(format!("stored document {} unreadable: {e}", push.doc))))?,
+        ),
+        None => None,
+    };
+    let new_changes: Vec<Vec<u8>> = changes
+        .iter()
+        .filter(|c| current.as_ref().is_none_or(|d| d.get_change_by_hash(&c.hash()).is_none()))
+        .map(|c| c.raw_bytes().to_vec())
+        .collect();
+    match check_push(current.as_ref(), changes, actor, author)? {
+        PushVerdict::Duplicate => Ok(PushOutcome::Duplicate),
+        PushVerdict::Accept { merged, record } => {
+            store.commit_doc(
+                DocWrite {
+                    doc: push.doc,
+                    grid: record.meta().grid.clone(),
+                    kind: record.kind(),
+                    bytes: merged.save(),
+                    heads: merged.get_heads(),
+                    device: caller.device.id,
+                    changes: new_changes,
+                },
+                now,
+            )?;
+            Ok(PushOutcome::Accepted)
+        }
+    }
+}
+
+/// Fills one response page of at most `budget` bytes (always at least one item).
+fn pull(
+    store: &dyn Store,
+    scope: &TerritoryPath,
+    mut position: Position,
+    budget: usize,
+    own: DeviceId,
+) -> Result<(Vec<DocUpdate>, Position, bool), ApiError> {
+    let mut updates: Vec<DocUpdate> = Vec::new();
+    let mut used = 0usize;
+    let fits = |used: usize, size: usize| used == 0 || used + size <= budget;
+    loop {
+        match position {
+            Position::Snapshot { upto, after } => {
+                let docs = store.docs_in_scope(scope, after, 64)?;
+                if docs.is_empty() {
+                    position = Position::Feed { after: upto };
+                    continue;
+                }
+                for (id, doc) in docs {
+                    if !fits(used, doc.bytes.len()) {
+                        return Ok((updates, Position::Snapshot { upto, after }, true));
+                    }
+                    used += doc.bytes.len();
+                    updates.push(DocUpdate { doc: id, body: DocBody::Snapshot(doc.bytes) });
+                    position = Position::Snapshot { upto, after: Some(id) };
+                }
+            }
+            Position::Feed { after } => {
+                let entries = store.feed_after(scope, after, 256)?;
+                if entries.is_empty() {
+                    return Ok((updates, Position::Feed { after }, false));
+                }
+                let mut at = after;
+                for entry in entries {
+                    if entry.device != own {
+                        let size: usize = entry.changes.iter().map(Vec::len).sum();
+                        if !fits(used, size) {
+                            return Ok((updates, Position::Feed { after: at }, true));
+                        }
+                        used += size;
+                        match updates.last_mut() {
+                            Some(DocUpdate { doc, body: DocBody::Changes(c) }) if *doc == entry.doc => {
+                                c.extend(entry.changes)
+                            }
+                            _ => updates.push(DocUpdate { doc: entry.doc, body: DocBody::Changes(entry.changes) }),
+                        }
+                    }
+                    at = entry.seq;
+                }
+                position = Position::Feed { after: at };
+            }
+        }
+    }
+}
