@@ -83,6 +83,11 @@ impl<'a> Editor<'a> {
         Self { doc, author, now }
     }
 
+    /// The record as it reads now, before this editor's next edit.
+    pub fn record(&self) -> Result<Record, RecordError> {
+        read_record(self.doc)
+    }
+
     /// Runs `f` on a fork, checks the result with the server's rules, and only
     /// then applies the change to the document. Returns the new change's hash.
     fn change<F>(&mut self, f: F) -> Result<Option<ChangeHash>, EditError>
@@ -91,6 +96,7 @@ impl<'a> Editor<'a> {
     {
         let before = read_record(self.doc)?;
         let mut fork = self.doc.fork();
+        fork.set_actor(self.doc.get_actor().clone());
         let mut tx = fork.transaction();
         f(&mut tx, &before)?;
         let (hash, _) = tx.commit_with(CommitOptions::default().with_time(self.now));

@@ -1,0 +1,259 @@
+//! A simulated phone: the real client core (`gridsync-client`) over real HTTP,
+//! with gzip both ways, as the browser app does it.
+
+use flate2::Compression;
+use flate2::read::GzDecoder;
+use flate2::write::GzEncoder;
+use gridsync_client::{MemoryStorage, Replica, ReplicaError, SyncReport};
+use gridsync_shared::protocol::{DeviceRegistration, SignInRequest};
+use gridsync_shared::records::{CaseFields, CaseKind, Editor, EditError, NewRecord, Satisfaction, VisitFields, VisitKind};
+use gridsync_shared::workflow::CaseStatus;
+use gridsync_shared::{DocId, TerritoryPath};
+use std::io::{Read, Write};
+use thiserror::Error;
+
+/// Why a phone's call failed.
+#[derive(Debug, Error)]
+pub enum PhoneError {
+    /// The network call failed.
+    #[error("http: {0}")]
+    Http(#[from] reqwest::Error),
+    /// The server answered with an error status.
+    #[error("server said {status}: {body}")]
+    Status {
+        /// HTTP status.
+        status: u16,
+        /// Body text.
+        body: String,
+    },
+    /// The replica refused.
+    #[error(transparent)]
+    Replica(#[from] ReplicaError),
+    /// Compression failed.
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Counts of what crossed the network.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Transport {
+    /// Sync requests sent.
+    pub round_trips: u64,
+    /// Compressed bytes sent.
+    pub bytes_up: u64,
+    /// Compressed bytes received.
+    pub bytes_down: u64,
+}
+
+/// A phone running the real client core.
+pub struct Phone {
+    /// The replica, exactly as on a phone.
+    pub replica: Replica<MemoryStorage>,
+    url: String,
+    token: String,
+    http: reqwest::Client,
+    /// What this phone has sent and received.
+    pub transport: Transport,
+    /// The phone's clock (Unix ms); tests may move it.
+    pub clock: i64,
+}
+
+fn gzip(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut e = GzEncoder::new(Vec::new(), Compression::fast());
+    e.write_all(bytes)?;
+    e.finish()
+}
+
+fn gunzip(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    GzDecoder::new(bytes).read_to_end(&mut out)?;
+    Ok(out)
+}
+
+impl Phone {
+    /// Signs in over HTTP and registers this phone as a new device.
+    pub async fn sign_in(url: &str, username: &str, password: &str) -> Result<Phone, PhoneError> {
+        let http = reqwest::Client::new();
+        let resp = http
+            .post(format!("{url}/v1/auth/sign-in"))
+            .json(&SignInRequest { username: username.into(), password: password.into(), device_name: "测试手机".into() })
+            .send()
+            .await?;
+        if !resp.status().is_success() {
+            return Err(PhoneError::Status { status: resp.status().as_u16(), body: resp.text().await? });
+        }
+        let reg: DeviceRegistration = resp.json().await?;
+        let mut replica = Replica::open(MemoryStorage::new())?;
+        let token = reg.token.clone();
+        replica.register(reg)?;
+        Ok(Phone { replica, url: url.into(), token, http, transport: Transport::default(), clock: crate::now_ms() })
+    }
+
+    /// The same phone's storage reopened, as after the app was closed.
+    pub fn reopen(self) -> Result<Phone, PhoneError> {
+        let storage = self.replica.storage().clone();
+        Ok(Phone { replica: Replica::open(storage)?, ..self })
+    }
+
+    /// The device's bearer token.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// The phone's own grid.
+    pub fn grid(&self) -> TerritoryPath {
+        self.replica.identity().map(|i| i.territory.clone()).unwrap_or_else(|| "x".parse().expect("path"))
+    }
+
+    fn tick(&mut self) -> i64 {
+        self.clock += 1;
+        self.clock
+    }
+
+    /// Posts raw (uncompressed) request bytes; returns the decompressed response.
+    pub async fn post_sync(&mut self, body: &[u8]) -> Result<Vec<u8>, PhoneError> {
+        let compressed = gzip(body)?;
+        self.transport.round_trips += 1;
+        self.transport.bytes_up += compressed.len() as u64;
+        let resp = self
+            .http
+            .post(format!("{}/v1/sync", self.url))
+            .bearer_auth(&self.token)
+            .header("content-encoding", "gzip")
+            .header("accept-encoding", "gzip")
+            .header("content-type", "application/x-gridsync")
+            .body(compressed)
+            .send()
+            .await?;
+        let status = resp.status();
+        let gz = resp.headers().get("content-encoding").is_some_and(|v| v == "gzip");
+        let bytes = resp.bytes().await?;
+        self.transport.bytes_down += bytes.len() as u64;
+        if !status.is_success() {
+            return Err(PhoneError::Status { status: status.as_u16(), body: String::from_utf8_lossy(&bytes).into() });
+        }
+        Ok(if gz { gunzip(&bytes)? } else { bytes.to_vec() })
+    }
+
+    /// One request/response exchange.
+    pub async fn sync_once(&mut self) -> Result<SyncReport, PhoneError> {
+        let request = self.replica.build_request();
+        let response = self.post_sync(&request).await?;
+        let now = self.tick();
+        Ok(self.replica.apply_response(&response, now)?)
+    }
+
+    /// Syncs until nothing waits on either side; returns every round's report.
+    pub async fn sync(&mut self) -> Result<Vec<SyncReport>, PhoneError> {
+        let mut reports = Vec::new();
+        loop {
+            let report = self.sync_once().await?;
+            let again = report.needs_another_round();
+            reports.push(report);
+            if !again || reports.len() > 10_000 {
+                return Ok(reports);
+            }
+        }
+    }
+
+    /// Records a visit in the phone's grid, offline.
+    pub fn record_visit(&mut self, notes: &str) -> DocId {
+        let now = self.tick();
+        let fields = VisitFields {
+            visited_at: now,
+            kind: Some(VisitKind::Routine),
+            notes: notes.into(),
+            concerns: vec!["路灯不亮".into()],
+            ..VisitFields::default()
+        };
+        self.replica.create(None, now, &NewRecord::VisitLog(fields)).expect("record visit")
+    }
+
+    /// Reports a case in the phone's grid, offline.
+    pub fn report_case(&mut self, title: &str) -> DocId {
+        let now = self.tick();
+        let fields = CaseFields {
+            kind: CaseKind::Dispute,
+            title: title.into(),
+            description: String::new(),
+            household: None,
+            visit: None,
+            due_at: None,
+        };
+        self.replica.create(None, now, &NewRecord::Case(fields)).expect("report case")
+    }
+
+    /// Any edit through the shared editor, offline.
+    pub fn edit<T>(&mut self, id: DocId, f: impl FnOnce(&mut Editor<'_>) -> Result<T, EditError>) -> Result<T, ReplicaError> {
+        let now = self.tick();
+        self.replica.edit(id, now, f)
+    }
+
+    /// Adds a follow-up to a case, offline.
+    pub fn follow_up(&mut self, case: DocId, note: &str) {
+        self.edit(case, |e| e.add_follow_up(note, Some(Satisfaction::Satisfied))).expect("follow-up");
+    }
+
+    /// Moves a case forward, offline.
+    pub fn advance(&mut self, case: DocId, to: CaseStatus) -> Result<(), ReplicaError> {
+        self.edit(case, |e| e.advance_case(to)).map(|_| ())
+    }
+}
+
+impl Phone {
+    /// Sends hand-made pushes (bypassing the replica's own checks), as a
+    /// tampered or buggy client would, and returns the server's answer.
+    pub async fn push_raw(
+        &mut self,
+        push: Vec<gridsync_shared::protocol::DocPush>,
+    ) -> Result<gridsync_shared::protocol::SyncResponse, PhoneError> {
+        let request = gridsync_shared::protocol::SyncRequest {
+            cursor: None,
+            push,
+            max_response_bytes: gridsync_shared::protocol::DEFAULT_PAGE_BYTES,
+        };
+        let bytes = self.post_sync(&gridsync_shared::protocol::encode(&request)).await?;
+        gridsync_shared::protocol::decode(&bytes)
+            .map_err(|e| PhoneError::Status { status: 0, body: format!("undecodable response: {e}") })
+    }
+
+    /// Posts arbitrary bytes to /v1/sync with the given content-encoding;
+    /// returns the status and body text.
+    pub async fn post_raw(&self, body: Vec<u8>, content_encoding: Option<&str>) -> (u16, String) {
+        let mut req = self.http.post(format!("{}/v1/sync", self.url)).bearer_auth(&self.token).body(body);
+        if let Some(ce) = content_encoding {
+            req = req.header("content-encoding", ce);
+        }
+        match req.send().await {
+            Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
+            Err(e) => (0, e.to_string()),
+        }
+    }
+}
+
+/// Asserts that every phone and the server hold identical documents for every
+/// record in `scope`: same change history (heads) and same content.
+pub fn assert_converged(server: &crate::TestServer, phones: &[&Phone], scope: &TerritoryPath) {
+
+    let mut ids = server.doc_ids(scope);
+    ids.sort();
+    for phone in phones {
+        let mut phone_ids: Vec<DocId> = phone.replica.document_ids().collect();
+        phone_ids.sort();
+        assert_eq!(phone_ids, ids, "phone holds a different set of records than the server");
+        for id in &ids {
+            let server_doc = server.document(*id).expect("server doc");
+            let phone_doc = phone.replica.document(*id).expect("phone doc");
+            let mut a = server_doc.get_heads();
+            let mut b = phone_doc.get_heads();
+            a.sort();
+            b.sort();
+            assert_eq!(a, b, "record {id}: phone and server have different histories");
+            assert_eq!(
+                server_doc.hydrate(None),
+                phone_doc.hydrate(None),
+                "record {id}: different content"
+            );
+        }
+    }
+}

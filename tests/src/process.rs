@@ -1,0 +1,86 @@
+//! The real `gridsync-server` binary as a child process, for tests that must
+//! stop and restart (or kill) the server itself.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::process::{Child, Command};
+
+/// The built `gridsync-server` binary (built on demand if missing).
+pub fn server_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>/gridsync-server
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let bin = dir.join("gridsync-server");
+    if !bin.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = std::process::Command::new(cargo)
+            .args(["build", "-p", "gridsync-server", "--bin", "gridsync-server"])
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "building gridsync-server failed");
+    }
+    bin
+}
+
+/// A running `gridsync-server serve` process.
+pub struct ServerProcess {
+    /// Base URL.
+    pub url: String,
+    /// Its data directory.
+    pub data: PathBuf,
+    child: Child,
+}
+
+impl ServerProcess {
+    /// Runs the binary with `args` on `data` and returns its output (for CLI commands).
+    pub async fn cli(data: &Path, args: &[&str]) -> std::process::Output {
+        Command::new(server_binary())
+            .arg("--data")
+            .arg(data)
+            .args(args)
+            .output()
+            .await
+            .expect("run gridsync-server")
+    }
+
+    /// Starts `gridsync-server serve` on `data` at `port`, waiting until it answers /healthz.
+    pub async fn start(data: &Path, port: u16, extra: &[&str]) -> ServerProcess {
+        let child = Command::new(server_binary())
+            .arg("--data")
+            .arg(data)
+            .arg("serve")
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn gridsync-server");
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let http = reqwest::Client::new();
+        loop {
+            if let Ok(r) = http.get(format!("{url}/healthz")).send().await
+                && r.status().is_success()
+            {
+                break;
+            }
+            assert!(Instant::now() < deadline, "gridsync-server did not come up on {url}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        ServerProcess { url, data: data.to_path_buf(), child }
+    }
+
+    /// Kills the process with SIGKILL: no shutdown, no final flush.
+    pub async fn kill(mut self) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+    }
+}
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
