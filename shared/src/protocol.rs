@@ -129,6 +129,7 @@ impl DocBody {
 
 /// Signing in on a phone: the person's credentials and a name for the device.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SignInRequest {
     /// 用户名
     pub username: String,

@@ -6,7 +6,7 @@
 //! both valid and settle on the furthest step, while a phone that moves a case
 //! backwards without a reopen is refused.
 
-use crate::records::{Record, RecordError, RecordMeta, read_record};
+use crate::records::{META_KEYS, Record, RecordError, RecordMeta, read_record};
 use crate::roles::Author;
 use crate::workflow::{Standing, StatusEntry, StatusMove, standing};
 use automerge::{ActorId, Automerge, Change, ChangeHash, ROOT, ReadDoc, Value};
@@ -113,6 +113,14 @@ pub fn check_new(after: &Automerge, author: &Author) -> Checked<Record> {
 /// Checks an edit of an existing record, from `before` to `after` as the writer made it.
 pub fn check_update(before: &Automerge, after: &Automerge, author: &Author) -> Checked<Record> {
     let old = read_record(before)?;
+    // Fixed fields are compared as stored, before the new version is parsed: a
+    // changed `type` would otherwise read as a malformed record of the other kind.
+    for key in META_KEYS {
+        let value = |doc: &Automerge| doc.get(ROOT, key).ok().flatten().map(|(v, _)| v.to_string());
+        if value(before) != value(after) {
+            return Err(Rejection::new(RejectReason::FixedField, format!("fixed field `{key}` cannot change")));
+        }
+    }
     let new = read_record(after)?;
     if old.meta() != new.meta() {
         return Err(Rejection::new(RejectReason::FixedField, fixed_field_changed(old.meta(), new.meta())));

@@ -13,7 +13,7 @@ mod edit;
 mod read;
 
 pub use edit::{EditError, Editor, new_record};
-pub use read::{RecordError, read_record, read_record_at};
+pub use read::{META_KEYS, RecordError, read_record, read_record_at};
 
 use crate::ids::{DocId, PersonId};
 use crate::territory::TerritoryPath;

@@ -262,8 +262,8 @@ struct ListItem<'o, 'a> {
     value: Option<(Value<'a>, ObjId)>,
 }
 
-/// Root fields every record has.
-pub(crate) const META_KEYS: [&str; 5] = ["type", "schema", "grid", "creator", "created_at"];
+/// Root fields every record has, fixed at creation.
+pub const META_KEYS: [&str; 5] = ["type", "schema", "grid", "creator", "created_at"];
 
 /// Reads the record a document holds now. Errors say which field is wrong and how.
 pub fn read_record(doc: &Automerge) -> Result<Record, RecordError> {
