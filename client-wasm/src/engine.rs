@@ -49,11 +49,8 @@ impl<S: Storage> Replica<S> {
         self.in_flight.clear();
         for (id, hashes) in &self.outbox {
             let Some(doc) = self.docs.get(id) else { continue };
-            let changes: Vec<Vec<u8>> = hashes
-                .iter()
-                .filter_map(|h| doc.get_change_by_hash(h))
-                .map(|c| c.raw_bytes().to_vec())
-                .collect();
+            let changes: Vec<Vec<u8>> =
+                hashes.iter().filter_map(|h| doc.get_change_by_hash(h)).map(|c| c.raw_bytes().to_vec()).collect();
             let size: usize = changes.iter().map(Vec::len).sum();
             if size > budget && !push.is_empty() {
                 break;
@@ -96,10 +93,8 @@ impl<S: Storage> Replica<S> {
                 PushOutcome::Rejected(rejection) => {
                     let kind = self.docs.get(&id).and_then(|d| read_record(d).ok()).map(|r| r.kind());
                     let summary = self.roll_back(id)?;
-                    self.rejected.insert(
-                        id,
-                        RejectedRecord { doc: id, kind, summary, rejection: rejection.clone(), at: now },
-                    );
+                    self.rejected
+                        .insert(id, RejectedRecord { doc: id, kind, summary, rejection: rejection.clone(), at: now });
                     report.rejected.push((id, rejection));
                     touched.push(id);
                 }

@@ -209,10 +209,9 @@ impl<S: Storage> Replica<S> {
         let mut ops = Vec::with_capacity(ids.len() * 2 + 2);
         for id in ids {
             match self.outbox.get(id) {
-                Some(hashes) if !hashes.is_empty() => ops.push(StoreOp::Put {
-                    key: outbox_key(id),
-                    value: hashes.iter().flat_map(|h| h.0).collect(),
-                }),
+                Some(hashes) if !hashes.is_empty() => {
+                    ops.push(StoreOp::Put { key: outbox_key(id), value: hashes.iter().flat_map(|h| h.0).collect() })
+                }
                 _ => ops.push(StoreOp::Delete { key: outbox_key(id) }),
             }
             match self.docs.get(id) {
@@ -220,7 +219,9 @@ impl<S: Storage> Replica<S> {
                 None => ops.push(StoreOp::Delete { key: doc_key(id) }),
             }
             match self.rejected.get(id) {
-                Some(r) => ops.push(StoreOp::Put { key: rejected_key(id), value: postcard::to_allocvec(r).map_err(corrupt)? }),
+                Some(r) => {
+                    ops.push(StoreOp::Put { key: rejected_key(id), value: postcard::to_allocvec(r).map_err(corrupt)? })
+                }
                 None => ops.push(StoreOp::Delete { key: rejected_key(id) }),
             }
         }
@@ -228,7 +229,10 @@ impl<S: Storage> Replica<S> {
             if let Some(c) = &self.cursor {
                 ops.push(StoreOp::Put { key: "cursor".into(), value: c.clone() });
             }
-            ops.push(StoreOp::Put { key: "status".into(), value: postcard::to_allocvec(&self.status).map_err(corrupt)? });
+            ops.push(StoreOp::Put {
+                key: "status".into(),
+                value: postcard::to_allocvec(&self.status).map_err(corrupt)?,
+            });
         }
         self.storage.commit(ops)?;
         Ok(())

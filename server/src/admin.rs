@@ -128,14 +128,29 @@ pub fn execute(store: &dyn Store, command: AdminCommand, actor: &str) -> Result<
             };
             let person = add_person(store, &username, &name, role, &territory, &password)?;
             store.append_audit(actor, "person.add", &format!("{username} {role} {territory}"), now())?;
-            let _ = writeln!(out, "added {} {} ({}) in {territory}, id {}", role.name_zh(), person.name, username, person.id);
+            let _ = writeln!(
+                out,
+                "added {} {} ({}) in {territory}, id {}",
+                role.name_zh(),
+                person.name,
+                username,
+                person.id
+            );
             if shown {
                 let _ = writeln!(out, "initial password (shown once): {password}");
             }
         }
         AdminCommand::Person(PersonCommand::List) => {
             for p in store.people()? {
-                let _ = writeln!(out, "{:<16} {:<10} {:<14} {:<28} {}", p.username, p.name, p.role, p.territory.as_str(), p.id);
+                let _ = writeln!(
+                    out,
+                    "{:<16} {:<10} {:<14} {:<28} {}",
+                    p.username,
+                    p.name,
+                    p.role,
+                    p.territory.as_str(),
+                    p.id
+                );
             }
         }
         AdminCommand::Device(DeviceCommand::Add { username, name }) => {

@@ -4,14 +4,14 @@
 
 use crate::error::ApiError;
 use crate::store::{Device, Person, Store};
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use rand_core06::OsRng;
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use gridsync_shared::protocol::DeviceRegistration;
 use gridsync_shared::{Author, DeviceId};
 use rand::RngCore;
+use rand_core06::OsRng;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -64,7 +64,12 @@ pub fn sign_in(
 }
 
 /// Registers a device for `person` and returns its one-time token.
-pub fn register_device(store: &dyn Store, person: &Person, name: &str, now: i64) -> Result<DeviceRegistration, ApiError> {
+pub fn register_device(
+    store: &dyn Store,
+    person: &Person,
+    name: &str,
+    now: i64,
+) -> Result<DeviceRegistration, ApiError> {
     let mut rng = rand::rng();
     let mut actor = [0u8; 16];
     rng.fill_bytes(&mut actor);

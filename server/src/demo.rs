@@ -30,10 +30,26 @@ const PEOPLE: &[(&str, &str, Role, &str)] = &[
     ("wgy3", "刘网格", Role::FieldStaff, "demo/cq/cn/xy/g01"),
 ];
 
-/// (head, address, phone, id number, tags, members)
-const HOUSEHOLDS: &[(&str, &str, &str, &str, &[&str], &[(&str, &str)])] = &[
+/// A demo household: head, address, phone, id number, tags, (member, relation).
+type DemoHousehold = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [&'static str],
+    &'static [(&'static str, &'static str)],
+);
+
+const HOUSEHOLDS: &[DemoHousehold] = &[
     ("陈桂英", "东湖路12号3栋2单元401", "13807120011", "420902194803150021", &["独居老人"], &[]),
-    ("周建国", "东湖路12号3栋1单元102", "13907120022", "420902196511020017", &["困难群众", "残疾人"], &[("周丽", "女儿"), ("吴秀兰", "配偶")]),
+    (
+        "周建国",
+        "东湖路12号3栋1单元102",
+        "13907120022",
+        "420902196511020017",
+        &["困难群众", "残疾人"],
+        &[("周丽", "女儿"), ("吴秀兰", "配偶")],
+    ),
     ("黄志强", "东湖路18号1栋501", "13607120033", "420902198207250035", &[], &[("黄小明", "儿子")]),
     ("孙玉梅", "湖滨巷5号", "13507120044", "420902195912300048", &["困难群众"], &[]),
     ("赵德福", "西苑新村7栋303", "13707120055", "420902194105060013", &["独居老人", "困难群众"], &[]),
@@ -60,7 +76,13 @@ pub fn create_demo(store: &dyn Store, now: i64) -> Result<String, ApiError> {
         let password = random_password();
         let territory: TerritoryPath = territory.parse().map_err(|e| ApiError::Internal(format!("{e}")))?;
         let person = add_person(store, username, name, *role, &territory, &password)?;
-        text.push_str(&format!("  {:<8} {:<10} {:<6} {:<20} password: {password}\n", username, name, role.name_zh(), territory));
+        text.push_str(&format!(
+            "  {:<8} {:<10} {:<6} {:<20} password: {password}\n",
+            username,
+            name,
+            role.name_zh(),
+            territory
+        ));
         if *role == Role::FieldStaff {
             staff.push(person);
         }

@@ -29,10 +29,7 @@ pub struct AppState {
 
 /// Unix milliseconds now.
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 fn json_reply<T: serde::Serialize>(status: StatusCode, body: &T) -> Response {
@@ -80,7 +77,9 @@ pub fn decode_body(body: &[u8], content_encoding: Option<&str>) -> Result<Vec<u8
             }
             Ok(out)
         }
-        Some(other) => Err(ApiError::UnsupportedMediaType(format!("content-encoding {other:?} is not supported; use gzip"))),
+        Some(other) => {
+            Err(ApiError::UnsupportedMediaType(format!("content-encoding {other:?} is not supported; use gzip")))
+        }
     }
 }
 
@@ -112,9 +111,7 @@ async fn sync_route(
     } else {
         Response::new(encoded.into())
     };
-    reply
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/x-gridsync"));
+    reply.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/x-gridsync"));
     reply.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
     Ok(reply)
 }
@@ -169,9 +166,10 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = I
     };
     let auth = warp::header::optional::<String>("authorization");
 
-    let health = warp::path!("healthz").and(warp::get()).and(with_state.clone()).then(|s| async move {
-        respond(health_route(s).await)
-    });
+    let health = warp::path!("healthz")
+        .and(warp::get())
+        .and(with_state.clone())
+        .then(|s| async move { respond(health_route(s).await) });
     let sync = warp::path!("v1" / "sync")
         .and(warp::post())
         .and(warp::body::content_length_limit(MAX_REQUEST_BYTES))
@@ -198,23 +196,14 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = I
         .and(auth)
         .then(|id, s, a| async move { respond(revoke_route(s, id, a).await) });
 
-    health
-        .or(sync)
-        .unify()
-        .or(sign_in)
-        .unify()
-        .or(me)
-        .unify()
-        .or(revoke)
-        .unify()
-        .recover(recover)
-        .unify()
-        .with(warp::log::custom(|info| {
+    health.or(sync).unify().or(sign_in).unify().or(me).unify().or(revoke).unify().recover(recover).unify().with(
+        warp::log::custom(|info| {
             tracing::info!(
                 method = %info.method(), path = info.path(), status = info.status().as_u16(),
                 ms = info.elapsed().as_secs_f64() * 1000.0, "request"
             )
-        }))
+        }),
+    )
 }
 
 /// Turns warp's own rejections (no route, wrong method, body limits) into our errors.

@@ -65,8 +65,7 @@ pub async fn serve_admin_socket(path: PathBuf, store: Arc<dyn Store>) -> std::io
             let reply = match serde_json::from_str::<admin::AdminCommand>(&line) {
                 Err(e) => AdminReply { ok: false, output: format!("bad admin command: {e}") },
                 Ok(cmd) => {
-                    let result =
-                        tokio::task::spawn_blocking(move || admin::execute(store.as_ref(), cmd, "cli")).await;
+                    let result = tokio::task::spawn_blocking(move || admin::execute(store.as_ref(), cmd, "cli")).await;
                     match result {
                         Ok(Ok(output)) => AdminReply { ok: true, output },
                         Ok(Err(e)) => AdminReply { ok: false, output: e.to_string() },

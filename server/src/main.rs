@@ -82,7 +82,8 @@ async fn serve(data: PathBuf, listen: SocketAddr, demo: bool) -> Result<(), Stri
             );
         }
     }
-    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let listener =
+        tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let socket = admin_socket_path(&data);
     tokio::spawn(serve_admin_socket(socket.clone(), store.clone()));
@@ -92,8 +93,10 @@ async fn serve(data: PathBuf, listen: SocketAddr, demo: bool) -> Result<(), Stri
         let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]
         {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .unwrap_or_else(|_| tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).expect("signals"));
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).unwrap_or_else(|_| {
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).expect("signals")
+                });
             tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
         }
         #[cfg(not(unix))]

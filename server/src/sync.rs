@@ -151,13 +151,13 @@ fn push_one(
 
     let _guard = locks.lock(&push.doc);
     let stored = store.load_doc(push.doc)?;
-    let current = match &stored {
-        Some(s) => Some(
-            automerge::Automerge::load(&s.bytes)
-                .map_err(|e| Failure::Api(ApiError::Internal(format!("stored document {} unreadable: {e}", push.doc))))?,
-        ),
-        None => None,
-    };
+    let current =
+        match &stored {
+            Some(s) => Some(automerge::Automerge::load(&s.bytes).map_err(|e| {
+                Failure::Api(ApiError::Internal(format!("stored document {} unreadable: {e}", push.doc)))
+            })?),
+            None => None,
+        };
     let new_changes: Vec<Vec<u8>> = changes
         .iter()
         .filter(|c| current.as_ref().is_none_or(|d| d.get_change_by_hash(&c.hash()).is_none()))

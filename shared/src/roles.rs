@@ -74,9 +74,7 @@ impl FromStr for Role {
             "field_staff" | "field-staff" | "staff" => Ok(Role::FieldStaff),
             "supervisor" => Ok(Role::Supervisor),
             "administrator" | "admin" => Ok(Role::Administrator),
-            other => Err(format!(
-                "unknown role {other:?}: expected field_staff, supervisor or administrator"
-            )),
+            other => Err(format!("unknown role {other:?}: expected field_staff, supervisor or administrator")),
         }
     }
 }

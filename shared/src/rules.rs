@@ -201,7 +201,9 @@ fn appended<'a, T: PartialEq>(
     for o in old {
         match new.iter().find(|n| id(n) == id(o)) {
             Some(n) if n == o => {}
-            _ => return Err(Rejection::new(RejectReason::HistoryRewritten, format!("a {what} was removed or altered"))),
+            _ => {
+                return Err(Rejection::new(RejectReason::HistoryRewritten, format!("a {what} was removed or altered")));
+            }
         }
     }
     if new_ids.len() != new.len() {
@@ -245,7 +247,10 @@ fn check_entries(old: Option<&Record>, new: &Record, author: &Author) -> Checked
                     return Err(not_yours());
                 }
                 if p.meta.creator != author.person && !author.role.reviews() {
-                    return Err(Rejection::new(RejectReason::NotPermitted, "only the promise's maker or a supervisor records its outcome"));
+                    return Err(Rejection::new(
+                        RejectReason::NotPermitted,
+                        "only the promise's maker or a supervisor records its outcome",
+                    ));
                 }
             }
         }
@@ -273,7 +278,10 @@ fn check_move(at: Standing, entry: &StatusEntry, author: &Author) -> Checked<()>
         }
         StatusMove::Reopen => {
             if !author.role.may_reopen() {
-                return Err(Rejection::new(RejectReason::NotPermitted, format!("a {} cannot reopen a case", author.role)));
+                return Err(Rejection::new(
+                    RejectReason::NotPermitted,
+                    format!("a {} cannot reopen a case", author.role),
+                ));
             }
             if entry.epoch != at.epoch + 1 || entry.to >= at.status {
                 return Err(Rejection::new(
@@ -297,7 +305,7 @@ pub enum PushVerdict {
     /// Valid: the merged document to store, and the record it now holds.
     Accept {
         /// The server's document with the pushed changes merged in.
-        merged: Automerge,
+        merged: Box<Automerge>,
         /// The record as it reads after the merge.
         record: Box<Record>,
     },
@@ -328,11 +336,8 @@ pub fn check_push(
     {
         return Ok(PushVerdict::Duplicate);
     }
-    let mut external: Vec<ChangeHash> = changes
-        .iter()
-        .flat_map(|c| c.deps().iter().copied())
-        .filter(|d| !pushed.contains(d))
-        .collect();
+    let mut external: Vec<ChangeHash> =
+        changes.iter().flat_map(|c| c.deps().iter().copied()).filter(|d| !pushed.contains(d)).collect();
     external.sort();
     external.dedup();
 
@@ -344,7 +349,10 @@ pub fn check_push(
         }
         Some(doc) => {
             if let Some(missing) = external.iter().find(|h| doc.get_change_by_hash(h).is_none()) {
-                return Err(Rejection::new(RejectReason::MissingDependencies, format!("depends on unknown change {missing}")));
+                return Err(Rejection::new(
+                    RejectReason::MissingDependencies,
+                    format!("depends on unknown change {missing}"),
+                ));
             }
             Some(doc.fork_at(&external).map_err(|e| Rejection::new(RejectReason::MissingDependencies, e.to_string()))?)
         }
@@ -354,9 +362,7 @@ pub fn check_push(
         Some(b) => b.fork(),
         None => Automerge::new(),
     };
-    after
-        .apply_changes(changes.clone())
-        .map_err(|e| Rejection::new(RejectReason::Malformed, e.to_string()))?;
+    after.apply_changes(changes.clone()).map_err(|e| Rejection::new(RejectReason::Malformed, e.to_string()))?;
     if !after.get_missing_deps(&[]).is_empty() {
         return Err(Rejection::new(RejectReason::MissingDependencies, "changes depend on changes not sent"));
     }
@@ -368,12 +374,10 @@ pub fn check_push(
         None => after,
         Some(doc) => {
             let mut merged = doc.fork();
-            merged
-                .apply_changes(changes)
-                .map_err(|e| Rejection::new(RejectReason::Malformed, e.to_string()))?;
+            merged.apply_changes(changes).map_err(|e| Rejection::new(RejectReason::Malformed, e.to_string()))?;
             merged
         }
     };
     let record = if current.is_some() { read_record(&merged)? } else { record };
-    Ok(PushVerdict::Accept { merged, record: Box::new(record) })
+    Ok(PushVerdict::Accept { merged: Box::new(merged), record: Box::new(record) })
 }

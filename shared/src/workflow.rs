@@ -86,10 +86,7 @@ impl fmt::Display for CaseStatus {
 impl FromStr for CaseStatus {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        CaseStatus::ALL
-            .into_iter()
-            .find(|c| c.as_str() == s)
-            .ok_or_else(|| format!("unknown case status {s:?}"))
+        CaseStatus::ALL.into_iter().find(|c| c.as_str() == s).ok_or_else(|| format!("unknown case status {s:?}"))
     }
 }
 
@@ -142,11 +139,8 @@ pub fn standing(log: &[StatusEntry]) -> Standing {
         .map(|e| e.to)
         .min()
         .unwrap_or(CaseStatus::Reported);
-    let status = log
-        .iter()
-        .filter(|e| e.epoch == epoch && e.kind == StatusMove::Advance)
-        .map(|e| e.to)
-        .fold(base, Ord::max);
+    let status =
+        log.iter().filter(|e| e.epoch == epoch && e.kind == StatusMove::Advance).map(|e| e.to).fold(base, Ord::max);
     Standing { status, epoch }
 }
 

@@ -6,7 +6,9 @@ use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 use gridsync_client::{MemoryStorage, Replica, ReplicaError, SyncReport};
 use gridsync_shared::protocol::{DeviceRegistration, SignInRequest};
-use gridsync_shared::records::{CaseFields, CaseKind, Editor, EditError, NewRecord, Satisfaction, VisitFields, VisitKind};
+use gridsync_shared::records::{
+    CaseFields, CaseKind, EditError, Editor, NewRecord, Satisfaction, VisitFields, VisitKind,
+};
 use gridsync_shared::workflow::CaseStatus;
 use gridsync_shared::{DocId, TerritoryPath};
 use std::io::{Read, Write};
@@ -76,7 +78,11 @@ impl Phone {
         let http = reqwest::Client::new();
         let resp = http
             .post(format!("{url}/v1/auth/sign-in"))
-            .json(&SignInRequest { username: username.into(), password: password.into(), device_name: "测试手机".into() })
+            .json(&SignInRequest {
+                username: username.into(),
+                password: password.into(),
+                device_name: "测试手机".into(),
+            })
             .send()
             .await?;
         if !resp.status().is_success() {
@@ -184,7 +190,11 @@ impl Phone {
     }
 
     /// Any edit through the shared editor, offline.
-    pub fn edit<T>(&mut self, id: DocId, f: impl FnOnce(&mut Editor<'_>) -> Result<T, EditError>) -> Result<T, ReplicaError> {
+    pub fn edit<T>(
+        &mut self,
+        id: DocId,
+        f: impl FnOnce(&mut Editor<'_>) -> Result<T, EditError>,
+    ) -> Result<T, ReplicaError> {
         let now = self.tick();
         self.replica.edit(id, now, f)
     }
@@ -234,7 +244,6 @@ impl Phone {
 /// Asserts that every phone and the server hold identical documents for every
 /// record in `scope`: same change history (heads) and same content.
 pub fn assert_converged(server: &crate::TestServer, phones: &[&Phone], scope: &TerritoryPath) {
-
     let mut ids = server.doc_ids(scope);
     ids.sort();
     for phone in phones {
@@ -249,11 +258,7 @@ pub fn assert_converged(server: &crate::TestServer, phones: &[&Phone], scope: &T
             a.sort();
             b.sort();
             assert_eq!(a, b, "record {id}: phone and server have different histories");
-            assert_eq!(
-                server_doc.hydrate(None),
-                phone_doc.hydrate(None),
-                "record {id}: different content"
-            );
+            assert_eq!(server_doc.hydrate(None), phone_doc.hydrate(None), "record {id}: different content");
         }
     }
 }

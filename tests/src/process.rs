@@ -35,13 +35,7 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Runs the binary with `args` on `data` and returns its output (for CLI commands).
     pub async fn cli(data: &Path, args: &[&str]) -> std::process::Output {
-        Command::new(server_binary())
-            .arg("--data")
-            .arg(data)
-            .args(args)
-            .output()
-            .await
-            .expect("run gridsync-server")
+        Command::new(server_binary()).arg("--data").arg(data).args(args).output().await.expect("run gridsync-server")
     }
 
     /// Starts `gridsync-server serve` on `data` at `port`, waiting until it answers /healthz.

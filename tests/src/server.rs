@@ -101,10 +101,7 @@ impl TestServer {
 
     /// The server's copy of a document.
     pub fn document(&self, id: gridsync_shared::DocId) -> Option<automerge::Automerge> {
-        self.store
-            .load_doc(id)
-            .expect("load")
-            .map(|d| automerge::Automerge::load(&d.bytes).expect("stored doc loads"))
+        self.store.load_doc(id).expect("load").map(|d| automerge::Automerge::load(&d.bytes).expect("stored doc loads"))
     }
 
     /// Stops the server and waits for it.

@@ -1,8 +1,8 @@
 //! An acknowledged change survives the server process dying: the real
 //! `gridsync-server` binary is killed (SIGKILL, no shutdown) and started again.
 
-use gridsync_tests::process::{ServerProcess, free_port};
 use gridsync_tests::Phone;
+use gridsync_tests::process::{ServerProcess, free_port};
 
 #[tokio::test]
 async fn every_acknowledged_change_survives_a_killed_and_restarted_server() {
@@ -14,8 +14,34 @@ async fn every_acknowledged_change_survives_a_killed_and_restarted_server() {
         &["territory", "add", "xg/xn/sh", "书院街道"],
         &["territory", "add", "xg/xn/sh/dh", "东湖社区"],
         &["territory", "add", "xg/xn/sh/dh/g1", "第一网格"],
-        &["person", "add", "--username", "li", "--name", "李网格", "--role", "field_staff", "--territory", "xg/xn/sh/dh/g1", "--password", "password-li"],
-        &["person", "add", "--username", "wang", "--name", "王网格", "--role", "field_staff", "--territory", "xg/xn/sh/dh/g1", "--password", "password-wang"],
+        &[
+            "person",
+            "add",
+            "--username",
+            "li",
+            "--name",
+            "李网格",
+            "--role",
+            "field_staff",
+            "--territory",
+            "xg/xn/sh/dh/g1",
+            "--password",
+            "password-li",
+        ],
+        &[
+            "person",
+            "add",
+            "--username",
+            "wang",
+            "--name",
+            "王网格",
+            "--role",
+            "field_staff",
+            "--territory",
+            "xg/xn/sh/dh/g1",
+            "--password",
+            "password-wang",
+        ],
     ] {
         let out = ServerProcess::cli(&data, args).await;
         assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
@@ -65,7 +91,20 @@ async fn the_admin_cli_revokes_a_device_while_the_server_runs() {
     // The demo printed passwords we did not capture: add a person through the running server's admin socket.
     let out = ServerProcess::cli(
         &data,
-        &["person", "add", "--username", "zhao", "--name", "赵网格", "--role", "field_staff", "--territory", "demo/cq/cn/dh/g01", "--password", "password-zhao"],
+        &[
+            "person",
+            "add",
+            "--username",
+            "zhao",
+            "--name",
+            "赵网格",
+            "--role",
+            "field_staff",
+            "--territory",
+            "demo/cq/cn/dh/g01",
+            "--password",
+            "password-zhao",
+        ],
     )
     .await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

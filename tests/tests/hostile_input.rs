@@ -26,7 +26,9 @@ async fn malformed_truncated_and_oversized_bodies_get_a_clear_4xx_and_store_noth
     wrong_version[4] = 99;
     let mut trailing = valid.clone();
     trailing.extend_from_slice(b"extra");
-    let cases: Vec<(&str, Vec<u8>, Option<&str>, u16, &str)> = vec![
+    // (what, body, content-encoding, expected status, what the message mentions)
+    type Case<'a> = (&'a str, Vec<u8>, Option<&'a str>, u16, &'a str);
+    let cases: Vec<Case> = vec![
         ("garbage", b"hello, server".to_vec(), None, 400, "magic"),
         ("empty", Vec::new(), None, 400, "content-length"),
         ("truncated", valid[..valid.len() / 2].to_vec(), None, 400, "malformed"),
@@ -58,12 +60,17 @@ async fn malformed_truncated_and_oversized_bodies_get_a_clear_4xx_and_store_noth
     // Bytes that decode but are not Automerge changes: rejected per document.
     let junk = SyncRequest {
         cursor: None,
-        push: vec![protocol::DocPush { doc: gridsync_shared::DocId::new_v7(1, [1; 10]), changes: vec![b"not a change".to_vec()] }],
+        push: vec![protocol::DocPush {
+            doc: gridsync_shared::DocId::new_v7(1, [1; 10]),
+            changes: vec![b"not a change".to_vec()],
+        }],
         max_response_bytes: 0,
     };
     let response = phone.post_sync(&protocol::encode(&junk)).await.expect("answered");
     let decoded: protocol::SyncResponse = protocol::decode(&response).expect("decodes");
-    assert!(matches!(&decoded.results[0].outcome, protocol::PushOutcome::Rejected(r) if r.reason == gridsync_shared::rules::RejectReason::Malformed));
+    assert!(
+        matches!(&decoded.results[0].outcome, protocol::PushOutcome::Rejected(r) if r.reason == gridsync_shared::rules::RejectReason::Malformed)
+    );
 
     // A cursor the server never issued.
     let forged = SyncRequest { cursor: Some(vec![0xff; 7]), push: vec![], max_response_bytes: 0 };
@@ -72,7 +79,8 @@ async fn malformed_truncated_and_oversized_bodies_get_a_clear_4xx_and_store_noth
     assert!(text.contains("cursor"));
 
     // No token, or a made-up one.
-    let anonymous = reqwest::Client::new().post(format!("{}/v1/sync", server.url)).body(valid.clone()).send().await.expect("send");
+    let anonymous =
+        reqwest::Client::new().post(format!("{}/v1/sync", server.url)).body(valid.clone()).send().await.expect("send");
     assert_eq!(anonymous.status().as_u16(), 401);
 
     assert_eq!(server.store().head_seq().expect("seq"), seq, "nothing was stored");

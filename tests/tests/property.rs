@@ -30,7 +30,7 @@ fn op() -> impl Strategy<Value = Op> {
 async fn run(ops: Vec<(usize, Op)>) {
     let server = TestServer::start().await;
     let grid = server.grid("g1");
-    let mut phones = vec![
+    let mut phones = [
         server.phone_in(&grid).await,
         server.phone_in(&grid).await,
         server.supervisor_phone(&grid.parent().expect("community")).await,
@@ -52,13 +52,12 @@ async fn run(ops: Vec<(usize, Op)>) {
                 follow_ups += 1;
             }
             Op::EditDescription(text) => {
-                let edited = phone
-                    .edit(case, |e| {
-                        let Record::Case(c) = e.record()? else { panic!("not a case") };
-                        let mut f = c.fields;
-                        f.description = text;
-                        e.update_case(&f)
-                    });
+                let edited = phone.edit(case, |e| {
+                    let Record::Case(c) = e.record()? else { panic!("not a case") };
+                    let mut f = c.fields;
+                    f.description = text;
+                    e.update_case(&f)
+                });
                 // Phone 1 is field staff who did not report the case: only the reporter and supervisors edit it.
                 match (who, &edited) {
                     (1, Ok(Some(_))) => panic!("field staff edited a case they did not report"),

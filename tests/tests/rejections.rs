@@ -12,7 +12,12 @@ use gridsync_tests::{Phone, TestServer};
 
 /// A change to `id` made on a copy of the phone's document, with the phone's
 /// actor unless `actor` says otherwise, bypassing the phone's own checks.
-fn tampered(phone: &Phone, id: DocId, actor: Option<ActorId>, f: impl FnOnce(&mut automerge::transaction::Transaction<'_>)) -> DocPush {
+fn tampered(
+    phone: &Phone,
+    id: DocId,
+    actor: Option<ActorId>,
+    f: impl FnOnce(&mut automerge::transaction::Transaction<'_>),
+) -> DocPush {
     let doc = phone.replica.document(id).expect("doc on phone");
     let mut fork = doc.fork();
     fork.set_actor(actor.unwrap_or_else(|| doc.get_actor().clone()));
@@ -52,11 +57,20 @@ async fn a_change_carrying_someone_elses_actor_is_rejected_and_nothing_stored() 
         tx.put(ROOT, "visited_at", automerge::ScalarValue::Timestamp(5)).expect("put");
     });
     // Also try a brand-new record written entirely under the victim's actor.
-    let author = Author { person: forger.replica.identity().expect("id").person, role: gridsync_shared::Role::FieldStaff, territory: grid.clone() };
-    let (forged_id, forged) = new_record(victim_actor, &author, &grid, 1, [7; 10], &NewRecord::VisitLog(VisitFields::default())).expect("doc");
+    let author = Author {
+        person: forger.replica.identity().expect("id").person,
+        role: gridsync_shared::Role::FieldStaff,
+        territory: grid.clone(),
+    };
+    let (forged_id, forged) =
+        new_record(victim_actor, &author, &grid, 1, [7; 10], &NewRecord::VisitLog(VisitFields::default()))
+            .expect("doc");
     let before = fingerprint(&server, Some(forged_id));
     let response = forger
-        .push_raw(vec![DocPush { doc: forged_id, changes: forged.get_changes(&[]).iter().map(|c| c.raw_bytes().to_vec()).collect() }])
+        .push_raw(vec![DocPush {
+            doc: forged_id,
+            changes: forged.get_changes(&[]).iter().map(|c| c.raw_bytes().to_vec()).collect(),
+        }])
         .await
         .expect("push");
     assert_eq!(only_rejection(&response), RejectReason::WrongActor);
@@ -75,10 +89,14 @@ async fn a_record_written_outside_the_devices_grid_is_rejected() {
     // A tampered client claims the other grid for a record of its own.
     let claimed = Author { person: id.person, role: id.role, territory: elsewhere.clone() };
     let actor: ActorId = id.actor.parse().expect("actor");
-    let (doc_id, doc) = new_record(actor, &claimed, &elsewhere, 1, [9; 10], &NewRecord::VisitLog(VisitFields::default())).expect("doc");
+    let (doc_id, doc) =
+        new_record(actor, &claimed, &elsewhere, 1, [9; 10], &NewRecord::VisitLog(VisitFields::default())).expect("doc");
     let before = fingerprint(&server, Some(doc_id));
     let response = phone
-        .push_raw(vec![DocPush { doc: doc_id, changes: doc.get_changes(&[]).iter().map(|c| c.raw_bytes().to_vec()).collect() }])
+        .push_raw(vec![DocPush {
+            doc: doc_id,
+            changes: doc.get_changes(&[]).iter().map(|c| c.raw_bytes().to_vec()).collect(),
+        }])
         .await
         .expect("push");
     assert_eq!(only_rejection(&response), RejectReason::OutsideTerritory);
@@ -93,7 +111,9 @@ async fn a_change_to_a_fixed_field_is_rejected() {
     let mut phone = server.phone_in(&grid).await;
     let visit = phone.record_visit("正常的走访");
     phone.sync().await.expect("sync");
-    for (field, value) in [("grid", "tc/d1/s1/c1/g2"), ("creator", "00000000-0000-0000-0000-000000000001"), ("type", "case")] {
+    for (field, value) in
+        [("grid", "tc/d1/s1/c1/g2"), ("creator", "00000000-0000-0000-0000-000000000001"), ("type", "case")]
+    {
         let push = tampered(&phone, visit, None, |tx| {
             tx.put(ROOT, field, value).expect("put");
         });

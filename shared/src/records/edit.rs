@@ -108,11 +108,7 @@ impl<'a> Editor<'a> {
     }
 
     fn expect(record: &Record, kind: RecordKind) -> Result<(), EditError> {
-        if record.kind() == kind {
-            Ok(())
-        } else {
-            Err(EditError::WrongKind { expected: kind, found: record.kind() })
-        }
+        if record.kind() == kind { Ok(()) } else { Err(EditError::WrongKind { expected: kind, found: record.kind() }) }
     }
 
     /// Replaces a household's editable fields (text merges by diff).
@@ -308,7 +304,8 @@ fn write_household(tx: &mut Transaction<'_>, f: &HouseholdFields) -> Result<(), 
 
 fn write_visit(tx: &mut Transaction<'_>, f: &VisitFields) -> Result<(), EditError> {
     put_opt_str(tx, "household", f.household.map(|h| h.to_string()))?;
-    let same_time = matches!(tx.get(ROOT, "visited_at")?, Some((Value::Scalar(s), _)) if s.as_i64() == Some(f.visited_at));
+    let same_time =
+        matches!(tx.get(ROOT, "visited_at")?, Some((Value::Scalar(s), _)) if s.as_i64() == Some(f.visited_at));
     if !same_time {
         tx.put(ROOT, "visited_at", ScalarValue::Timestamp(f.visited_at))?;
     }

@@ -17,7 +17,7 @@ pub use read::{META_KEYS, RecordError, read_record, read_record_at};
 
 use crate::ids::{DocId, PersonId};
 use crate::territory::TerritoryPath;
-use crate::workflow::{StatusEntry, Standing, standing};
+use crate::workflow::{Standing, StatusEntry, standing};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
@@ -52,12 +52,8 @@ pub enum RecordKind {
 
 impl RecordKind {
     /// Every kind, in a stable order.
-    pub const ALL: [RecordKind; 4] = [
-        RecordKind::Household,
-        RecordKind::VisitLog,
-        RecordKind::Case,
-        RecordKind::Promise,
-    ];
+    pub const ALL: [RecordKind; 4] =
+        [RecordKind::Household, RecordKind::VisitLog, RecordKind::Case, RecordKind::Promise];
 
     /// Stable text form stored in documents.
     pub fn as_str(self) -> &'static str {
@@ -89,10 +85,7 @@ impl fmt::Display for RecordKind {
 impl FromStr for RecordKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        RecordKind::ALL
-            .into_iter()
-            .find(|k| k.as_str() == s)
-            .ok_or_else(|| format!("unknown record type {s:?}"))
+        RecordKind::ALL.into_iter().find(|k| k.as_str() == s).ok_or_else(|| format!("unknown record type {s:?}"))
     }
 }
 

@@ -85,10 +85,9 @@ impl<'a> Obj<'a> {
             None => Ok(None),
             Some((Value::Scalar(s), _)) if s.is_null() => Ok(None),
             Some((Value::Scalar(s), _)) => Ok(Some(s.into_owned())),
-            Some((Value::Object(_), _)) => Err(RecordError::WrongType {
-                field: self.field(key),
-                expected: "a plain value",
-            }),
+            Some((Value::Object(_), _)) => {
+                Err(RecordError::WrongType { field: self.field(key), expected: "a plain value" })
+            }
         }
     }
 
@@ -113,9 +112,9 @@ impl<'a> Obj<'a> {
         match self.scalar(key)? {
             None => Ok(None),
             Some(ScalarValue::Int(i) | ScalarValue::Timestamp(i)) => Ok(Some(i)),
-            Some(ScalarValue::Uint(u)) => i64::try_from(u)
-                .map(Some)
-                .map_err(|_| invalid(&self.field(key), "out of range")),
+            Some(ScalarValue::Uint(u)) => {
+                i64::try_from(u).map(Some).map_err(|_| invalid(&self.field(key), "out of range"))
+            }
             Some(_) => Err(RecordError::WrongType { field: self.field(key), expected: "an integer" }),
         }
     }
@@ -144,10 +143,9 @@ impl<'a> Obj<'a> {
     fn parsed<T: FromStr>(&self, key: &str) -> R<Option<T>> {
         match self.opt_str(key, limits::SHORT_CHARS)? {
             None => Ok(None),
-            Some(s) => s
-                .parse()
-                .map(Some)
-                .map_err(|_| invalid(&self.field(key), format!("{s:?} is not an accepted value"))),
+            Some(s) => {
+                s.parse().map(Some).map_err(|_| invalid(&self.field(key), format!("{s:?} is not an accepted value")))
+            }
         }
     }
 
@@ -222,12 +220,9 @@ impl<'a> Obj<'a> {
 
     fn maps<T>(&self, key: &str, mut each: impl FnMut(&Obj<'a>) -> R<T>) -> R<Vec<T>> {
         self.list_of(key, |item| match item.value {
-            Some((Value::Object(ObjType::Map), id)) => each(&Obj {
-                doc: self.doc,
-                obj: id,
-                path: item.field,
-                heads: self.heads,
-            }),
+            Some((Value::Object(ObjType::Map), id)) => {
+                each(&Obj { doc: self.doc, obj: id, path: item.field, heads: self.heads })
+            }
             _ => Err(RecordError::WrongType { field: item.field, expected: "a map" }),
         })
     }
@@ -287,13 +282,7 @@ fn read(root: Obj<'_>) -> R<Record> {
     if !grid.is_grid() {
         return Err(invalid("grid", "records belong to a grid (five levels deep)"));
     }
-    let meta = RecordMeta {
-        kind,
-        schema,
-        grid,
-        creator: root.person("creator")?,
-        created_at: root.i64("created_at")?,
-    };
+    let meta = RecordMeta { kind, schema, grid, creator: root.person("creator")?, created_at: root.i64("created_at")? };
     let with_meta = |own: &[&'static str]| -> Vec<&'static str> { META_KEYS.iter().chain(own).copied().collect() };
     let record = match kind {
         RecordKind::Household => {
@@ -321,7 +310,13 @@ fn read(root: Obj<'_>) -> R<Record> {
         }
         RecordKind::VisitLog => {
             root.only_keys(&with_meta(&[
-                "household", "visited_at", "kind", "location", "notes", "concerns", "findings",
+                "household",
+                "visited_at",
+                "kind",
+                "location",
+                "notes",
+                "concerns",
+                "findings",
             ]))?;
             let location = match root.map("location")? {
                 None => None,
@@ -350,7 +345,14 @@ fn read(root: Obj<'_>) -> R<Record> {
         }
         RecordKind::Case => {
             root.only_keys(&with_meta(&[
-                "kind", "title", "description", "household", "visit", "due_at", "status_log", "follow_ups",
+                "kind",
+                "title",
+                "description",
+                "household",
+                "visit",
+                "due_at",
+                "status_log",
+                "follow_ups",
             ]))?;
             Record::Case(Case {
                 meta,
@@ -370,7 +372,9 @@ fn read(root: Obj<'_>) -> R<Record> {
                         kind: match e.str("kind", 16)?.as_str() {
                             "advance" => StatusMove::Advance,
                             "reopen" => StatusMove::Reopen,
-                            other => return Err(invalid(&e.field("kind"), format!("{other:?} is not advance or reopen"))),
+                            other => {
+                                return Err(invalid(&e.field("kind"), format!("{other:?} is not advance or reopen")));
+                            }
                         },
                         to: e.required::<CaseStatus>("to")?,
                         epoch: u32::try_from(epoch).map_err(|_| invalid(&e.field("epoch"), "out of range"))?,
