@@ -1,0 +1,15 @@
+# Convenience recipes; each one calls ./dev, which works without just.
+
+# start the server with the phone app (pass e.g. --demo)
+run *args:
+    ./dev run {{args}}
+
+# every check and test
+test *args:
+    ./dev test {{args}}
+
+fmt:
+    cargo fmt --all
+
+lint:
+    cargo clippy --workspace --all-targets -- -D warnings
