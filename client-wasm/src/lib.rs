@@ -11,10 +11,14 @@
 //! - [`storage`]: the storage trait, with in-memory and on-disk implementations.
 //! - [`replica`]: the local records, edits, and what waits to be synced.
 //! - [`engine`]: building sync requests and applying responses (sans-IO).
+//! - `web` (wasm32 only): the wasm-bindgen API the phone app calls, and the
+//!   IndexedDB-backed storage.
 
 pub mod engine;
 pub mod replica;
 pub mod storage;
+#[cfg(target_arch = "wasm32")]
+pub mod web;
 
 pub use engine::SyncReport;
 pub use replica::{RejectedRecord, Replica, ReplicaError};

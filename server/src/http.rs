@@ -21,6 +21,8 @@ use warp::{Filter, Rejection, Reply};
 /// What every handler shares.
 #[derive(Clone)]
 pub struct AppState {
+    /// The phone app's directory.
+    pub app_dir: std::path::PathBuf,
     /// The store.
     pub store: Arc<dyn Store>,
     /// Per-document push locks.

@@ -9,17 +9,20 @@
 //! - [`http`]: warp routes; [`error`]: the one error-to-status mapping.
 //! - [`admin`]: administrative commands, shared by the CLI and the admin socket.
 //! - [`demo`]: the demo city.
+//! - [`app`]: the phone app's files; [`tls`]: HTTPS.
 //!
 //! [`run`] serves on a given listener until a shutdown future completes, so
 //! tests start a real server on `127.0.0.1:0` in one line.
 
 pub mod admin;
+pub mod app;
 pub mod auth;
 pub mod demo;
 pub mod error;
 pub mod http;
 pub mod store;
 pub mod sync;
+pub mod tls;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -27,14 +30,27 @@ use std::sync::Arc;
 use store::Store;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
+fn state(store: Arc<dyn Store>) -> http::AppState {
+    http::AppState { app_dir: app::default_app_dir(), store, locks: Arc::new(sync::DocLocks::default()) }
+}
+
 /// Serves HTTP on `listener` with `store` until `shutdown` completes.
 pub async fn run(
     listener: tokio::net::TcpListener,
     store: Arc<dyn Store>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
-    let state = http::AppState { store, locks: Arc::new(sync::DocLocks::default()) };
-    warp::serve(http::routes(state)).incoming(listener).graceful(shutdown).run().await;
+    warp::serve(http::routes(state(store))).incoming(listener).graceful(shutdown).run().await;
+}
+
+/// Serves HTTPS on `listener` with `store` until `shutdown` completes.
+pub async fn run_tls(
+    listener: tokio::net::TcpListener,
+    store: Arc<dyn Store>,
+    acceptor: tokio_rustls::TlsAcceptor,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    tls::serve(listener, acceptor, warp::service(http::routes(state(store))), shutdown).await;
 }
 
 /// The local admin socket's path inside a data directory.

@@ -29,6 +29,12 @@ enum Command {
         /// On an empty store, create a small demo city and print its accounts.
         #[arg(long)]
         demo: bool,
+        /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
+        #[arg(long, env = "GRIDSYNC_TLS_CERT", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The certificate's PEM private key.
+        #[arg(long, env = "GRIDSYNC_TLS_KEY", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
     },
     #[command(flatten)]
     Admin(AdminCommand),
@@ -50,9 +56,10 @@ fn init_logs() {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { listen, demo } => {
+        Command::Serve { listen, demo, tls_cert, tls_key } => {
             init_logs();
-            match serve(cli.data, listen, demo).await {
+            let tls = tls_cert.zip(tls_key);
+            match serve(cli.data, listen, demo, tls).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -64,7 +71,11 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn serve(data: PathBuf, listen: SocketAddr, demo: bool) -> Result<(), String> {
+async fn serve(data: PathBuf, listen: SocketAddr, demo: bool, tls: Option<(PathBuf, PathBuf)>) -> Result<(), String> {
+    let acceptor = match &tls {
+        Some((cert, key)) => Some(gridsync_server::tls::acceptor(cert, key).map_err(|e| e.to_string())?),
+        None => None,
+    };
     std::fs::create_dir_all(&data).map_err(|e| format!("cannot create data directory {}: {e}", data.display()))?;
     let store: Arc<dyn Store> = Arc::new(SledStore::open(&data).map_err(|e| e.to_string())?);
     if demo::store_is_empty(store.as_ref()).map_err(|e| e.to_string())? {
@@ -87,8 +98,9 @@ async fn serve(data: PathBuf, listen: SocketAddr, demo: bool) -> Result<(), Stri
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let socket = admin_socket_path(&data);
     tokio::spawn(serve_admin_socket(socket.clone(), store.clone()));
-    tracing::info!(%addr, data = %data.display(), "gridsync-server listening");
-    println!("gridsync-server listening on http://{addr} (data: {})", data.display());
+    let scheme = if acceptor.is_some() { "https" } else { "http" };
+    tracing::info!(%addr, %scheme, data = %data.display(), "gridsync-server listening");
+    println!("gridsync-server listening on {scheme}://{addr} (data: {})", data.display());
     let shutdown = async {
         let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]
@@ -103,7 +115,10 @@ async fn serve(data: PathBuf, listen: SocketAddr, demo: bool) -> Result<(), Stri
         let _ = ctrl_c.await;
         tracing::info!("shutting down");
     };
-    gridsync_server::run(listener, store.clone(), shutdown).await;
+    match acceptor {
+        Some(acceptor) => gridsync_server::run_tls(listener, store.clone(), acceptor, shutdown).await,
+        None => gridsync_server::run(listener, store.clone(), shutdown).await,
+    }
     let _ = std::fs::remove_file(&socket);
     store.flush().map_err(|e| e.to_string())
 }

@@ -144,6 +144,14 @@ pub fn standing(log: &[StatusEntry]) -> Standing {
     Standing { status, epoch }
 }
 
+/// The steps `role` may move a case to from where it stands: forward moves,
+/// and (for reviewers) the earlier steps a reopen may go back to.
+pub fn possible_moves(at: Standing, role: crate::roles::Role) -> Vec<(StatusMove, CaseStatus)> {
+    let forward = CaseStatus::ALL.into_iter().filter(|s| *s > at.status && role.may_advance_to(*s));
+    let back = CaseStatus::ALL.into_iter().filter(|s| *s < at.status && role.may_reopen());
+    forward.map(|s| (StatusMove::Advance, s)).chain(back.map(|s| (StatusMove::Reopen, s))).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -40,6 +40,12 @@ impl ServerProcess {
 
     /// Starts `gridsync-server serve` on `data` at `port`, waiting until it answers /healthz.
     pub async fn start(data: &Path, port: u16, extra: &[&str]) -> ServerProcess {
+        Self::start_with_scheme(data, port, extra, None).await
+    }
+
+    /// Like [`Self::start`]; with `tls_cert` (DER) the server is expected to
+    /// speak HTTPS and readiness is checked by a TCP connect instead.
+    pub async fn start_with_scheme(data: &Path, port: u16, extra: &[&str], tls_cert: Option<Vec<u8>>) -> ServerProcess {
         let child = Command::new(server_binary())
             .arg("--data")
             .arg(data)
@@ -52,13 +58,17 @@ impl ServerProcess {
             .kill_on_drop(true)
             .spawn()
             .expect("spawn gridsync-server");
-        let url = format!("http://127.0.0.1:{port}");
+        let scheme = if tls_cert.is_some() { "https" } else { "http" };
+        let url = format!("{scheme}://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(30);
         let http = reqwest::Client::new();
         loop {
-            if let Ok(r) = http.get(format!("{url}/healthz")).send().await
-                && r.status().is_success()
-            {
+            let up = if tls_cert.is_some() {
+                tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok()
+            } else {
+                http.get(format!("{url}/healthz")).send().await.is_ok_and(|r| r.status().is_success())
+            };
+            if up {
                 break;
             }
             assert!(Instant::now() < deadline, "gridsync-server did not come up on {url}");

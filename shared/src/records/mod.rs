@@ -195,6 +195,7 @@ pub struct GeoPoint {
 
 /// A member of a household.
 #[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Member {
     /// 姓名
     pub name: String,
@@ -208,6 +209,7 @@ pub struct Member {
 
 /// A household's editable fields.
 #[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct HouseholdFields {
     /// 地址
     pub address: String,
@@ -227,6 +229,7 @@ pub struct HouseholdFields {
 
 /// A visit log's fields.
 #[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct VisitFields {
     /// The household visited, if the visit was to one.
     pub household: Option<DocId>,

@@ -1,0 +1,159 @@
+//! Reading and editing records from the app. Every edit goes through the
+//! replica and the shared editor, so the app cannot make a change the server
+//! would refuse for reasons the phone can know.
+
+use super::{Phone, from_js, js_err, to_js};
+use crate::replica::summarize;
+use gridsync_shared::records::{CaseFields, HouseholdFields, NewRecord, PromiseFields, Satisfaction, VisitFields};
+use gridsync_shared::workflow::{CaseStatus, StatusMove, possible_moves};
+use gridsync_shared::{DocId, Record, TerritoryPath};
+use serde::Serialize;
+use wasm_bindgen::prelude::*;
+
+/// A record as the app lists it.
+#[derive(Serialize)]
+struct Listed<'a> {
+    id: String,
+    summary: String,
+    /// For cases: the current step and its Chinese name.
+    status: Option<&'static str>,
+    status_name: Option<&'static str>,
+    record: &'a Record,
+}
+
+fn parse_id(id: &str) -> Result<DocId, JsError> {
+    id.parse().map_err(|_| JsError::new("not a record id"))
+}
+
+fn listed(id: DocId, record: &Record) -> Listed<'_> {
+    let standing = match record {
+        Record::Case(c) => Some(c.standing().status),
+        _ => None,
+    };
+    Listed {
+        id: id.to_string(),
+        summary: summarize(record),
+        status: standing.map(CaseStatus::as_str),
+        status_name: standing.map(CaseStatus::name_zh),
+        record,
+    }
+}
+
+#[wasm_bindgen]
+impl Phone {
+    /// Every record, or those of one kind (`household`, `visit_log`, `case`,
+    /// `promise`), newest first.
+    pub fn records(&self, kind: Option<String>) -> Result<JsValue, JsError> {
+        let all: Vec<(DocId, Record)> =
+            self.replica.records().filter(|(_, r)| kind.as_deref().is_none_or(|k| r.kind().as_str() == k)).collect();
+        let out: Vec<Listed> = all.iter().rev().map(|(id, r)| listed(*id, r)).collect();
+        to_js(&out)
+    }
+
+    /// One record, or null.
+    pub fn record(&self, id: &str) -> Result<JsValue, JsError> {
+        let id = parse_id(id)?;
+        match self.replica.record(id) {
+            Some(r) => to_js(&listed(id, &r)),
+            None => Ok(JsValue::NULL),
+        }
+    }
+
+    /// Creates a record from `{type: "household" | "visit_log" | "case" |
+    /// "promise", ...fields}` in `grid` (or the person's own grid); returns its id.
+    pub fn create(&mut self, new: JsValue, grid: Option<String>, now: f64) -> Result<String, JsError> {
+        let new: NewRecord = from_js(new)?;
+        let grid = grid.map(|g| g.parse::<TerritoryPath>().map_err(|e| JsError::new(&e.to_string()))).transpose()?;
+        self.replica.create(grid.as_ref(), now as i64, &new).map(|id| id.to_string()).map_err(js_err)
+    }
+
+    /// Replaces a record's editable fields (text merges by diff).
+    pub fn update(&mut self, id: &str, fields: JsValue, now: f64) -> Result<(), JsError> {
+        let id = parse_id(id)?;
+        let kind = self.replica.record(id).map(|r| r.kind()).ok_or_else(|| JsError::new("no such record"))?;
+        use gridsync_shared::RecordKind as K;
+        match kind {
+            K::Household => {
+                let f: HouseholdFields = from_js(fields)?;
+                self.replica.edit(id, now as i64, |e| e.update_household(&f))
+            }
+            K::VisitLog => {
+                let f: VisitFields = from_js(fields)?;
+                self.replica.edit(id, now as i64, |e| e.update_visit(&f))
+            }
+            K::Case => {
+                let f: CaseFields = from_js(fields)?;
+                self.replica.edit(id, now as i64, |e| e.update_case(&f))
+            }
+            K::Promise => {
+                let _f: PromiseFields = from_js(fields)?;
+                return Err(JsError::new("a promise's content is fixed once made; record its outcome instead"));
+            }
+        }
+        .map(|_| ())
+        .map_err(js_err)
+    }
+
+    /// Adds a follow-up to a case; `satisfaction` is `satisfied`, `basic` or `dissatisfied` on a return visit.
+    #[wasm_bindgen(js_name = addFollowUp)]
+    pub fn add_follow_up(
+        &mut self,
+        id: &str,
+        note: &str,
+        satisfaction: Option<String>,
+        now: f64,
+    ) -> Result<(), JsError> {
+        let id = parse_id(id)?;
+        let satisfaction = satisfaction
+            .filter(|s| !s.is_empty())
+            .map(|s| s.parse::<Satisfaction>().map_err(|e| JsError::new(&e)))
+            .transpose()?;
+        self.replica.edit(id, now as i64, |e| e.add_follow_up(note, satisfaction)).map(|_| ()).map_err(js_err)
+    }
+
+    /// The moves this person may make on a case now: `[{kind, to, name}]`.
+    #[wasm_bindgen(js_name = caseMoves)]
+    pub fn case_moves(&self, id: &str) -> Result<JsValue, JsError> {
+        #[derive(Serialize)]
+        struct Move {
+            kind: &'static str,
+            to: &'static str,
+            name: &'static str,
+        }
+        let id = parse_id(id)?;
+        let Some(Record::Case(case)) = self.replica.record(id) else { return Err(JsError::new("not a case")) };
+        let role = self.replica.identity().map(|i| i.role).ok_or_else(|| JsError::new("not signed in"))?;
+        let moves: Vec<Move> = possible_moves(case.standing(), role)
+            .into_iter()
+            .map(|(kind, to)| Move {
+                kind: if kind == StatusMove::Advance { "advance" } else { "reopen" },
+                to: to.as_str(),
+                name: to.name_zh(),
+            })
+            .collect();
+        to_js(&moves)
+    }
+
+    /// Moves a case forward to `to`.
+    #[wasm_bindgen(js_name = moveCase)]
+    pub fn move_case(&mut self, id: &str, to: &str, now: f64) -> Result<(), JsError> {
+        let id = parse_id(id)?;
+        let to: CaseStatus = to.parse().map_err(|e: String| JsError::new(&e))?;
+        self.replica.edit(id, now as i64, |e| e.advance_case(to)).map(|_| ()).map_err(js_err)
+    }
+
+    /// Reopens a case back to `to`, with a reason.
+    #[wasm_bindgen(js_name = reopenCase)]
+    pub fn reopen_case(&mut self, id: &str, to: &str, reason: &str, now: f64) -> Result<(), JsError> {
+        let id = parse_id(id)?;
+        let to: CaseStatus = to.parse().map_err(|e: String| JsError::new(&e))?;
+        self.replica.edit(id, now as i64, |e| e.reopen_case(to, reason)).map(|_| ()).map_err(js_err)
+    }
+
+    /// Records whether a promise was kept.
+    #[wasm_bindgen(js_name = recordPromiseOutcome)]
+    pub fn record_promise_outcome(&mut self, id: &str, kept: bool, note: &str, now: f64) -> Result<(), JsError> {
+        let id = parse_id(id)?;
+        self.replica.edit(id, now as i64, |e| e.record_promise_outcome(kept, note)).map(|_| ()).map_err(js_err)
+    }
+}
