@@ -68,6 +68,15 @@ pub enum PersonCommand {
         #[arg(long)]
         password: Option<String>,
     },
+    /// Move a person to another territory (their phones follow at next sync).
+    Move {
+        /// Sign-in name.
+        #[arg(long)]
+        username: String,
+        /// The new territory path.
+        #[arg(long)]
+        territory: String,
+    },
     /// List people.
     List,
 }
@@ -139,6 +148,18 @@ pub fn execute(store: &dyn Store, command: AdminCommand, actor: &str) -> Result<
             if shown {
                 let _ = writeln!(out, "initial password (shown once): {password}");
             }
+        }
+        AdminCommand::Person(PersonCommand::Move { username, territory }) => {
+            let territory = TerritoryPath::parse(&territory).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+            let mut person = store
+                .person_by_username(&username)?
+                .ok_or_else(|| ApiError::NotFound(format!("no person with username {username:?}")))?;
+            check_territory_fits(store, person.role, &territory)?;
+            let from = std::mem::replace(&mut person.territory, territory.clone());
+            store.put_person(&person)?;
+            store.flush()?;
+            store.append_audit(actor, "person.move", &format!("{username} {from} -> {territory}"), now())?;
+            let _ = writeln!(out, "moved {username} from {from} to {territory}");
         }
         AdminCommand::Person(PersonCommand::List) => {
             for p in store.people()? {
@@ -213,17 +234,7 @@ pub fn add_person(
     if password.chars().count() < 8 {
         return Err(ApiError::BadRequest("password must have at least 8 characters".into()));
     }
-    if !store.territories()?.iter().any(|t| &t.path == territory) {
-        return Err(ApiError::BadRequest(format!("territory {territory} does not exist; add it first")));
-    }
-    match (role, territory.level()) {
-        (Role::FieldStaff, Level::Grid) => {}
-        (Role::FieldStaff, _) => return Err(ApiError::BadRequest("field staff are responsible for one grid".into())),
-        (Role::Supervisor, Level::Grid) => {
-            return Err(ApiError::BadRequest("a supervisor is responsible for a community or above".into()));
-        }
-        _ => {}
-    }
+    check_territory_fits(store, role, territory)?;
     if store.person_by_username(username)?.is_some() {
         return Err(ApiError::Conflict(format!("username {username:?} is taken")));
     }
@@ -239,6 +250,21 @@ pub fn add_person(
     store.put_person(&person)?;
     store.flush()?;
     Ok(person)
+}
+
+/// Checks that `territory` exists and suits `role`.
+fn check_territory_fits(store: &dyn Store, role: Role, territory: &TerritoryPath) -> Result<(), ApiError> {
+    if !store.territories()?.iter().any(|t| &t.path == territory) {
+        return Err(ApiError::BadRequest(format!("territory {territory} does not exist; add it first")));
+    }
+    match (role, territory.level()) {
+        (Role::FieldStaff, Level::Grid) => Ok(()),
+        (Role::FieldStaff, _) => Err(ApiError::BadRequest("field staff are responsible for one grid".into())),
+        (Role::Supervisor, Level::Grid) => {
+            Err(ApiError::BadRequest("a supervisor is responsible for a community or above".into()))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Revokes a device; an administrator (`by`) may only revoke devices of

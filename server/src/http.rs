@@ -198,14 +198,37 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = I
         .and(auth)
         .then(|id, s, a| async move { respond(revoke_route(s, id, a).await) });
 
-    health.or(sync).unify().or(sign_in).unify().or(me).unify().or(revoke).unify().recover(recover).unify().with(
-        warp::log::custom(|info| {
+    let app = warp::get()
+        .and(warp::path::tail())
+        .and(warp::header::optional::<String>("accept-encoding"))
+        .and(with_state.clone())
+        .then(|tail: warp::path::Tail, ae, s: AppState| async move {
+            let tail = tail.as_str().to_string();
+            if tail == "v1" || tail.starts_with("v1/") {
+                return error_reply(&ApiError::NotFound("no such endpoint".into()));
+            }
+            crate::app::serve_file(s.app_dir.clone(), tail, ae).await
+        });
+
+    health
+        .or(sync)
+        .unify()
+        .or(sign_in)
+        .unify()
+        .or(me)
+        .unify()
+        .or(revoke)
+        .unify()
+        .or(app)
+        .unify()
+        .recover(recover)
+        .unify()
+        .with(warp::log::custom(|info| {
             tracing::info!(
                 method = %info.method(), path = info.path(), status = info.status().as_u16(),
                 ms = info.elapsed().as_secs_f64() * 1000.0, "request"
             )
-        }),
-    )
+        }))
 }
 
 /// Turns warp's own rejections (no route, wrong method, body limits) into our errors.

@@ -1,0 +1,446 @@
+// 网格通: boot, routing, the status bar and banners, sign-in and 我的.
+
+import { clearAll, flush, openDb, persist } from './db.js';
+import * as sync from './sync.js';
+import { S, explain, me } from './core.js';
+import { ROLE, ask, field, h, hhmm, toast, when } from './ui.js';
+import { householdForm, householdView, householdsView } from './households.js';
+import { visitForm, visitView, visitsView } from './visits.js';
+import { caseForm, caseView, casesView } from './cases.js';
+
+export const VERSION = '1.0.0'; // keep in step with VERSION in sw.js
+
+let Phone = null;
+let resolveReady;
+const ready = new Promise((r) => (resolveReady = r));
+window.gridsync = {
+  get phone() {
+    return S.phone;
+  },
+  syncNow: sync.syncNow,
+  syncState: sync.state,
+  ready,
+  flush,
+  version: VERSION,
+};
+
+const view = document.getElementById('view');
+const statusEl = document.getElementById('status');
+const bannersEl = document.getElementById('banners');
+const nav = document.getElementById('nav');
+
+// ------------------------------------------------------------------ routing
+// [pattern, screen, section for the bottom nav, live (redrawn when sync brings data)]
+const ROUTES = [
+  [/^households$/, householdsView, 'households', true],
+  [/^household\/new$/, householdForm, 'households', false],
+  [/^household\/([\w-]+)\/edit$/, householdForm, 'households', false],
+  [/^household\/([\w-]+)$/, householdView, 'households', true],
+  [/^visits$/, visitsView, 'visits', true],
+  [/^visit\/new$/, visitForm, 'visits', false],
+  [/^visit\/([\w-]+)\/edit$/, visitForm, 'visits', false],
+  [/^visit\/([\w-]+)$/, visitView, 'visits', true],
+  [/^cases$/, casesView, 'cases', true],
+  [/^case\/new$/, caseForm, 'cases', false],
+  [/^case\/([\w-]+)\/edit$/, caseForm, 'cases', false],
+  [/^case\/([\w-]+)$/, caseView, 'cases', true],
+  [/^me$/, meView, 'me', true],
+];
+
+let current = null;
+let stale = false;
+
+function parseHash() {
+  const raw = location.hash.replace(/^#\/?/, '');
+  const [path, qs] = raw.split('?');
+  return { path, query: Object.fromEntries(new URLSearchParams(qs || '')) };
+}
+
+function route() {
+  if (!S.phone.identity()) return { screen: loginView, section: null, live: false, params: {} };
+  const { path, query } = parseHash();
+  for (const [re, screen, section, live] of ROUTES) {
+    const m = re.exec(path);
+    if (m) return { screen, section, live, params: { ...query, id: m[1] } };
+  }
+  return null;
+}
+
+function render() {
+  const r = route();
+  if (!r) return location.replace('#/households');
+  current = r;
+  stale = false;
+  draw();
+  scrollTo(0, 0);
+}
+
+function draw() {
+  let node;
+  try {
+    node = current.screen(current.params);
+  } catch (e) {
+    console.error(e);
+    node = h('section', null, h('p.error', null, '页面出错：' + explain(e)));
+  }
+  view.replaceChildren(node);
+  document.body.classList.toggle('signed-out', !S.phone.identity());
+  for (const a of nav.querySelectorAll('a')) a.setAttribute('aria-current', a.dataset.section === current.section ? 'page' : 'false');
+  renderStatus();
+}
+
+/** Redraws the screen with new data, unless the person is typing in it. */
+function refreshLive() {
+  if (!current || !current.live) return;
+  const active = document.activeElement;
+  if (view.querySelector('[data-dirty]') || (active && view.contains(active) && /INPUT|TEXTAREA|SELECT/.test(active.tagName))) {
+    stale = true;
+    return;
+  }
+  const y = scrollY;
+  draw();
+  scrollTo(0, y);
+}
+S.refresh = () => {
+  const y = scrollY;
+  draw();
+  scrollTo(0, y);
+};
+
+view.addEventListener('input', (e) => {
+  if (e.target.type !== 'search') e.target.dataset.dirty = '1';
+});
+view.addEventListener('focusout', () => setTimeout(() => stale && refreshLive(), 0));
+
+// --------------------------------------------------------------- status bar
+function renderStatus() {
+  const id = S.phone && S.phone.identity();
+  statusEl.hidden = !id;
+  if (!id) {
+    bannersEl.replaceChildren();
+    return;
+  }
+  const st = sync.state;
+  const online = sync.isOnline();
+  const pending = S.phone.pendingChanges();
+  const last = S.phone.lastSyncAt();
+  const label = st.outcome === 'auth' ? '需重新登录' : !online ? '离线' : st.outcome === 'error' ? '在线 · 同步出错' : '在线';
+  statusEl.replaceChildren(
+    h(
+      'div.st-text',
+      null,
+      h(
+        'div.st-line',
+        null,
+        h('span', { testid: 'status-online', class: `dot ${online && st.outcome !== 'auth' ? 'on' : 'off'}`, 'data-online': String(online) }, label),
+        h('span', { testid: 'status-pending', class: pending ? 'st-pending' : 'st-done', 'data-count': pending }, `待同步 ${pending} 条`),
+      ),
+      h('div.st-sub', { testid: 'status-last-sync' }, last ? `上次同步 ${lastText(last)}` : '尚未同步'),
+    ),
+    h(
+      'button.sync',
+      { type: 'button', testid: 'sync-now', disabled: st.syncing, onclick: onSyncNow },
+      st.syncing ? '同步中…' : '立即同步',
+    ),
+  );
+  renderBanners(st);
+}
+
+function lastText(ms) {
+  return new Date(ms).toDateString() === new Date().toDateString() ? hhmm(ms) : when(ms);
+}
+
+async function onSyncNow() {
+  if (!navigator.onLine) toast('当前没有网络，正在尝试…', 'warn');
+  await sync.syncNow();
+  const st = sync.state;
+  if (st.outcome === 'ok') toast(S.phone.pendingChanges() ? '部分记录未同步，稍后重试' : '同步完成');
+  else if (st.outcome === 'network') toast('网络不可用，联网后会自动同步', 'warn');
+  else if (st.outcome !== 'auth') toast('同步失败：' + st.message, 'error');
+}
+
+function renderBanners(st) {
+  const out = [];
+  if (st.outcome === 'auth') {
+    out.push(
+      h(
+        'div.banner.danger',
+        { testid: 'auth-banner' },
+        h('div', null, st.message),
+        pendingNote(),
+        h('button.btn', { type: 'button', testid: 'auth-signin', onclick: () => showLogin(true) }, '重新登录'),
+      ),
+    );
+  } else if (st.outcome === 'error' && st.message) {
+    out.push(h('div.banner.warn', { testid: 'sync-error' }, `同步出错：${st.message}。记录仍保存在本机，稍后会自动重试。`));
+  }
+  if (dbError) out.push(h('div.banner.danger', { testid: 'db-error' }, `本机存储写入失败：${dbError}。请检查手机存储空间。`));
+  let rejections = [];
+  try {
+    rejections = S.phone.rejections();
+  } catch {}
+  if (rejections.length) {
+    out.push(
+      h(
+        'div.banner.danger',
+        { testid: 'rejection-banner', role: 'alert' },
+        h('div.banner-title', null, `${rejections.length} 条记录未被服务器接受`),
+        h('div.small', null, '未被接受的修改已撤销，如有需要请重新录入。'),
+        rejections.map((r) =>
+          h(
+            'div.rejection',
+            { testid: 'rejection-item', 'data-doc': r.doc },
+            h('div', null, h('b', null, r.message)),
+            h('div', null, r.summary),
+            r.detail ? h('details.small', null, h('summary', null, '技术详情'), r.detail) : null,
+            h(
+              'button.btn.small',
+              {
+                type: 'button',
+                testid: 'rejection-dismiss',
+                onclick: async () => {
+                  try {
+                    S.phone.dismissRejection(r.doc);
+                    await flush();
+                  } catch (e) {
+                    toast(explain(e), 'error');
+                  }
+                  renderStatus();
+                },
+              },
+              '知道了',
+            ),
+          ),
+        ),
+      ),
+    );
+  }
+  if (updateReady) {
+    out.push(h('button.banner.info', { type: 'button', testid: 'update-banner', onclick: () => location.reload() }, '新版本已就绪，点此刷新'));
+  }
+  bannersEl.replaceChildren(...out);
+}
+
+/** What re-signing-in means for changes not yet synced (they carry the old device's identity). */
+function pendingNote() {
+  const n = S.phone.pendingChanges();
+  return n
+    ? h('div', null, `本机还有 ${n} 条修改未同步。重新登录会登记为新设备，这些修改将无法提交（届时会逐条列出），请先记下重要内容。`)
+    : null;
+}
+
+let dbError = '';
+addEventListener('gs-db-error', (e) => {
+  dbError = explain(e.detail);
+  renderStatus();
+});
+
+// ------------------------------------------------------------------ sign-in
+let forceLogin = false;
+
+function showLogin(again) {
+  forceLogin = again;
+  current = { screen: loginView, section: null, live: false, params: {} };
+  draw();
+}
+
+function loginView() {
+  const old = S.phone.identity();
+  const username = h('input.input', { autocomplete: 'username', autocapitalize: 'off', spellcheck: 'false', testid: 'login-username', required: true });
+  const password = h('input.input', { type: 'password', autocomplete: 'current-password', testid: 'login-password', required: true });
+  const device = h('input.input', { value: localStorage.getItem('gs-device-name') || '网格员手机', testid: 'login-device' });
+  const error = h('p.error', { testid: 'login-error', role: 'alert' });
+  const submit = h('button.btn.primary.big', { type: 'submit', testid: 'login-submit' }, '登录');
+  const onSubmit = async (e) => {
+    e.preventDefault();
+    error.textContent = '';
+    if (!username.value.trim() || !password.value) return (error.textContent = '请输入用户名和密码');
+    submit.disabled = true;
+    submit.textContent = '正在登录…';
+    try {
+      await signIn(username.value.trim(), password.value, device.value.trim() || '网格员手机');
+    } catch (err) {
+      error.textContent = err.message;
+      submit.disabled = false;
+      submit.textContent = '登录';
+    }
+  };
+  return h(
+    'form.login',
+    { onsubmit: onSubmit },
+    h('div.brand', null, h('img', { src: 'icons/icon.svg', alt: '', width: 72, height: 72 }), h('h1', null, '网格通'), h('p', null, '社区网格化管理 · 离线可用')),
+    forceLogin && old ? h('div.banner.warn', null, `请以“${old.name}”重新登录。`, pendingNote()) : null,
+    field('用户名', username),
+    field('密码', password),
+    field('设备名称', device, '便于管理员识别这部手机'),
+    error,
+    submit,
+    h('p.banner.warn', { testid: 'login-offline', hidden: navigator.onLine }, '登录需要网络连接。请到有信号的地方再试。'),
+    forceLogin ? h('button.btn.wide', { type: 'button', onclick: () => ((forceLogin = false), render()) }, '取消') : null,
+  );
+}
+
+async function signIn(username, password, deviceName) {
+  let resp;
+  try {
+    resp = await fetch('/v1/auth/sign-in', {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ username, password, device_name: deviceName }),
+      cache: 'no-store',
+    });
+  } catch {
+    throw new Error('无法连接服务器，请检查网络后重试');
+  }
+  if (resp.status === 401) throw new Error('用户名或密码错误');
+  if (!resp.ok) {
+    let msg = `登录失败（${resp.status}）`;
+    try {
+      msg = (await resp.json()).message || msg;
+    } catch {}
+    throw new Error(msg);
+  }
+  const reg = await resp.json();
+  const old = S.phone.identity();
+  // Another person's records never stay on the phone.
+  if ((old && old.person !== reg.person) || (!old && S.phone.records().length)) await wipe();
+  S.phone.register(reg);
+  await flush();
+  localStorage.setItem('gs-device-name', deviceName);
+  if (navigator.storage && navigator.storage.persist) navigator.storage.persist().catch(() => {});
+  forceLogin = false;
+  sync.resetState();
+  location.replace('#/households');
+  render();
+  toast(`欢迎，${reg.name}`);
+  await sync.syncNow();
+}
+
+/** Deletes every local record and starts an empty replica. */
+async function wipe() {
+  try {
+    S.phone.free();
+  } catch {}
+  await clearAll();
+  S.phone = Phone.open([], persist);
+}
+
+// ----------------------------------------------------------------------- 我的
+function meView() {
+  const id = me();
+  const pending = S.phone.pendingChanges();
+  const persisted = h('dd', null, '…');
+  if (navigator.storage && navigator.storage.persisted) {
+    navigator.storage.persisted().then((p) => (persisted.textContent = p ? '已固定（不会被浏览器清理）' : '未固定'));
+  } else persisted.textContent = '未知';
+  const counts = ['household', 'visit_log', 'case'].map((k) => S.phone.records(k).length);
+  return h(
+    'section',
+    null,
+    h('div.head', null, h('h1', null, '我的')),
+    h(
+      'div.card',
+      null,
+      h('div.big', { testid: 'me-name' }, id.name),
+      h('dl.facts', null,
+        h('dt', null, '角色'), h('dd', { testid: 'me-role' }, ROLE[id.role] || id.role),
+        h('dt', null, '负责区域'), h('dd', { testid: 'me-territory' }, id.territory),
+      ),
+    ),
+    h(
+      'div.card',
+      null,
+      h('dl.facts', null,
+        h('dt', null, '本机数据'), h('dd', null, `住户 ${counts[0]} · 走访 ${counts[1]} · 事件 ${counts[2]}`),
+        h('dt', null, '待同步'), h('dd', null, `${pending} 条`),
+        h('dt', null, '存储'), persisted,
+        h('dt', null, '版本'), h('dd', { testid: 'app-version' }, `网格通 ${VERSION}`),
+      ),
+    ),
+    h('button.btn.wide.danger', { type: 'button', testid: 'signout', onclick: signOut }, '退出登录'),
+    h('p.muted.small', null, '退出登录会清除本机保存的住户和走访数据。'),
+  );
+}
+
+async function signOut() {
+  let n = S.phone.pendingChanges();
+  if (n && navigator.onLine) {
+    await sync.syncNow();
+    n = S.phone.pendingChanges();
+  }
+  const ok = await ask({
+    title: '退出登录',
+    text: n
+      ? `还有 ${n} 条修改没有同步到服务器，退出后将永久丢失！建议先到有信号的地方同步。`
+      : '退出后本机的网格数据将被清除，下次登录时重新下载。',
+    ok: n ? '仍然退出' : '退出登录',
+    danger: true,
+  });
+  if (!ok) return;
+  await wipe();
+  sync.resetState();
+  location.replace('#/');
+  render();
+}
+
+// --------------------------------------------------------------------- boot
+let updateReady = false;
+
+function fatal(text, detail) {
+  view.replaceChildren(
+    h(
+      'section.fatal',
+      null,
+      h('h1', null, '网格通无法启动'),
+      h('p', null, text),
+      detail ? h('p.muted.small', null, detail) : null,
+      h('button.btn.primary.big', { type: 'button', onclick: () => location.reload() }, '重试'),
+    ),
+  );
+  resolveReady();
+}
+
+async function boot() {
+  try {
+    const wasm = await import('./pkg/gridsync_client.js');
+    await wasm.default();
+    Phone = wasm.Phone;
+  } catch (e) {
+    console.error(e);
+    return fatal('应用组件加载失败。首次使用请在有网络时打开。', String(e && e.message));
+  }
+  try {
+    S.phone = Phone.open(await openDb(), persist);
+  } catch (e) {
+    console.error(e);
+    return fatal('读取本机数据失败。', String(e && e.message));
+  }
+  sync.startSync(() => S.phone);
+  sync.onChange((dataChanged) => {
+    renderStatus();
+    if (dataChanged) refreshLive();
+  });
+  const onNet = () => {
+    renderStatus();
+    const note = document.querySelector('[data-testid=login-offline]');
+    if (note) note.hidden = navigator.onLine;
+  };
+  addEventListener('online', onNet);
+  addEventListener('offline', onNet);
+  addEventListener('hashchange', render);
+  nav.hidden = false;
+  render();
+  resolveReady();
+  if (S.phone.identity()) sync.syncNow();
+}
+
+if ('serviceWorker' in navigator) {
+  const hadController = !!navigator.serviceWorker.controller;
+  navigator.serviceWorker.addEventListener('controllerchange', () => {
+    if (!hadController) return;
+    updateReady = true;
+    renderStatus();
+  });
+}
+
+boot();

@@ -1,0 +1,125 @@
+// State and helpers the screens share: the replica, navigation, saving.
+
+import { flush } from './db.js';
+import { syncSoon } from './sync.js';
+import { h, toast } from './ui.js';
+
+export const S = { phone: null, refresh: () => {} };
+
+export const me = () => S.phone.identity();
+export const records = (kind) => S.phone.records(kind);
+export const rec = (id) => (id ? S.phone.record(id) : null);
+export const isGridPerson = () => me().territory.split('/').length === 5;
+
+export function go(hash) {
+  location.hash = hash;
+}
+
+let inApp = 0;
+addEventListener('hashchange', () => inApp++);
+/** Back to where the person came from, or to `fallback` when opened directly. */
+export function back(fallback) {
+  if (inApp > 0 && history.length > 1) history.back();
+  else go(fallback);
+}
+
+export function topbar(title, fallback, ...extra) {
+  return h(
+    'div.topbar',
+    null,
+    h('button.back', { type: 'button', testid: 'back', 'aria-label': '返回', onclick: () => back(fallback) }, '‹ 返回'),
+    h('h1', null, title),
+    ...extra,
+  );
+}
+
+export function householdName(l) {
+  const f = l.record.fields;
+  return f.head || f.address || '（未填写户主）';
+}
+
+const CODES = {
+  not_permitted: '您的角色无权进行此项操作',
+  outside_territory: '记录不在您负责的网格范围内',
+  fixed_field: '记录的类型、网格、创建人和创建时间不能修改',
+  status_backwards: '事件状态不能倒退',
+  history_rewritten: '已有的跟进和处理记录不能修改',
+  invalid_record: '内容不完整或格式有误',
+  too_large: '内容过大',
+};
+
+/** A Chinese sentence for an error thrown by the replica. */
+export function explain(e) {
+  const m = String((e && e.message) || e);
+  const code = m.split(':')[0];
+  if (CODES[code]) return `${CODES[code]}（${m.slice(code.length + 1).trim()}）`;
+  if (/not signed in/.test(m)) return '尚未登录';
+  if (/choose a grid/.test(m)) return '请选择所属网格';
+  if (/no record/.test(m)) return '本机没有这条记录';
+  return m;
+}
+
+/** Runs a replica edit; shows its error and returns undefined if it failed. */
+export function attempt(fn) {
+  try {
+    return { value: fn() };
+  } catch (e) {
+    console.error(e);
+    toast('操作失败：' + explain(e), 'error');
+    return null;
+  }
+}
+
+/** Waits until the edit is on disk, then says so and syncs soon. */
+export async function saved(text = '已保存') {
+  try {
+    await flush();
+  } catch (e) {
+    toast('保存失败：' + explain(e), 'error');
+    return false;
+  }
+  syncSoon();
+  toast(text);
+  return true;
+}
+
+/** The grids this person can write in, as seen in their records (for people above a grid). */
+export function knownGrids() {
+  const grids = new Set();
+  for (const l of records('household')) grids.add(l.record.meta.grid);
+  return [...grids].sort();
+}
+
+/** A grid <select> for people above a grid (supervisors); null for field staff. */
+export function gridPicker(testid) {
+  if (isGridPerson()) return null;
+  const sel = h('select.input', { testid }, h('option', { value: '' }, '请选择网格'));
+  for (const g of knownGrids()) sel.append(h('option', { value: g }, g));
+  return sel;
+}
+
+/** The grid for a new record: null (my own) for field staff, else the household's or the picked one. */
+export function gridOf(householdId, picker) {
+  if (isGridPerson()) return null;
+  const hh = rec(householdId);
+  if (hh) return hh.record.meta.grid;
+  return (picker && picker.value) || undefined;
+}
+
+/** A <select> of the households on this phone. */
+export function householdSelect(selected, testid, emptyLabel = '（不针对具体住户）') {
+  const sel = h('select.input', { testid }, h('option', { value: '' }, emptyLabel));
+  for (const l of records('household')) {
+    sel.append(h('option', { value: l.id, selected: l.id === selected }, `${householdName(l)}　${l.record.fields.address}`));
+  }
+  return sel;
+}
+
+export function isOverdue(l) {
+  const due = l.record.fields.due_at;
+  return due && due < Date.now() && !['resolved', 'verified', 'closed'].includes(l.status);
+}
+
+export function empty(text) {
+  return h('p.empty', null, text);
+}

@@ -1,0 +1,183 @@
+// Sync with the server: POST /v1/sync with the replica's request (gzipped),
+// apply the answer, repeat while the replica asks for another round.
+// Runs by itself: at start, on `online`, on a timer while online (backoff on
+// failure), shortly after each local save, and on demand. Never two at once:
+// a request made while one runs starts another right after it.
+
+import { flush } from './db.js';
+
+const OK_INTERVAL = 60_000; // pull others' changes every minute while things work
+const FIRST_BACKOFF = 15_000;
+const MAX_BACKOFF = 300_000;
+const TIMEOUT = 90_000; // weak 2G: give a round trip time, but not forever
+const SAVE_DEBOUNCE = 2_000;
+
+export const state = {
+  syncing: false,
+  // null (not tried yet) | 'ok' | 'network' (no connection) | 'error' (server said no) | 'auth' (401)
+  outcome: null,
+  message: '',
+  failures: 0,
+  lastReport: null,
+};
+
+let getPhone = () => null;
+let running = null;
+let rerun = false;
+let timer = 0;
+let saveTimer = 0;
+const listeners = new Set();
+
+export function onChange(fn) {
+  listeners.add(fn);
+}
+function emit(dataChanged) {
+  for (const fn of listeners) fn(dataChanged);
+}
+
+export function isOnline() {
+  return navigator.onLine && state.outcome !== 'network';
+}
+
+async function gzip(bytes) {
+  if (typeof CompressionStream === 'undefined') return null;
+  const stream = new Blob([bytes]).stream().pipeThrough(new CompressionStream('gzip'));
+  return new Uint8Array(await new Response(stream).arrayBuffer());
+}
+
+async function errorMessage(resp) {
+  try {
+    const j = await resp.json();
+    if (j && j.message) return j.message;
+  } catch {}
+  return `服务器错误（${resp.status}）`;
+}
+
+async function roundTrip(phone, token) {
+  const body = phone.buildRequest();
+  const gz = await gzip(body);
+  const headers = { Authorization: `Bearer ${token}`, 'Content-Type': 'application/x-gridsync' };
+  if (gz) headers['Content-Encoding'] = 'gzip';
+  const ctl = new AbortController();
+  const t = setTimeout(() => ctl.abort(), TIMEOUT);
+  let resp, bytes;
+  try {
+    resp = await fetch('/v1/sync', { method: 'POST', headers, body: gz || body, signal: ctl.signal, cache: 'no-store' });
+    if (resp.ok) bytes = new Uint8Array(await resp.arrayBuffer());
+  } catch (e) {
+    const err = new Error('网络不可用');
+    err.kind = 'network';
+    throw err;
+  } finally {
+    clearTimeout(t);
+  }
+  if (resp.status === 401) {
+    const err = new Error('登录已失效或本机已被停用，请重新登录');
+    err.kind = 'auth';
+    throw err;
+  }
+  if (!resp.ok) {
+    const err = new Error(await errorMessage(resp));
+    err.kind = 'error';
+    throw err;
+  }
+  return phone.applyResponse(bytes, Date.now());
+}
+
+async function run() {
+  const phone = getPhone();
+  const id = phone && phone.identity();
+  if (!id) return;
+  state.syncing = true;
+  emit(false);
+  let received = false;
+  try {
+    for (let round = 0; round < 200; round++) {
+      const report = await roundTrip(phone, id.token);
+      state.lastReport = report;
+      if (report.received || report.rejected || report.acknowledged) received = true;
+      state.outcome = 'ok';
+      state.message = '';
+      state.failures = 0;
+      if (!report.again) break;
+      emit(received);
+    }
+    await flush();
+  } catch (e) {
+    state.outcome = e.kind || 'error';
+    state.message = e.message || String(e);
+    if (e.kind !== 'auth') state.failures++;
+    if (!e.kind) console.error(e);
+  } finally {
+    state.syncing = false;
+  }
+  emit(received);
+}
+
+/** Syncs now (or right after the sync under way); resolves when done. */
+export function syncNow() {
+  clearTimeout(saveTimer);
+  if (running) {
+    rerun = true;
+    return running;
+  }
+  running = (async () => {
+    try {
+      do {
+        rerun = false;
+        await run();
+      } while (rerun && state.outcome === 'ok');
+    } finally {
+      running = null;
+      schedule();
+    }
+  })();
+  return running;
+}
+
+/** Plans the next automatic sync. */
+function schedule() {
+  clearTimeout(timer);
+  timer = 0;
+  if (!navigator.onLine || state.outcome === 'auth' || !getPhone()?.identity()) return;
+  const delay =
+    state.outcome === 'ok' || state.outcome === null
+      ? OK_INTERVAL
+      : Math.min(MAX_BACKOFF, FIRST_BACKOFF * 2 ** Math.max(0, state.failures - 1));
+  timer = setTimeout(syncNow, delay);
+}
+
+/** After a local save: sync soon, once the person has stopped tapping. */
+export function syncSoon() {
+  clearTimeout(saveTimer);
+  emit(false);
+  if (state.outcome === 'auth') return;
+  saveTimer = setTimeout(syncNow, SAVE_DEBOUNCE);
+}
+
+/** Forgets a failed sign-in state (after signing in again). */
+export function resetState() {
+  state.outcome = null;
+  state.message = '';
+  state.failures = 0;
+}
+
+export function startSync(phoneGetter) {
+  getPhone = phoneGetter;
+  addEventListener('online', () => {
+    if (state.outcome === 'network') state.outcome = null;
+    state.failures = 0;
+    emit(false);
+    syncNow();
+  });
+  addEventListener('offline', () => {
+    clearTimeout(timer);
+    emit(false);
+  });
+  document.addEventListener('visibilitychange', () => {
+    if (document.visibilityState === 'visible' && navigator.onLine && !running) {
+      const last = getPhone()?.lastSyncAt() || 0;
+      if (Date.now() - last > 20_000) syncNow();
+    }
+  });
+}
