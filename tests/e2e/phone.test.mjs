@@ -1,0 +1,143 @@
+// The phone app end to end: Debian's Chromium (headless, 360×800) against the
+// real gridsync-server on loopback. Screenshots of the main screens go to
+// target/e2e-screenshots/.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startServer, launchBrowser, newPhone, signIn, synced, shot, cli } from './harness.mjs';
+
+let server;
+let browser;
+
+before(async () => {
+  server = await startServer();
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  server?.stop();
+});
+
+const NOTES = '走访独居老人陈桂英，身体尚可，反映楼道灯坏了，晚上出入不便。';
+const TITLE = '楼道灯损坏，老人夜间出入不便';
+
+async function pending(page) {
+  return page.evaluate(() => window.gridsync.phone.pendingChanges());
+}
+
+test('offline visit and case survive a reload, reach the server, and reach a second phone', async () => {
+  const a = await newPhone(browser);
+  await a.page.goto(server.url);
+  await a.page.getByTestId('login-username').waitFor();
+  await shot(a.page, '01-sign-in');
+  await signIn(a.page, server.url, 'li');
+  await a.page.evaluate(() => navigator.serviceWorker.ready);
+  await synced(a.page);
+  await shot(a.page, '02-households');
+
+  // No signal from here on.
+  await a.context.setOffline(true);
+  await a.page.getByTestId('nav-visits').click();
+  await a.page.getByTestId('visit-new').click();
+  await a.page.getByTestId('visit-kind-care').click();
+  await a.page.getByTestId('visit-notes').fill(NOTES);
+  await a.page.getByTestId('visit-concern-input').fill('楼道灯不亮');
+  await a.page.getByTestId('visit-concern-add').click();
+  await shot(a.page, '03-record-visit');
+  await a.page.getByTestId('visit-save').click();
+  await a.page.getByTestId('visit-saved').waitFor();
+  await a.page.getByTestId('visit-report-case').click();
+  await a.page.getByTestId('case-kind-hazard').click();
+  await a.page.getByTestId('case-title').fill(TITLE);
+  await a.page.getByTestId('case-description').fill('三单元二楼至四楼楼道灯均不亮。');
+  await shot(a.page, '04-report-case');
+  await a.page.getByTestId('case-save').click();
+  await a.page.getByTestId('case-detail-title').waitFor();
+  await shot(a.page, '05-case-detail-offline');
+  assert.equal(await pending(a.page), 2, 'the visit and the case wait to sync');
+  assert.match(await a.page.getByTestId('status-online').innerText(), /离线/);
+
+  // Reload with no network: the app opens from the service worker, the records are there.
+  await a.page.reload();
+  await a.page.getByTestId('nav-visits').waitFor();
+  await a.page.evaluate(() => window.gridsync.ready);
+  assert.equal(await pending(a.page), 2, 'nothing lost in the reload');
+  await a.page.getByTestId('nav-visits').click();
+  await a.page.getByTestId('visit-item').filter({ hasText: '陈桂英' }).first().waitFor();
+  await a.page.getByTestId('nav-cases').click();
+  await a.page.getByTestId('case-item').filter({ hasText: TITLE }).waitFor();
+  await shot(a.page, '06-cases-after-offline-reload');
+
+  // Signal again: the records reach the server.
+  const before = await (await fetch(`${server.url}/healthz`)).json();
+  await a.context.setOffline(false);
+  await synced(a.page);
+  const afterSync = await (await fetch(`${server.url}/healthz`)).json();
+  assert.ok(afterSync.head_seq >= before.head_seq + 2, 'the server stored the visit and the case');
+  assert.match(await a.page.getByTestId('status-online').innerText(), /在线/);
+  await shot(a.page, '07-synced');
+
+  // Another phone in the same grid receives them.
+  const b = await newPhone(browser);
+  await signIn(b.page, server.url, 'zhou');
+  await synced(b.page);
+  await b.page.getByTestId('nav-cases').click();
+  await b.page.getByTestId('case-item').filter({ hasText: TITLE }).click();
+  await b.page.getByTestId('case-detail-title').waitFor();
+  await shot(b.page, '08-second-phone-case');
+  await b.page.getByTestId('nav-visits').click();
+  await b.page.getByTestId('visit-item').filter({ hasText: '陈桂英' }).first().waitFor();
+  await b.context.close();
+  await a.context.close();
+});
+
+test('the supervisor moves the case along; a follow-up from the field reaches everyone', async () => {
+  const sup = await newPhone(browser);
+  await signIn(sup.page, server.url, 'wang');
+  await synced(sup.page);
+  await sup.page.getByTestId('nav-cases').click();
+  await sup.page.getByTestId('case-item').filter({ hasText: TITLE }).click();
+  await sup.page.getByTestId('case-move-accepted').click();
+  await sup.page.getByTestId('dialog-ok').click();
+  await synced(sup.page);
+  await shot(sup.page, '09-supervisor-case');
+
+  const field = await newPhone(browser);
+  await signIn(field.page, server.url, 'li');
+  await synced(field.page);
+  await field.page.getByTestId('nav-cases').click();
+  await field.page.getByTestId('case-item').filter({ hasText: TITLE }).click();
+  assert.match(await field.page.getByTestId('case-status').innerText(), /已受理/);
+  await field.page.getByTestId('followup-note').fill('已联系物业，明天更换灯泡');
+  await field.page.getByTestId('followup-save').click();
+  await field.page.getByTestId('followup-item').filter({ hasText: '明天更换灯泡' }).waitFor();
+  await synced(field.page);
+  await shot(field.page, '10-follow-up');
+  await sup.page.evaluate(() => window.gridsync.syncNow());
+  await sup.page.getByTestId('followup-item').filter({ hasText: '明天更换灯泡' }).waitFor({ timeout: 20000 });
+  await sup.context.close();
+  await field.context.close();
+});
+
+test('a record the server rejects shows its reason on the phone', async () => {
+  const c = await newPhone(browser);
+  await signIn(c.page, server.url, 'wu');
+  await synced(c.page);
+  await c.context.setOffline(true);
+  await c.page.getByTestId('nav-visits').click();
+  await c.page.getByTestId('visit-new').click();
+  await c.page.getByTestId('visit-notes').fill('调岗前离线写的走访记录');
+  await c.page.getByTestId('visit-save').click();
+  await c.page.getByTestId('visit-saved').waitFor();
+  // Meanwhile the administrator moves this grid manager to the neighbouring grid.
+  cli(server.data, 'person', 'move', '--username', 'wu', '--territory', 'xg/xn/sy/dh/g02');
+  await c.context.setOffline(false);
+  await c.page.evaluate(() => window.gridsync.syncNow());
+  const banner = c.page.getByTestId('rejection-banner');
+  await banner.waitFor({ timeout: 20000 });
+  assert.match(await banner.innerText(), /不在您负责的网格范围内/);
+  assert.match(await banner.innerText(), /调岗前离线写的走访记录/);
+  await shot(c.page, '11-rejected-record');
+  assert.equal(await pending(c.page), 0, 'a rejected record is not sent again');
+  await c.context.close();
+});
