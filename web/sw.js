@@ -1,8 +1,11 @@
 // 网格通 service worker: the app shell from cache (so the app opens with no
-// network), /v1/ never cached. Bump VERSION (with VERSION in app.js) for every
-// release, and whenever web/pkg is rebuilt: a new cache is filled and the old one dropped.
+// network), /v1/ never cached. The server replaces BUILD with a hash of every
+// file of the app it serves, so any change to the app (or a rebuilt web/pkg)
+// makes this file differ: the browser installs it, a new cache is filled and
+// the old one dropped.
 const VERSION = '1.0.0';
-const CACHE = `gridsync-shell-${VERSION}`;
+const BUILD = '__GRIDSYNC_BUILD__';
+const CACHE = `gridsync-shell-${VERSION}-${BUILD}`;
 const SHELL = [
   './',
   'index.html',

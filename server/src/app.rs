@@ -2,7 +2,9 @@
 //! service worker, and the WebAssembly package built into `web/pkg/`), with
 //! precompressed brotli or gzip variants when the browser accepts them.
 
+use sha2::{Digest, Sha256};
 use std::path::{Component, Path, PathBuf};
+use std::sync::OnceLock;
 use warp::http::{HeaderValue, StatusCode, header};
 use warp::reply::Response;
 
@@ -44,6 +46,30 @@ fn resolve(dir: &Path, tail: &str) -> Option<PathBuf> {
     Some(dir.join(rel))
 }
 
+/// A short hash of every file under the app directory (names and contents),
+/// computed once: it versions the service worker's cache.
+fn build_id(dir: &Path) -> &'static str {
+    static ID: OnceLock<String> = OnceLock::new();
+    ID.get_or_init(|| {
+        fn walk(dir: &Path, hasher: &mut Sha256) {
+            let Ok(entries) = std::fs::read_dir(dir) else { return };
+            let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+            paths.sort();
+            for path in paths {
+                if path.is_dir() {
+                    walk(&path, hasher);
+                } else if let Ok(bytes) = std::fs::read(&path) {
+                    hasher.update(path.to_string_lossy().as_bytes());
+                    hasher.update(&bytes);
+                }
+            }
+        }
+        let mut hasher = Sha256::new();
+        walk(dir, &mut hasher);
+        hex::encode(&hasher.finalize()[..8])
+    })
+}
+
 /// Serves one app file. `accept_encoding` picks a precompressed variant.
 pub async fn serve_file(dir: PathBuf, tail: String, accept_encoding: Option<String>) -> Response {
     let not_found = || {
@@ -63,7 +89,12 @@ pub async fn serve_file(dir: PathBuf, tail: String, accept_encoding: Option<Stri
     }
     candidates.push((path.clone(), None));
     for (file, encoding) in candidates {
-        if let Ok(bytes) = tokio::fs::read(&file).await {
+        if let Ok(mut bytes) = tokio::fs::read(&file).await {
+            if tail == "sw.js" && encoding.is_none() {
+                let dir = dir.clone();
+                let id = tokio::task::spawn_blocking(move || build_id(&dir)).await.unwrap_or("0");
+                bytes = String::from_utf8_lossy(&bytes).replace("__GRIDSYNC_BUILD__", id).into_bytes();
+            }
             let mut r = Response::new(bytes.into());
             let h = r.headers_mut();
             h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type(&path)));
