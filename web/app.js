@@ -405,12 +405,16 @@ async function boot() {
     const wasm = await import('./pkg/gridsync_client.js');
     await wasm.default();
     Phone = wasm.Phone;
+    performance.mark('gs-wasm-ready');
   } catch (e) {
     console.error(e);
     return fatal('应用组件加载失败。首次使用请在有网络时打开。', String(e && e.message));
   }
   try {
-    S.phone = Phone.open(await openDb(), persist);
+    const entries = await openDb();
+    performance.mark('gs-db-read');
+    S.phone = Phone.open(entries, persist);
+    performance.mark('gs-replica-open');
   } catch (e) {
     console.error(e);
     return fatal('读取本机数据失败。', String(e && e.message));
@@ -430,6 +434,7 @@ async function boot() {
   addEventListener('hashchange', render);
   nav.hidden = false;
   render();
+  performance.mark('gs-rendered');
   resolveReady();
   if (S.phone.identity()) sync.syncNow();
 }

@@ -5,14 +5,9 @@ import { DEFAULT_TAGS, VISIT_KIND, ask, daysAgo, dateOnly, field, h, maskId, toL
 
 const filter = { q: '', tag: '' };
 
-/** household id -> newest visited_at */
+/** household id -> newest visited_at, from the replica's record headers (no visit log is parsed). */
 function lastVisits() {
-  const last = new Map();
-  for (const v of records('visit_log')) {
-    const f = v.record.fields;
-    if (f.household && (last.get(f.household) || 0) < f.visited_at) last.set(f.household, f.visited_at);
-  }
-  return last;
+  return new Map(Object.entries(S.phone.lastVisits()));
 }
 
 export function householdsView() {

@@ -3,6 +3,7 @@
 //! The caller moves the bytes and retries freely: a request can be sent again
 //! after a lost response and nothing is duplicated or lost.
 
+use crate::local_doc::LocalDoc;
 use crate::replica::{RejectedRecord, Replica, ReplicaError};
 use crate::storage::Storage;
 use automerge::{Automerge, Change, ReadDoc};
@@ -10,7 +11,6 @@ use gridsync_shared::DocId;
 use gridsync_shared::protocol::{
     self, DEFAULT_PAGE_BYTES, DocBody, DocPush, PUSH_BUDGET_BYTES, PushOutcome, SyncRequest, SyncResponse,
 };
-use gridsync_shared::records::read_record;
 use gridsync_shared::rules::Rejection;
 
 /// What one applied sync response did.
@@ -48,7 +48,7 @@ impl<S: Storage> Replica<S> {
         let mut budget = PUSH_BUDGET_BYTES;
         self.in_flight.clear();
         for (id, hashes) in &self.outbox {
-            let Some(doc) = self.docs.get(id) else { continue };
+            let Some(doc) = self.docs.get(id).and_then(LocalDoc::get) else { continue };
             let changes: Vec<Vec<u8>> =
                 hashes.iter().filter_map(|h| doc.get_change_by_hash(h)).map(|c| c.raw_bytes().to_vec()).collect();
             let size: usize = changes.iter().map(Vec::len).sum();
@@ -91,7 +91,7 @@ impl<S: Storage> Replica<S> {
                     }
                 }
                 PushOutcome::Rejected(rejection) => {
-                    let kind = self.docs.get(&id).and_then(|d| read_record(d).ok()).map(|r| r.kind());
+                    let kind = self.docs.get(&id).and_then(LocalDoc::kind);
                     let summary = self.roll_back(id)?;
                     self.rejected
                         .insert(id, RejectedRecord { doc: id, kind, summary, rejection: rejection.clone(), at: now });
@@ -106,7 +106,8 @@ impl<S: Storage> Replica<S> {
             let actor = self.identity.as_ref().and_then(|i| gridsync_shared::ids::actor_from_hex(&i.actor));
             match update.body {
                 DocBody::Snapshot(bytes) => match self.docs.get_mut(&id) {
-                    Some(doc) => {
+                    Some(local) => {
+                        let doc = local.get_mut()?;
                         doc.load_incremental(&bytes).map_err(|e| ReplicaError::Corrupt(e.to_string()))?;
                     }
                     None => {
@@ -114,7 +115,7 @@ impl<S: Storage> Replica<S> {
                         if let Some(a) = actor {
                             doc.set_actor(a);
                         }
-                        self.docs.insert(id, doc);
+                        self.docs.insert(id, LocalDoc::new(doc));
                     }
                 },
                 DocBody::Changes(raw) => {
@@ -123,14 +124,14 @@ impl<S: Storage> Replica<S> {
                         .map(Change::from_bytes)
                         .collect::<Result<Vec<_>, _>>()
                         .map_err(|e| ReplicaError::Corrupt(e.to_string()))?;
-                    let doc = self.docs.entry(id).or_insert_with(|| {
+                    let local = self.docs.entry(id).or_insert_with(|| {
                         let mut d = Automerge::new();
                         if let Some(a) = actor {
                             d.set_actor(a);
                         }
-                        d
+                        LocalDoc::new(d)
                     });
-                    doc.apply_changes(changes).map_err(|e| ReplicaError::Corrupt(e.to_string()))?;
+                    local.get_mut()?.apply_changes(changes).map_err(|e| ReplicaError::Corrupt(e.to_string()))?;
                 }
             }
             report.received += 1;

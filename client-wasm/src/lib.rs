@@ -15,6 +15,7 @@
 //!   IndexedDB-backed storage.
 
 pub mod engine;
+mod local_doc;
 pub mod replica;
 pub mod storage;
 #[cfg(target_arch = "wasm32")]

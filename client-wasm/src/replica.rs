@@ -5,8 +5,9 @@
 //! saved before the call returns. Documents from the server merge in; the
 //! outbox empties only when the server acknowledges durably.
 
+use crate::local_doc::LocalDoc;
 use crate::storage::{Storage, StorageError, StoreOp};
-use automerge::{ActorId, Automerge, ChangeHash, ReadDoc};
+use automerge::{ActorId, Automerge, ChangeHash};
 use gridsync_shared::protocol::{DeviceRegistration, ProtocolError};
 use gridsync_shared::records::{EditError, Editor, NewRecord, Record, RecordKind, new_record, read_record};
 use gridsync_shared::rules::Rejection;
@@ -65,7 +66,7 @@ struct Status {
 pub struct Replica<S: Storage> {
     storage: S,
     pub(crate) identity: Option<DeviceRegistration>,
-    pub(crate) docs: BTreeMap<DocId, Automerge>,
+    pub(crate) docs: BTreeMap<DocId, LocalDoc>,
     pub(crate) outbox: BTreeMap<DocId, Vec<ChangeHash>>,
     pub(crate) in_flight: BTreeMap<DocId, Vec<ChangeHash>>,
     pub(crate) cursor: Option<Vec<u8>>,
@@ -101,15 +102,13 @@ impl<S: Storage> Replica<S> {
             status: Status::default(),
         };
         let mut outboxes = Vec::new();
+        let mut stored_docs = Vec::new();
         for (key, value) in r.storage.load_all()? {
             match key.split_once('/') {
                 None if key == "identity" => r.identity = Some(postcard::from_bytes(&value).map_err(corrupt)?),
                 None if key == "cursor" => r.cursor = Some(value),
                 None if key == "status" => r.status = postcard::from_bytes(&value).map_err(corrupt)?,
-                Some(("doc", id)) => {
-                    let id: DocId = id.parse().map_err(corrupt)?;
-                    r.docs.insert(id, Automerge::load(&value).map_err(corrupt)?);
-                }
+                Some(("doc", id)) => stored_docs.push((id.parse::<DocId>().map_err(corrupt)?, value)),
                 Some(("outbox", id)) => outboxes.push((id.parse::<DocId>().map_err(corrupt)?, value)),
                 Some(("rejected", id)) => {
                     let id: DocId = id.parse().map_err(corrupt)?;
@@ -118,21 +117,17 @@ impl<S: Storage> Replica<S> {
                 _ => {}
             }
         }
-        for (id, value) in outboxes {
-            // An outbox entry is written before its document: keep only hashes the document has.
-            let Some(doc) = r.docs.get(&id) else { continue };
-            let hashes: Vec<ChangeHash> = value
-                .chunks_exact(32)
-                .filter_map(|c| ChangeHash::try_from(c).ok())
-                .filter(|h| doc.get_change_by_hash(h).is_some())
-                .collect();
-            if !hashes.is_empty() {
-                r.outbox.insert(id, hashes);
-            }
+        // Documents are parsed only when first needed (see `LocalDoc`).
+        let actor = r.actor();
+        for (id, value) in stored_docs {
+            r.docs.insert(id, LocalDoc::stored(value, actor.clone())?);
         }
-        if let Some(actor) = r.actor() {
-            for doc in r.docs.values_mut() {
-                doc.set_actor(actor.clone());
+        // An outbox entry is written before its document; a hash the document
+        // lacks (a crash between the two) is skipped when the request is built.
+        for (id, value) in outboxes {
+            let hashes: Vec<ChangeHash> = value.chunks_exact(32).filter_map(|c| ChangeHash::try_from(c).ok()).collect();
+            if !hashes.is_empty() && r.docs.contains_key(&id) {
+                r.outbox.insert(id, hashes);
             }
         }
         Ok(r)
@@ -145,7 +140,7 @@ impl<S: Storage> Replica<S> {
         let value = postcard::to_allocvec(&registration).map_err(corrupt)?;
         self.storage.commit(vec![StoreOp::Put { key: "identity".into(), value }])?;
         for doc in self.docs.values_mut() {
-            doc.set_actor(actor.clone());
+            doc.set_actor(&actor);
         }
         self.identity = Some(registration);
         Ok(())
@@ -179,7 +174,7 @@ impl<S: Storage> Replica<S> {
         random.copy_from_slice(&uuid::Uuid::new_v4().as_bytes()[..10]);
         let (id, doc) = new_record(actor, &author, &grid, now, random, new)?;
         let hashes = doc.get_heads();
-        self.docs.insert(id, doc);
+        self.docs.insert(id, LocalDoc::new(doc));
         self.outbox.entry(id).or_default().extend(hashes);
         self.save_docs(&[id], false)?;
         Ok(id)
@@ -193,7 +188,7 @@ impl<S: Storage> Replica<S> {
         f: impl FnOnce(&mut Editor<'_>) -> Result<T, EditError>,
     ) -> Result<T, ReplicaError> {
         let (author, _) = self.author()?;
-        let doc = self.docs.get_mut(&id).ok_or(ReplicaError::UnknownRecord(id))?;
+        let doc = self.docs.get_mut(&id).ok_or(ReplicaError::UnknownRecord(id))?.get_mut()?;
         let before = doc.get_heads();
         let result = f(&mut Editor::new(doc, &author, now))?;
         let added: Vec<ChangeHash> = doc.get_changes(&before).iter().map(|c| c.hash()).collect();
@@ -214,8 +209,8 @@ impl<S: Storage> Replica<S> {
                 }
                 _ => ops.push(StoreOp::Delete { key: outbox_key(id) }),
             }
-            match self.docs.get(id) {
-                Some(doc) => ops.push(StoreOp::Put { key: doc_key(id), value: doc.save() }),
+            match self.docs.get_mut(id) {
+                Some(doc) => ops.push(StoreOp::Put { key: doc_key(id), value: doc.encode() }),
                 None => ops.push(StoreOp::Delete { key: doc_key(id) }),
             }
             match self.rejected.get(id) {
@@ -244,17 +239,40 @@ impl<S: Storage> Replica<S> {
 
     /// One record as it reads now.
     pub fn record(&self, id: DocId) -> Option<Record> {
-        self.docs.get(&id).and_then(|d| read_record(d).ok())
+        self.docs.get(&id).and_then(LocalDoc::get).and_then(|d| read_record(d).ok())
     }
 
     /// Every readable record on the phone, by id (ids are time-ordered).
     pub fn records(&self) -> impl Iterator<Item = (DocId, Record)> + '_ {
-        self.docs.iter().filter_map(|(id, d)| read_record(d).ok().map(|r| (*id, r)))
+        self.records_of(None)
+    }
+
+    /// Every readable record of one kind (or all), by id; documents of other
+    /// kinds are not even parsed.
+    pub fn records_of(&self, kind: Option<RecordKind>) -> impl Iterator<Item = (DocId, Record)> + '_ {
+        self.docs
+            .iter()
+            .filter(move |(_, d)| kind.is_none() || d.kind() == kind)
+            .filter_map(|(id, d)| d.get().and_then(|d| read_record(d).ok()).map(|r| (*id, r)))
+    }
+
+    /// For each household, when it was last visited (Unix ms), from the visit
+    /// logs on the phone — without parsing them.
+    pub fn last_visits(&self) -> BTreeMap<DocId, i64> {
+        let mut last = BTreeMap::new();
+        for doc in self.docs.values() {
+            let h = doc.header();
+            if let (Some(RecordKind::VisitLog), Some(household), Some(at)) = (h.kind, h.household, h.at) {
+                let e = last.entry(household).or_insert(at);
+                *e = (*e).max(at);
+            }
+        }
+        last
     }
 
     /// The Automerge document of a record (for comparisons and exports).
     pub fn document(&self, id: DocId) -> Option<&Automerge> {
-        self.docs.get(&id)
+        self.docs.get(&id).and_then(LocalDoc::get)
     }
 
     /// Ids of every document on the phone.
@@ -295,7 +313,7 @@ impl<S: Storage> Replica<S> {
     pub(crate) fn roll_back(&mut self, id: DocId) -> Result<String, ReplicaError> {
         let refused: HashSet<ChangeHash> = self.outbox.remove(&id).unwrap_or_default().into_iter().collect();
         self.in_flight.remove(&id);
-        let Some(doc) = self.docs.get(&id) else { return Ok(String::new()) };
+        let Some(doc) = self.docs.get(&id).and_then(LocalDoc::get) else { return Ok(String::new()) };
         let summary = read_record(doc).map(|r| summarize(&r)).unwrap_or_default();
         let mut dropped = refused.clone();
         let keep: Vec<_> = doc
@@ -317,7 +335,7 @@ impl<S: Storage> Replica<S> {
                 fresh.set_actor(actor);
             }
             fresh.apply_changes(keep).map_err(corrupt)?;
-            self.docs.insert(id, fresh);
+            self.docs.insert(id, LocalDoc::new(fresh));
         }
         Ok(summary)
     }

@@ -44,10 +44,19 @@ impl Phone {
     /// Every record, or those of one kind (`household`, `visit_log`, `case`,
     /// `promise`), newest first.
     pub fn records(&self, kind: Option<String>) -> Result<JsValue, JsError> {
-        let all: Vec<(DocId, Record)> =
-            self.replica.records().filter(|(_, r)| kind.as_deref().is_none_or(|k| r.kind().as_str() == k)).collect();
+        let kind = kind.map(|k| k.parse::<gridsync_shared::RecordKind>().map_err(|e| JsError::new(&e))).transpose()?;
+        let all: Vec<(DocId, Record)> = self.replica.records_of(kind).collect();
         let out: Vec<Listed> = all.iter().rev().map(|(id, r)| listed(*id, r)).collect();
         to_js(&out)
+    }
+
+    /// `{household id: last visit time (ms)}` for every visited household,
+    /// without parsing the visit logs.
+    #[wasm_bindgen(js_name = lastVisits)]
+    pub fn last_visits(&self) -> Result<JsValue, JsError> {
+        let map: std::collections::BTreeMap<String, i64> =
+            self.replica.last_visits().into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        to_js(&map)
     }
 
     /// One record, or null.
