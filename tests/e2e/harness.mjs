@@ -73,6 +73,24 @@ export async function launchBrowser() {
   });
 }
 
+const PHONE = {
+  viewport: { width: 360, height: 800 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true,
+  locale: 'zh-CN', timezoneId: 'Asia/Shanghai',
+};
+
+const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+
+/** A whole browser with its profile on disk in `dir`: closing and relaunching it is a browser restart. */
+export async function launchPersistentPhone(dir) {
+  const context = await chromium.launchPersistentContext(dir, {
+    ...PHONE, executablePath: process.env.CHROMIUM || '/usr/bin/chromium', args: FLAGS,
+  });
+  const page = context.pages()[0] || await context.newPage();
+  page.on('pageerror', (e) => console.error('page error:', e.message));
+  return { context, page };
+}
+
 /** A phone: a 360×800 context with its own storage, like a separate device. */
 export async function newPhone(browser) {
   const context = await browser.newContext({

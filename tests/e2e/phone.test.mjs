@@ -3,7 +3,10 @@
 // target/e2e-screenshots/.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, launchBrowser, newPhone, signIn, synced, shot, cli } from './harness.mjs';
+import { startServer, launchBrowser, launchPersistentPhone, newPhone, signIn, synced, shot, cli } from './harness.mjs';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 let server;
 let browser;
@@ -140,4 +143,34 @@ test('a record the server rejects shows its reason on the phone', async () => {
   await shot(c.page, '11-rejected-record');
   assert.equal(await pending(c.page), 0, 'a rejected record is not sent again');
   await c.context.close();
+});
+
+test('records, outbox and cursor survive closing and restarting the browser', async () => {
+  const profile = mkdtempSync(join(tmpdir(), 'gridsync-profile-'));
+  let phone = await launchPersistentPhone(profile);
+  await signIn(phone.page, server.url, 'zhou');
+  await phone.page.evaluate(() => navigator.serviceWorker.ready);
+  await synced(phone.page);
+  const known = await phone.page.evaluate(() => window.gridsync.phone.records().length);
+  await phone.context.setOffline(true);
+  await phone.page.getByTestId('nav-visits').click();
+  await phone.page.getByTestId('visit-new').click();
+  await phone.page.getByTestId('visit-notes').fill('重启浏览器前写的走访记录');
+  await phone.page.getByTestId('visit-save').click();
+  await phone.page.getByTestId('visit-saved').waitFor();
+  await phone.context.close();
+
+  // The browser process is gone; start it again on the same profile, still offline.
+  phone = await launchPersistentPhone(profile);
+  await phone.context.setOffline(true);
+  await phone.page.goto(server.url);
+  await phone.page.getByTestId('nav-visits').waitFor();
+  await phone.page.evaluate(() => window.gridsync.ready);
+  assert.equal(await pending(phone.page), 1, 'the unsynced visit is still waiting');
+  assert.equal(await phone.page.evaluate(() => window.gridsync.phone.records().length), known + 1);
+  await phone.page.getByTestId('nav-visits').click();
+  await phone.page.getByTestId('visit-item').filter({ hasText: '重启浏览器前' }).waitFor();
+  await phone.context.setOffline(false);
+  await synced(phone.page);
+  await phone.context.close();
 });
