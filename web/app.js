@@ -45,6 +45,7 @@ const ROUTES = [
   [/^case\/([\w-]+)\/edit$/, caseForm, 'cases', false],
   [/^case\/([\w-]+)$/, caseView, 'cases', true],
   [/^me$/, meView, 'me', true],
+  [/^reports$/, reportsScreen, 'me', false],
 ];
 
 let current = null;
@@ -325,6 +326,17 @@ async function wipe() {
   S.phone = Phone.open([], persist);
 }
 
+// ------------------------------------------------------ 统计 (administrators)
+// Loaded when opened: the page needs the network anyway.
+function reportsScreen(params) {
+  const box = h('section', { testid: 'reports-loading' }, h('p.muted', null, '正在打开统计…'));
+  import('./reports.js').then(
+    (m) => box.replaceWith(m.reportsView(params)),
+    () => box.replaceChildren(h('p.banner.warn', { testid: 'reports-offline' }, '统计与导出需要网络连接，请联网后再打开。')),
+  );
+  return box;
+}
+
 // ----------------------------------------------------------------------- 我的
 function meView() {
   const id = me();
@@ -357,6 +369,7 @@ function meView() {
         h('dt', null, '版本'), h('dd', { testid: 'app-version' }, `网格通 ${VERSION}`),
       ),
     ),
+    id.role === 'administrator' ? h('a.btn.wide', { href: '#/reports', testid: 'me-reports' }, '统计与导出') : null,
     h('button.btn.wide.danger', { type: 'button', testid: 'signout', onclick: signOut }, '退出登录'),
     h('p.muted.small', null, '退出登录会清除本机保存的住户和走访数据。'),
   );

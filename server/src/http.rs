@@ -52,11 +52,13 @@ fn respond(result: Result<Response, ApiError>) -> Response {
 }
 
 /// Runs blocking store work off the async threads.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::Internal(format!("worker failed: {e}")))?
 }
 
-async fn caller(state: &AppState, authorization: Option<String>) -> Result<Caller, ApiError> {
+pub(crate) async fn caller(state: &AppState, authorization: Option<String>) -> Result<Caller, ApiError> {
     let store = state.store.clone();
     blocking(move || auth::authenticate(store.as_ref(), authorization.as_deref())).await
 }
@@ -160,6 +162,23 @@ async fn revoke_route(state: AppState, id: String, authorization: Option<String>
     Ok(json_reply(StatusCode::OK, &serde_json::json!({ "revoked": id, "message": out })))
 }
 
+async fn report_route(
+    state: AppState,
+    params: Vec<(String, String)>,
+    auth: Option<String>,
+) -> Result<Response, ApiError> {
+    let c = caller(&state, auth).await?;
+    let now = now_ms();
+    let q = crate::reports::ReportQuery::for_person(&c.person, &params, now)?;
+    let (store, actor, format) = (state.store.clone(), format!("person:{}", c.person.username), q.format);
+    let report = blocking(move || {
+        store.append_audit(&actor, "report.download", &q.describe(), now)?;
+        crate::reports::report(store.as_ref(), &q.scope, q.from, q.to, now)
+    })
+    .await?;
+    crate::reports::reply(&report, format)
+}
+
 /// Every route of the server.
 pub fn routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
     let with_state = {
@@ -197,6 +216,12 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = I
         .and(with_state.clone())
         .and(auth)
         .then(|id, s, a| async move { respond(revoke_route(s, id, a).await) });
+    let report = warp::path!("v1" / "admin" / "report")
+        .and(warp::get())
+        .and(with_state.clone())
+        .and(warp::query::<Vec<(String, String)>>())
+        .and(auth)
+        .then(|s, q, a| async move { respond(report_route(s, q, a).await) });
 
     let app = warp::get()
         .and(warp::path::tail())
@@ -218,6 +243,10 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = I
         .or(me)
         .unify()
         .or(revoke)
+        .unify()
+        .or(crate::http_admin::routes(state.clone()))
+        .unify()
+        .or(report)
         .unify()
         .or(app)
         .unify()

@@ -9,7 +9,11 @@
 //! - [`http`]: warp routes; [`error`]: the one error-to-status mapping.
 //! - [`admin`]: administrative commands, shared by the CLI and the admin socket.
 //! - [`demo`]: the demo city.
+//! - [`export`]: snapshot files (CSV, XLSX, JSON lines, Automerge bundle) with their manifest.
+//! - [`reports`]: administrators' reports (the shared figures over stored documents).
 //! - [`app`]: the phone app's files; [`tls`]: HTTPS.
+//! - [`snapshot`]: consistent snapshots as of a feed position, bundle import;
+//!   [`http_admin`]: snapshot and audit downloads.
 //!
 //! [`run`] serves on a given listener until a shutdown future completes, so
 //! tests start a real server on `127.0.0.1:0` in one line.
@@ -19,7 +23,11 @@ pub mod app;
 pub mod auth;
 pub mod demo;
 pub mod error;
+pub mod export;
 pub mod http;
+pub mod http_admin;
+pub mod reports;
+pub mod snapshot;
 pub mod store;
 pub mod sync;
 pub mod tls;
@@ -78,8 +86,19 @@ pub async fn serve_admin_socket(path: PathBuf, store: Arc<dyn Store>) -> std::io
             if BufReader::new(read).read_line(&mut line).await.is_err() {
                 return;
             }
-            let reply = match serde_json::from_str::<admin::AdminCommand>(&line) {
-                Err(e) => AdminReply { ok: false, output: format!("bad admin command: {e}") },
+            let request = match serde_json::from_str::<SocketRequest>(&line) {
+                Err(e) => Err(format!("bad admin command: {e}")),
+                Ok(r) => Ok(r),
+            };
+            if let Ok(SocketRequest::Snapshot(req)) = request {
+                stream_snapshot(store, req, write).await;
+                return;
+            }
+            let reply = match request.and_then(|r| match r {
+                SocketRequest::Admin(cmd) => Ok(cmd),
+                SocketRequest::Snapshot(_) => Err("unreachable".into()),
+            }) {
+                Err(e) => AdminReply { ok: false, output: e },
                 Ok(cmd) => {
                     let result = tokio::task::spawn_blocking(move || admin::execute(store.as_ref(), cmd, "cli")).await;
                     match result {
@@ -96,6 +115,76 @@ pub async fn serve_admin_socket(path: PathBuf, store: Arc<dyn Store>) -> std::io
     }
 }
 
+/// What the CLI asks of a running server over the admin socket.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub enum SocketRequest {
+    /// An administrative command; answered with one [`AdminReply`] line.
+    Admin(admin::AdminCommand),
+    /// A snapshot; answered with an [`AdminReply`] line, then (if ok) the archive's bytes until EOF.
+    Snapshot(snapshot::SnapshotRequest),
+}
+
+async fn stream_snapshot(
+    store: Arc<dyn Store>,
+    req: snapshot::SnapshotRequest,
+    mut write: tokio::net::unix::OwnedWriteHalf,
+) {
+    let prepared = {
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || snapshot::prepare(store.as_ref(), &req, "cli")).await
+    };
+    let prepared = match prepared {
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) => return send_reply(&mut write, false, e.to_string()).await,
+        Err(e) => return send_reply(&mut write, false, e.to_string()).await,
+    };
+    send_reply(&mut write, true, format!("snapshot as of feed position {}", prepared.seq())).await;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(8);
+    let task = tokio::task::spawn_blocking(move || {
+        let mut out = ChunkSender { tx, buf: Vec::new() };
+        let r = prepared.write(store.as_ref(), &mut out, &mut |_| {});
+        std::io::Write::flush(&mut out).ok();
+        r
+    });
+    while let Some(chunk) = rx.recv().await {
+        if write.write_all(&chunk).await.is_err() {
+            break;
+        }
+    }
+    if let Ok(Err(e)) = task.await {
+        tracing::error!(error = %e, "snapshot over the admin socket failed");
+    }
+}
+
+async fn send_reply(write: &mut tokio::net::unix::OwnedWriteHalf, ok: bool, output: String) {
+    let mut bytes = serde_json::to_vec(&AdminReply { ok, output }).unwrap_or_default();
+    bytes.push(b'\n');
+    let _ = write.write_all(&bytes).await;
+}
+
+/// A `Write` handing 64 KiB chunks to an async task; full channel = back-pressure.
+struct ChunkSender {
+    tx: tokio::sync::mpsc::Sender<Vec<u8>>,
+    buf: Vec<u8>,
+}
+
+impl std::io::Write for ChunkSender {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= 64 * 1024 {
+            self.flush()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if !self.buf.is_empty() {
+            self.tx.blocking_send(std::mem::take(&mut self.buf)).map_err(|_| std::io::Error::other("reader gone"))?;
+        }
+        Ok(())
+    }
+}
+
 /// The admin socket's answer.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct AdminReply {
@@ -109,10 +198,45 @@ pub struct AdminReply {
 pub async fn send_admin_command(path: &Path, command: &admin::AdminCommand) -> std::io::Result<AdminReply> {
     let stream = tokio::net::UnixStream::connect(path).await?;
     let (read, mut write) = stream.into_split();
-    let mut line = serde_json::to_vec(command)?;
+    let mut line = serde_json::to_vec(&SocketRequest::Admin(command.clone()))?;
     line.push(b'\n');
     write.write_all(&line).await?;
     let mut answer = String::new();
     BufReader::new(read).read_line(&mut answer).await?;
     serde_json::from_str(&answer).map_err(std::io::Error::other)
+}
+
+/// Asks a running server for a snapshot over its admin socket and copies the
+/// archive into `out`, calling `progress` with the bytes received so far.
+pub async fn fetch_snapshot(
+    path: &Path,
+    req: &snapshot::SnapshotRequest,
+    out: &mut (dyn std::io::Write + Send),
+    progress: &mut (dyn FnMut(u64) + Send),
+) -> std::io::Result<Result<(), String>> {
+    use tokio::io::AsyncReadExt;
+    let stream = tokio::net::UnixStream::connect(path).await?;
+    let (read, mut write) = stream.into_split();
+    let mut line = serde_json::to_vec(&SocketRequest::Snapshot(req.clone()))?;
+    line.push(b'\n');
+    write.write_all(&line).await?;
+    let mut reader = BufReader::new(read);
+    let mut answer = String::new();
+    reader.read_line(&mut answer).await?;
+    let reply: AdminReply = serde_json::from_str(&answer).map_err(std::io::Error::other)?;
+    if !reply.ok {
+        return Ok(Err(reply.output));
+    }
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0u64;
+    loop {
+        let n = reader.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        out.write_all(&buf[..n])?;
+        total += n as u64;
+        progress(total);
+    }
+    Ok(Ok(()))
 }

@@ -14,10 +14,14 @@
 //! - [`records`]: the record types, reading them from documents and editing them.
 //! - [`rules`]: the validation the server runs on every pushed change.
 //! - [`protocol`]: the sync request and response, and their binary encoding.
+//! - [`reports`]: the figures administrators report, per grid, community and territory.
+//! - [`masking`]: masking of residents' ID and phone numbers in exports and screens.
 
 pub mod ids;
+pub mod masking;
 pub mod protocol;
 pub mod records;
+pub mod reports;
 pub mod roles;
 pub mod rules;
 pub mod territory;

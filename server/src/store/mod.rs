@@ -185,6 +185,9 @@ pub trait Store: Send + Sync + 'static {
     fn doc_heads_at(&self, id: DocId, seq: u64) -> Result<Option<Vec<ChangeHash>>, StoreError>;
     /// The highest sequence number committed.
     fn head_seq(&self) -> Result<u64, StoreError>;
+    /// The feed position as of server time `at_ms`: the last entry committed at
+    /// or before it (0 if none). Feed times never decrease, so this is exact.
+    fn seq_at(&self, at_ms: i64) -> Result<u64, StoreError>;
     /// Counts of documents, feed entries and bytes on disk, for health and benchmarks.
     fn stats(&self) -> Result<StoreStats, StoreError>;
 

@@ -43,6 +43,8 @@ fn scope_key(prefix: &[u8], scope: &TerritoryPath) -> Vec<u8> {
 }
 
 const SEQ: &[u8] = b"m/seq";
+/// sled's in-process page cache.
+const CACHE_BYTES: u64 = 128 * 1024 * 1024;
 const AUDIT_SEQ: &[u8] = b"m/audit";
 
 impl SledStore {
@@ -50,7 +52,9 @@ impl SledStore {
     /// running server holds it.
     pub fn open(dir: impl AsRef<Path>) -> Result<Self, StoreError> {
         let dir = dir.as_ref();
-        let db = sled::Config::new().path(dir).open().map_err(|e| match e {
+        // sled's page cache defaults to 1 GiB; a bounded cache keeps the server's
+        // memory predictable (the OS page cache still holds hot data).
+        let db = sled::Config::new().path(dir).cache_capacity(CACHE_BYTES).open().map_err(|e| match e {
             sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock") => {
                 StoreError::Locked(dir.display().to_string())
             }
@@ -228,6 +232,20 @@ impl Store for SledStore {
 
     fn head_seq(&self) -> Result<u64, StoreError> {
         self.counter(SEQ)
+    }
+
+    fn seq_at(&self, at_ms: i64) -> Result<u64, StoreError> {
+        // Binary search over the feed: entry times are non-decreasing in seq.
+        let (mut lo, mut hi) = (0u64, self.head_seq()?);
+        while lo < hi {
+            let mid = lo + (hi - lo).div_ceil(2);
+            let at = match self.get::<FeedEntry>(&key(b"f/", &[&mid.to_be_bytes()]))? {
+                Some(e) => e.at,
+                None => return Err(StoreError::Corrupt(format!("feed entry {mid} missing"))),
+            };
+            if at <= at_ms { lo = mid } else { hi = mid - 1 }
+        }
+        Ok(lo)
     }
 
     fn stats(&self) -> Result<StoreStats, StoreError> {

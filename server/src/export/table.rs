@@ -1,0 +1,250 @@
+//! Records as rows: the columns the CSV files and the XLSX worksheets share.
+//!
+//! Every row starts with the record's id, grid, creator and creation time
+//! (Beijing time); then come the record's own fields, flattened for people:
+//! lists joined with `；`, enumerations in Chinese, a case's current status
+//! computed from its log, counts and the latest follow-up or outcome, and
+//! whether the case or promise is overdue at the snapshot's moment.
+
+use super::SnapshotItem;
+use gridsync_shared::RecordKind;
+use gridsync_shared::records::{Case, FollowUp, Household, Member, Promise, Record, VisitLog};
+use std::borrow::Cow;
+
+/// Joins list entries in one cell.
+pub const LIST_SEPARATOR: &str = "；";
+
+/// One cell of a row, typed so each format can show it best.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Cell<'a> {
+    /// Nothing.
+    Empty,
+    /// Text.
+    Text(Cow<'a, str>),
+    /// An ID or phone number: text that must never be read as a number.
+    Protected(&'a str),
+    /// A moment, Unix milliseconds, shown in Beijing time.
+    Time(i64),
+    /// A count.
+    Count(u64),
+    /// A measurement (coordinates, accuracy).
+    Number(f64),
+}
+
+impl<'a> Cell<'a> {
+    fn text(s: &'a str) -> Self {
+        if s.is_empty() { Cell::Empty } else { Cell::Text(Cow::Borrowed(s)) }
+    }
+
+    fn owned(s: String) -> Self {
+        if s.is_empty() { Cell::Empty } else { Cell::Text(Cow::Owned(s)) }
+    }
+
+    fn id(id: Option<impl ToString>) -> Self {
+        id.map_or(Cell::Empty, |id| Cell::Text(Cow::Owned(id.to_string())))
+    }
+
+    fn time(ms: Option<i64>) -> Self {
+        ms.map_or(Cell::Empty, Cell::Time)
+    }
+
+    fn yes_no(b: Option<bool>) -> Self {
+        b.map_or(Cell::Empty, |b| Cell::Text(Cow::Borrowed(if b { "是" } else { "否" })))
+    }
+}
+
+const COMMON: [&str; 4] = ["记录编号", "网格", "创建人", "创建时间"];
+
+const HOUSEHOLD: [&str; 12] = [
+    COMMON[0],
+    COMMON[1],
+    COMMON[2],
+    COMMON[3],
+    "地址",
+    "户主",
+    "户主电话",
+    "户主身份证号",
+    "家庭成员",
+    "成员人数",
+    "标签",
+    "备注",
+];
+
+const VISIT_LOG: [&str; 13] = [
+    COMMON[0],
+    COMMON[1],
+    COMMON[2],
+    COMMON[3],
+    "走访住户",
+    "走访时间",
+    "走访类型",
+    "纬度",
+    "经度",
+    "定位精度（米）",
+    "走访情况",
+    "群众诉求",
+    "发现问题",
+];
+
+const CASE: [&str; 18] = [
+    COMMON[0],
+    COMMON[1],
+    COMMON[2],
+    COMMON[3],
+    "事件类型",
+    "标题",
+    "描述",
+    "涉及住户",
+    "来源走访",
+    "办结期限",
+    "当前状态",
+    "重新办理次数",
+    "是否逾期",
+    "最近状态变更时间",
+    "跟进次数",
+    "最新跟进时间",
+    "最新跟进",
+    "回访满意度",
+];
+
+const PROMISE: [&str; 11] = [
+    COMMON[0],
+    COMMON[1],
+    COMMON[2],
+    COMMON[3],
+    "承诺内容",
+    "涉及住户",
+    "承诺期限",
+    "践诺情况",
+    "是否逾期",
+    "结果记录数",
+    "最新结果说明",
+];
+
+/// The column headers of `kind`'s table, in order.
+pub fn headers(kind: RecordKind) -> &'static [&'static str] {
+    match kind {
+        RecordKind::Household => &HOUSEHOLD,
+        RecordKind::VisitLog => &VISIT_LOG,
+        RecordKind::Case => &CASE,
+        RecordKind::Promise => &PROMISE,
+    }
+}
+
+/// The stem of `kind`'s file names: `households`, `visit_logs`, `cases`, `promises`.
+pub fn file_stem(kind: RecordKind) -> &'static str {
+    match kind {
+        RecordKind::Household => "households",
+        RecordKind::VisitLog => "visit_logs",
+        RecordKind::Case => "cases",
+        RecordKind::Promise => "promises",
+    }
+}
+
+/// One member as one list entry: `周丽（女儿，身份证号 420902…，电话 139…）`.
+pub fn member_text(m: &Member) -> String {
+    let details: Vec<String> = [
+        (!m.relation.is_empty()).then(|| m.relation.clone()),
+        (!m.id_number.is_empty()).then(|| format!("身份证号 {}", m.id_number)),
+        (!m.phone.is_empty()).then(|| format!("电话 {}", m.phone)),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if details.is_empty() { m.name.clone() } else { format!("{}（{}）", m.name, details.join("，")) }
+}
+
+/// The row of `item`, with one cell per header; `as_of_ms` decides what is overdue.
+pub fn row(item: &SnapshotItem, as_of_ms: i64) -> Vec<Cell<'_>> {
+    let meta = item.record.meta();
+    let mut cells = vec![
+        Cell::owned(item.id.to_string()),
+        Cell::text(meta.grid.as_str()),
+        Cell::owned(meta.creator.to_string()),
+        Cell::Time(meta.created_at),
+    ];
+    match &item.record {
+        Record::Household(h) => household(h, &mut cells),
+        Record::VisitLog(v) => visit(v, &mut cells),
+        Record::Case(c) => case(c, as_of_ms, &mut cells),
+        Record::Promise(p) => promise(p, as_of_ms, &mut cells),
+    }
+    cells
+}
+
+fn household<'a>(h: &'a Household, cells: &mut Vec<Cell<'a>>) {
+    let f = &h.fields;
+    let members: Vec<String> = f.members.iter().map(member_text).collect();
+    cells.extend([
+        Cell::text(&f.address),
+        Cell::text(&f.head),
+        Cell::Protected(&f.phone),
+        Cell::Protected(&f.id_number),
+        Cell::owned(members.join(LIST_SEPARATOR)),
+        Cell::Count(f.members.len() as u64),
+        Cell::owned(f.tags.join(LIST_SEPARATOR)),
+        Cell::text(&f.notes),
+    ]);
+}
+
+fn visit<'a>(v: &'a VisitLog, cells: &mut Vec<Cell<'a>>) {
+    let f = &v.fields;
+    let number = |n: Option<f64>| n.map_or(Cell::Empty, Cell::Number);
+    cells.extend([
+        Cell::id(f.household),
+        Cell::Time(f.visited_at),
+        f.kind.map_or(Cell::Empty, |k| Cell::text(k.name_zh())),
+        number(f.location.map(|l| l.lat)),
+        number(f.location.map(|l| l.lon)),
+        number(f.location.and_then(|l| l.accuracy_m)),
+        Cell::text(&f.notes),
+        Cell::owned(f.concerns.join(LIST_SEPARATOR)),
+        Cell::text(&f.findings),
+    ]);
+}
+
+fn latest(follow_ups: &[FollowUp], with_satisfaction: bool) -> Option<&FollowUp> {
+    follow_ups.iter().filter(|f| !with_satisfaction || f.satisfaction.is_some()).max_by_key(|f| (f.at, f.id))
+}
+
+fn case<'a>(c: &'a Case, as_of_ms: i64, cells: &mut Vec<Cell<'a>>) {
+    let f = &c.fields;
+    let standing = c.standing();
+    let overdue = f.due_at.map(|due| due < as_of_ms && !standing.status.is_resolved());
+    let last = latest(&c.follow_ups, false);
+    cells.extend([
+        Cell::text(f.kind.name_zh()),
+        Cell::text(&f.title),
+        Cell::text(&f.description),
+        Cell::id(f.household),
+        Cell::id(f.visit),
+        Cell::time(f.due_at),
+        Cell::text(standing.status.name_zh()),
+        Cell::Count(u64::from(standing.epoch)),
+        Cell::yes_no(overdue),
+        Cell::time(c.status_log.iter().map(|e| e.at).max()),
+        Cell::Count(c.follow_ups.len() as u64),
+        Cell::time(last.map(|l| l.at)),
+        last.map_or(Cell::Empty, |l| Cell::text(&l.note)),
+        latest(&c.follow_ups, true).and_then(|l| l.satisfaction).map_or(Cell::Empty, |s| Cell::text(s.name_zh())),
+    ]);
+}
+
+fn promise<'a>(p: &'a Promise, as_of_ms: i64, cells: &mut Vec<Cell<'a>>) {
+    let f = &p.fields;
+    let kept = p.kept();
+    let last = p.outcomes.iter().max_by_key(|o| (o.at, o.id));
+    cells.extend([
+        Cell::text(&f.content),
+        Cell::id(f.household),
+        Cell::Time(f.due_at),
+        Cell::text(match kept {
+            Some(true) => "已践诺",
+            Some(false) => "未践诺",
+            None => "待落实",
+        }),
+        Cell::yes_no(Some(kept.is_none() && f.due_at < as_of_ms)),
+        Cell::Count(p.outcomes.len() as u64),
+        last.map_or(Cell::Empty, |o| Cell::text(&o.note)),
+    ]);
+}
