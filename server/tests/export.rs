@@ -477,10 +477,12 @@ fn two_hundred_thousand_records_stream_through_every_format_in_flat_memory() {
         // The kernel's RSS counters are approximate: a peak may read a little lower later.
         let grew = after.saturating_sub(before);
         assert_eq!(manifest.counts.household, 200_000);
+        let unzipped: u64 = manifest.files.iter().map(|f| f.size).sum();
         println!(
-            "{format:>6}: 200000 records in {secs:.1} s ({:.0} records/s), {:.1} MiB out, peak RSS {} -> {} KiB (+{} KiB)",
+            "{format:>6}: 200000 records in {secs:.1} s ({:.0} records/s), {:.1} MiB zipped ({:.1} MiB in listed entries), peak RSS {} -> {} KiB (+{} KiB)",
             200_000.0 / secs,
             out.0 as f64 / 1_048_576.0,
+            unzipped as f64 / 1_048_576.0,
             before,
             after,
             grew

@@ -16,7 +16,11 @@
 //!
 //! Records come from a [`SnapshotSource`] one kind at a time and go straight
 //! into their entry; nothing collects them, so memory stays flat whatever the
-//! count. The archive is written with data descriptors, so `out` need not seek.
+//! count. The archive is written by a small streaming zip writer with data
+//! descriptors, so `out` need not seek; it spools the zip's central directory,
+//! as this module spools the manifest's list of entries, to a temporary file
+//! past 1 MiB, so even a bundle of millions of records keeps memory flat (the
+//! `zip` crate's writer keeps a few hundred bytes per entry in memory).
 //!
 //! The writer does not mask: a masked snapshot ([`SnapshotMeta::masked`]) is
 //! one whose source passes records through
@@ -152,7 +156,7 @@ impl FromStr for Format {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Format::ALL
             .into_iter()
-            .find(|f| f.as_str() == s)
+            .find(|f| f.as_str().eq_ignore_ascii_case(s.trim()))
             .ok_or_else(|| format!("unknown snapshot format {s:?}: expected csv, xlsx, jsonl or bundle"))
     }
 }
@@ -577,6 +581,7 @@ mod tests {
             assert!(f.file_extension().ends_with(".zip"));
             assert_eq!(f.content_type(), "application/zip");
         }
+        assert_eq!(" XLSX ".parse::<Format>(), Ok(Format::Xlsx));
         assert!("xls".parse::<Format>().is_err());
         let meta = SnapshotMeta {
             territory: TerritoryPath::parse("xg/xn").expect("path"),
