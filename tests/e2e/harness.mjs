@@ -44,6 +44,7 @@ export async function startServer() {
     ['zhou', '周强', 'field_staff', 'xg/xn/sy/dh/g01'],
     ['wu', '吴敏', 'field_staff', 'xg/xn/sy/dh/g01'],
     ['wang', '王主任', 'supervisor', 'xg/xn/sy/dh'],
+    ['admin', '管理员', 'administrator', 'xg'],
   ];
   for (const [u, n, r, t] of people) {
     cli(data, 'person', 'add', '--username', u, '--name', n, '--role', r, '--territory', t, '--password', PASSWORD);

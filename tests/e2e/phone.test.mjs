@@ -174,3 +174,27 @@ test('records, outbox and cursor survive closing and restarting the browser', as
   await synced(phone.page);
   await phone.context.close();
 });
+
+test('an administrator sees the report and downloads a snapshot from the app', async () => {
+  const { context, page } = await newPhone(browser);
+  await signIn(page, server.url, 'admin');
+  await synced(page);
+  await page.getByTestId('nav-me').click();
+  await page.getByTestId('me-reports').click();
+  await page.getByTestId('report-table').waitFor({ timeout: 20000 });
+  const grid = page.locator('[data-testid=report-row][data-territory="xg/xn/sy/dh/g01"]');
+  await grid.waitFor();
+  await page.getByTestId('report-chart').waitFor();
+  await shot(page, '12-admin-report');
+  const [download] = await Promise.all([
+    page.waitForEvent('download', { timeout: 20000 }),
+    page.getByTestId('snapshot-csv').click(),
+  ]);
+  const path = await download.path();
+  const { readFileSync } = await import('node:fs');
+  const bytes = readFileSync(path);
+  assert.equal(bytes.subarray(0, 2).toString(), 'PK', 'a zip archive');
+  const audit = cli(server.data, 'audit');
+  assert.match(audit, /snapshot\.export/);
+  await context.close();
+});
