@@ -4,10 +4,8 @@
 use crate::error::ApiError;
 use crate::http::{AppState, blocking, caller, error_reply, now_ms};
 use crate::snapshot::{self, SnapshotRequest};
-use bytes::Bytes;
 use gridsync_shared::{Role, TerritoryPath};
 use serde::Deserialize;
-use std::io::Write;
 use warp::http::{HeaderValue, header};
 use warp::reply::Response;
 use warp::{Filter, Reply};
@@ -43,31 +41,6 @@ fn admin_scope(c: &crate::auth::Caller, territory: Option<&str>) -> Result<Terri
     Ok(scope)
 }
 
-/// A `Write` that hands 64 KiB chunks to the response body; a full channel
-/// makes the exporter wait, so memory stays flat whatever the client's speed.
-struct ChannelWriter {
-    tx: tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
-    buf: Vec<u8>,
-}
-
-impl Write for ChannelWriter {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.buf.extend_from_slice(data);
-        if self.buf.len() >= 64 * 1024 {
-            self.flush()?;
-        }
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        if !self.buf.is_empty() {
-            let chunk = Bytes::from(std::mem::take(&mut self.buf));
-            self.tx.blocking_send(Ok(chunk)).map_err(|_| std::io::Error::other("client went away"))?;
-        }
-        Ok(())
-    }
-}
-
 async fn snapshot_route(
     state: AppState,
     q: SnapshotQuery,
@@ -89,17 +62,7 @@ async fn snapshot_route(
         blocking(move || snapshot::prepare(store.as_ref(), &req, &actor)).await?
     };
     let seq = prepared.seq();
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);
-    tokio::task::spawn_blocking(move || {
-        let mut out = ChannelWriter { tx: tx.clone(), buf: Vec::new() };
-        let result = prepared
-            .write(store.as_ref(), &mut out, &mut |_| {})
-            .and_then(|_| out.flush().map_err(|e| ApiError::Internal(e.to_string())));
-        if let Err(e) = result {
-            tracing::error!(error = %e, "snapshot export failed");
-            let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
-        }
-    });
+    let mut rx = snapshot::spawn_export(store, prepared);
     let stream = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
     let mut r = warp::reply::stream(stream).into_response();
     let h = r.headers_mut();

@@ -139,20 +139,13 @@ async fn stream_snapshot(
         Err(e) => return send_reply(&mut write, false, e.to_string()).await,
     };
     send_reply(&mut write, true, format!("snapshot as of feed position {}", prepared.seq())).await;
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(8);
-    let task = tokio::task::spawn_blocking(move || {
-        let mut out = ChunkSender { tx, buf: Vec::new() };
-        let r = prepared.write(store.as_ref(), &mut out, &mut |_| {});
-        std::io::Write::flush(&mut out).ok();
-        r
-    });
-    while let Some(chunk) = rx.recv().await {
-        if write.write_all(&chunk).await.is_err() {
-            break;
+    let mut chunks = snapshot::spawn_export(store, prepared);
+    while let Some(chunk) = chunks.recv().await {
+        match chunk {
+            Ok(bytes) if write.write_all(&bytes).await.is_ok() => {}
+            // A failed export ends the stream early; the CLI sees an archive without its manifest.
+            _ => break,
         }
-    }
-    if let Ok(Err(e)) = task.await {
-        tracing::error!(error = %e, "snapshot over the admin socket failed");
     }
 }
 
@@ -160,29 +153,6 @@ async fn send_reply(write: &mut tokio::net::unix::OwnedWriteHalf, ok: bool, outp
     let mut bytes = serde_json::to_vec(&AdminReply { ok, output }).unwrap_or_default();
     bytes.push(b'\n');
     let _ = write.write_all(&bytes).await;
-}
-
-/// A `Write` handing 64 KiB chunks to an async task; full channel = back-pressure.
-struct ChunkSender {
-    tx: tokio::sync::mpsc::Sender<Vec<u8>>,
-    buf: Vec<u8>,
-}
-
-impl std::io::Write for ChunkSender {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.buf.extend_from_slice(data);
-        if self.buf.len() >= 64 * 1024 {
-            self.flush()?;
-        }
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        if !self.buf.is_empty() {
-            self.tx.blocking_send(std::mem::take(&mut self.buf)).map_err(|_| std::io::Error::other("reader gone"))?;
-        }
-        Ok(())
-    }
 }
 
 /// The admin socket's answer.

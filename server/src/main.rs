@@ -243,6 +243,15 @@ async fn snapshot_command(data: &std::path::Path, req: &SnapshotRequest, out: &s
                 .map_err(|e| format!("the running server's admin socket did not answer: {e}"))??;
             bar.finish();
             std::io::Write::flush(&mut file).map_err(|e| e.to_string())?;
+            drop(file);
+            // The manifest is the archive's last entry: without it, the export broke off.
+            let complete = std::fs::File::open(out)
+                .ok()
+                .and_then(|f| zip::ZipArchive::new(f).ok())
+                .is_some_and(|mut z| z.by_name(gridsync_server::export::MANIFEST_NAME).is_ok());
+            if !complete {
+                return Err("the snapshot broke off before its manifest; see the server's log".into());
+            }
             println!("snapshot written to {}", out.display());
             Ok(())
         }

@@ -239,6 +239,51 @@ pub fn parse_as_of(text: &str) -> Result<i64, String> {
     Ok(((days * 86_400 + h * 3_600 + min * 60 + s) - 8 * 3_600) * 1_000)
 }
 
+/// The receiving end of a snapshot being written: chunks of the archive, then
+/// an error item if writing failed part way (the archive is then incomplete).
+pub type ArchiveChunks = tokio::sync::mpsc::Receiver<Result<bytes::Bytes, std::io::Error>>;
+
+/// Writes `prepared` on a blocking thread into a bounded channel of 64 KiB
+/// chunks: a slow reader makes the writer wait, so memory stays flat.
+pub fn spawn_export(store: std::sync::Arc<dyn Store>, prepared: PreparedSnapshot) -> ArchiveChunks {
+    let (tx, rx) = tokio::sync::mpsc::channel(8);
+    tokio::task::spawn_blocking(move || {
+        let mut out = ChunkWriter { tx: tx.clone(), buf: Vec::new() };
+        let result = prepared
+            .write(store.as_ref(), &mut out, &mut |_| {})
+            .and_then(|_| std::io::Write::flush(&mut out).map_err(|e| ApiError::Internal(e.to_string())));
+        if let Err(e) = result {
+            tracing::error!(error = %e, "snapshot export failed");
+            let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+        }
+    });
+    rx
+}
+
+/// A `Write` handing 64 KiB chunks to an async reader through a bounded channel.
+struct ChunkWriter {
+    tx: tokio::sync::mpsc::Sender<Result<bytes::Bytes, std::io::Error>>,
+    buf: Vec<u8>,
+}
+
+impl std::io::Write for ChunkWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= 64 * 1024 {
+            self.flush()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if !self.buf.is_empty() {
+            let chunk = bytes::Bytes::from(std::mem::take(&mut self.buf));
+            self.tx.blocking_send(Ok(chunk)).map_err(|_| std::io::Error::other("the reader went away"))?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::parse_as_of;

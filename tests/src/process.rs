@@ -88,3 +88,36 @@ impl ServerProcess {
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }
+
+/// Creates, through the CLI, the city `xg/xn/sh/dh/g1` (孝感市 … 第一网格) and a
+/// field-staff person per `(username, password)` in grid g1.
+pub async fn small_city(data: &Path, staff: &[(&str, &str)]) {
+    for args in [
+        &["territory", "add", "xg", "孝感市"][..],
+        &["territory", "add", "xg/xn", "孝南区"],
+        &["territory", "add", "xg/xn/sh", "书院街道"],
+        &["territory", "add", "xg/xn/sh/dh", "东湖社区"],
+        &["territory", "add", "xg/xn/sh/dh/g1", "第一网格"],
+    ] {
+        let out = ServerProcess::cli(data, args).await;
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    for (username, password) in staff {
+        let args = [
+            "person",
+            "add",
+            "--username",
+            username,
+            "--name",
+            username,
+            "--role",
+            "field_staff",
+            "--territory",
+            "xg/xn/sh/dh/g1",
+            "--password",
+            password,
+        ];
+        let out = ServerProcess::cli(data, &args).await;
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}

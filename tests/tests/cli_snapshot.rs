@@ -2,7 +2,7 @@
 //! server (through its admin socket) and against a stopped server's data directory.
 
 use gridsync_tests::Phone;
-use gridsync_tests::process::{ServerProcess, free_port};
+use gridsync_tests::process::{ServerProcess, free_port, small_city};
 use std::io::Read;
 
 fn manifest(path: &std::path::Path) -> serde_json::Value {
@@ -16,29 +16,7 @@ fn manifest(path: &std::path::Path) -> serde_json::Value {
 async fn the_cli_snapshot_works_against_a_running_and_a_stopped_server() {
     let dir = tempfile::tempdir().expect("tmp");
     let data = dir.path().join("data");
-    for args in [
-        &["territory", "add", "xg", "孝感市"][..],
-        &["territory", "add", "xg/xn", "孝南区"],
-        &["territory", "add", "xg/xn/sh", "书院街道"],
-        &["territory", "add", "xg/xn/sh/dh", "东湖社区"],
-        &["territory", "add", "xg/xn/sh/dh/g1", "第一网格"],
-        &[
-            "person",
-            "add",
-            "--username",
-            "li",
-            "--name",
-            "李网格",
-            "--role",
-            "field_staff",
-            "--territory",
-            "xg/xn/sh/dh/g1",
-            "--password",
-            "password-li",
-        ],
-    ] {
-        assert!(ServerProcess::cli(&data, args).await.status.success());
-    }
+    small_city(&data, &[("li", "password-li")]).await;
     let server = ServerProcess::start(&data, free_port(), &[]).await;
     let mut phone = Phone::sign_in(&server.url, "li", "password-li").await.expect("sign in");
     for i in 0..30 {

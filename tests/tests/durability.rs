@@ -2,50 +2,13 @@
 //! `gridsync-server` binary is killed (SIGKILL, no shutdown) and started again.
 
 use gridsync_tests::Phone;
-use gridsync_tests::process::{ServerProcess, free_port};
+use gridsync_tests::process::{ServerProcess, free_port, small_city};
 
 #[tokio::test]
 async fn every_acknowledged_change_survives_a_killed_and_restarted_server() {
     let dir = tempfile::tempdir().expect("tmp");
     let data = dir.path().join("data");
-    for args in [
-        &["territory", "add", "xg", "孝感市"][..],
-        &["territory", "add", "xg/xn", "孝南区"],
-        &["territory", "add", "xg/xn/sh", "书院街道"],
-        &["territory", "add", "xg/xn/sh/dh", "东湖社区"],
-        &["territory", "add", "xg/xn/sh/dh/g1", "第一网格"],
-        &[
-            "person",
-            "add",
-            "--username",
-            "li",
-            "--name",
-            "李网格",
-            "--role",
-            "field_staff",
-            "--territory",
-            "xg/xn/sh/dh/g1",
-            "--password",
-            "password-li",
-        ],
-        &[
-            "person",
-            "add",
-            "--username",
-            "wang",
-            "--name",
-            "王网格",
-            "--role",
-            "field_staff",
-            "--territory",
-            "xg/xn/sh/dh/g1",
-            "--password",
-            "password-wang",
-        ],
-    ] {
-        let out = ServerProcess::cli(&data, args).await;
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    }
+    small_city(&data, &[("li", "password-li"), ("wang", "password-wang")]).await;
 
     let port = free_port();
     let server = ServerProcess::start(&data, port, &[]).await;
