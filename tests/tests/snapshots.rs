@@ -138,8 +138,9 @@ async fn a_bundle_loaded_into_an_empty_server_gives_identical_documents() {
     }
 }
 
-#[tokio::test]
-async fn the_csv_snapshot_parses_back_with_its_bom_and_every_tricky_chinese_string() {
+/// A server whose grid holds one synced household with tricky text, the phone that
+/// made it, and an administrator.
+async fn server_with_a_tricky_household() -> (TestServer, Phone, Phone) {
     let server = TestServer::start().await;
     let grid = server.grid("g1");
     let mut phone = server.phone_in(&grid).await;
@@ -147,6 +148,12 @@ async fn the_csv_snapshot_parses_back_with_its_bom_and_every_tricky_chinese_stri
     phone.replica.create(None, now, &NewRecord::Household(tricky_household())).expect("household");
     phone.sync().await.expect("sync");
     let admin = admin(&server).await;
+    (server, phone, admin)
+}
+
+#[tokio::test]
+async fn the_csv_snapshot_parses_back_with_its_bom_and_every_tricky_chinese_string() {
+    let (server, phone, admin) = server_with_a_tricky_household().await;
 
     let (status, zip) = download(&server, admin.token(), "format=csv&unmask=true&reason=%E6%A0%B8%E5%AF%B9").await;
     assert_eq!(status, 200);
@@ -167,13 +174,7 @@ async fn the_csv_snapshot_parses_back_with_its_bom_and_every_tricky_chinese_stri
 
 #[tokio::test]
 async fn exports_are_masked_by_default_and_each_one_is_in_the_audit_log() {
-    let server = TestServer::start().await;
-    let grid = server.grid("g1");
-    let mut phone = server.phone_in(&grid).await;
-    let now = phone.clock + 1;
-    phone.replica.create(None, now, &NewRecord::Household(tricky_household())).expect("household");
-    phone.sync().await.expect("sync");
-    let admin = admin(&server).await;
+    let (server, _phone, admin) = server_with_a_tricky_household().await;
 
     let (_, masked) = download(&server, admin.token(), "format=csv").await;
     let text = String::from_utf8(entry(&masked, "households.csv")).expect("utf-8");
