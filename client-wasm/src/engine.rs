@@ -3,7 +3,7 @@
 //! The caller moves the bytes and retries freely: a request can be sent again
 //! after a lost response and nothing is duplicated or lost.
 
-use crate::local_doc::LocalDoc;
+use crate::local_doc::{DocHeader, LocalDoc};
 use crate::replica::{RejectedRecord, Replica, ReplicaError};
 use crate::storage::Storage;
 use automerge::{Automerge, Change, ReadDoc};
@@ -12,6 +12,9 @@ use gridsync_shared::protocol::{
     self, DEFAULT_PAGE_BYTES, DocBody, DocPush, PUSH_BUDGET_BYTES, PushOutcome, SyncRequest, SyncResponse,
 };
 use gridsync_shared::rules::Rejection;
+
+/// The first bytes of every Automerge chunk.
+const AUTOMERGE_MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
 
 /// What one applied sync response did.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -73,6 +76,7 @@ impl<S: Storage> Replica<S> {
         let response: SyncResponse = protocol::decode(bytes)?;
         let mut report = SyncReport { more: response.more, ..SyncReport::default() };
         let mut touched: Vec<DocId> = Vec::new();
+        let mut received: Vec<DocId> = Vec::new();
 
         for result in response.results {
             let id = result.doc;
@@ -104,38 +108,71 @@ impl<S: Storage> Replica<S> {
         for update in response.updates {
             let id = update.doc;
             let actor = self.identity.as_ref().and_then(|i| gridsync_shared::ids::actor_from_hex(&i.actor));
+            let header = update.summary.map(DocHeader::from);
+            let local = self.docs.get_mut(&id);
             match update.body {
-                DocBody::Snapshot(bytes) => match self.docs.get_mut(&id) {
-                    Some(local) => {
-                        let doc = local.get_mut()?;
-                        doc.load_incremental(&bytes).map_err(|e| ReplicaError::Corrupt(e.to_string()))?;
+                DocBody::Snapshot(bytes) => {
+                    if !bytes.starts_with(&AUTOMERGE_MAGIC) {
+                        return Err(ReplicaError::Corrupt(format!("record {id}: not an Automerge document")));
                     }
-                    None => {
-                        let mut doc = Automerge::load(&bytes).map_err(|e| ReplicaError::Corrupt(e.to_string()))?;
-                        if let Some(a) = actor {
-                            doc.set_actor(a);
+                    match (local, header) {
+                        // Others' records are kept as received and parsed when first opened.
+                        (Some(local), header) if !local.is_parsed() => {
+                            local.append(&bytes, header);
                         }
-                        self.docs.insert(id, LocalDoc::new(doc));
+                        (None, Some(header)) => {
+                            self.docs.insert(id, LocalDoc::received(header, &bytes, actor));
+                        }
+                        (Some(local), _) => {
+                            let doc = local.get_mut()?;
+                            doc.load_incremental(&bytes).map_err(|e| ReplicaError::Corrupt(e.to_string()))?;
+                        }
+                        (None, None) => {
+                            let mut doc = Automerge::load(&bytes).map_err(|e| ReplicaError::Corrupt(e.to_string()))?;
+                            if let Some(a) = actor {
+                                doc.set_actor(a);
+                            }
+                            self.docs.insert(id, LocalDoc::new(doc));
+                        }
                     }
-                },
+                }
                 DocBody::Changes(raw) => {
+                    // Parsing checks every change (format and hash) before anything is kept.
                     let changes = raw
                         .into_iter()
                         .map(Change::from_bytes)
                         .collect::<Result<Vec<_>, _>>()
                         .map_err(|e| ReplicaError::Corrupt(e.to_string()))?;
-                    let local = self.docs.entry(id).or_insert_with(|| {
-                        let mut d = Automerge::new();
-                        if let Some(a) = actor {
-                            d.set_actor(a);
+                    let joined = || changes.iter().flat_map(|c| c.raw_bytes().iter().copied()).collect::<Vec<u8>>();
+                    match (local, header) {
+                        (Some(local), header) if !local.is_parsed() => {
+                            local.append(&joined(), header);
                         }
-                        LocalDoc::new(d)
-                    });
-                    local.get_mut()?.apply_changes(changes).map_err(|e| ReplicaError::Corrupt(e.to_string()))?;
+                        (None, Some(header)) => {
+                            self.docs.insert(id, LocalDoc::received(header, &joined(), actor));
+                        }
+                        (local, _) => {
+                            let local = match local {
+                                Some(l) => l,
+                                None => self.docs.entry(id).or_insert_with(|| {
+                                    let mut d = Automerge::new();
+                                    if let Some(a) = actor {
+                                        d.set_actor(a);
+                                    }
+                                    LocalDoc::new(d)
+                                }),
+                            };
+                            local
+                                .get_mut()?
+                                .apply_changes(changes)
+                                .map_err(|e| ReplicaError::Corrupt(e.to_string()))?;
+                        }
+                    }
                 }
             }
             report.received += 1;
             touched.push(id);
+            received.push(id);
         }
 
         touched.sort();
@@ -143,6 +180,15 @@ impl<S: Storage> Replica<S> {
         self.cursor = Some(response.cursor);
         self.mark_synced(now);
         self.save_docs(&touched, true)?;
+        // Others' records stay as bytes until a screen opens them: a phone's
+        // memory holds what it shows and what it has yet to send, not its grid.
+        for id in received {
+            if !self.outbox.contains_key(&id)
+                && let Some(local) = self.docs.get_mut(&id)
+            {
+                local.unload();
+            }
+        }
         report.pending = self.pending_changes();
         Ok(report)
     }

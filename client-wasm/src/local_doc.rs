@@ -4,8 +4,9 @@
 
 use crate::replica::ReplicaError;
 use automerge::{ActorId, Automerge};
+use gridsync_shared::records::RecordSummary;
 use gridsync_shared::records::read_record;
-use gridsync_shared::{DocId, Record, RecordKind};
+use gridsync_shared::{DocId, RecordKind};
 use serde::{Deserialize, Serialize};
 use std::cell::OnceCell;
 
@@ -20,18 +21,13 @@ pub(crate) struct DocHeader {
 
 impl DocHeader {
     fn of(doc: &Automerge) -> Self {
-        match read_record(doc) {
-            Err(_) => DocHeader::default(),
-            Ok(r) => {
-                let (household, at) = match &r {
-                    Record::Household(_) => (None, r.meta().created_at),
-                    Record::VisitLog(v) => (v.fields.household, v.fields.visited_at),
-                    Record::Case(c) => (c.fields.household, r.meta().created_at),
-                    Record::Promise(p) => (p.fields.household, r.meta().created_at),
-                };
-                DocHeader { kind: Some(r.kind()), household, at: Some(at) }
-            }
-        }
+        read_record(doc).map(|r| r.summary().into()).unwrap_or_default()
+    }
+}
+
+impl From<RecordSummary> for DocHeader {
+    fn from(s: RecordSummary) -> Self {
+        DocHeader { kind: Some(s.kind), household: s.household, at: Some(s.at) }
     }
 }
 
@@ -54,7 +50,8 @@ fn corrupt(what: &str) -> ReplicaError {
 impl LocalDoc {
     /// A document in memory.
     pub(crate) fn new(doc: Automerge) -> Self {
-        Self { header: DocHeader::of(&doc), stored: None, actor: None, doc: OnceCell::from(Some(doc)) }
+        let actor = Some(doc.get_actor().clone());
+        Self { header: DocHeader::of(&doc), stored: None, actor, doc: OnceCell::from(Some(doc)) }
     }
 
     /// A document as stored, parsed on first use with `actor` as its actor.
@@ -62,6 +59,38 @@ impl LocalDoc {
         let (body, _) = split(&value)?;
         let header = postcard::from_bytes(body).map_err(|_| corrupt("header"))?;
         Ok(Self { header, stored: Some(value), actor, doc: OnceCell::new() })
+    }
+
+    /// A document received from the server, kept as bytes (a saved document
+    /// and/or change chunks) with the header the server sent, parsed on first use.
+    pub(crate) fn received(header: DocHeader, body: &[u8], actor: Option<ActorId>) -> Self {
+        Self { stored: Some(frame(&header, body)), header, actor, doc: OnceCell::new() }
+    }
+
+    /// True if the document is parsed in memory (else it is only bytes).
+    pub(crate) fn is_parsed(&self) -> bool {
+        matches!(self.doc.get(), Some(Some(_)))
+    }
+
+    /// Appends a saved document or change chunks to an unparsed document's
+    /// bytes (Automerge loads the concatenation), refreshing the header if given.
+    /// Returns false, changing nothing, if the document is parsed.
+    pub(crate) fn append(&mut self, more: &[u8], header: Option<DocHeader>) -> bool {
+        if self.is_parsed() {
+            return false;
+        }
+        let Some(stored) = self.stored.as_mut() else { return false };
+        match header {
+            Some(h) if h != self.header => {
+                let body = split(stored).map(|(_, b)| b.to_vec()).unwrap_or_default();
+                let mut all = body;
+                all.extend_from_slice(more);
+                *stored = frame(&h, &all);
+                self.header = h;
+            }
+            _ => stored.extend_from_slice(more),
+        }
+        true
     }
 
     /// The header, known without parsing the document.
@@ -107,20 +136,36 @@ impl LocalDoc {
     }
 
     /// The bytes to store (refreshing the header from the document if it changed).
+    /// They are kept, so that [`Self::unload`] can drop the parsed document.
     pub(crate) fn encode(&mut self) -> Vec<u8> {
         if let Some(bytes) = &self.stored {
             return bytes.clone();
         }
         let Some(Some(doc)) = self.doc.get() else { return Vec::new() };
         self.header = DocHeader::of(doc);
-        let header = postcard::to_allocvec(&self.header).unwrap_or_default();
-        let mut out = Vec::with_capacity(3 + header.len() + 1024);
-        out.push(FORMAT);
-        out.extend_from_slice(&(header.len() as u16).to_le_bytes());
-        out.extend_from_slice(&header);
-        out.extend(doc.save());
+        let out = frame(&self.header, &doc.save());
+        self.stored = Some(out.clone());
         out
     }
+
+    /// Drops the parsed document if its stored bytes are current, keeping
+    /// only those (it is parsed again on next use).
+    pub(crate) fn unload(&mut self) {
+        if self.stored.is_some() {
+            self.doc = OnceCell::new();
+        }
+    }
+}
+
+/// The stored form of a header and document bytes.
+fn frame(header: &DocHeader, body: &[u8]) -> Vec<u8> {
+    let header = postcard::to_allocvec(header).unwrap_or_default();
+    let mut out = Vec::with_capacity(3 + header.len() + body.len());
+    out.push(FORMAT);
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(&header);
+    out.extend_from_slice(body);
+    out
 }
 
 /// Splits a stored value into its header bytes and document bytes.

@@ -112,3 +112,81 @@ fn a_damaged_response_changes_nothing() {
     assert_eq!(r.pending_changes(), 1);
     assert_eq!(r.last_sync_at(), None);
 }
+
+/// A record made on `me`'s other phone, with its changes as the server would
+/// relay them (one list per sync of that phone).
+fn made_elsewhere(
+    me: &DeviceRegistration,
+) -> (gridsync_shared::DocId, Vec<Vec<Vec<u8>>>, gridsync_shared::records::RecordSummary) {
+    let mut other = Replica::open(MemoryStorage::new()).expect("open");
+    other.register(DeviceRegistration { actor: "fedcba9876543210fedcba9876543210".into(), ..me.clone() }).expect("reg");
+    let id = other.create(None, 1, &visit("入户走访，")).expect("create");
+    let first: Vec<Vec<u8>> =
+        other.document(id).expect("doc").get_changes(&[]).iter().map(|c| c.raw_bytes().to_vec()).collect();
+    let heads = other.document(id).expect("doc").get_heads();
+    other
+        .edit(id, 2, |e| {
+            e.update_visit(&VisitFields {
+                visited_at: 1,
+                notes: "入户走访，老人身体良好。".into(),
+                ..Default::default()
+            })
+        })
+        .expect("edit");
+    let second = other.document(id).expect("doc").get_changes(&heads).iter().map(|c| c.raw_bytes().to_vec()).collect();
+    let summary = other.record(id).expect("record").summary();
+    (id, vec![first, second], summary)
+}
+
+fn relay(
+    doc: gridsync_shared::DocId,
+    changes: Vec<Vec<u8>>,
+    summary: gridsync_shared::records::RecordSummary,
+) -> Vec<u8> {
+    let body = protocol::DocBody::Changes(changes);
+    protocol::encode(&SyncResponse {
+        results: vec![],
+        updates: vec![protocol::DocUpdate { doc, body, summary: Some(summary) }],
+        cursor: vec![7],
+        more: false,
+    })
+}
+
+#[test]
+fn records_from_the_server_are_listed_unparsed_and_read_back_whole_after_reopening() {
+    let dir = tempfile::tempdir().expect("dir");
+    let me = registration();
+    let mut r = Replica::open(FileStorage::open(dir.path()).expect("files")).expect("open");
+    r.register(me.clone()).expect("register");
+    let (id, syncs, summary) = made_elsewhere(&me);
+    for (i, changes) in syncs.into_iter().enumerate() {
+        r.build_request();
+        r.apply_response(&relay(id, changes, summary), 10 + i as i64).expect("apply");
+    }
+    assert_eq!(r.records_of(Some(gridsync_shared::RecordKind::VisitLog)).count(), 1);
+    let Some(gridsync_shared::Record::VisitLog(v)) = r.record(id) else { panic!("visit log missing") };
+    assert_eq!(v.fields.notes, "入户走访，老人身体良好。", "both relayed changes are kept");
+
+    let mut reopened = Replica::open(FileStorage::open(dir.path()).expect("files")).expect("reopen");
+    let Some(gridsync_shared::Record::VisitLog(v)) = reopened.record(id) else { panic!("lost on reopen") };
+    assert_eq!(v.fields.notes, "入户走访，老人身体良好。");
+    // An edit to a record that arrived unparsed is written as this phone.
+    reopened
+        .edit(id, 20, |e| {
+            e.update_visit(&VisitFields { visited_at: 1, notes: "已回访。".into(), ..Default::default() })
+        })
+        .expect("edit");
+    let doc = reopened.document(id).expect("doc");
+    let mine = doc.get_changes(&[]).iter().filter(|c| c.actor_id().to_hex_string() == me.actor).count();
+    assert_eq!(mine, 1, "the phone's own edit carries its own actor");
+}
+
+#[test]
+fn a_damaged_change_from_the_server_is_refused_and_nothing_is_kept() {
+    let mut r = phone(MemoryStorage::new());
+    let (id, _, summary) = made_elsewhere(&registration());
+    r.build_request();
+    assert!(r.apply_response(&relay(id, vec![vec![0x85, 0x6f, 0x4a, 0x83, 1, 2, 3]], summary), 5).is_err());
+    assert_eq!(r.document_ids().count(), 0);
+    assert_eq!(r.last_sync_at(), None);
+}

@@ -118,7 +118,9 @@ pub fn create_demo(store: &dyn Store, now: i64) -> Result<String, ApiError> {
             DocWrite {
                 doc: id,
                 grid: person.territory.clone(),
-                kind: gridsync_shared::RecordKind::Household,
+                summary: gridsync_shared::records::read_record(&doc)
+                    .map_err(|e| ApiError::Internal(format!("demo household: {e}")))?
+                    .summary(),
                 bytes: doc.save(),
                 heads: doc.get_heads(),
                 device: device.device,

@@ -103,7 +103,7 @@ pub fn import_bundle(store: &dyn Store, bundle: impl Read + std::io::Seek, now: 
             DocWrite {
                 doc: id,
                 grid: record.meta().grid.clone(),
-                kind: record.kind(),
+                summary: record.summary(),
                 bytes: doc.save(),
                 heads: doc.get_heads(),
                 device: DeviceId(uuid::Uuid::nil()),

@@ -170,7 +170,7 @@ fn push_one(
                 DocWrite {
                     doc: push.doc,
                     grid: record.meta().grid.clone(),
-                    kind: record.kind(),
+                    summary: record.summary(),
                     bytes: merged.save(),
                     heads: merged.get_heads(),
                     device: caller.device.id,
@@ -207,7 +207,8 @@ fn pull(
                         return Ok((updates, Position::Snapshot { upto, after }, true));
                     }
                     used += doc.bytes.len();
-                    updates.push(DocUpdate { doc: id, body: DocBody::Snapshot(doc.bytes) });
+                    let summary = store.summary(id)?;
+                    updates.push(DocUpdate { doc: id, body: DocBody::Snapshot(doc.bytes), summary });
                     position = Position::Snapshot { upto, after: Some(id) };
                 }
             }
@@ -225,10 +226,17 @@ fn pull(
                         }
                         used += size;
                         match updates.last_mut() {
-                            Some(DocUpdate { doc, body: DocBody::Changes(c) }) if *doc == entry.doc => {
+                            Some(DocUpdate { doc, body: DocBody::Changes(c), .. }) if *doc == entry.doc => {
                                 c.extend(entry.changes)
                             }
-                            _ => updates.push(DocUpdate { doc: entry.doc, body: DocBody::Changes(entry.changes) }),
+                            _ => {
+                                let summary = store.summary(entry.doc)?;
+                                updates.push(DocUpdate {
+                                    doc: entry.doc,
+                                    body: DocBody::Changes(entry.changes),
+                                    summary,
+                                })
+                            }
                         }
                     }
                     at = entry.seq;

@@ -16,6 +16,7 @@
 //! ```
 
 use crate::ids::{DeviceId, DocId, PersonId};
+use crate::records::RecordSummary;
 use crate::roles::Role;
 use crate::rules::Rejection;
 use crate::territory::TerritoryPath;
@@ -23,7 +24,7 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use thiserror::Error;
 
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 /// The first bytes of every sync body.
 pub const MAGIC: [u8; 4] = *b"GSYN";
 /// Response page size a phone asks for unless it says otherwise.
@@ -45,6 +46,7 @@ pub const PUSH_BUDGET_BYTES: usize = 1024 * 1024;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncRequest {
     /// Where the phone stands in its territory's change feed; `None` on first sync.
+    #[serde(with = "serde_bytes")]
     pub cursor: Option<Vec<u8>>,
     /// The phone's unacknowledged changes, per document.
     pub push: Vec<DocPush>,
@@ -58,6 +60,7 @@ pub struct DocPush {
     /// The record.
     pub doc: DocId,
     /// Raw Automerge changes, each as `Change::raw_bytes`, in causal order.
+    #[serde(with = "byte_strings")]
     pub changes: Vec<Vec<u8>>,
 }
 
@@ -69,6 +72,7 @@ pub struct SyncResponse {
     /// Documents the phone lacks, in feed order.
     pub updates: Vec<DocUpdate>,
     /// The cursor to send next time (opaque to the phone).
+    #[serde(with = "serde_bytes")]
     pub cursor: Vec<u8>,
     /// True if more updates wait: sync again at once with the new cursor.
     pub more: bool,
@@ -101,15 +105,35 @@ pub struct DocUpdate {
     pub doc: DocId,
     /// Its content.
     pub body: DocBody,
+    /// Its kind, household and time, so the phone can list it unparsed
+    /// (absent for documents stored before the server kept summaries).
+    pub summary: Option<RecordSummary>,
 }
 
 /// How a document travels to a phone.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DocBody {
     /// The compacted document (`Automerge::save`), for a phone that has none of it.
-    Snapshot(Vec<u8>),
+    Snapshot(#[serde(with = "serde_bytes")] Vec<u8>),
     /// Raw changes the phone lacks.
-    Changes(Vec<Vec<u8>>),
+    Changes(#[serde(with = "byte_strings")] Vec<Vec<u8>>),
+}
+
+/// Serde for lists of byte strings: each as one length-prefixed block rather
+/// than a sequence of single bytes (same postcard wire form, far faster).
+pub mod byte_strings {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use serde_bytes::{ByteBuf, Bytes};
+
+    /// Serialises each entry as bytes.
+    pub fn serialize<S: Serializer>(list: &[Vec<u8>], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(list.iter().map(|b| Bytes::new(b)))
+    }
+
+    /// Deserialises a list written by [`serialize`] (or as plain byte sequences).
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Vec<u8>>, D::Error> {
+        Ok(Vec::<ByteBuf>::deserialize(d)?.into_iter().map(ByteBuf::into_vec).collect())
+    }
 }
 
 impl DocBody {

@@ -5,6 +5,7 @@
 //! `let grid = server.grid("g1");`, `let mut phone = server.phone_in(&grid).await;`,
 //! `phone.record_visit("...")`, `phone.sync().await`.
 
+pub mod loadgen;
 pub mod phone;
 pub mod process;
 pub mod server;

@@ -75,8 +75,7 @@ fn gunzip(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
 impl Phone {
     /// Signs in over HTTP and registers this phone as a new device.
     pub async fn sign_in(url: &str, username: &str, password: &str) -> Result<Phone, PhoneError> {
-        let http = reqwest::Client::new();
-        let resp = http
+        let resp = reqwest::Client::new()
             .post(format!("{url}/v1/auth/sign-in"))
             .json(&SignInRequest {
                 username: username.into(),
@@ -89,10 +88,23 @@ impl Phone {
             return Err(PhoneError::Status { status: resp.status().as_u16(), body: resp.text().await? });
         }
         let reg: DeviceRegistration = resp.json().await?;
+        Self::registered(url, reg)
+    }
+
+    /// A new phone holding a registration made elsewhere (the load generator
+    /// registers thousands of devices straight into the store).
+    pub fn registered(url: &str, reg: DeviceRegistration) -> Result<Phone, PhoneError> {
         let mut replica = Replica::open(MemoryStorage::new())?;
         let token = reg.token.clone();
         replica.register(reg)?;
+        let http = reqwest::Client::new();
         Ok(Phone { replica, url: url.into(), token, http, transport: Transport::default(), clock: crate::now_ms() })
+    }
+
+    /// Creates any record, offline, at the phone's clock.
+    pub fn create(&mut self, new: &NewRecord) -> Result<DocId, ReplicaError> {
+        let now = self.tick();
+        self.replica.create(None, now, new)
     }
 
     /// The same phone's storage reopened, as after the app was closed.

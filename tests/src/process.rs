@@ -46,7 +46,18 @@ impl ServerProcess {
     /// Like [`Self::start`]; with `tls_cert` (DER) the server is expected to
     /// speak HTTPS and readiness is checked by a TCP connect instead.
     pub async fn start_with_scheme(data: &Path, port: u16, extra: &[&str], tls_cert: Option<Vec<u8>>) -> ServerProcess {
-        let child = Command::new(server_binary())
+        Self::start_binary(&server_binary(), data, port, extra, tls_cert).await
+    }
+
+    /// Like [`Self::start_with_scheme`], running the given server binary.
+    pub async fn start_binary(
+        binary: &Path,
+        data: &Path,
+        port: u16,
+        extra: &[&str],
+        tls_cert: Option<Vec<u8>>,
+    ) -> ServerProcess {
+        let child = Command::new(binary)
             .arg("--data")
             .arg(data)
             .arg("serve")
@@ -75,6 +86,11 @@ impl ServerProcess {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         ServerProcess { url, data: data.to_path_buf(), child }
+    }
+
+    /// The operating system's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
     }
 
     /// Kills the process with SIGKILL: no shutdown, no final flush.

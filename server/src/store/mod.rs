@@ -12,6 +12,7 @@ mod sled_store;
 pub use sled_store::SledStore;
 
 use automerge::ChangeHash;
+use gridsync_shared::records::RecordSummary;
 use gridsync_shared::{DeviceId, DocId, PersonId, RecordKind, Role, TerritoryPath};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -90,6 +91,7 @@ pub struct StoredDoc {
     /// Sequence number of the last change to it.
     pub seq: u64,
     /// `Automerge::save()` of the document.
+    #[serde(with = "serde_bytes")]
     pub bytes: Vec<u8>,
 }
 
@@ -100,8 +102,8 @@ pub struct DocWrite {
     pub doc: DocId,
     /// Its grid.
     pub grid: TerritoryPath,
-    /// Its kind.
-    pub kind: RecordKind,
+    /// Its kind, household and time.
+    pub summary: RecordSummary,
     /// The whole merged document, saved.
     pub bytes: Vec<u8>,
     /// The document's heads after the merge.
@@ -126,6 +128,7 @@ pub struct FeedEntry {
     /// The pushing device.
     pub device: DeviceId,
     /// The raw changes added.
+    #[serde(with = "gridsync_shared::protocol::byte_strings")]
     pub changes: Vec<Vec<u8>>,
 }
 
@@ -172,6 +175,9 @@ pub trait Store: Send + Sync + 'static {
     /// Atomically stores the merged document and appends its feed entry;
     /// returns the entry's sequence number. Not yet durable: see [`Store::flush`].
     fn commit_doc(&self, write: DocWrite, at: i64) -> Result<u64, StoreError>;
+    /// A record's summary as of its last commit (None for records stored
+    /// before summaries were kept).
+    fn summary(&self, id: DocId) -> Result<Option<RecordSummary>, StoreError>;
     /// Feed entries within `scope` with `seq > after`, in order, at most `limit`.
     fn feed_after(&self, scope: &TerritoryPath, after: u64, limit: usize) -> Result<Vec<FeedEntry>, StoreError>;
     /// Documents within `scope` with id after `after`, in id order, at most `limit`.

@@ -3,7 +3,7 @@
 //!
 //! Keys: `d/<doc>` document, `f/<seq>` feed entry, `i/<territory>\0<seq>` feed
 //! index under every territory above the grid, `g/<territory>\0<doc>` documents
-//! by territory, `h/<doc><seq>` heads after each change, `p/`, `u/`, `v/`, `t/`
+//! by territory, `h/<doc><seq>` heads after each change, `s/<doc>` summary, `p/`, `u/`, `v/`, `t/`
 //! people, usernames, devices and territories, `a/<seq>` audit log, `m/*` counters.
 
 use super::*;
@@ -153,8 +153,9 @@ impl Store for SledStore {
         b.insert(SEQ, seq_be.to_vec());
         b.insert(
             key(b"d/", &[w.doc.as_bytes()]),
-            enc(&StoredDoc { grid: w.grid.clone(), kind: w.kind, seq, bytes: w.bytes })?,
+            enc(&StoredDoc { grid: w.grid.clone(), kind: w.summary.kind, seq, bytes: w.bytes })?,
         );
+        b.insert(key(b"s/", &[w.doc.as_bytes()]), enc(&w.summary)?);
         let heads: Vec<[u8; 32]> = w.heads.iter().map(|h| h.0).collect();
         b.insert(key(b"h/", &[w.doc.as_bytes(), &seq_be]), enc(&heads)?);
         for scope in w.grid.ancestors_and_self() {
@@ -169,6 +170,10 @@ impl Store for SledStore {
         b.insert(key(b"f/", &[&seq_be]), enc(&entry)?);
         self.db.apply_batch(b).map_err(engine)?;
         Ok(seq)
+    }
+
+    fn summary(&self, id: DocId) -> Result<Option<RecordSummary>, StoreError> {
+        self.get(&key(b"s/", &[id.as_bytes()]))
     }
 
     fn feed_after(&self, scope: &TerritoryPath, after: u64, limit: usize) -> Result<Vec<FeedEntry>, StoreError> {

@@ -390,6 +390,29 @@ impl Record {
     pub fn kind(&self) -> RecordKind {
         self.meta().kind
     }
+
+    /// What lists need to know of this record without its document.
+    pub fn summary(&self) -> RecordSummary {
+        let (household, at) = match self {
+            Record::Household(_) => (None, self.meta().created_at),
+            Record::VisitLog(v) => (v.fields.household, v.fields.visited_at),
+            Record::Case(c) => (c.fields.household, self.meta().created_at),
+            Record::Promise(p) => (p.fields.household, self.meta().created_at),
+        };
+        RecordSummary { kind: self.kind(), household, at }
+    }
+}
+
+/// A record's kind, household and time: enough for a phone to list and sort
+/// records it has not parsed. The server sends it with each document.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordSummary {
+    /// Which kind of record.
+    pub kind: RecordKind,
+    /// The household it concerns, if any.
+    pub household: Option<DocId>,
+    /// When it happened: the visit time for a visit log, else creation, Unix ms.
+    pub at: i64,
 }
 
 /// The fields a new record starts with.

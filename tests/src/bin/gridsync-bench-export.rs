@@ -81,7 +81,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             DocWrite {
                 doc: id,
                 grid: grid.clone(),
-                kind: gridsync_shared::RecordKind::VisitLog,
+                summary: gridsync_shared::records::read_record(&doc)?.summary(),
                 bytes: doc.save(),
                 heads: doc.get_heads(),
                 device,

@@ -1,0 +1,269 @@
+//! "Field day": every phone records visit logs offline, then all of them come
+//! back online at the same moment and sync until each holds every record of its
+//! grid.
+
+use super::measure::{Latency, dir_bytes, own_stats, process_stats, round};
+use super::{City, LoadError, notes};
+use crate::phone::Phone;
+use gridsync_shared::records::NewRecord;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use serde::Serialize;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// The size of a field day.
+#[derive(Clone, Copy, Debug)]
+pub struct FieldDay {
+    /// Phones (grid managers).
+    pub phones: usize,
+    /// Grids they are spread over.
+    pub grids: usize,
+    /// Visit logs each phone records offline.
+    pub records: usize,
+    /// Give up after this long.
+    pub timeout: Duration,
+}
+
+/// A target from the issue, with whether this run met it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Target {
+    /// What is promised.
+    pub target: String,
+    /// What was measured.
+    pub measured: f64,
+    /// Whether the measurement meets it.
+    pub met: bool,
+}
+
+/// Mean and maximum over phones.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct PerPhone {
+    /// Mean.
+    pub mean: f64,
+    /// Maximum.
+    pub max: u64,
+}
+
+/// What a field day measured (one JSON line).
+#[derive(Clone, Debug, Serialize)]
+pub struct FieldDayReport {
+    /// Always "field-day".
+    pub workload: &'static str,
+    /// Phones.
+    pub phones: usize,
+    /// Grids.
+    pub grids: usize,
+    /// Visit logs per phone.
+    pub records_per_phone: usize,
+    /// Visit logs in all.
+    pub records: usize,
+    /// Record copies delivered to phones (each record goes to every other phone of its grid).
+    pub deliveries: u64,
+    /// From the moment all phones reconnect until the last holds its whole grid.
+    pub wall_s: f64,
+    /// Records pushed and merged per second of wall time.
+    pub records_merged_per_s: f64,
+    /// Server CPU (user + system) spent during the sync.
+    pub server_cpu_s: f64,
+    /// Server peak resident memory (VmHWM), MiB.
+    pub server_peak_rss_mib: f64,
+    /// Size of the server's data directory divided by records.
+    pub disk_bytes_per_record: f64,
+    /// Compressed request + response bytes, divided by records.
+    pub wire_bytes_per_record: f64,
+    /// Of which uploaded (the records themselves, gzip).
+    pub wire_up_bytes_per_record: f64,
+    /// Sync requests per phone until it held its whole grid (including polls
+    /// while other phones had not pushed yet).
+    pub round_trips_per_phone: PerPhone,
+    /// Sync requests until a phone's own 100 offline records were all
+    /// acknowledged (a phone back from a day offline).
+    pub round_trips_to_push: PerPhone,
+    /// Sync request latency as the phone saw it (send to last response byte).
+    pub sync_latency: Latency,
+    /// CPU the load generator itself used during the sync (phones' work).
+    pub loadgen_cpu_s: f64,
+    /// Time the phones took to record their visits offline (before the sync).
+    pub offline_recording_s: f64,
+    /// The issue's targets that apply to this size.
+    pub targets: Vec<Target>,
+}
+
+pub(super) struct PhoneRun {
+    pub(super) phone: Phone,
+    latencies: Vec<Duration>,
+    round_trips: u64,
+    rounds_to_push: u64,
+    received: u64,
+}
+
+/// Runs a field day against `server_binary`; `data_dir` keeps the store.
+pub async fn run(cfg: FieldDay, server_binary: &Path, data_dir: Option<&Path>) -> Result<FieldDayReport, LoadError> {
+    let mut city = City::build(server_binary, cfg.phones, cfg.grids, data_dir).await?;
+    let expected: Vec<usize> = (0..cfg.phones).map(|i| city.phones_in_grid_of(i) * cfg.records).collect();
+
+    let started = Instant::now();
+    let mut rng = StdRng::seed_from_u64(20261126);
+    let yesterday = crate::now_ms() - 86_400_000;
+    for (i, phone) in city.phones.iter_mut().enumerate() {
+        for r in 0..cfg.records {
+            let at = yesterday + (r as i64) * 300_000;
+            phone
+                .create(&NewRecord::VisitLog(notes::visit(&mut rng, at)))
+                .map_err(|e| LoadError::Phone { phone: i, error: Box::new(e.into()) })?;
+        }
+    }
+    let offline_recording_s = started.elapsed().as_secs_f64();
+
+    let pid = city.server.pid().ok_or_else(|| LoadError::Setup("server has no pid".into()))?;
+    let before = process_stats(pid).unwrap_or_default();
+    let own_before = own_stats().unwrap_or_default();
+    let started = Instant::now();
+    let deadline = started + cfg.timeout;
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, phone) in std::mem::take(&mut city.phones).into_iter().enumerate() {
+        tasks.spawn(bring_home(i, phone, expected[i], deadline));
+    }
+    let mut runs: Vec<(usize, PhoneRun)> = Vec::with_capacity(cfg.phones);
+    while let Some(joined) = tasks.join_next().await {
+        runs.push(joined.map_err(|e| LoadError::Setup(format!("phone task: {e}")))??);
+    }
+    let wall = started.elapsed().as_secs_f64();
+    let after = process_stats(pid).unwrap_or_default();
+    let own_after = own_stats().unwrap_or_default();
+    runs.sort_by_key(|(i, _)| *i);
+    check_grids_agree(&city, &runs)?;
+
+    let records = cfg.phones * cfg.records;
+    let n = runs.len().max(1) as f64;
+    let per_phone = |f: &dyn Fn(&PhoneRun) -> u64| PerPhone {
+        mean: round(runs.iter().map(|(_, r)| f(r) as f64).sum::<f64>() / n, 2),
+        max: runs.iter().map(|(_, r)| f(r)).max().unwrap_or(0),
+    };
+    let mut latencies: Vec<Duration> = runs.iter().flat_map(|(_, r)| r.latencies.iter().copied()).collect();
+    let up: u64 = runs.iter().map(|(_, r)| r.phone.transport.bytes_up).sum();
+    let down: u64 = runs.iter().map(|(_, r)| r.phone.transport.bytes_down).sum();
+    let disk = dir_bytes(&city.server.data);
+    let peak_mib = after.peak_rss as f64 / (1024.0 * 1024.0);
+    let round_trips_to_push = per_phone(&|r| r.rounds_to_push);
+
+    let mut targets = vec![Target {
+        target: format!("a phone back from a day offline with {} records pushes them in <= 2 round trips", cfg.records),
+        measured: round_trips_to_push.max as f64,
+        met: round_trips_to_push.max <= 2,
+    }];
+    if (cfg.phones, cfg.grids, cfg.records) == (50, 10, 100) {
+        targets.push(Target {
+            target: "50x10x100 converges in < 3 s".into(),
+            measured: round(wall, 3),
+            met: wall < 3.0,
+        });
+        targets.push(Target {
+            target: "50x10x100 server peak RSS < 100 MB".into(),
+            measured: round(peak_mib, 1),
+            met: after.peak_rss < 100 * 1000 * 1000,
+        });
+    }
+    if (cfg.phones, cfg.grids, cfg.records) == (1000, 100, 100) {
+        targets.push(Target {
+            target: "1000x100x100 converges in < 20 s".into(),
+            measured: round(wall, 3),
+            met: wall < 20.0,
+        });
+    }
+
+    let report = FieldDayReport {
+        workload: "field-day",
+        phones: cfg.phones,
+        grids: cfg.grids,
+        records_per_phone: cfg.records,
+        records,
+        deliveries: runs.iter().map(|(_, r)| r.received).sum(),
+        wall_s: round(wall, 3),
+        records_merged_per_s: round(records as f64 / wall, 1),
+        server_cpu_s: round(after.cpu_s - before.cpu_s, 2),
+        server_peak_rss_mib: round(peak_mib, 1),
+        disk_bytes_per_record: round(disk as f64 / records as f64, 0),
+        wire_bytes_per_record: round((up + down) as f64 / records as f64, 0),
+        wire_up_bytes_per_record: round(up as f64 / records as f64, 0),
+        round_trips_per_phone: per_phone(&|r| r.round_trips),
+        round_trips_to_push,
+        sync_latency: Latency::of(&mut latencies),
+        loadgen_cpu_s: round(own_after.cpu_s - own_before.cpu_s, 2),
+        offline_recording_s: round(offline_recording_s, 2),
+        targets,
+    };
+    city.server.kill().await;
+    Ok(report)
+}
+
+/// One phone reconnecting: syncs until its records are pushed and it holds
+/// `expected` records, polling briefly while its grid's other phones catch up.
+pub(super) async fn bring_home(
+    i: usize,
+    mut phone: Phone,
+    expected: usize,
+    deadline: Instant,
+) -> Result<(usize, PhoneRun), LoadError> {
+    let fail = |error| LoadError::Phone { phone: i, error: Box::new(error) };
+    let mut run = Tally::default();
+    loop {
+        let request = phone.replica.build_request();
+        let sent = Instant::now();
+        let response = phone.post_sync(&request).await.map_err(fail)?;
+        run.latencies.push(sent.elapsed());
+        let report = phone.replica.apply_response(&response, crate::now_ms()).map_err(|e| fail(e.into()))?;
+        run.round_trips += 1;
+        run.received += report.received as u64;
+        if !report.rejected.is_empty() {
+            return Err(fail(crate::phone::PhoneError::Status {
+                status: 0,
+                body: format!("{} records rejected: {:?}", report.rejected.len(), report.rejected[0].1),
+            }));
+        }
+        if run.rounds_to_push == 0 && phone.replica.pending_changes() == 0 {
+            run.rounds_to_push = run.round_trips;
+        }
+        let held = phone.replica.document_ids().count();
+        if !report.needs_another_round() {
+            if held >= expected && run.rounds_to_push > 0 {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(LoadError::Timeout(deadline.elapsed().as_secs_f64()));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let Tally { latencies, round_trips, rounds_to_push, received } = run;
+    Ok((i, PhoneRun { phone, latencies, round_trips, rounds_to_push, received }))
+}
+
+#[derive(Default)]
+struct Tally {
+    latencies: Vec<Duration>,
+    round_trips: u64,
+    rounds_to_push: u64,
+    received: u64,
+}
+
+/// Every phone of a grid holds the same records.
+fn check_grids_agree(city: &City, runs: &[(usize, PhoneRun)]) -> Result<(), LoadError> {
+    let g = city.grids.len();
+    for grid in 0..g {
+        let mut first: Option<Vec<_>> = None;
+        for (i, run) in runs.iter().filter(|(i, _)| i % g == grid) {
+            let mut ids: Vec<_> = run.phone.replica.document_ids().collect();
+            ids.sort();
+            match &first {
+                None => first = Some(ids),
+                Some(f) if *f != ids => {
+                    return Err(LoadError::Setup(format!("phone {i} holds other records than its grid's first phone")));
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    Ok(())
+}
