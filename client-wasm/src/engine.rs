@@ -13,9 +13,6 @@ use gridsync_shared::protocol::{
 };
 use gridsync_shared::rules::Rejection;
 
-/// The first bytes of every Automerge chunk.
-const AUTOMERGE_MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
-
 /// What one applied sync response did.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct SyncReport {
@@ -112,9 +109,7 @@ impl<S: Storage> Replica<S> {
             let local = self.docs.get_mut(&id);
             match update.body {
                 DocBody::Snapshot(bytes) => {
-                    if !bytes.starts_with(&AUTOMERGE_MAGIC) {
-                        return Err(ReplicaError::Corrupt(format!("record {id}: not an Automerge document")));
-                    }
+                    crate::chunks::check(&bytes).map_err(|e| ReplicaError::Corrupt(format!("record {id}: {e}")))?;
                     match (local, header) {
                         // Others' records are kept as received and parsed when first opened.
                         (Some(local), header) if !local.is_parsed() => {
@@ -137,21 +132,31 @@ impl<S: Storage> Replica<S> {
                     }
                 }
                 DocBody::Changes(raw) => {
-                    // Parsing checks every change (format and hash) before anything is kept.
-                    let changes = raw
-                        .into_iter()
-                        .map(Change::from_bytes)
-                        .collect::<Result<Vec<_>, _>>()
-                        .map_err(|e| ReplicaError::Corrupt(e.to_string()))?;
-                    let joined = || changes.iter().flat_map(|c| c.raw_bytes().iter().copied()).collect::<Vec<u8>>();
+                    let unparsed = match &local {
+                        Some(l) => !l.is_parsed(),
+                        None => header.is_some(),
+                    };
+                    if unparsed {
+                        // Kept as bytes: checked for damage now, parsed when first opened.
+                        for change in &raw {
+                            crate::chunks::check(change)
+                                .map_err(|e| ReplicaError::Corrupt(format!("record {id}: {e}")))?;
+                        }
+                    }
                     match (local, header) {
-                        (Some(local), header) if !local.is_parsed() => {
-                            local.append(&joined(), header);
+                        (Some(local), header) if unparsed => {
+                            local.append(&raw.concat(), header);
                         }
                         (None, Some(header)) => {
-                            self.docs.insert(id, LocalDoc::received(header, &joined(), actor));
+                            self.docs.insert(id, LocalDoc::received(header, &raw.concat(), actor));
                         }
                         (local, _) => {
+                            // Parsing checks every change (format and hash) before any is applied.
+                            let changes = raw
+                                .into_iter()
+                                .map(Change::from_bytes)
+                                .collect::<Result<Vec<_>, _>>()
+                                .map_err(|e| ReplicaError::Corrupt(e.to_string()))?;
                             let local = match local {
                                 Some(l) => l,
                                 None => self.docs.entry(id).or_insert_with(|| {

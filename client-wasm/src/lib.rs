@@ -14,6 +14,7 @@
 //! - `web` (wasm32 only): the wasm-bindgen API the phone app calls, and the
 //!   IndexedDB-backed storage.
 
+mod chunks;
 pub mod engine;
 mod local_doc;
 pub mod replica;

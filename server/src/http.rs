@@ -27,6 +27,23 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// Per-document push locks.
     pub locks: Arc<DocLocks>,
+    /// Syncs worked on at once (one per core): when a whole district comes back
+    /// online together, the rest wait their turn holding only their request
+    /// bytes, so memory stays bounded and each finished sync answers early.
+    pub sync_slots: Arc<tokio::sync::Semaphore>,
+}
+
+impl AppState {
+    /// State over `store`, serving the app from `app_dir`.
+    pub fn new(store: Arc<dyn Store>, app_dir: std::path::PathBuf) -> Self {
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        Self {
+            app_dir,
+            store,
+            locks: Arc::new(DocLocks::default()),
+            sync_slots: Arc::new(tokio::sync::Semaphore::new(cores.max(2))),
+        }
+    }
 }
 
 /// Unix milliseconds now.
@@ -101,6 +118,7 @@ async fn sync_route(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let caller = caller(&state, authorization).await?;
+    let _slot = state.sync_slots.acquire().await.map_err(|e| ApiError::Internal(e.to_string()))?;
     let raw = decode_body(&body, content_encoding.as_deref())?;
     let request: SyncRequest = protocol::decode(&raw).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let store = state.store.clone();

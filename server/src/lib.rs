@@ -39,7 +39,7 @@ use store::Store;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 fn state(store: Arc<dyn Store>) -> http::AppState {
-    http::AppState { app_dir: app::default_app_dir(), store, locks: Arc::new(sync::DocLocks::default()) }
+    http::AppState::new(store, app::default_app_dir())
 }
 
 /// Serves HTTP on `listener` with `store` until `shutdown` completes.

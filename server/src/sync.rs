@@ -203,6 +203,12 @@ fn pull(
                     continue;
                 }
                 for (id, doc) in docs {
+                    // A record created after the snapshot's moment comes through the
+                    // feed (and not at all to the phone that pushed it).
+                    if doc.seq > upto && store.doc_heads_at(id, upto)?.is_none() {
+                        position = Position::Snapshot { upto, after: Some(id) };
+                        continue;
+                    }
                     if !fits(used, doc.bytes.len()) {
                         return Ok((updates, Position::Snapshot { upto, after }, true));
                     }

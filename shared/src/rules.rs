@@ -197,16 +197,16 @@ fn appended<'a, T: PartialEq>(
     id: impl Fn(&T) -> uuid::Uuid,
     what: &str,
 ) -> Checked<Vec<&'a T>> {
-    let new_ids: HashSet<uuid::Uuid> = new.iter().map(&id).collect();
+    let by_id: std::collections::HashMap<uuid::Uuid, &T> = new.iter().map(|n| (id(n), n)).collect();
     for o in old {
-        match new.iter().find(|n| id(n) == id(o)) {
-            Some(n) if n == o => {}
+        match by_id.get(&id(o)) {
+            Some(n) if *n == o => {}
             _ => {
                 return Err(Rejection::new(RejectReason::HistoryRewritten, format!("a {what} was removed or altered")));
             }
         }
     }
-    if new_ids.len() != new.len() {
+    if by_id.len() != new.len() {
         return Err(Rejection::new(RejectReason::InvalidRecord, format!("two {what}s share one id")));
     }
     let old_ids: HashSet<uuid::Uuid> = old.iter().map(&id).collect();
@@ -341,6 +341,21 @@ pub fn check_push(
     external.sort();
     external.dedup();
 
+    // The usual case: the writer saw the server's latest version, so that
+    // version is what the changes are judged against and the merge is the result.
+    if let Some(doc) = current {
+        let mut heads = doc.get_heads();
+        heads.sort();
+        if !external.is_empty() && heads == external {
+            let mut after = doc.fork();
+            after.apply_changes(changes).map_err(|e| Rejection::new(RejectReason::Malformed, e.to_string()))?;
+            if !after.get_missing_deps(&[]).is_empty() {
+                return Err(Rejection::new(RejectReason::MissingDependencies, "changes depend on changes not sent"));
+            }
+            let record = check_update(doc, &after, author)?;
+            return Ok(PushVerdict::Accept { merged: Box::new(after), record: Box::new(record) });
+        }
+    }
     let before = match current {
         None if external.is_empty() => None,
         None => return Err(Rejection::new(RejectReason::MissingDependencies, "document unknown to the server")),

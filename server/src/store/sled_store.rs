@@ -44,7 +44,7 @@ fn scope_key(prefix: &[u8], scope: &TerritoryPath) -> Vec<u8> {
 
 const SEQ: &[u8] = b"m/seq";
 /// sled's in-process page cache.
-const CACHE_BYTES: u64 = 128 * 1024 * 1024;
+const CACHE_BYTES: u64 = 32 * 1024 * 1024;
 const AUDIT_SEQ: &[u8] = b"m/audit";
 
 impl SledStore {

@@ -39,10 +39,28 @@ const CONCERNS: &[&str] = &[
     "子女入学咨询",
 ];
 
-/// About `chars` characters of visit notes, in whole sentences.
+const SURNAMES: &[char] =
+    &['王', '李', '张', '刘', '陈', '杨', '黄', '赵', '吴', '周', '徐', '孙', '马', '朱', '胡', '郭'];
+const GIVEN: &[char] =
+    &['伟', '芳', '娜', '敏', '静', '丽', '强', '磊', '军', '洋', '勇', '艳', '杰', '娟', '涛', '明'];
+
+/// About `chars` characters of visit notes, in whole sentences, each tied to
+/// a date, an address and a resident as grid managers write them.
 pub fn visit_notes(rng: &mut impl Rng, chars: usize) -> String {
     let mut notes = String::new();
     while notes.chars().count() < chars {
+        let surname = SURNAMES.choose(rng).copied().unwrap_or('王');
+        let given = GIVEN.choose(rng).copied().unwrap_or('伟');
+        notes.push_str(&format!(
+            "{}月{}日，{}号楼{}单元{}室{}{}：",
+            rng.random_range(1..=12),
+            rng.random_range(1..=28),
+            rng.random_range(1..=40),
+            rng.random_range(1..=6),
+            rng.random_range(101..=1802),
+            surname,
+            given,
+        ));
         notes.push_str(SENTENCES.choose(rng).copied().unwrap_or_default());
     }
     notes
