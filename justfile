@@ -13,3 +13,7 @@ fmt:
 
 lint:
     cargo clippy --workspace --all-targets -- -D warnings
+
+# the standard benchmarks, under 10 minutes once built (--city adds 1,000 phones)
+bench *args:
+    ./dev bench {{args}}

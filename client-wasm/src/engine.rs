@@ -48,9 +48,20 @@ impl<S: Storage> Replica<S> {
         let mut budget = PUSH_BUDGET_BYTES;
         self.in_flight.clear();
         for (id, hashes) in &self.outbox {
-            let Some(doc) = self.docs.get(id).and_then(LocalDoc::get) else { continue };
-            let changes: Vec<Vec<u8>> =
-                hashes.iter().filter_map(|h| doc.get_change_by_hash(h)).map(|c| c.raw_bytes().to_vec()).collect();
+            let kept: Option<Vec<Vec<u8>>> = hashes.iter().map(|h| self.outbox_bytes.get(h).cloned()).collect();
+            let Some(changes) = kept.or_else(|| {
+                self.docs.get(id).and_then(|d| {
+                    d.with_doc(|doc| {
+                        hashes
+                            .iter()
+                            .filter_map(|h| doc.get_change_by_hash(h))
+                            .map(|c| c.raw_bytes().to_vec())
+                            .collect::<Vec<Vec<u8>>>()
+                    })
+                })
+            }) else {
+                continue;
+            };
             let size: usize = changes.iter().map(Vec::len).sum();
             if size > budget && !push.is_empty() {
                 break;
@@ -73,7 +84,6 @@ impl<S: Storage> Replica<S> {
         let response: SyncResponse = protocol::decode(bytes)?;
         let mut report = SyncReport { more: response.more, ..SyncReport::default() };
         let mut touched: Vec<DocId> = Vec::new();
-        let mut received: Vec<DocId> = Vec::new();
 
         for result in response.results {
             let id = result.doc;
@@ -82,6 +92,9 @@ impl<S: Storage> Replica<S> {
                     if let Some(sent) = self.in_flight.remove(&id) {
                         if let Some(outbox) = self.outbox.get_mut(&id) {
                             outbox.retain(|h| !sent.contains(h));
+                            for h in &sent {
+                                self.outbox_bytes.remove(h);
+                            }
                             if outbox.is_empty() {
                                 self.outbox.remove(&id);
                             }
@@ -177,7 +190,6 @@ impl<S: Storage> Replica<S> {
             }
             report.received += 1;
             touched.push(id);
-            received.push(id);
         }
 
         touched.sort();
@@ -185,15 +197,6 @@ impl<S: Storage> Replica<S> {
         self.cursor = Some(response.cursor);
         self.mark_synced(now);
         self.save_docs(&touched, true)?;
-        // Others' records stay as bytes until a screen opens them: a phone's
-        // memory holds what it shows and what it has yet to send, not its grid.
-        for id in received {
-            if !self.outbox.contains_key(&id)
-                && let Some(local) = self.docs.get_mut(&id)
-            {
-                local.unload();
-            }
-        }
         report.pending = self.pending_changes();
         Ok(report)
     }

@@ -6,7 +6,7 @@ use crate::replica::ReplicaError;
 use automerge::{ActorId, Automerge};
 use gridsync_shared::records::RecordSummary;
 use gridsync_shared::records::read_record;
-use gridsync_shared::{DocId, RecordKind};
+use gridsync_shared::{DocId, Record, RecordKind};
 use serde::{Deserialize, Serialize};
 use std::cell::OnceCell;
 
@@ -115,6 +115,25 @@ impl LocalDoc {
                 Some(doc)
             })
             .as_ref()
+    }
+
+    /// Runs `f` on the document without keeping it parsed afterwards (a parsed
+    /// record holds far more memory than its bytes); None if it is damaged.
+    pub(crate) fn with_doc<T>(&self, f: impl FnOnce(&Automerge) -> T) -> Option<T> {
+        if let Some(Some(doc)) = self.doc.get() {
+            return Some(f(doc));
+        }
+        let (_, bytes) = split(self.stored.as_deref()?).ok()?;
+        let mut doc = Automerge::load(bytes).ok()?;
+        if let Some(a) = &self.actor {
+            doc.set_actor(a.clone());
+        }
+        Some(f(&doc))
+    }
+
+    /// The record as it reads now, without keeping the document parsed.
+    pub(crate) fn record(&self) -> Option<Record> {
+        self.with_doc(|d| read_record(d).ok()).flatten()
     }
 
     /// The document for changing; call [`Self::encode`] afterwards to refresh

@@ -68,6 +68,9 @@ pub struct Replica<S: Storage> {
     pub(crate) identity: Option<DeviceRegistration>,
     pub(crate) docs: BTreeMap<DocId, LocalDoc>,
     pub(crate) outbox: BTreeMap<DocId, Vec<ChangeHash>>,
+    /// The raw bytes of outbox changes made since the app opened, so a sync
+    /// need not parse their documents (after a restart they are read from them).
+    pub(crate) outbox_bytes: BTreeMap<ChangeHash, Vec<u8>>,
     pub(crate) in_flight: BTreeMap<DocId, Vec<ChangeHash>>,
     pub(crate) cursor: Option<Vec<u8>>,
     pub(crate) rejected: BTreeMap<DocId, RejectedRecord>,
@@ -96,6 +99,7 @@ impl<S: Storage> Replica<S> {
             identity: None,
             docs: BTreeMap::new(),
             outbox: BTreeMap::new(),
+            outbox_bytes: BTreeMap::new(),
             in_flight: BTreeMap::new(),
             cursor: None,
             rejected: BTreeMap::new(),
@@ -174,6 +178,9 @@ impl<S: Storage> Replica<S> {
         random.copy_from_slice(&uuid::Uuid::new_v4().as_bytes()[..10]);
         let (id, doc) = new_record(actor, &author, &grid, now, random, new)?;
         let hashes = doc.get_heads();
+        for change in doc.get_changes(&[]) {
+            self.outbox_bytes.insert(change.hash(), change.raw_bytes().to_vec());
+        }
         self.docs.insert(id, LocalDoc::new(doc));
         self.outbox.entry(id).or_default().extend(hashes);
         self.save_docs(&[id], false)?;
@@ -192,6 +199,9 @@ impl<S: Storage> Replica<S> {
         let before = doc.get_heads();
         let result = f(&mut Editor::new(doc, &author, now))?;
         let added: Vec<ChangeHash> = doc.get_changes(&before).iter().map(|c| c.hash()).collect();
+        for change in doc.get_changes(&before) {
+            self.outbox_bytes.insert(change.hash(), change.raw_bytes().to_vec());
+        }
         if !added.is_empty() {
             self.outbox.entry(id).or_default().extend(added);
             self.save_docs(&[id], false)?;
@@ -210,7 +220,12 @@ impl<S: Storage> Replica<S> {
                 _ => ops.push(StoreOp::Delete { key: outbox_key(id) }),
             }
             match self.docs.get_mut(id) {
-                Some(doc) => ops.push(StoreOp::Put { key: doc_key(id), value: doc.encode() }),
+                Some(doc) => {
+                    ops.push(StoreOp::Put { key: doc_key(id), value: doc.encode() });
+                    // Memory holds bytes, not parsed documents: a parsed visit log
+                    // takes a hundred times its saved size.
+                    doc.unload();
+                }
                 None => ops.push(StoreOp::Delete { key: doc_key(id) }),
             }
             match self.rejected.get(id) {
@@ -239,7 +254,7 @@ impl<S: Storage> Replica<S> {
 
     /// One record as it reads now.
     pub fn record(&self, id: DocId) -> Option<Record> {
-        self.docs.get(&id).and_then(LocalDoc::get).and_then(|d| read_record(d).ok())
+        self.docs.get(&id).and_then(LocalDoc::record)
     }
 
     /// Every readable record on the phone, by id (ids are time-ordered).
@@ -253,7 +268,7 @@ impl<S: Storage> Replica<S> {
         self.docs
             .iter()
             .filter(move |(_, d)| kind.is_none() || d.kind() == kind)
-            .filter_map(|(id, d)| d.get().and_then(|d| read_record(d).ok()).map(|r| (*id, r)))
+            .filter_map(|(id, d)| d.record().map(|r| (*id, r)))
     }
 
     /// For each household, when it was last visited (Unix ms), from the visit
@@ -270,7 +285,8 @@ impl<S: Storage> Replica<S> {
         last
     }
 
-    /// The Automerge document of a record (for comparisons and exports).
+    /// The Automerge document of a record (for comparisons and exports); it
+    /// stays parsed until the record is next saved.
     pub fn document(&self, id: DocId) -> Option<&Automerge> {
         self.docs.get(&id).and_then(LocalDoc::get)
     }
@@ -298,6 +314,11 @@ impl<S: Storage> Replica<S> {
         Ok(())
     }
 
+    /// Where this phone stands in its territory's feed (opaque, from the server).
+    pub fn cursor(&self) -> Option<&[u8]> {
+        self.cursor.as_deref()
+    }
+
     /// When the last sync completed, Unix ms.
     pub fn last_sync_at(&self) -> Option<i64> {
         self.status.last_sync_at
@@ -312,6 +333,7 @@ impl<S: Storage> Replica<S> {
     /// refused them, keeping what the server has; returns a summary of what was refused.
     pub(crate) fn roll_back(&mut self, id: DocId) -> Result<String, ReplicaError> {
         let refused: HashSet<ChangeHash> = self.outbox.remove(&id).unwrap_or_default().into_iter().collect();
+        self.outbox_bytes.retain(|h, _| !refused.contains(h));
         self.in_flight.remove(&id);
         let Some(doc) = self.docs.get(&id).and_then(LocalDoc::get) else { return Ok(String::new()) };
         let summary = read_record(doc).map(|r| summarize(&r)).unwrap_or_default();

@@ -210,7 +210,8 @@ fn pull(
                         continue;
                     }
                     if !fits(used, doc.bytes.len()) {
-                        return Ok((updates, Position::Snapshot { upto, after }, true));
+                        // Resume after the last record sent, not from this batch's start.
+                        return Ok((updates, position, true));
                     }
                     used += doc.bytes.len();
                     let summary = store.summary(id)?;

@@ -86,7 +86,9 @@ async fn a_phone_offline_for_5000_changes_catches_up_in_several_bounded_pages() 
     let first: SyncResponse = protocol::decode(&fresh.post_sync(&request).await.expect("first page")).expect("decodes");
     assert!(!first.updates.is_empty());
     assert!(first.updates.iter().all(|u| matches!(u.body, DocBody::Snapshot(_))), "a new phone gets saved documents");
-    fresh.sync().await.expect("fresh catches up");
+    let reports = fresh.sync().await.expect("fresh catches up");
     assert_eq!(fresh.replica.document_ids().count(), 5_000);
+    let received: usize = reports.iter().map(|r| r.received).sum();
+    assert_eq!(received, 5_000, "each record is sent once across the snapshot's pages");
     assert_converged(&server, &[&fresh], &grid);
 }

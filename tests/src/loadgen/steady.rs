@@ -1,14 +1,20 @@
 //! "Steady": phones syncing small edits (a follow-up, a status change) as they
 //! happen, at a set total rate, stepped up until the server falls behind.
+//!
+//! The edits are made beforehand with the real replica; during a step each
+//! phone sends the ones that have come due in one sync request and applies the
+//! response with the real engine, so the machine's CPU goes to the server.
 
 use super::field_day::{Target, bring_home};
 use super::measure::{Latency, process_stats, round};
 use super::{City, LoadError};
 use crate::phone::{Phone, PhoneError};
 use gridsync_shared::DocId;
+use gridsync_shared::protocol::{self, DocPush, PushOutcome, SyncRequest, SyncResponse};
 use gridsync_shared::records::{CaseFields, CaseKind, NewRecord, Satisfaction};
 use gridsync_shared::workflow::CaseStatus;
 use serde::Serialize;
+use std::collections::VecDeque;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -79,15 +85,36 @@ const FOLLOW_UPS: &[&str] = &[
     "已上报街道相关科室，等待回复。",
 ];
 
-/// A phone's part in a steady run: its cases and how far each has moved.
+/// A phone's part in a steady run: its cases, how far each has moved, and the
+/// edits it has made but not yet sent.
 struct Worker {
     index: usize,
     phone: Phone,
     cases: Vec<(DocId, u8)>,
     edits: u64,
+    ready: VecDeque<DocPush>,
 }
 
 impl Worker {
+    /// Makes `n` edits now, with the real replica, and keeps each one's change
+    /// to send when its moment comes.
+    fn prepare(&mut self, n: usize) -> Result<(), LoadError> {
+        for _ in 0..n {
+            let slot = self.edits as usize % self.cases.len();
+            let doc = self.cases[slot].0;
+            let before = self.phone.replica.document(doc).map(|d| d.get_heads()).unwrap_or_default();
+            self.edit()?;
+            let changes = self
+                .phone
+                .replica
+                .document(doc)
+                .map(|d| d.get_changes(&before).iter().map(|c| c.raw_bytes().to_vec()).collect())
+                .unwrap_or_default();
+            self.ready.push_back(DocPush { doc, changes });
+        }
+        Ok(())
+    }
+
     /// One small edit: mostly follow-ups, every fourth a status change while
     /// the case can still move forward.
     fn edit(&mut self) -> Result<(), LoadError> {
@@ -138,7 +165,7 @@ pub async fn run(cfg: Steady, server_binary: &Path) -> Result<SteadyReport, Load
                 .map_err(|e| LoadError::Phone { phone: index, error: Box::new(e.into()) })?;
             cases.push((id, 0));
         }
-        workers.push(Worker { index, phone, cases, edits: 0 });
+        workers.push(Worker { index, phone, cases, edits: 0, ready: VecDeque::new() });
     }
     // Everybody syncs once so each phone holds its grid's cases.
     let deadline = Instant::now() + Duration::from_secs(600);
@@ -146,13 +173,27 @@ pub async fn run(cfg: Steady, server_binary: &Path) -> Result<SteadyReport, Load
     for w in workers {
         let expect = expected[w.index];
         setup.spawn(async move {
-            let Worker { index, phone, cases, edits } = w;
+            let Worker { index, phone, cases, edits, ready } = w;
             let (_, run) = bring_home(index, phone, expect, deadline).await?;
-            Ok::<_, LoadError>(Worker { index, phone: run.phone, cases, edits })
+            Ok::<_, LoadError>(Worker { index, phone: run.phone, cases, edits, ready })
         });
     }
     let mut workers = Vec::with_capacity(cfg.phones);
     while let Some(j) = setup.join_next().await {
+        workers.push(j.map_err(|e| LoadError::Setup(e.to_string()))??);
+    }
+    workers.sort_by_key(|w| w.index);
+
+    // Every edit of the run is made now, so that during the steps this machine's
+    // CPU goes to the server, not to phones' editing (real phones edit on their own).
+    let total: f64 = cfg.rates.iter().map(|r| f64::from(*r) * cfg.step.as_secs_f64()).sum();
+    let per_phone = (total / cfg.phones as f64).ceil() as usize + 1;
+    let mut prepared = tokio::task::JoinSet::new();
+    for mut w in workers {
+        prepared.spawn_blocking(move || w.prepare(per_phone).map(|()| w));
+    }
+    let mut workers = Vec::with_capacity(cfg.phones);
+    while let Some(j) = prepared.join_next().await {
         workers.push(j.map_err(|e| LoadError::Setup(e.to_string()))??);
     }
     workers.sort_by_key(|w| w.index);
@@ -262,11 +303,21 @@ async fn work(mut w: Worker, mut rx: mpsc::UnboundedReceiver<Instant>) -> Result
         while let Ok(more) = rx.try_recv() {
             made.push(more);
         }
+        let mut push: Vec<DocPush> = Vec::new();
         for _ in &made {
-            w.edit()?;
+            let Some(next) = w.ready.pop_front() else { break };
+            match push.iter_mut().find(|p| p.doc == next.doc) {
+                Some(p) => p.changes.extend(next.changes),
+                None => push.push(next),
+            }
         }
+        let mut push = Some(push);
         loop {
-            let request = w.phone.replica.build_request();
+            let request = protocol::encode(&SyncRequest {
+                cursor: w.phone.replica.cursor().map(<[u8]>::to_vec),
+                push: push.take().unwrap_or_default(),
+                max_response_bytes: protocol::DEFAULT_PAGE_BYTES,
+            });
             let sent = Instant::now();
             let response = w
                 .phone
@@ -280,6 +331,16 @@ async fn work(mut w: Worker, mut rx: mpsc::UnboundedReceiver<Instant>) -> Result
                 .replica
                 .apply_response(&response, crate::now_ms())
                 .map_err(|e| LoadError::Phone { phone: w.index, error: Box::new(PhoneError::from(e)) })?;
+            let verdicts: SyncResponse = protocol::decode(&response).map_err(|e| LoadError::Phone {
+                phone: w.index,
+                error: Box::new(PhoneError::Status { status: 0, body: e.to_string() }),
+            })?;
+            if let Some(r) = verdicts.results.iter().find(|r| !matches!(r.outcome, PushOutcome::Accepted)) {
+                return Err(LoadError::Phone {
+                    phone: w.index,
+                    error: Box::new(PhoneError::Status { status: 0, body: format!("edit not accepted: {r:?}") }),
+                });
+            }
             if !report.rejected.is_empty() {
                 return Err(LoadError::Phone {
                     phone: w.index,
@@ -289,7 +350,7 @@ async fn work(mut w: Worker, mut rx: mpsc::UnboundedReceiver<Instant>) -> Result
                     }),
                 });
             }
-            if !report.needs_another_round() {
+            if !report.more {
                 break;
             }
         }
