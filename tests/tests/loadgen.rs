@@ -17,7 +17,8 @@ async fn a_small_field_day_converges_and_reports_every_figure() {
     assert_eq!(report.round_trips_to_push.max, 1, "5 records fit one request");
     assert!(report.server_cpu_s > 0.0 && report.server_peak_rss_mib > 1.0, "{report:?}");
     assert!(report.disk_bytes_per_record > 0.0 && report.wire_up_bytes_per_record > 100.0, "{report:?}");
-    assert_eq!(report.sync_latency.count as f64, report.round_trips_per_phone.mean * 6.0);
+    // One latency per request (the mean is rounded to two decimals).
+    assert!((report.sync_latency.count as f64 - report.round_trips_per_phone.mean * 6.0).abs() < 0.1, "{report:?}");
     let line = serde_json::to_string(&report).expect("json");
     assert!(line.contains("\"workload\":\"field-day\"") && !line.contains('\n'));
 }

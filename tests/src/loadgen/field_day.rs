@@ -198,6 +198,10 @@ pub async fn run(cfg: FieldDay, server_binary: &Path, data_dir: Option<&Path>) -
     Ok(report)
 }
 
+/// First and longest wait between polls of a phone waiting for its grid.
+const POLL_FIRST: Duration = Duration::from_millis(20);
+const POLL_MAX: Duration = Duration::from_millis(500);
+
 /// One phone reconnecting: syncs until its records are pushed and it holds
 /// `expected` records, polling briefly while its grid's other phones catch up.
 pub(super) async fn bring_home(
@@ -208,6 +212,7 @@ pub(super) async fn bring_home(
 ) -> Result<(usize, PhoneRun), LoadError> {
     let fail = |error| LoadError::Phone { phone: i, error: Box::new(error) };
     let mut run = Tally::default();
+    let mut pause = POLL_FIRST;
     loop {
         let request = phone.replica.build_request();
         let sent = Instant::now();
@@ -233,7 +238,10 @@ pub(super) async fn bring_home(
             if Instant::now() > deadline {
                 return Err(LoadError::Timeout(deadline.elapsed().as_secs_f64()));
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            // Poll again soon, backing off while nothing new arrives (as the app
+            // does), so a thousand waiting phones do not drown the server.
+            pause = if report.received > 0 { POLL_FIRST } else { (pause * 2).min(POLL_MAX) };
+            tokio::time::sleep(pause).await;
         }
     }
     let Tally { latencies, round_trips, rounds_to_push, received } = run;
