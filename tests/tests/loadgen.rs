@@ -1,8 +1,10 @@
 //! The load generator itself, at toy size: a field day converges with exact
-//! counts and a steady run gets every offered change acknowledged. (Its figures
+//! counts, a steady run gets every offered change acknowledged, and a filled
+//! store serves new phones their whole grid. (Its figures
 //! at full size are in BENCHMARKS.md; nothing here checks speed.)
 
 use gridsync_tests::loadgen::field_day::{self, FieldDay};
+use gridsync_tests::loadgen::hold::{self, Hold};
 use gridsync_tests::loadgen::steady::{self, Steady};
 use gridsync_tests::process::server_binary;
 use std::time::Duration;
@@ -33,4 +35,13 @@ async fn a_steady_run_gets_every_offered_change_acknowledged() {
         assert_eq!(step.change_latency.count as u64, step.changes);
         assert_eq!(step.request_latency.count as u64, step.requests);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_holding_a_filled_store_serves_new_phones_their_whole_grid() {
+    let cfg = Hold { records: 200, grids: 4, syncing: 2, push: 3 };
+    let report = hold::run(cfg, &server_binary()).await.expect("hold");
+    assert_eq!((report.syncing_phones, report.records_per_grid), (2, 50));
+    assert!(report.disk_mb > 0.0 && report.server_idle_rss_mib > 1.0, "{report:?}");
+    assert!(report.server_peak_rss_mib >= report.server_idle_rss_mib, "{report:?}");
 }

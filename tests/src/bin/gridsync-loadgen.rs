@@ -6,6 +6,7 @@
 
 use clap::{Parser, Subcommand};
 use gridsync_tests::loadgen::field_day::{self, FieldDay};
+use gridsync_tests::loadgen::hold::{self, Hold};
 use gridsync_tests::loadgen::steady::{self, Steady};
 use gridsync_tests::loadgen::{LoadError, sibling_server_binary};
 use std::path::PathBuf;
@@ -43,6 +44,21 @@ enum Workload {
         /// Keep the server's store in this (new) directory instead of a temporary one.
         #[arg(long)]
         keep_data: Option<PathBuf>,
+    },
+    /// A server holding a city's visit logs while new phones download their grids.
+    Hold {
+        /// Visit logs in the store.
+        #[arg(long, default_value_t = 1_000_000)]
+        records: usize,
+        /// Grids.
+        #[arg(long, default_value_t = 100)]
+        grids: usize,
+        /// Phones that sync (each downloads its whole grid).
+        #[arg(long, default_value_t = 10)]
+        syncing: usize,
+        /// Visit logs each syncing phone pushes.
+        #[arg(long, default_value_t = 100)]
+        push: usize,
     },
     /// Phones sync small edits continuously at each rate in turn.
     Steady {
@@ -86,6 +102,9 @@ async fn run(cli: Cli) -> Result<String, LoadError> {
         Workload::FieldDay { phones, grids, records, timeout_s, keep_data } => {
             let cfg = FieldDay { phones, grids, records, timeout: Duration::from_secs(timeout_s) };
             Ok(line(&field_day::run(cfg, &server, keep_data.as_deref()).await?))
+        }
+        Workload::Hold { records, grids, syncing, push } => {
+            Ok(line(&hold::run(Hold { records, grids, syncing, push }, &server).await?))
         }
         Workload::Steady { phones, grids, cases, rates, step_s } => {
             if rates.is_empty() || cases == 0 {

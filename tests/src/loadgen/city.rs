@@ -39,12 +39,28 @@ impl City {
         grids: usize,
         data_dir: Option<&Path>,
     ) -> Result<City, LoadError> {
+        Self::build_filled(server_binary, phones, grids, data_dir, |_, _, _| Ok(())).await
+    }
+
+    /// Like [`Self::build`], letting `fill` write records into the store
+    /// before the server starts on it.
+    pub async fn build_filled(
+        server_binary: &Path,
+        phones: usize,
+        grids: usize,
+        data_dir: Option<&Path>,
+        fill: impl FnOnce(&SledStore, &[TerritoryPath], &[DeviceRegistration]) -> Result<(), LoadError>,
+    ) -> Result<City, LoadError> {
         if phones == 0 || grids == 0 {
             return Err(LoadError::Setup("need at least one phone and one grid".into()));
         }
         let dir = tempfile::tempdir().map_err(|e| LoadError::Setup(e.to_string()))?;
         let data: PathBuf = data_dir.map(Path::to_path_buf).unwrap_or_else(|| dir.path().join("data"));
-        let (grid_paths, registrations) = Self::register(&data, phones, grids)?;
+        let store = SledStore::open(&data).map_err(|e| LoadError::Setup(e.to_string()))?;
+        let (grid_paths, registrations) = Self::register(&store, phones, grids)?;
+        fill(&store, &grid_paths, &registrations)?;
+        store.flush().map_err(|e| LoadError::Setup(e.to_string()))?;
+        drop(store);
         let port = free_port();
         let server = ServerProcess::start_binary(server_binary, &data, port, &[], None).await;
         let phones = registrations
@@ -55,27 +71,25 @@ impl City {
         Ok(City { server, grids: grid_paths, phones, _dir: dir })
     }
 
-    /// Writes territories, people and devices into the store at `data`
-    /// (closed again before the server opens it).
+    /// Writes territories, people and devices into the store.
     fn register(
-        data: &Path,
+        store: &SledStore,
         phones: usize,
         grids: usize,
     ) -> Result<(Vec<TerritoryPath>, Vec<DeviceRegistration>), LoadError> {
-        let store = SledStore::open(data).map_err(|e| LoadError::Setup(e.to_string()))?;
         let setup = |e: gridsync_server::error::ApiError| LoadError::Setup(e.to_string());
         for (p, name) in [("lc", "临川市"), ("lc/d1", "城区"), ("lc/d1/s1", "中心街道")] {
-            add_territory(&store, &path(p)?, name).map_err(setup)?;
+            add_territory(store, &path(p)?, name).map_err(setup)?;
         }
         let mut grid_paths = Vec::with_capacity(grids);
         for g in 0..grids {
             let community = format!("lc/d1/s1/c{:03}", g / GRIDS_PER_COMMUNITY);
             if g % GRIDS_PER_COMMUNITY == 0 {
-                add_territory(&store, &path(&community)?, &format!("第{}社区", g / GRIDS_PER_COMMUNITY + 1))
+                add_territory(store, &path(&community)?, &format!("第{}社区", g / GRIDS_PER_COMMUNITY + 1))
                     .map_err(setup)?;
             }
             let grid = path(&format!("{community}/g{:02}", g % GRIDS_PER_COMMUNITY))?;
-            add_territory(&store, &grid, &format!("第{}网格", g + 1)).map_err(setup)?;
+            add_territory(store, &grid, &format!("第{}网格", g + 1)).map_err(setup)?;
             grid_paths.push(grid);
         }
         // One password hash for everybody: argon2 per person would dominate setup.
@@ -93,9 +107,8 @@ impl City {
                 created_at: now,
             };
             store.put_person(&person).map_err(|e| LoadError::Setup(e.to_string()))?;
-            registrations.push(register_device(&store, &person, "压测手机", now).map_err(setup)?);
+            registrations.push(register_device(store, &person, "压测手机", now).map_err(setup)?);
         }
-        store.flush().map_err(|e| LoadError::Setup(e.to_string()))?;
         Ok((grid_paths, registrations))
     }
 

@@ -92,8 +92,8 @@ pub struct FieldDayReport {
 
 pub(super) struct PhoneRun {
     pub(super) phone: Phone,
-    latencies: Vec<Duration>,
-    round_trips: u64,
+    pub(super) latencies: Vec<Duration>,
+    pub(super) round_trips: u64,
     rounds_to_push: u64,
     received: u64,
 }

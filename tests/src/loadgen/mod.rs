@@ -4,6 +4,7 @@
 
 pub mod city;
 pub mod field_day;
+pub mod hold;
 pub mod measure;
 pub mod notes;
 pub mod steady;
