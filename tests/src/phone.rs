@@ -58,6 +58,8 @@ pub struct Phone {
     pub transport: Transport,
     /// The phone's clock (Unix ms); tests may move it.
     pub clock: i64,
+    /// How long the last sync request took, from sending it to its response's last byte.
+    pub last_request: std::time::Duration,
 }
 
 fn gzip(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
@@ -98,7 +100,15 @@ impl Phone {
         let token = reg.token.clone();
         replica.register(reg)?;
         let http = reqwest::Client::new();
-        Ok(Phone { replica, url: url.into(), token, http, transport: Transport::default(), clock: crate::now_ms() })
+        Ok(Phone {
+            replica,
+            url: url.into(),
+            token,
+            http,
+            transport: Transport::default(),
+            clock: crate::now_ms(),
+            last_request: std::time::Duration::ZERO,
+        })
     }
 
     /// Creates any record, offline, at the phone's clock.
@@ -133,6 +143,7 @@ impl Phone {
         let compressed = gzip(body)?;
         self.transport.round_trips += 1;
         self.transport.bytes_up += compressed.len() as u64;
+        let sent = std::time::Instant::now();
         let resp = self
             .http
             .post(format!("{}/v1/sync", self.url))
@@ -146,6 +157,7 @@ impl Phone {
         let status = resp.status();
         let gz = resp.headers().get("content-encoding").is_some_and(|v| v == "gzip");
         let bytes = resp.bytes().await?;
+        self.last_request = sent.elapsed();
         self.transport.bytes_down += bytes.len() as u64;
         if !status.is_success() {
             return Err(PhoneError::Status { status: status.as_u16(), body: String::from_utf8_lossy(&bytes).into() });

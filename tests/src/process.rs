@@ -6,20 +6,29 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 use tokio::process::{Child, Command};
 
+/// The `gridsync-server` built alongside the running executable, if there is
+/// one: beside it (a binary in target/<profile>) or one level up (a test in
+/// target/<profile>/deps).
+pub fn built_server_binary() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let dir = exe.parent()?;
+    [dir.join("gridsync-server"), dir.parent()?.join("gridsync-server")].into_iter().find(|p| p.exists())
+}
+
 /// The built `gridsync-server` binary (built on demand if missing).
 pub fn server_binary() -> PathBuf {
+    if let Some(bin) = built_server_binary() {
+        return bin;
+    }
     let exe = std::env::current_exe().expect("test executable path");
     // target/<profile>/deps/<test> -> target/<profile>/gridsync-server
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let bin = dir.join("gridsync-server");
-    if !bin.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = std::process::Command::new(cargo)
-            .args(["build", "-p", "gridsync-server", "--bin", "gridsync-server"])
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "building gridsync-server failed");
-    }
+    let bin = exe.parent().and_then(Path::parent).expect("target dir").join("gridsync-server");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .args(["build", "-p", "gridsync-server", "--bin", "gridsync-server"])
+        .status()
+        .expect("run cargo build");
+    assert!(status.success(), "building gridsync-server failed");
     bin
 }
 

@@ -214,11 +214,8 @@ pub(super) async fn bring_home(
     let mut run = Tally::default();
     let mut pause = POLL_FIRST;
     loop {
-        let request = phone.replica.build_request();
-        let sent = Instant::now();
-        let response = phone.post_sync(&request).await.map_err(fail)?;
-        run.latencies.push(sent.elapsed());
-        let report = phone.replica.apply_response(&response, crate::now_ms()).map_err(|e| fail(e.into()))?;
+        let report = phone.sync_once().await.map_err(fail)?;
+        run.latencies.push(phone.last_request);
         run.round_trips += 1;
         run.received += report.received as u64;
         if !report.rejected.is_empty() {

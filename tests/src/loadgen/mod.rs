@@ -36,16 +36,9 @@ pub enum LoadError {
     NoServer(PathBuf),
 }
 
-/// The `gridsync-server` binary next to the running executable (both built
-/// by the same `cargo build`).
+/// The `gridsync-server` binary built alongside the running executable (by
+/// the same `cargo build`); never builds one, so a release load run cannot
+/// silently measure a debug server.
 pub fn sibling_server_binary() -> Result<PathBuf, LoadError> {
-    let exe = std::env::current_exe().map_err(|e| LoadError::Setup(e.to_string()))?;
-    let dir = exe.parent().ok_or_else(|| LoadError::Setup("executable has no directory".into()))?;
-    // A test executable lives one level deeper, in target/<profile>/deps.
-    for candidate in [dir.join("gridsync-server"), dir.join("..").join("gridsync-server")] {
-        if candidate.exists() {
-            return Ok(candidate);
-        }
-    }
-    Err(LoadError::NoServer(dir.join("gridsync-server")))
+    crate::process::built_server_binary().ok_or_else(|| LoadError::NoServer(PathBuf::from("gridsync-server")))
 }

@@ -318,13 +318,12 @@ async fn work(mut w: Worker, mut rx: mpsc::UnboundedReceiver<Instant>) -> Result
                 push: push.take().unwrap_or_default(),
                 max_response_bytes: protocol::DEFAULT_PAGE_BYTES,
             });
-            let sent = Instant::now();
             let response = w
                 .phone
                 .post_sync(&request)
                 .await
                 .map_err(|error| LoadError::Phone { phone: w.index, error: Box::new(error) })?;
-            t.request_latency.push(sent.elapsed());
+            t.request_latency.push(w.phone.last_request);
             t.requests += 1;
             let report = w
                 .phone
