@@ -301,6 +301,12 @@ impl<S: Storage> Replica<S> {
         self.outbox.values().map(Vec::len).sum()
     }
 
+    /// The changes (by hash) that wait for the server's acknowledgement, per
+    /// record; a change absent from here was acknowledged as durable (or never made).
+    pub fn outbox(&self) -> impl Iterator<Item = (DocId, &[ChangeHash])> + '_ {
+        self.outbox.iter().map(|(id, hashes)| (*id, hashes.as_slice()))
+    }
+
     /// Records the server refused, with reasons.
     pub fn rejections(&self) -> impl Iterator<Item = &RejectedRecord> {
         self.rejected.values()

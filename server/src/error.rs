@@ -29,6 +29,24 @@ pub enum ApiError {
     /// A body encoding the server does not accept.
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// More work arrived than the server can start on soon: try again after
+    /// `retry_after_s` seconds (503 with `Retry-After`).
+    #[error("{message}")]
+    Busy {
+        /// A sentence for people.
+        message: String,
+        /// Seconds the client should wait before retrying.
+        retry_after_s: u32,
+    },
+    /// Too many failed attempts (sign-in): wait `retry_after_s` seconds
+    /// (429 with `Retry-After`).
+    #[error("{message}")]
+    TooManyAttempts {
+        /// A sentence for people, in Chinese, naming the time to wait.
+        message: String,
+        /// Seconds to wait before the next attempt.
+        retry_after_s: u32,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -44,6 +62,9 @@ pub struct ErrorBody {
     pub error: &'static str,
     /// A sentence for people.
     pub message: String,
+    /// For `busy` and `too_many_attempts`: seconds to wait (also the `Retry-After` header).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after_s: Option<u32>,
 }
 
 impl ApiError {
@@ -57,15 +78,27 @@ impl ApiError {
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+            ApiError::Busy { .. } => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
+            ApiError::TooManyAttempts { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts"),
             ApiError::Store(StoreError::Conflict(_)) => (StatusCode::CONFLICT, "conflict"),
             ApiError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
 
+    /// Seconds a client should wait before retrying, sent as `Retry-After`.
+    pub fn retry_after_s(&self) -> Option<u32> {
+        match self {
+            ApiError::Busy { retry_after_s, .. } | ApiError::TooManyAttempts { retry_after_s, .. } => {
+                Some(*retry_after_s)
+            }
+            _ => None,
+        }
+    }
+
     /// The response body.
     pub fn body(&self) -> ErrorBody {
-        ErrorBody { error: self.status().1, message: self.to_string() }
+        ErrorBody { error: self.status().1, message: self.to_string(), retry_after_s: self.retry_after_s() }
     }
 }
 

@@ -61,7 +61,11 @@ pub fn error_reply(e: &ApiError) -> Response {
     if status.is_server_error() {
         tracing::error!(error = %e, "request failed");
     }
-    json_reply(status, &e.body())
+    let mut reply = json_reply(status, &e.body());
+    if let Some(seconds) = e.retry_after_s() {
+        reply.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
+    }
+    reply
 }
 
 fn respond(result: Result<Response, ApiError>) -> Response {
