@@ -9,7 +9,7 @@ use bytes::Bytes;
 use flate2::Compression;
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
-use gridsync_shared::protocol::{self, MAX_DECODED_BYTES, MAX_REQUEST_BYTES, SignInRequest, SyncRequest};
+use gridsync_shared::protocol::{self, MAX_DECODED_BYTES, MAX_REQUEST_BYTES, SyncRequest};
 use gridsync_shared::{DeviceId, Role};
 use std::convert::Infallible;
 use std::io::{Read, Write};
@@ -142,27 +142,6 @@ async fn sync_route(
     Ok(reply)
 }
 
-async fn sign_in_route(state: AppState, body: Bytes) -> Result<Response, ApiError> {
-    let req: SignInRequest =
-        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("sign-in body: {e}")))?;
-    let store = state.store.clone();
-    let reg = blocking(move || auth::sign_in(store.as_ref(), &req.username, &req.password, &req.device_name, now_ms()))
-        .await?;
-    tracing::info!(device = %reg.device, person = %reg.person, "device registered");
-    Ok(json_reply(StatusCode::OK, &reg))
-}
-
-async fn me_route(state: AppState, authorization: Option<String>) -> Result<Response, ApiError> {
-    let c = caller(&state, authorization).await?;
-    Ok(json_reply(
-        StatusCode::OK,
-        &serde_json::json!({
-            "device": c.device.id, "person": c.person.id, "name": c.person.name,
-            "role": c.person.role, "territory": c.person.territory,
-        }),
-    ))
-}
-
 async fn health_route(state: AppState) -> Result<Response, ApiError> {
     let store = state.store.clone();
     let stats = blocking(move || Ok(store.stats()?)).await?;
@@ -222,17 +201,6 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = I
         .and(warp::header::optional::<String>("accept-encoding"))
         .and(warp::body::bytes())
         .then(|s, a, ce, ae, b| async move { respond(sync_route(s, a, ce, ae, b).await) });
-    let sign_in = warp::path!("v1" / "auth" / "sign-in")
-        .and(warp::post())
-        .and(warp::body::content_length_limit(16 * 1024))
-        .and(with_state.clone())
-        .and(warp::body::bytes())
-        .then(|s, b| async move { respond(sign_in_route(s, b).await) });
-    let me = warp::path!("v1" / "me")
-        .and(warp::get())
-        .and(with_state.clone())
-        .and(auth)
-        .then(|s, a| async move { respond(me_route(s, a).await) });
     let revoke = warp::path!("v1" / "admin" / "devices" / String / "revoke")
         .and(warp::post())
         .and(with_state.clone())
@@ -260,9 +228,7 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = I
     health
         .or(sync)
         .unify()
-        .or(sign_in)
-        .unify()
-        .or(me)
+        .or(crate::http_auth::routes(state.clone()))
         .unify()
         .or(revoke)
         .unify()

@@ -26,6 +26,7 @@ pub mod error;
 pub mod export;
 pub mod http;
 pub mod http_admin;
+pub mod http_auth;
 pub mod reports;
 pub mod snapshot;
 pub mod store;
