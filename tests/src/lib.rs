@@ -5,9 +5,11 @@
 //! `let grid = server.grid("g1");`, `let mut phone = server.phone_in(&grid).await;`,
 //! `phone.record_visit("...")`, `phone.sync().await`.
 
+pub mod chaos;
 pub mod loadgen;
 pub mod phone;
 pub mod process;
+pub mod proxy;
 pub mod server;
 
 pub use phone::{Phone, Transport, assert_converged};

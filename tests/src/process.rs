@@ -39,6 +39,10 @@ pub struct ServerProcess {
     /// Its data directory.
     pub data: PathBuf,
     child: Child,
+    binary: PathBuf,
+    port: u16,
+    extra: Vec<String>,
+    tls_cert: Option<Vec<u8>>,
 }
 
 impl ServerProcess {
@@ -66,6 +70,10 @@ impl ServerProcess {
         extra: &[&str],
         tls_cert: Option<Vec<u8>>,
     ) -> ServerProcess {
+        // GRIDSYNC_TEST_SERVER_LOG=<file> keeps the servers' logs (appended) for a failing run.
+        let stderr = std::env::var_os("GRIDSYNC_TEST_SERVER_LOG")
+            .and_then(|p| std::fs::OpenOptions::new().create(true).append(true).open(p).ok())
+            .map_or_else(Stdio::null, Stdio::from);
         let child = Command::new(binary)
             .arg("--data")
             .arg(data)
@@ -74,7 +82,7 @@ impl ServerProcess {
             .arg(format!("127.0.0.1:{port}"))
             .args(extra)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .kill_on_drop(true)
             .spawn()
             .expect("spawn gridsync-server");
@@ -94,7 +102,15 @@ impl ServerProcess {
             assert!(Instant::now() < deadline, "gridsync-server did not come up on {url}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        ServerProcess { url, data: data.to_path_buf(), child }
+        ServerProcess {
+            url,
+            data: data.to_path_buf(),
+            child,
+            binary: binary.to_path_buf(),
+            port,
+            extra: extra.iter().map(|a| a.to_string()).collect(),
+            tls_cert,
+        }
     }
 
     /// The operating system's process id.
@@ -107,6 +123,15 @@ impl ServerProcess {
         let _ = self.child.start_kill();
         let _ = self.child.wait().await;
     }
+
+    /// Kills the process with SIGKILL and starts the same binary again on the
+    /// same data directory, port and arguments, waiting until it answers.
+    pub async fn restart(mut self) -> ServerProcess {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+        let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
+        Self::start_binary(&self.binary, &self.data, self.port, &extra, self.tls_cert.take()).await
+    }
 }
 
 /// A free TCP port on loopback.
@@ -117,30 +142,67 @@ pub fn free_port() -> u16 {
 /// Creates, through the CLI, the city `xg/xn/sh/dh/g1` (孝感市 … 第一网格) and a
 /// field-staff person per `(username, password)` in grid g1.
 pub async fn small_city(data: &Path, staff: &[(&str, &str)]) {
-    for args in [
-        &["territory", "add", "xg", "孝感市"][..],
-        &["territory", "add", "xg/xn", "孝南区"],
-        &["territory", "add", "xg/xn/sh", "书院街道"],
-        &["territory", "add", "xg/xn/sh/dh", "东湖社区"],
-        &["territory", "add", "xg/xn/sh/dh/g1", "第一网格"],
-    ] {
-        let out = ServerProcess::cli(data, args).await;
+    let people: Vec<CliPerson<'_>> = staff
+        .iter()
+        .map(|(username, password)| CliPerson { username, password, role: "field_staff", territory: "g1" })
+        .collect();
+    city(data, &["g1"], &people).await;
+}
+
+/// The community every [`city`] grid hangs under.
+pub const COMMUNITY: &str = "xg/xn/sh/dh";
+
+/// A person for [`city`] to create.
+#[derive(Clone, Copy, Debug)]
+pub struct CliPerson<'a> {
+    /// Sign-in name (also the display name).
+    pub username: &'a str,
+    /// Password.
+    pub password: &'a str,
+    /// `field_staff`, `supervisor` or `administrator`.
+    pub role: &'a str,
+    /// A grid of the city (`g1`), or `""` for the whole community.
+    pub territory: &'a str,
+}
+
+/// Creates, through the CLI, the community `xg/xn/sh/dh` (孝感市 … 东湖社区)
+/// with the given grids under it (`g1` is 第一网格), and the given people.
+pub async fn city(data: &Path, grids: &[&str], people: &[CliPerson<'_>]) {
+    const NUMERALS: [&str; 9] = ["一", "二", "三", "四", "五", "六", "七", "八", "九"];
+    let mut territories: Vec<(String, String)> = vec![
+        ("xg".into(), "孝感市".into()),
+        ("xg/xn".into(), "孝南区".into()),
+        ("xg/xn/sh".into(), "书院街道".into()),
+        (COMMUNITY.into(), "东湖社区".into()),
+    ];
+    for grid in grids {
+        let n: Option<usize> = grid.strip_prefix('g').and_then(|n| n.parse().ok());
+        let name = n
+            .and_then(|n| NUMERALS.get(n.wrapping_sub(1)))
+            .map_or_else(|| format!("{grid}网格"), |numeral| format!("第{numeral}网格"));
+        territories.push((format!("{COMMUNITY}/{grid}"), name));
+    }
+    for (path, name) in &territories {
+        let args = ["territory", "add", path.as_str(), name.as_str()];
+        let out = ServerProcess::cli(data, &args).await;
         assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
     }
-    for (username, password) in staff {
+    for p in people {
+        let territory =
+            if p.territory.is_empty() { COMMUNITY.to_string() } else { format!("{COMMUNITY}/{}", p.territory) };
         let args = [
             "person",
             "add",
             "--username",
-            username,
+            p.username,
             "--name",
-            username,
+            p.username,
             "--role",
-            "field_staff",
+            p.role,
             "--territory",
-            "xg/xn/sh/dh/g1",
+            &territory,
             "--password",
-            password,
+            p.password,
         ];
         let out = ServerProcess::cli(data, &args).await;
         assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
