@@ -44,6 +44,8 @@ pub struct Ledger {
     pub exchanges_ok: u64,
     /// Exchanges that failed (network, server status, or a damaged response).
     pub exchanges_failed: u64,
+    /// Times the app was closed and opened again (the replica reopened from its storage).
+    pub reopens: u64,
 }
 
 impl Ledger {
@@ -99,6 +101,15 @@ impl Worker {
             visits: Vec::new(),
             promises: Vec::new(),
         }
+    }
+
+    /// The app closed and opened again: the replica is reopened from what its
+    /// storage holds, so the outbox must come back from storage alone.
+    pub fn reopen_app(self) -> Worker {
+        let mut ledger = self.ledger;
+        ledger.reopens += 1;
+        let phone = self.phone.reopen().expect("the phone's storage reopens");
+        Worker { phone, ledger, ..self }
     }
 
     /// Notes every change of `id` now in the outbox as made by this phone.

@@ -2,8 +2,9 @@
 //! mid-request, mid-flush, idle — and restarted on the same data directory,
 //! while phones running the real client core edit and sync without pause.
 //!
-//! CI runs 40 kills; `GRIDSYNC_KILLS=200` runs the long version
-//! (`GRIDSYNC_CRASH_SEED` replays a run's edits and kill delays).
+//! CI runs 60 kills; `GRIDSYNC_KILLS=200` runs the long version
+//! (`GRIDSYNC_CRASH_SEED` sets the seed of the edits and kill delays; the
+//! interleaving with the server's timing differs from run to run).
 
 use gridsync_server::store::SledStore;
 use gridsync_tests::Phone;
@@ -29,7 +30,7 @@ const PEOPLE: [CliPerson<'static>; 5] = [
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_changes_survive_random_sigkills_and_no_edit_is_lost() {
-    let kills = size_from_env("GRIDSYNC_KILLS", 40);
+    let kills = size_from_env("GRIDSYNC_KILLS", 60);
     let seed = seed_from_env("GRIDSYNC_CRASH_SEED");
     let mut rng = StdRng::seed_from_u64(seed);
     let started = Instant::now();
@@ -41,18 +42,23 @@ async fn acknowledged_changes_survive_random_sigkills_and_no_edit_is_lost() {
 
     let stop = Arc::new(AtomicBool::new(false));
     let in_flight = Arc::new(AtomicU64::new(0));
+    let requests_sent = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for person in PEOPLE {
         let phone = Phone::sign_in(&server.url, person.username, PASSWORD).await.expect("sign in");
         let mut worker = Worker::new(person.username, phone);
         let mut rng = StdRng::seed_from_u64(rng.random());
-        let (stop, in_flight) = (stop.clone(), in_flight.clone());
+        let (stop, in_flight, requests_sent) = (stop.clone(), in_flight.clone(), requests_sent.clone());
         tasks.push(tokio::spawn(async move {
             while !stop.load(Ordering::SeqCst) {
+                if rng.random_bool(0.02) {
+                    worker = worker.reopen_app();
+                }
                 for _ in 0..rng.random_range(1..=3) {
                     worker.random_edit(&mut rng);
                 }
                 in_flight.fetch_add(1, Ordering::SeqCst);
+                requests_sent.fetch_add(1, Ordering::SeqCst);
                 let result = worker.exchange().await;
                 in_flight.fetch_sub(1, Ordering::SeqCst);
                 let pause = if result.is_ok() { rng.random_range(0..20) } else { rng.random_range(20..80) };
@@ -62,11 +68,21 @@ async fn acknowledged_changes_survive_random_sigkills_and_no_edit_is_lost() {
         }));
     }
 
-    // Kill at random moments: the delay after the server came up spans
-    // requests starting, being judged, flushed and answered, and idle gaps.
+    // Kill at random moments. Half the kills come at a random time after the
+    // server came up (requests starting, being judged, flushed, answered, or
+    // idle gaps); the other half come a few milliseconds after a request was
+    // sent, where a request is most often being judged, flushed or answered.
     let mut mid_request = 0;
     for _ in 0..kills {
-        tokio::time::sleep(Duration::from_millis(rng.random_range(0..400))).await;
+        if rng.random_bool(0.5) {
+            tokio::time::sleep(Duration::from_millis(rng.random_range(0..400))).await;
+        } else {
+            let sent = requests_sent.load(Ordering::SeqCst);
+            while requests_sent.load(Ordering::SeqCst) == sent {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            tokio::time::sleep(Duration::from_micros(rng.random_range(0..20_000))).await;
+        }
         if in_flight.load(Ordering::SeqCst) > 0 {
             mid_request += 1;
         }
@@ -99,7 +115,7 @@ async fn acknowledged_changes_survive_random_sigkills_and_no_edit_is_lost() {
     let acknowledged: usize = workers.iter().map(|w| w.ledger.changes_acknowledged()).sum();
     let rejections: usize = workers.iter().map(|w| w.ledger.rejections.len()).sum();
     println!(
-        "crash loop: {kills} SIGKILLs ({mid_request} with a request in flight), {requests} sync requests \
+        "crash loop: {kills} SIGKILLs ({mid_request} with a sync request in flight), {requests} sync requests \
          ({failed} failed), {made} changes made, {acknowledged} acknowledged, {rejections} refused; \
          store: {} records, {} changes, {} feed entries; {:.1} s",
         audit.docs,

@@ -95,7 +95,12 @@ async fn phones_taking_turns_behind_a_faulty_network_lose_nothing_and_duplicate_
     // failed), then tries one exchange through the faulty network.
     let mut rng = StdRng::seed_from_u64(seed);
     for _ in 0..exchanges {
-        let w = &mut workers[rng.random_range(0..4)];
+        let i = rng.random_range(0..4);
+        if rng.random_bool(0.02) {
+            let w = workers.remove(i);
+            workers.insert(i, w.reopen_app());
+        }
+        let w = &mut workers[i];
         for _ in 0..rng.random_range(0..=3) {
             w.random_edit(&mut rng);
         }
@@ -118,6 +123,9 @@ async fn phones_syncing_at_once_behind_a_faulty_network_lose_nothing_and_duplica
         let turns = exchanges / 4;
         tasks.push(tokio::spawn(async move {
             for _ in 0..turns {
+                if rng.random_bool(0.02) {
+                    w = w.reopen_app();
+                }
                 for _ in 0..rng.random_range(0..=3) {
                     w.random_edit(&mut rng);
                 }
