@@ -2,6 +2,8 @@
 //! work, and encode. Errors become statuses in [`crate::error`] only.
 
 use crate::auth::{self, Caller};
+use crate::backpressure::{SyncGate, SyncLimits};
+use crate::connections::{BodyTooSlow, ConnectionStats};
 use crate::error::ApiError;
 use crate::store::Store;
 use crate::sync::{self, DocLocks};
@@ -27,22 +29,29 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// Per-document push locks.
     pub locks: Arc<DocLocks>,
-    /// Syncs worked on at once (one per core): when a whole district comes back
-    /// online together, the rest wait their turn holding only their request
-    /// bytes, so memory stays bounded and each finished sync answers early.
-    pub sync_slots: Arc<tokio::sync::Semaphore>,
+    /// Syncs worked on at once (one per core) and their short queue: when a
+    /// whole district comes back online together, the excess is told at once
+    /// to retry later (503 with `Retry-After`), so no request waits long and
+    /// memory stays bounded.
+    pub sync_gate: Arc<SyncGate>,
+    /// What the connection layer has done, for `/healthz`.
+    pub edge: Arc<ConnectionStats>,
 }
 
 impl AppState {
-    /// State over `store`, serving the app from `app_dir`.
+    /// State over `store`, serving the app from `app_dir`, with default sync limits.
     pub fn new(store: Arc<dyn Store>, app_dir: std::path::PathBuf) -> Self {
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-        Self {
-            app_dir,
-            store,
-            locks: Arc::new(DocLocks::default()),
-            sync_slots: Arc::new(tokio::sync::Semaphore::new(cores.max(2))),
-        }
+        Self::with_limits(store, app_dir, SyncLimits::default(), Arc::new(ConnectionStats::default()))
+    }
+
+    /// State with these sync limits, reporting the connection layer's `edge` figures.
+    pub fn with_limits(
+        store: Arc<dyn Store>,
+        app_dir: std::path::PathBuf,
+        sync: SyncLimits,
+        edge: Arc<ConnectionStats>,
+    ) -> Self {
+        Self { app_dir, store, locks: Arc::new(DocLocks::default()), sync_gate: Arc::new(SyncGate::new(sync)), edge }
     }
 }
 
@@ -58,7 +67,10 @@ fn json_reply<T: serde::Serialize>(status: StatusCode, body: &T) -> Response {
 /// The response for an error.
 pub fn error_reply(e: &ApiError) -> Response {
     let (status, _) = e.status();
-    if status.is_server_error() {
+    if matches!(e, ApiError::Busy { .. }) {
+        // Deliberate back-pressure, by the thousand in a reconnect storm: not an error.
+        tracing::debug!(retry_after_s = ?e.retry_after_s(), "sync refused: busy");
+    } else if status.is_server_error() {
         tracing::error!(error = %e, "request failed");
     }
     let mut reply = json_reply(status, &e.body());
@@ -114,15 +126,56 @@ fn gzip(bytes: &[u8]) -> Result<Vec<u8>, ApiError> {
     enc.finish().map_err(|e| ApiError::Internal(e.to_string()))
 }
 
+/// Reads a request body of at most `limit` bytes as it arrives (no allocation
+/// for what is only declared).
+async fn read_body(
+    body: impl futures_util::Stream<Item = Result<impl bytes::Buf, warp::Error>>,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
+    use futures_util::StreamExt;
+    let mut out = bytes::BytesMut::new();
+    futures_util::pin_mut!(body);
+    while let Some(chunk) = body.next().await {
+        let mut chunk = chunk.map_err(|e| {
+            let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+            while let Some(err) = source {
+                if let Some(slow) = err.downcast_ref::<BodyTooSlow>() {
+                    return ApiError::BadRequest(slow.to_string());
+                }
+                source = err.source();
+            }
+            ApiError::BadRequest(format!("reading the request body: {e}"))
+        })?;
+        if out.len() + chunk.remaining() > limit {
+            return Err(ApiError::PayloadTooLarge(format!("body larger than {limit} bytes")));
+        }
+        while chunk.has_remaining() {
+            let piece = chunk.chunk();
+            out.extend_from_slice(piece);
+            let n = piece.len();
+            chunk.advance(n);
+        }
+    }
+    Ok(out.freeze())
+}
+
+/// `POST /v1/sync`. The caller is authenticated before a byte of the body is
+/// read (an unauthenticated request declaring 8 MB costs nothing), the body is
+/// read before the sync queue is asked (a refused phone learns it from a
+/// response it can read, not a reset), and a sync waits at most a few seconds
+/// for a worker or is refused with `Retry-After`.
 async fn sync_route(
     state: AppState,
     authorization: Option<String>,
     content_encoding: Option<String>,
     accept_encoding: Option<String>,
-    body: Bytes,
+    body: impl futures_util::Stream<Item = Result<impl bytes::Buf, warp::Error>>,
 ) -> Result<Response, ApiError> {
+    let arrived = std::time::Instant::now();
     let caller = caller(&state, authorization).await?;
-    let _slot = state.sync_slots.acquire().await.map_err(|e| ApiError::Internal(e.to_string()))?;
+    let body = read_body(body, MAX_REQUEST_BYTES as usize).await?;
+    let worker = state.sync_gate.enter(arrived).await?;
+    let waited = worker.waited;
     let raw = decode_body(&body, content_encoding.as_deref())?;
     let request: SyncRequest = protocol::decode(&raw).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let store = state.store.clone();
@@ -139,16 +192,39 @@ async fn sync_route(
     };
     reply.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/x-gridsync"));
     reply.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    drop(worker);
+    // How long the request waited before the server started on it, for the
+    // load generator and the browser's network panel.
+    let timing = format!("queue;dur={:.1}", waited.as_secs_f64() * 1000.0);
+    if let Ok(v) = header::HeaderValue::from_str(&timing) {
+        reply.headers_mut().insert("server-timing", v);
+    }
     Ok(reply)
 }
 
+/// `GET /healthz`: 200 `ok` while the store can write (a cheap probe, at
+/// most once a second), else 503 `degraded` with the reason; with the sync
+/// queue's and the connection layer's figures.
 async fn health_route(state: AppState) -> Result<Response, ApiError> {
     let store = state.store.clone();
-    let stats = blocking(move || Ok(store.stats()?)).await?;
-    Ok(json_reply(
-        StatusCode::OK,
-        &serde_json::json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION"), "head_seq": stats.head_seq }),
-    ))
+    let (writable, head_seq) = blocking(move || {
+        let writable = store.check_writable();
+        Ok((writable, store.head_seq().ok()))
+    })
+    .await?;
+    let mut body = serde_json::json!({
+        "status": "ok", "version": env!("CARGO_PKG_VERSION"), "head_seq": head_seq,
+        "sync": state.sync_gate.figures(), "connections": state.edge.figures(),
+    });
+    let status = match writable {
+        Ok(()) => StatusCode::OK,
+        Err(e) => {
+            body["status"] = "degraded".into();
+            body["reason"] = e.to_string().into();
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+    };
+    Ok(json_reply(status, &body))
 }
 
 async fn revoke_route(state: AppState, id: String, authorization: Option<String>) -> Result<Response, ApiError> {
@@ -199,7 +275,8 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = I
         .and(auth)
         .and(warp::header::optional::<String>("content-encoding"))
         .and(warp::header::optional::<String>("accept-encoding"))
-        .and(warp::body::bytes())
+        // The body unread: the handler authenticates first.
+        .and(warp::body::stream())
         .then(|s, a, ce, ae, b| async move { respond(sync_route(s, a, ce, ae, b).await) });
     let revoke = warp::path!("v1" / "admin" / "devices" / String / "revoke")
         .and(warp::post())

@@ -12,15 +12,21 @@
 //! - [`export`]: snapshot files (CSV, XLSX, JSON lines, Automerge bundle) with their manifest.
 //! - [`reports`]: administrators' reports (the shared figures over stored documents).
 //! - [`app`]: the phone app's files; [`tls`]: HTTPS.
+//! - [`connections`]: the one accept loop (HTTP and HTTPS) with its connection
+//!   cap and deadlines; [`backpressure`]: syncs refused with `Retry-After`
+//!   rather than queued.
 //! - [`snapshot`]: consistent snapshots as of a feed position, bundle import;
 //!   [`http_admin`]: snapshot and audit downloads.
 //!
 //! [`run`] serves on a given listener until a shutdown future completes, so
-//! tests start a real server on `127.0.0.1:0` in one line.
+//! tests start a real server on `127.0.0.1:0` in one line; [`run_with`] takes
+//! the [`Limits`].
 
 pub mod admin;
 pub mod app;
 pub mod auth;
+pub mod backpressure;
+pub mod connections;
 pub mod demo;
 pub mod error;
 pub mod export;
@@ -39,27 +45,69 @@ use std::sync::Arc;
 use store::Store;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-fn state(store: Arc<dyn Store>) -> http::AppState {
-    http::AppState::new(store, app::default_app_dir())
+/// Everything that bounds the server's work: open connections and their
+/// deadlines, and how many syncs run or wait at once.
+#[derive(Clone, Debug, Default)]
+pub struct Limits {
+    /// The connection cap and deadlines.
+    pub connections: connections::ConnectionLimits,
+    /// Sync workers and their short queue.
+    pub sync: backpressure::SyncLimits,
 }
 
-/// Serves HTTP on `listener` with `store` until `shutdown` completes.
+async fn serve(
+    listener: tokio::net::TcpListener,
+    store: Arc<dyn Store>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    limits: Limits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let edge = Arc::new(connections::ConnectionStats::default());
+    let state = http::AppState::with_limits(store, app::default_app_dir(), limits.sync, edge.clone());
+    let routes = warp::service(http::routes(state));
+    connections::serve(listener, tls, routes, limits.connections, edge, shutdown).await;
+}
+
+/// Serves HTTP on `listener` with `store` until `shutdown` completes, with
+/// the default [`Limits`].
 pub async fn run(
     listener: tokio::net::TcpListener,
     store: Arc<dyn Store>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
-    warp::serve(http::routes(state(store))).incoming(listener).graceful(shutdown).run().await;
+    run_with(listener, store, Limits::default(), shutdown).await;
 }
 
-/// Serves HTTPS on `listener` with `store` until `shutdown` completes.
+/// Serves HTTP on `listener` with `store` and `limits` until `shutdown` completes.
+pub async fn run_with(
+    listener: tokio::net::TcpListener,
+    store: Arc<dyn Store>,
+    limits: Limits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    serve(listener, store, None, limits, shutdown).await;
+}
+
+/// Serves HTTPS on `listener` with `store` until `shutdown` completes, with
+/// the default [`Limits`].
 pub async fn run_tls(
     listener: tokio::net::TcpListener,
     store: Arc<dyn Store>,
     acceptor: tokio_rustls::TlsAcceptor,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
-    tls::serve(listener, acceptor, warp::service(http::routes(state(store))), shutdown).await;
+    run_tls_with(listener, store, acceptor, Limits::default(), shutdown).await;
+}
+
+/// Serves HTTPS on `listener` with `store` and `limits` until `shutdown` completes.
+pub async fn run_tls_with(
+    listener: tokio::net::TcpListener,
+    store: Arc<dyn Store>,
+    acceptor: tokio_rustls::TlsAcceptor,
+    limits: Limits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    serve(listener, store, Some(acceptor), limits, shutdown).await;
 }
 
 /// The local admin socket's path inside a data directory.

@@ -10,7 +10,9 @@ use clap::{Parser, Subcommand};
 use gridsync_server::admin::{self, AdminCommand};
 use gridsync_server::snapshot::SnapshotRequest;
 use gridsync_server::store::{SledStore, Store, StoreError};
-use gridsync_server::{admin_socket_path, demo, http::now_ms, send_admin_command, serve_admin_socket};
+use gridsync_server::{
+    Limits, admin_socket_path, connections, demo, http::now_ms, send_admin_command, serve_admin_socket,
+};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -43,6 +45,9 @@ enum Command {
         /// The certificate's PEM private key.
         #[arg(long, env = "GRIDSYNC_TLS_KEY", requires = "tls_cert")]
         tls_key: Option<PathBuf>,
+        /// Open connections at most (default: the open-file limit less a reserve, at most 16,384).
+        #[arg(long, env = "GRIDSYNC_MAX_CONNECTIONS")]
+        max_connections: Option<usize>,
     },
     /// Download a consistent snapshot (zip with a manifest) of a territory,
     /// from the data directory or, while the server runs, through it.
@@ -91,10 +96,10 @@ fn init_logs() {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { listen, demo, tls_cert, tls_key } => {
+        Command::Serve { listen, demo, tls_cert, tls_key, max_connections } => {
             init_logs();
             let tls = tls_cert.zip(tls_key);
-            match serve(cli.data, listen, demo, tls).await {
+            match serve(cli.data, listen, demo, tls, max_connections).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -145,7 +150,34 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn serve(data: PathBuf, listen: SocketAddr, demo: bool, tls: Option<(PathBuf, PathBuf)>) -> Result<(), String> {
+/// The limits for this process: its open-file limit raised to the hard limit
+/// first, so that thousands of phones can connect where the system allows.
+fn limits(max_connections: Option<usize>) -> Limits {
+    let before = connections::fd_limit();
+    let fds = connections::raise_fd_limit();
+    let mut limits = Limits::default();
+    if let Some(fds) = fds {
+        limits.connections = connections::ConnectionLimits::for_fd_limit(fds);
+    }
+    if let Some(max) = max_connections {
+        limits.connections.max_connections = max.max(1);
+    }
+    tracing::info!(
+        open_files_before = ?before.map(|(soft, _)| soft), open_files = ?fds,
+        max_connections = limits.connections.max_connections, sync_workers = limits.sync.workers,
+        "limits"
+    );
+    limits
+}
+
+async fn serve(
+    data: PathBuf,
+    listen: SocketAddr,
+    demo: bool,
+    tls: Option<(PathBuf, PathBuf)>,
+    max_connections: Option<usize>,
+) -> Result<(), String> {
+    let limits = limits(max_connections);
     let acceptor = match &tls {
         Some((cert, key)) => Some(gridsync_server::tls::acceptor(cert, key).map_err(|e| e.to_string())?),
         None => None,
@@ -167,8 +199,7 @@ async fn serve(data: PathBuf, listen: SocketAddr, demo: bool, tls: Option<(PathB
             );
         }
     }
-    let listener =
-        tokio::net::TcpListener::bind(listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let listener = connections::listen(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let socket = admin_socket_path(&data);
     tokio::spawn(serve_admin_socket(socket.clone(), store.clone()));
@@ -190,8 +221,8 @@ async fn serve(data: PathBuf, listen: SocketAddr, demo: bool, tls: Option<(PathB
         tracing::info!("shutting down");
     };
     match acceptor {
-        Some(acceptor) => gridsync_server::run_tls(listener, store.clone(), acceptor, shutdown).await,
-        None => gridsync_server::run(listener, store.clone(), shutdown).await,
+        Some(acceptor) => gridsync_server::run_tls_with(listener, store.clone(), acceptor, limits, shutdown).await,
+        None => gridsync_server::run_with(listener, store.clone(), limits, shutdown).await,
     }
     let _ = std::fs::remove_file(&socket);
     store.flush().map_err(|e| e.to_string())

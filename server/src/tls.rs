@@ -1,13 +1,9 @@
 //! HTTPS served by the server itself (service workers need a secure context
-//! on a real network): rustls terminates TLS, and each connection is served by
-//! the same warp routes through hyper.
+//! on a real network): rustls terminates TLS; connections are accepted, capped
+//! and timed by the same loop as plain HTTP ([`crate::connections::serve`]).
 
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::service::TowerToHyperService;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
 use thiserror::Error;
@@ -53,50 +49,4 @@ pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
         .with_single_cert(certs, key)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
-}
-
-/// Serves `service` over TLS on `listener` until `shutdown` completes.
-pub async fn serve<S>(
-    listener: tokio::net::TcpListener,
-    acceptor: TlsAcceptor,
-    service: S,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) where
-    S: tower_service::Service<
-            warp::http::Request<hyper::body::Incoming>,
-            Response = warp::reply::Response,
-            Error = std::convert::Infallible,
-        > + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-{
-    tokio::pin!(shutdown);
-    loop {
-        let (tcp, peer) = tokio::select! {
-            _ = &mut shutdown => return,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    continue;
-                }
-            },
-        };
-        let acceptor = acceptor.clone();
-        let service = service.clone();
-        tokio::spawn(async move {
-            let tls = match acceptor.accept(tcp).await {
-                Ok(tls) => tls,
-                Err(e) => {
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-            };
-            let builder = auto::Builder::new(TokioExecutor::new());
-            if let Err(e) = builder.serve_connection(TokioIo::new(tls), TowerToHyperService::new(service)).await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
-        });
-    }
 }

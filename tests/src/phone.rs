@@ -34,6 +34,58 @@ pub enum PhoneError {
     /// Compression failed.
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
+    /// The server refused for now with `Retry-After` (503 busy, 429 throttled).
+    #[error("server said {status}, retry after {retry_after_s} s: {body}")]
+    Busy {
+        /// HTTP status (503 or 429).
+        status: u16,
+        /// Seconds the server asked to wait.
+        retry_after_s: u32,
+        /// Body text.
+        body: String,
+    },
+}
+
+/// How a phone waits when the server asks it to (`Retry-After`).
+#[derive(Clone, Copy, Debug)]
+pub struct Backoff {
+    /// Retries of one request at most before its refusal is returned.
+    pub max_retries: u32,
+    /// Stop retrying once this much time was spent waiting for one request.
+    pub give_up_after: std::time::Duration,
+}
+
+impl Backoff {
+    /// Never retry: a refusal is returned at once (to see it in a test).
+    pub fn never() -> Self {
+        Self { max_retries: 0, give_up_after: std::time::Duration::ZERO }
+    }
+
+    /// How long to wait after being told `retry_after_s`: that, stretched by a
+    /// random 0-50 % so that phones refused together do not return together.
+    pub fn delay(retry_after_s: u32) -> std::time::Duration {
+        use rand::Rng;
+        let base = f64::from(retry_after_s.max(1));
+        std::time::Duration::from_secs_f64(base * rand::rng().random_range(1.0..1.5))
+    }
+}
+
+impl Default for Backoff {
+    /// Up to 100 retries or 30 minutes of waiting for one request.
+    fn default() -> Self {
+        Self { max_retries: 100, give_up_after: std::time::Duration::from_secs(1800) }
+    }
+}
+
+/// What the server's back-pressure cost this phone.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Pressure {
+    /// 503 answers with `Retry-After` (server busy).
+    pub busy: u64,
+    /// 429 answers with `Retry-After`.
+    pub throttled: u64,
+    /// Time spent waiting before retrying.
+    pub waited: std::time::Duration,
 }
 
 /// Counts of what crossed the network.
@@ -60,6 +112,13 @@ pub struct Phone {
     pub clock: i64,
     /// How long the last sync request took, from sending it to its response's last byte.
     pub last_request: std::time::Duration,
+    /// How long the last answered sync request waited on the server before
+    /// work on it started (its `Server-Timing: queue`), if the server said.
+    pub last_queue_wait: Option<std::time::Duration>,
+    /// How `sync` and `sync_once` wait when the server asks them to.
+    pub backoff: Backoff,
+    /// What back-pressure has cost this phone so far.
+    pub pressure: Pressure,
 }
 
 fn gzip(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
@@ -83,6 +142,7 @@ impl Phone {
                 username: username.into(),
                 password: password.into(),
                 device_name: "测试手机".into(),
+                replaces: None,
             })
             .send()
             .await?;
@@ -108,6 +168,9 @@ impl Phone {
             transport: Transport::default(),
             clock: crate::now_ms(),
             last_request: std::time::Duration::ZERO,
+            last_queue_wait: None,
+            backoff: Backoff::default(),
+            pressure: Pressure::default(),
         })
     }
 
@@ -138,7 +201,8 @@ impl Phone {
         self.clock
     }
 
-    /// Posts raw (uncompressed) request bytes; returns the decompressed response.
+    /// Posts raw (uncompressed) request bytes once; returns the decompressed
+    /// response. A refusal with `Retry-After` is [`PhoneError::Busy`].
     pub async fn post_sync(&mut self, body: &[u8]) -> Result<Vec<u8>, PhoneError> {
         let compressed = gzip(body)?;
         self.transport.round_trips += 1;
@@ -156,19 +220,59 @@ impl Phone {
             .await?;
         let status = resp.status();
         let gz = resp.headers().get("content-encoding").is_some_and(|v| v == "gzip");
+        let retry_after = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()?.trim().parse::<u32>().ok());
+        let queue_wait = resp.headers().get("server-timing").and_then(|v| queue_wait(v.to_str().ok()?));
         let bytes = resp.bytes().await?;
         self.last_request = sent.elapsed();
         self.transport.bytes_down += bytes.len() as u64;
         if !status.is_success() {
-            return Err(PhoneError::Status { status: status.as_u16(), body: String::from_utf8_lossy(&bytes).into() });
+            let body = String::from_utf8_lossy(&bytes).into();
+            return Err(match retry_after {
+                Some(retry_after_s) => PhoneError::Busy { status: status.as_u16(), retry_after_s, body },
+                None => PhoneError::Status { status: status.as_u16(), body },
+            });
         }
+        self.last_queue_wait = queue_wait;
         Ok(if gz { gunzip(&bytes)? } else { bytes.to_vec() })
     }
 
-    /// One request/response exchange.
+    /// Posts a sync request, waiting and sending it again while the server
+    /// refuses it with `Retry-After` (as [`Phone::backoff`] allows).
+    pub async fn post_sync_patiently(&mut self, body: &[u8]) -> Result<Vec<u8>, PhoneError> {
+        let started = std::time::Instant::now();
+        let mut retries = 0;
+        loop {
+            match self.post_sync(body).await {
+                Err(PhoneError::Busy { status, retry_after_s, .. })
+                    if retries < self.backoff.max_retries && started.elapsed() < self.backoff.give_up_after =>
+                {
+                    retries += 1;
+                    if status == 429 {
+                        self.pressure.throttled += 1;
+                    } else {
+                        self.pressure.busy += 1;
+                    }
+                    let wait = Backoff::delay(retry_after_s);
+                    self.pressure.waited += wait;
+                    tokio::time::sleep(wait).await;
+                }
+                Err(e @ PhoneError::Busy { status, .. }) => {
+                    if status == 429 {
+                        self.pressure.throttled += 1;
+                    } else {
+                        self.pressure.busy += 1;
+                    }
+                    return Err(e);
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// One request/response exchange (retried while the server says it is busy).
     pub async fn sync_once(&mut self) -> Result<SyncReport, PhoneError> {
         let request = self.replica.build_request();
-        let response = self.post_sync(&request).await?;
+        let response = self.post_sync_patiently(&request).await?;
         let now = self.tick();
         Ok(self.replica.apply_response(&response, now)?)
     }
@@ -265,6 +369,18 @@ impl Phone {
     }
 }
 
+/// The `queue` duration of a `Server-Timing` header (`queue;dur=12.5`).
+fn queue_wait(header: &str) -> Option<std::time::Duration> {
+    header.split(',').find_map(|metric| {
+        let mut parts = metric.split(';').map(str::trim);
+        if parts.next()? != "queue" {
+            return None;
+        }
+        let ms: f64 = parts.find_map(|p| p.strip_prefix("dur="))?.parse().ok()?;
+        Some(std::time::Duration::from_secs_f64(ms.max(0.0) / 1000.0))
+    })
+}
+
 /// Asserts that every phone and the server hold identical documents for every
 /// record in `scope`: same change history (heads) and same content.
 pub fn assert_converged(server: &crate::TestServer, phones: &[&Phone], scope: &TerritoryPath) {
@@ -284,5 +400,25 @@ pub fn assert_converged(server: &crate::TestServer, phones: &[&Phone], scope: &T
             assert_eq!(a, b, "record {id}: phone and server have different histories");
             assert_eq!(server_doc.hydrate(None), phone_doc.hydrate(None), "record {id}: different content");
         }
+    }
+}
+
+impl Phone {
+    /// Signs this phone in again as `username` (after its device was revoked or
+    /// replaced): a new device registration and token, keeping the phone's
+    /// records and its unsynced work.
+    pub async fn sign_in_again(&mut self, username: &str, password: &str) -> Result<(), PhoneError> {
+        let resp = reqwest::Client::new()
+            .post(format!("{}/v1/auth/sign-in", self.url))
+            .json(&serde_json::json!({ "username": username, "password": password, "device_name": "测试手机" }))
+            .send()
+            .await?;
+        if !resp.status().is_success() {
+            return Err(PhoneError::Status { status: resp.status().as_u16(), body: resp.text().await? });
+        }
+        let reg: DeviceRegistration = resp.json().await?;
+        self.token = reg.token.clone();
+        self.replica.register(reg)?;
+        Ok(())
     }
 }

@@ -1,10 +1,12 @@
 //! A real server in this process, on `127.0.0.1:0`, over a real sled store in a
-//! temporary directory.
+//! temporary directory (or a given one, or any store), with default or given limits.
 
 use crate::phone::Phone;
+use gridsync_server::Limits;
 use gridsync_server::admin::{add_person, add_territory};
 use gridsync_server::store::{SledStore, Store};
 use gridsync_shared::{Role, TerritoryPath};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::oneshot;
@@ -16,10 +18,10 @@ pub const CITY: &str = "tc/d1/s1";
 pub struct TestServer {
     /// Base URL, e.g. `http://127.0.0.1:40123`.
     pub url: String,
-    store: Arc<SledStore>,
+    store: Arc<dyn Store>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
     names: AtomicUsize,
 }
 
@@ -29,20 +31,41 @@ pub const PASSWORD: &str = "correct horse battery";
 impl TestServer {
     /// Starts a server on a fresh store, with a city, district and sub-district.
     pub async fn start() -> Self {
+        Self::start_with(Limits::default()).await
+    }
+
+    /// Like [`Self::start`], with these limits (connections, sync queue).
+    pub async fn start_with(limits: Limits) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = Arc::new(SledStore::open(dir.path().join("data")).expect("open store"));
+        Self::start_on(store, limits, Some(dir)).await
+    }
+
+    /// Like [`Self::start_with`], with the sled store in `data` (e.g. on a small file system).
+    pub async fn start_in(data: &Path, limits: Limits) -> Self {
+        let store = Arc::new(SledStore::open(data).expect("open store"));
+        Self::start_on(store, limits, None).await
+    }
+
+    /// Starts a server on `store` (any [`Store`]), adding the test city to it;
+    /// `dir` is kept until the server is dropped.
+    pub async fn start_on(store: Arc<dyn Store>, limits: Limits, dir: Option<tempfile::TempDir>) -> Self {
         for (i, name) in ["测试市", "测试区", "测试街道"].iter().enumerate() {
             let path: String = CITY.split('/').take(i + 1).collect::<Vec<_>>().join("/");
             add_territory(store.as_ref(), &path.parse().expect("path"), name).expect("territory");
         }
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = gridsync_server::connections::listen("127.0.0.1:0".parse().expect("addr")).expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         let (tx, rx) = oneshot::channel::<()>();
-        let dyn_store: Arc<dyn Store> = store.clone();
-        let task = tokio::spawn(gridsync_server::run(listener, dyn_store, async {
+        let task = tokio::spawn(gridsync_server::run_with(listener, store.clone(), limits, async {
             let _ = rx.await;
         }));
         TestServer { url, store, stop: Some(tx), task: Some(task), _dir: dir, names: AtomicUsize::new(0) }
+    }
+
+    /// The server's address, e.g. `127.0.0.1:40123`.
+    pub fn addr(&self) -> &str {
+        self.url.trim_start_matches("http://")
     }
 
     /// The server's store, for checking what it holds.

@@ -32,6 +32,13 @@ pub enum StoreError {
     /// A unique name is taken.
     #[error("{0} already exists")]
     Conflict(String),
+    /// The store cannot write now (disk full, I/O error). Nothing from the
+    /// failed write is acknowledged; the store recovers by itself once
+    /// writing works again.
+    #[error(
+        "服务器暂时无法保存数据（磁盘已满或读写错误），请稍后再试；已确认的记录都已保存。The server cannot save data now (disk full or I/O error); try again later. Everything acknowledged is saved. ({0})"
+    )]
+    Unwritable(String),
 }
 
 /// A node of the territory tree with its human name.
@@ -170,6 +177,14 @@ pub trait Store: Send + Sync + 'static {
     /// Every device, in id order.
     fn devices(&self) -> Result<Vec<Device>, StoreError>;
 
+    /// When `person` was disabled (sign-in refused, every device revoked), or
+    /// None while they may sign in. Kept apart from [`Person`], whose stored
+    /// layout is fixed (postcard), so stores written before it open unchanged.
+    fn person_disabled_at(&self, person: PersonId) -> Result<Option<i64>, StoreError>;
+    /// Disables `person` as of `at`, or enables them again with None. Not yet
+    /// durable: see [`Store::flush`].
+    fn set_person_disabled(&self, person: PersonId, at: Option<i64>) -> Result<(), StoreError>;
+
     /// A record document, if the server has it.
     fn load_doc(&self, id: DocId) -> Result<Option<StoredDoc>, StoreError>;
     /// Atomically stores the merged document and appends its feed entry;
@@ -204,6 +219,15 @@ pub trait Store: Send + Sync + 'static {
 
     /// Makes everything committed so far durable; returns once it is on disk.
     fn flush(&self) -> Result<(), StoreError>;
+
+    /// Whether the store can write now, for `/healthz`: a cheap probe (an
+    /// engine may answer from a probe made within the last second). A store
+    /// that failed to write tries to recover here, as on its next write, so
+    /// it comes back by itself once writing works again. Engines without a
+    /// probe answer yes.
+    fn check_writable(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// Sizes of what a store holds.

@@ -4,22 +4,84 @@
 //! Keys: `d/<doc>` document, `f/<seq>` feed entry, `i/<territory>\0<seq>` feed
 //! index under every territory above the grid, `g/<territory>\0<doc>` documents
 //! by territory, `h/<doc><seq>` heads after each change, `s/<doc>` summary, `p/`, `u/`, `v/`, `t/`
-//! people, usernames, devices and territories, `a/<seq>` audit log, `m/*` counters.
+//! people, usernames, devices and territories, `pd/<person>` disabled people, `a/<seq>` audit log, `m/*` counters.
+//!
+//! A failed write (disk full, I/O error) poisons a sled 0.34 database for
+//! good: every later write returns the same error, though space was freed.
+//! So after a failed write the store refuses writes at once with
+//! [`StoreError::Unwritable`], and at most once a second (backing off to 10 s)
+//! probes the file system with a 1 MiB file; once that succeeds it drops the
+//! poisoned database (sled's file lock goes with its last handle), reopens it
+//! — which recovers exactly what was flushed — and checks it with a flushed
+//! write. Reads go on from the old database meanwhile. A feed position handed
+//! out before the failure is never handed out again: the reopened counter
+//! starts above the highest one used, so a phone whose cursor saw an entry that
+//! did not survive cannot miss the next one.
 
 use super::*;
 use serde::de::DeserializeOwned;
-use std::path::Path;
-use std::sync::Mutex;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, RwLock, RwLockReadGuard};
+use std::time::{Duration, Instant};
 
 /// A store in a sled database directory.
 pub struct SledStore {
-    db: sled::Db,
+    dir: PathBuf,
+    /// The database; `None` only while a reopen failed.
+    db: RwLock<Option<sled::Db>>,
     /// Serialises writers so sequence numbers become visible in order.
     write: Mutex<()>,
+    /// Whether writing works, and when it was last probed.
+    health: Mutex<Health>,
+    /// The highest feed and audit positions this process handed out.
+    seq_floor: AtomicU64,
+    audit_floor: AtomicU64,
+}
+
+#[derive(Default)]
+struct Health {
+    /// Set by a failed write; cleared by a successful reopen.
+    failed: Option<Failed>,
+    /// The last file-system probe while healthy: when, and what it said.
+    probed: Option<(Instant, Result<(), String>)>,
+}
+
+struct Failed {
+    reason: String,
+    next_attempt: Instant,
+    backoff: Duration,
+}
+
+impl Failed {
+    fn again_later(&mut self, reason: String) {
+        self.reason = reason;
+        self.next_attempt = Instant::now() + self.backoff;
+        self.backoff = (self.backoff * 2).min(RECOVERY_BACKOFF_MAX);
+    }
+}
+
+/// A read lock on the current database.
+struct Db<'a>(RwLockReadGuard<'a, Option<sled::Db>>);
+
+impl std::ops::Deref for Db<'_> {
+    type Target = sled::Db;
+    fn deref(&self) -> &sled::Db {
+        match self.0.as_ref() {
+            Some(db) => db,
+            // `SledStore::db` hands out a guard only over a database.
+            None => unreachable!("Db guard without a database"),
+        }
+    }
 }
 
 fn engine(e: sled::Error) -> StoreError {
     StoreError::Engine(e.to_string())
+}
+
+/// A failed write: the database is poisoned until reopened.
+fn unwritable(e: sled::Error) -> StoreError {
+    StoreError::Unwritable(e.to_string())
 }
 
 fn enc<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
@@ -46,147 +108,298 @@ const SEQ: &[u8] = b"m/seq";
 /// sled's in-process page cache.
 const CACHE_BYTES: u64 = 32 * 1024 * 1024;
 const AUDIT_SEQ: &[u8] = b"m/audit";
+/// Written and flushed after a reopen, to prove the database writes again.
+const PROBE_KEY: &[u8] = b"m/probe";
+/// The file the write probes use, in the data directory.
+const PROBE_FILE: &str = ".write-probe";
+/// Bytes of the health probe while writing works, and of the probe that decides a reopen.
+const HEALTH_PROBE_BYTES: usize = 4 * 1024;
+const RECOVERY_PROBE_BYTES: usize = 1024 * 1024;
+const HEALTH_PROBE_EVERY: Duration = Duration::from_secs(1);
+const RECOVERY_BACKOFF_FIRST: Duration = Duration::from_secs(1);
+const RECOVERY_BACKOFF_MAX: Duration = Duration::from_secs(10);
+
+fn open_db(dir: &Path) -> Result<sled::Db, StoreError> {
+    // sled's page cache defaults to 1 GiB; a bounded cache keeps the server's
+    // memory predictable (the OS page cache still holds hot data).
+    sled::Config::new().path(dir).cache_capacity(CACHE_BYTES).open().map_err(|e| match e {
+        sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock") => {
+            StoreError::Locked(dir.display().to_string())
+        }
+        other => engine(other),
+    })
+}
+
+/// Writes, syncs and removes a file of `bytes` bytes in `dir`.
+fn probe_dir(dir: &Path, bytes: usize) -> Result<(), String> {
+    use std::io::Write;
+    let path = dir.join(PROBE_FILE);
+    let result = (|| {
+        let mut f = std::fs::File::create(&path)?;
+        f.write_all(&vec![0u8; bytes])?;
+        f.sync_all()
+    })();
+    let _ = std::fs::remove_file(&path);
+    result.map_err(|e| format!("writing to {}: {e}", dir.display()))
+}
+
+fn counter(db: &sled::Db, k: &[u8]) -> Result<u64, StoreError> {
+    Ok(match db.get(k).map_err(engine)? {
+        Some(v) => u64::from_be_bytes(v.as_ref().try_into().map_err(|_| StoreError::Corrupt("counter".into()))?),
+        None => 0,
+    })
+}
+
+fn get<T: DeserializeOwned>(db: &sled::Db, k: &[u8]) -> Result<Option<T>, StoreError> {
+    db.get(k).map_err(engine)?.map(|v| dec(&v)).transpose()
+}
+
+fn all<T: DeserializeOwned>(db: &sled::Db, prefix: &[u8]) -> Result<Vec<T>, StoreError> {
+    db.scan_prefix(prefix).map(|kv| dec(&kv.map_err(engine)?.1)).collect()
+}
 
 impl SledStore {
     /// Opens (creating if needed) the store in `dir`. Fails with `Locked` if a
     /// running server holds it.
     pub fn open(dir: impl AsRef<Path>) -> Result<Self, StoreError> {
         let dir = dir.as_ref();
-        // sled's page cache defaults to 1 GiB; a bounded cache keeps the server's
-        // memory predictable (the OS page cache still holds hot data).
-        let db = sled::Config::new().path(dir).cache_capacity(CACHE_BYTES).open().map_err(|e| match e {
-            sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock") => {
-                StoreError::Locked(dir.display().to_string())
-            }
-            other => engine(other),
-        })?;
-        Ok(Self { db, write: Mutex::new(()) })
-    }
-
-    fn counter(&self, k: &[u8]) -> Result<u64, StoreError> {
-        Ok(match self.db.get(k).map_err(engine)? {
-            Some(v) => u64::from_be_bytes(v.as_ref().try_into().map_err(|_| StoreError::Corrupt("counter".into()))?),
-            None => 0,
+        let db = open_db(dir)?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            db: RwLock::new(Some(db)),
+            write: Mutex::new(()),
+            health: Mutex::new(Health::default()),
+            seq_floor: AtomicU64::new(0),
+            audit_floor: AtomicU64::new(0),
         })
     }
 
-    fn get<T: DeserializeOwned>(&self, k: &[u8]) -> Result<Option<T>, StoreError> {
-        self.db.get(k).map_err(engine)?.map(|v| dec(&v)).transpose()
+    /// The current database, for one operation (never held across another call of `db`).
+    fn db(&self) -> Result<Db<'_>, StoreError> {
+        let guard = self.db.read().unwrap_or_else(|p| p.into_inner());
+        if guard.is_some() {
+            return Ok(Db(guard));
+        }
+        // Not holding the lock while asking why: a reopen holds `health` while it waits for it.
+        drop(guard);
+        Err(StoreError::Unwritable(self.failure().unwrap_or_else(|| "the store is being reopened".into())))
     }
 
-    fn all<T: DeserializeOwned>(&self, prefix: &[u8]) -> Result<Vec<T>, StoreError> {
-        self.db.scan_prefix(prefix).map(|kv| dec(&kv.map_err(engine)?.1)).collect()
+    fn health(&self) -> std::sync::MutexGuard<'_, Health> {
+        self.health.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn failure(&self) -> Option<String> {
+        self.health().failed.as_ref().map(|f| f.reason.clone())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
         self.write.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    /// Runs a write; a failure marks the database poisoned. While it is, writes
+    /// are refused at once except when a recovery attempt is due.
+    fn write_op<T>(&self, f: impl FnOnce(&sled::Db) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        self.recover_if_failed()?;
+        let result = {
+            let db = self.db()?;
+            f(&db)
+        };
+        if let Err(StoreError::Unwritable(reason)) = &result {
+            let mut h = self.health();
+            if h.failed.is_none() {
+                tracing::error!(error = %reason, dir = %self.dir.display(), "the store failed to write; refusing writes until it recovers");
+                h.failed = Some(Failed {
+                    reason: reason.clone(),
+                    next_attempt: Instant::now() + RECOVERY_BACKOFF_FIRST,
+                    backoff: RECOVERY_BACKOFF_FIRST * 2,
+                });
+            }
+        }
+        result
+    }
+
+    /// If a write failed: refuses at once unless an attempt is due; then, if
+    /// the file system takes a 1 MiB file again, reopens the database.
+    fn recover_if_failed(&self) -> Result<(), StoreError> {
+        let mut h = self.health();
+        let Some(failed) = h.failed.as_mut() else { return Ok(()) };
+        if Instant::now() < failed.next_attempt {
+            return Err(StoreError::Unwritable(failed.reason.clone()));
+        }
+        if let Err(e) = probe_dir(&self.dir, RECOVERY_PROBE_BYTES) {
+            failed.again_later(e);
+            return Err(StoreError::Unwritable(failed.reason.clone()));
+        }
+        match self.reopen() {
+            Ok(()) => {
+                tracing::info!(dir = %self.dir.display(), "the store writes again: reopened and recovered");
+                h.failed = None;
+                h.probed = None;
+                Ok(())
+            }
+            Err(e) => {
+                failed.again_later(e.to_string());
+                Err(StoreError::Unwritable(failed.reason.clone()))
+            }
+        }
+    }
+
+    /// Drops the poisoned database (waiting for operations under way), opens
+    /// it again, lifts its counters above every position handed out, and proves
+    /// it writes.
+    fn reopen(&self) -> Result<(), StoreError> {
+        let mut slot = self.db.write().unwrap_or_else(|p| p.into_inner());
+        // sled holds an exclusive lock on its files until its last handle is dropped.
+        drop(slot.take());
+        let db = open_db(&self.dir)?;
+        for (k, floor) in [(SEQ, &self.seq_floor), (AUDIT_SEQ, &self.audit_floor)] {
+            let floor = floor.load(Ordering::Acquire);
+            if counter(&db, k)? < floor {
+                db.insert(k, floor.to_be_bytes().to_vec()).map_err(unwritable)?;
+            }
+        }
+        db.insert(PROBE_KEY, crate::http::now_ms().to_be_bytes().to_vec()).map_err(unwritable)?;
+        db.flush().map_err(unwritable)?;
+        *slot = Some(db);
+        Ok(())
+    }
 }
 
 impl Store for SledStore {
     fn put_territory(&self, t: &Territory) -> Result<(), StoreError> {
-        self.db.insert(key(b"t/", &[t.path.as_str().as_bytes()]), enc(t)?).map_err(engine)?;
-        Ok(())
+        let (k, v) = (key(b"t/", &[t.path.as_str().as_bytes()]), enc(t)?);
+        self.write_op(|db| db.insert(k, v).map(|_| ()).map_err(unwritable))
     }
 
     fn territories(&self) -> Result<Vec<Territory>, StoreError> {
-        self.all(b"t/")
+        all(&*self.db()?, b"t/")
     }
 
     fn put_person(&self, p: &Person) -> Result<(), StoreError> {
         let _w = self.lock();
         let ukey = key(b"u/", &[p.username.as_bytes()]);
-        if let Some(existing) = self.db.get(&ukey).map_err(engine)?
-            && existing.as_ref() != p.id.as_bytes()
-        {
-            return Err(StoreError::Conflict(format!("username {:?}", p.username)));
-        }
-        let mut b = sled::Batch::default();
-        b.insert(key(b"p/", &[p.id.as_bytes()]), enc(p)?);
-        b.insert(ukey, p.id.as_bytes().to_vec());
-        self.db.apply_batch(b).map_err(engine)
+        let value = enc(p)?;
+        self.write_op(|db| {
+            if let Some(existing) = db.get(&ukey).map_err(engine)?
+                && existing.as_ref() != p.id.as_bytes()
+            {
+                return Err(StoreError::Conflict(format!("username {:?}", p.username)));
+            }
+            let mut b = sled::Batch::default();
+            b.insert(key(b"p/", &[p.id.as_bytes()]), value);
+            b.insert(ukey, p.id.as_bytes().to_vec());
+            db.apply_batch(b).map_err(unwritable)
+        })
     }
 
     fn person(&self, id: PersonId) -> Result<Option<Person>, StoreError> {
-        self.get(&key(b"p/", &[id.as_bytes()]))
+        get(&*self.db()?, &key(b"p/", &[id.as_bytes()]))
     }
 
     fn person_by_username(&self, username: &str) -> Result<Option<Person>, StoreError> {
-        match self.db.get(key(b"u/", &[username.as_bytes()])).map_err(engine)? {
+        let db = self.db()?;
+        match db.get(key(b"u/", &[username.as_bytes()])).map_err(engine)? {
             None => Ok(None),
-            Some(id) => self.get(&key(b"p/", &[&id])),
+            Some(id) => get(&db, &key(b"p/", &[&id])),
         }
     }
 
     fn people(&self) -> Result<Vec<Person>, StoreError> {
-        self.all(b"p/")
+        all(&*self.db()?, b"p/")
     }
 
     fn put_device(&self, d: &Device) -> Result<(), StoreError> {
-        self.db.insert(key(b"v/", &[d.id.as_bytes()]), enc(d)?).map_err(engine)?;
-        Ok(())
+        let (k, v) = (key(b"v/", &[d.id.as_bytes()]), enc(d)?);
+        self.write_op(|db| db.insert(k, v).map(|_| ()).map_err(unwritable))
     }
 
     fn device(&self, id: DeviceId) -> Result<Option<Device>, StoreError> {
-        self.get(&key(b"v/", &[id.as_bytes()]))
+        get(&*self.db()?, &key(b"v/", &[id.as_bytes()]))
     }
 
     fn devices(&self) -> Result<Vec<Device>, StoreError> {
-        self.all(b"v/")
+        all(&*self.db()?, b"v/")
+    }
+
+    fn person_disabled_at(&self, person: PersonId) -> Result<Option<i64>, StoreError> {
+        match self.db()?.get(key(b"pd/", &[person.as_bytes()])).map_err(engine)? {
+            None => Ok(None),
+            Some(v) => Ok(Some(i64::from_be_bytes(
+                v.as_ref().try_into().map_err(|_| StoreError::Corrupt("disabled mark".into()))?,
+            ))),
+        }
+    }
+
+    fn set_person_disabled(&self, person: PersonId, at: Option<i64>) -> Result<(), StoreError> {
+        let k = key(b"pd/", &[person.as_bytes()]);
+        self.write_op(|db| {
+            match at {
+                Some(at) => db.insert(k, at.to_be_bytes().to_vec()),
+                None => db.remove(k),
+            }
+            .map(|_| ())
+            .map_err(unwritable)
+        })
     }
 
     fn load_doc(&self, id: DocId) -> Result<Option<StoredDoc>, StoreError> {
-        self.get(&key(b"d/", &[id.as_bytes()]))
+        get(&*self.db()?, &key(b"d/", &[id.as_bytes()]))
     }
 
     fn commit_doc(&self, w: DocWrite, at: i64) -> Result<u64, StoreError> {
         let _w = self.lock();
-        let seq = self.counter(SEQ)? + 1;
-        let seq_be = seq.to_be_bytes();
-        let at = match self.db.get_lt(b"g/").map_err(engine)? {
-            // Keep feed time non-decreasing even if the clock steps back.
-            Some((k, v)) if k.starts_with(b"f/") => at.max(dec::<FeedEntry>(&v)?.at),
-            _ => at,
-        };
-        let new_doc = self.db.get(key(b"d/", &[w.doc.as_bytes()])).map_err(engine)?.is_none();
-        let mut b = sled::Batch::default();
-        b.insert(SEQ, seq_be.to_vec());
-        b.insert(
-            key(b"d/", &[w.doc.as_bytes()]),
-            enc(&StoredDoc { grid: w.grid.clone(), kind: w.summary.kind, seq, bytes: w.bytes })?,
-        );
-        b.insert(key(b"s/", &[w.doc.as_bytes()]), enc(&w.summary)?);
-        let heads: Vec<[u8; 32]> = w.heads.iter().map(|h| h.0).collect();
-        b.insert(key(b"h/", &[w.doc.as_bytes(), &seq_be]), enc(&heads)?);
-        for scope in w.grid.ancestors_and_self() {
-            let mut v = w.doc.as_bytes().to_vec();
-            v.extend_from_slice(w.device.as_bytes());
-            b.insert(key(&scope_key(b"i/", &scope), &[&seq_be]), v);
-            if new_doc {
-                b.insert(key(&scope_key(b"g/", &scope), &[w.doc.as_bytes()]), Vec::new());
+        self.write_op(|db| {
+            let seq = counter(db, SEQ)? + 1;
+            let seq_be = seq.to_be_bytes();
+            let at = match db.get_lt(b"g/").map_err(engine)? {
+                // Keep feed time non-decreasing even if the clock steps back.
+                Some((k, v)) if k.starts_with(b"f/") => at.max(dec::<FeedEntry>(&v)?.at),
+                _ => at,
+            };
+            let new_doc = db.get(key(b"d/", &[w.doc.as_bytes()])).map_err(engine)?.is_none();
+            let mut b = sled::Batch::default();
+            b.insert(SEQ, seq_be.to_vec());
+            b.insert(
+                key(b"d/", &[w.doc.as_bytes()]),
+                enc(&StoredDoc { grid: w.grid.clone(), kind: w.summary.kind, seq, bytes: w.bytes })?,
+            );
+            b.insert(key(b"s/", &[w.doc.as_bytes()]), enc(&w.summary)?);
+            let heads: Vec<[u8; 32]> = w.heads.iter().map(|h| h.0).collect();
+            b.insert(key(b"h/", &[w.doc.as_bytes(), &seq_be]), enc(&heads)?);
+            for scope in w.grid.ancestors_and_self() {
+                let mut v = w.doc.as_bytes().to_vec();
+                v.extend_from_slice(w.device.as_bytes());
+                b.insert(key(&scope_key(b"i/", &scope), &[&seq_be]), v);
+                if new_doc {
+                    b.insert(key(&scope_key(b"g/", &scope), &[w.doc.as_bytes()]), Vec::new());
+                }
             }
-        }
-        let entry = FeedEntry { seq, at, doc: w.doc, grid: w.grid, device: w.device, changes: w.changes };
-        b.insert(key(b"f/", &[&seq_be]), enc(&entry)?);
-        self.db.apply_batch(b).map_err(engine)?;
-        Ok(seq)
+            let entry = FeedEntry { seq, at, doc: w.doc, grid: w.grid, device: w.device, changes: w.changes };
+            b.insert(key(b"f/", &[&seq_be]), enc(&entry)?);
+            // Visible to readers from here on, durable or not: never hand this position out again.
+            self.seq_floor.fetch_max(seq, Ordering::AcqRel);
+            db.apply_batch(b).map_err(unwritable)?;
+            Ok(seq)
+        })
     }
 
     fn summary(&self, id: DocId) -> Result<Option<RecordSummary>, StoreError> {
-        self.get(&key(b"s/", &[id.as_bytes()]))
+        get(&*self.db()?, &key(b"s/", &[id.as_bytes()]))
     }
 
     fn feed_after(&self, scope: &TerritoryPath, after: u64, limit: usize) -> Result<Vec<FeedEntry>, StoreError> {
+        let db = self.db()?;
         let prefix = scope_key(b"i/", scope);
         let start = key(&prefix, &[&(after.saturating_add(1)).to_be_bytes()]);
         let mut out = Vec::new();
-        for kv in self.db.range(start..) {
+        for kv in db.range(start..) {
             let (k, _) = kv.map_err(engine)?;
             if !k.starts_with(&prefix) || out.len() >= limit {
                 break;
             }
             let seq_be = &k[prefix.len()..];
-            if let Some(e) = self.get::<FeedEntry>(&key(b"f/", &[seq_be]))? {
+            if let Some(e) = get::<FeedEntry>(&db, &key(b"f/", &[seq_be]))? {
                 out.push(e);
             }
         }
@@ -199,6 +412,7 @@ impl Store for SledStore {
         after: Option<DocId>,
         limit: usize,
     ) -> Result<Vec<(DocId, StoredDoc)>, StoreError> {
+        let db = self.db()?;
         let prefix = scope_key(b"g/", scope);
         let start = match after {
             Some(id) => {
@@ -209,14 +423,14 @@ impl Store for SledStore {
             None => prefix.clone(),
         };
         let mut out = Vec::new();
-        for kv in self.db.range(start..) {
+        for kv in db.range(start..) {
             let (k, _) = kv.map_err(engine)?;
             if !k.starts_with(&prefix) || out.len() >= limit {
                 break;
             }
             let id: [u8; 16] = k[prefix.len()..].try_into().map_err(|_| StoreError::Corrupt("doc index".into()))?;
             let id = DocId::from_bytes(id);
-            if let Some(doc) = self.load_doc(id)? {
+            if let Some(doc) = get::<StoredDoc>(&db, &key(b"d/", &[id.as_bytes()]))? {
                 out.push((id, doc));
             }
         }
@@ -224,9 +438,10 @@ impl Store for SledStore {
     }
 
     fn doc_heads_at(&self, id: DocId, seq: u64) -> Result<Option<Vec<ChangeHash>>, StoreError> {
+        let db = self.db()?;
         let prefix = key(b"h/", &[id.as_bytes()]);
         let upto = key(&prefix, &[&seq.to_be_bytes()]);
-        match self.db.range(prefix.clone()..=upto).next_back() {
+        match db.range(prefix.clone()..=upto).next_back() {
             None => Ok(None),
             Some(kv) => {
                 let heads: Vec<[u8; 32]> = dec(&kv.map_err(engine)?.1)?;
@@ -236,43 +451,52 @@ impl Store for SledStore {
     }
 
     fn head_seq(&self) -> Result<u64, StoreError> {
-        self.counter(SEQ)
+        counter(&*self.db()?, SEQ)
     }
 
     fn seq_at(&self, at_ms: i64) -> Result<u64, StoreError> {
-        // Binary search over the feed: entry times are non-decreasing in seq.
-        let (mut lo, mut hi) = (0u64, self.head_seq()?);
+        let db = self.db()?;
+        // The time of the last entry at or before `seq` (positions lost to a
+        // failed write leave gaps); non-decreasing in seq, so binary search works.
+        let time_upto = |seq: u64| -> Result<Option<i64>, StoreError> {
+            match db.range(key(b"f/", &[&0u64.to_be_bytes()])..=key(b"f/", &[&seq.to_be_bytes()])).next_back() {
+                None => Ok(None),
+                Some(kv) => Ok(Some(dec::<FeedEntry>(&kv.map_err(engine)?.1)?.at)),
+            }
+        };
+        let (mut lo, mut hi) = (0u64, counter(&db, SEQ)?);
         while lo < hi {
             let mid = lo + (hi - lo).div_ceil(2);
-            let at = match self.get::<FeedEntry>(&key(b"f/", &[&mid.to_be_bytes()]))? {
-                Some(e) => e.at,
-                None => return Err(StoreError::Corrupt(format!("feed entry {mid} missing"))),
-            };
-            if at <= at_ms { lo = mid } else { hi = mid - 1 }
+            if time_upto(mid)?.is_none_or(|at| at <= at_ms) { lo = mid } else { hi = mid - 1 }
         }
         Ok(lo)
     }
 
     fn stats(&self) -> Result<StoreStats, StoreError> {
-        Ok(StoreStats { head_seq: self.head_seq()?, disk_bytes: self.db.size_on_disk().map_err(engine)? })
+        let db = self.db()?;
+        Ok(StoreStats { head_seq: counter(&db, SEQ)?, disk_bytes: db.size_on_disk().map_err(engine)? })
     }
 
     fn append_audit(&self, actor: &str, action: &str, detail: &str, at: i64) -> Result<u64, StoreError> {
         let _w = self.lock();
-        let seq = self.counter(AUDIT_SEQ)? + 1;
-        let entry = AuditEntry { seq, at, actor: actor.into(), action: action.into(), detail: detail.into() };
-        let mut b = sled::Batch::default();
-        b.insert(AUDIT_SEQ, seq.to_be_bytes().to_vec());
-        b.insert(key(b"a/", &[&seq.to_be_bytes()]), enc(&entry)?);
-        self.db.apply_batch(b).map_err(engine)?;
-        self.db.flush().map_err(engine)?;
-        Ok(seq)
+        self.write_op(|db| {
+            let seq = counter(db, AUDIT_SEQ)? + 1;
+            let entry = AuditEntry { seq, at, actor: actor.into(), action: action.into(), detail: detail.into() };
+            let mut b = sled::Batch::default();
+            b.insert(AUDIT_SEQ, seq.to_be_bytes().to_vec());
+            b.insert(key(b"a/", &[&seq.to_be_bytes()]), enc(&entry)?);
+            self.audit_floor.fetch_max(seq, Ordering::AcqRel);
+            db.apply_batch(b).map_err(unwritable)?;
+            db.flush().map_err(unwritable)?;
+            Ok(seq)
+        })
     }
 
     fn audit_after(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        let db = self.db()?;
         let start = key(b"a/", &[&(after + 1).to_be_bytes()]);
         let mut out = Vec::new();
-        for kv in self.db.range(start..) {
+        for kv in db.range(start..) {
             let (k, v) = kv.map_err(engine)?;
             if !k.starts_with(b"a/") || out.len() >= limit {
                 break;
@@ -283,6 +507,19 @@ impl Store for SledStore {
     }
 
     fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush().map(|_| ()).map_err(engine)
+        self.write_op(|db| db.flush().map(|_| ()).map_err(unwritable))
+    }
+
+    fn check_writable(&self) -> Result<(), StoreError> {
+        self.recover_if_failed()?;
+        let mut h = self.health();
+        if let Some((at, result)) = &h.probed
+            && at.elapsed() < HEALTH_PROBE_EVERY
+        {
+            return result.clone().map_err(StoreError::Unwritable);
+        }
+        let result = probe_dir(&self.dir, HEALTH_PROBE_BYTES);
+        h.probed = Some((Instant::now(), result.clone()));
+        result.map_err(StoreError::Unwritable)
     }
 }
