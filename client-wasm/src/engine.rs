@@ -11,7 +11,8 @@ use gridsync_shared::DocId;
 use gridsync_shared::protocol::{
     self, DEFAULT_PAGE_BYTES, DocBody, DocPush, PUSH_BUDGET_BYTES, PushOutcome, SyncRequest, SyncResponse,
 };
-use gridsync_shared::rules::Rejection;
+use gridsync_shared::records::RecordKind;
+use gridsync_shared::rules::{RejectReason, Rejection};
 
 /// What one applied sync response did.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -26,12 +27,15 @@ pub struct SyncReport {
     pub more: bool,
     /// Local changes still waiting (more than one request's worth, or made meanwhile).
     pub pending: usize,
+    /// Records written again under this device's actor because the server
+    /// refused changes made by the phone's earlier device; they go up next.
+    pub reauthored: usize,
 }
 
 impl SyncReport {
     /// True if another request should follow at once.
     pub fn needs_another_round(&self) -> bool {
-        self.more || self.pending > 0 && self.acknowledged > 0
+        self.more || self.reauthored > 0 || self.pending > 0 && self.acknowledged > 0
     }
 }
 
@@ -47,7 +51,17 @@ impl<S: Storage> Replica<S> {
         let mut push = Vec::new();
         let mut budget = PUSH_BUDGET_BYTES;
         self.in_flight.clear();
-        for (id, hashes) in &self.outbox {
+        // Records go up before the records that reference them (households,
+        // then visit logs, then cases and promises), whatever the phone's clock
+        // made of their ids: the server checks that a reference exists.
+        let rank = |id: &DocId| match self.docs.get(id).and_then(LocalDoc::kind) {
+            Some(RecordKind::Household) => 0,
+            Some(RecordKind::VisitLog) => 1,
+            _ => 2,
+        };
+        let mut order: Vec<(&DocId, &Vec<automerge::ChangeHash>)> = self.outbox.iter().collect();
+        order.sort_by_key(|(id, _)| (rank(id), **id));
+        for (id, hashes) in order {
             let kept: Option<Vec<Vec<u8>>> = hashes.iter().map(|h| self.outbox_bytes.get(h).cloned()).collect();
             let Some(changes) = kept.or_else(|| {
                 self.docs.get(id).and_then(|d| {
@@ -84,6 +98,15 @@ impl<S: Storage> Replica<S> {
         let response: SyncResponse = protocol::decode(bytes)?;
         let mut report = SyncReport { more: response.more, ..SyncReport::default() };
         let mut touched: Vec<DocId> = Vec::new();
+        // The server sends its copy of a record with a refusal of it.
+        let server_copies: std::collections::BTreeMap<DocId, &[u8]> = response
+            .updates
+            .iter()
+            .filter_map(|u| match &u.body {
+                DocBody::Snapshot(bytes) => Some((u.doc, bytes.as_slice())),
+                DocBody::Changes(_) => None,
+            })
+            .collect();
 
         for result in response.results {
             let id = result.doc;
@@ -105,6 +128,13 @@ impl<S: Storage> Replica<S> {
                     }
                 }
                 PushOutcome::Rejected(rejection) => {
+                    if rejection.reason == RejectReason::WrongActor
+                        && self.reauthor(id, server_copies.get(&id).copied(), now)?
+                    {
+                        report.reauthored += 1;
+                        touched.push(id);
+                        continue;
+                    }
                     let kind = self.docs.get(&id).and_then(LocalDoc::kind);
                     let summary = self.roll_back(id)?;
                     self.rejected

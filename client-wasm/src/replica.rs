@@ -7,7 +7,7 @@
 
 use crate::local_doc::LocalDoc;
 use crate::storage::{Storage, StorageError, StoreOp};
-use automerge::{ActorId, Automerge, ChangeHash};
+use automerge::{ActorId, Automerge, ChangeHash, ReadDoc};
 use gridsync_shared::protocol::{DeviceRegistration, ProtocolError};
 use gridsync_shared::records::{EditError, Editor, NewRecord, Record, RecordKind, new_record, read_record};
 use gridsync_shared::rules::Rejection;
@@ -335,15 +335,63 @@ impl<S: Storage> Replica<S> {
         &self.storage
     }
 
-    /// Drops the phone's own unacknowledged changes to `id` after the server
-    /// refused them, keeping what the server has; returns a summary of what was refused.
-    pub(crate) fn roll_back(&mut self, id: DocId) -> Result<String, ReplicaError> {
-        let refused: HashSet<ChangeHash> = self.outbox.remove(&id).unwrap_or_default().into_iter().collect();
-        self.outbox_bytes.retain(|h, _| !refused.contains(h));
+    /// Writes the phone's unacknowledged work on `id` again under this device's
+    /// actor, on top of `server_copy` (the server's saved document, if it has
+    /// one), after the server refused it as written by another device — the
+    /// phone's earlier device, before it signed in again. Returns false, changing
+    /// nothing, if the refused changes are not from an earlier device of this
+    /// phone or the work cannot be re-made within the rules (then it is rolled back).
+    pub(crate) fn reauthor(&mut self, id: DocId, server_copy: Option<&[u8]>, now: i64) -> Result<bool, ReplicaError> {
+        let (author, actor) = self.author()?;
+        let Some(local) = self.docs.get(&id).and_then(LocalDoc::get) else { return Ok(false) };
+        let waiting = self.outbox.get(&id).map(Vec::as_slice).unwrap_or_default();
+        let earlier_device = waiting.iter().filter_map(|h| local.get_change_by_hash(h)).any(|c| c.actor_id() != &actor);
+        if !earlier_device {
+            return Ok(false);
+        }
+        let Ok(record) = read_record(local) else { return Ok(false) };
+        let base = match server_copy {
+            Some(bytes) => Some(Automerge::load(bytes).map_err(corrupt)?),
+            None => None,
+        };
+        let Ok(fresh) = gridsync_shared::records::reauthor(&record, base.as_ref(), actor, &author, now) else {
+            return Ok(false);
+        };
+        let since = base.as_ref().map(Automerge::get_heads).unwrap_or_default();
+        let mut hashes = Vec::new();
+        for change in fresh.get_changes(&since) {
+            hashes.push(change.hash());
+            self.outbox_bytes.insert(change.hash(), change.raw_bytes().to_vec());
+        }
+        for h in self.outbox.remove(&id).unwrap_or_default() {
+            self.outbox_bytes.remove(&h);
+        }
+        if !hashes.is_empty() {
+            self.outbox.insert(id, hashes);
+        }
         self.in_flight.remove(&id);
-        let Some(doc) = self.docs.get(&id).and_then(LocalDoc::get) else { return Ok(String::new()) };
+        self.rejected.remove(&id);
+        self.docs.insert(id, LocalDoc::new(fresh));
+        Ok(true)
+    }
+
+    /// Drops the changes to `id` that the server refused (those sent in the
+    /// last request, and any made on top of them), keeping every other change
+    /// in the outbox; returns a summary of what was refused. The server sends
+    /// its own copy with a refusal, which is merged in afterwards, so changes it
+    /// holds (an earlier push whose acknowledgement was lost) come back.
+    pub(crate) fn roll_back(&mut self, id: DocId) -> Result<String, ReplicaError> {
+        let outbox = self.outbox.remove(&id).unwrap_or_default();
+        let refused: HashSet<ChangeHash> = match self.in_flight.remove(&id) {
+            Some(sent) => sent.into_iter().collect(),
+            None => outbox.iter().copied().collect(),
+        };
+        let Some(doc) = self.docs.get(&id).and_then(LocalDoc::get) else {
+            self.outbox_bytes.retain(|h, _| !refused.contains(h));
+            return Ok(String::new());
+        };
         let summary = read_record(doc).map(|r| summarize(&r)).unwrap_or_default();
-        let mut dropped = refused.clone();
+        let mut dropped = refused;
         let keep: Vec<_> = doc
             .get_changes(&[])
             .into_iter()
@@ -355,6 +403,11 @@ impl<S: Storage> Replica<S> {
                 !gone
             })
             .collect();
+        self.outbox_bytes.retain(|h, _| !dropped.contains(h));
+        let still_waiting: Vec<ChangeHash> = outbox.into_iter().filter(|h| !dropped.contains(h)).collect();
+        if !still_waiting.is_empty() {
+            self.outbox.insert(id, still_waiting);
+        }
         if keep.is_empty() {
             self.docs.remove(&id);
         } else {

@@ -11,7 +11,7 @@ use gridsync_server::store::{Device, DocWrite, Person, SledStore, Store};
 use gridsync_server::sync::{DocLocks, sync};
 use gridsync_shared::protocol::{DEFAULT_PAGE_BYTES, DocPush, PushOutcome, SyncRequest, SyncResponse};
 use gridsync_shared::records::{
-    CaseFields, CaseKind, Editor, GeoPoint, NewRecord, VisitFields, VisitKind, new_record, read_record,
+    CaseFields, CaseKind, Editor, GeoPoint, HouseholdFields, NewRecord, VisitFields, VisitKind, new_record, read_record,
 };
 use gridsync_shared::rules::{PushVerdict, check_push};
 use gridsync_shared::workflow::CaseStatus;
@@ -330,9 +330,9 @@ fn validate_and_apply_one_change(c: &mut Criterion) {
 }
 
 /// A realistic visit log: ~600 characters of notes, concerns, a GPS fix.
-fn visit_log(seed: usize) -> NewRecord {
+fn visit_log(seed: usize, household: DocId) -> NewRecord {
     NewRecord::VisitLog(VisitFields {
-        household: Some(DocId(Uuid::new_v4())),
+        household: Some(household),
         visited_at: NOW - seed as i64 * 60_000,
         kind: Some(VisitKind::Routine),
         location: Some(GeoPoint { lat: 30.5928 + seed as f64 * 1e-5, lon: 114.3055, accuracy_m: Some(12.0) }),
@@ -351,14 +351,22 @@ fn build_sync_response(c: &mut Criterion) {
     let grid: TerritoryPath = GRID.parse().expect("grid path");
     // The reader's cursor while the store is empty stands at the start of the feed.
     let start_of_feed = server.push_accepted(&reader, None, vec![]);
-    let mut cursor = server.push_accepted(&writer, None, vec![]);
+    let random = Uuid::new_v4().as_bytes()[..10].try_into().expect("10 bytes");
+    let fields = HouseholdFields {
+        address: "东湖社区3栋2单元301".into(), head: "王建国".into(), ..Default::default()
+    };
+    let (household, am) =
+        new_record(writer.actor.clone(), &writer.author, &grid, NOW - 2, random, &NewRecord::Household(fields))
+            .expect("new household");
+    let mut cursor = server.push_accepted(&writer, None, vec![DocPush { doc: household, changes: all_changes(&am) }]);
     for chunk in (0..VISITS).collect::<Vec<_>>().chunks(200) {
         let push = chunk
             .iter()
             .map(|&i| {
                 let random = Uuid::new_v4().as_bytes()[..10].try_into().expect("10 bytes");
-                let (doc, am) = new_record(writer.actor.clone(), &writer.author, &grid, NOW - 1, random, &visit_log(i))
-                    .expect("new visit log");
+                let (doc, am) =
+                    new_record(writer.actor.clone(), &writer.author, &grid, NOW - 1, random, &visit_log(i, household))
+                        .expect("new visit log");
                 DocPush { doc, changes: all_changes(&am) }
             })
             .collect();

@@ -14,8 +14,11 @@ use gridsync_shared::protocol::{
     DocBody, DocUpdate, MAX_CHANGE_BYTES, MAX_PUSH_DOCS, PAGE_BYTES_RANGE, PushOutcome, PushResult, SyncRequest,
     SyncResponse,
 };
-use gridsync_shared::rules::{PushVerdict, RejectReason, Rejection, check_push};
-use gridsync_shared::{DeviceId, DocId, TerritoryPath};
+use gridsync_shared::records::{Record, RecordKind};
+use gridsync_shared::rules::{
+    PushVerdict, RejectReason, Rejection, check_new_id, check_push, check_reference, references,
+};
+use gridsync_shared::{Author, DeviceId, DocId, TerritoryPath};
 use serde::{Deserialize, Serialize};
 use std::sync::Mutex;
 
@@ -85,6 +88,7 @@ pub fn sync(
     let author = caller.author();
     let actor = caller.actor();
     let mut results = Vec::with_capacity(request.push.len());
+    let mut held = Vec::new();
     let mut wrote = false;
     for push in request.push {
         let doc = push.doc;
@@ -92,9 +96,15 @@ pub fn sync(
             Ok(o) => o,
             Err(Failure::Rejected(r)) => {
                 tracing::info!(%doc, device = %caller.device.id, reason = r.reason.code(), detail = %r.detail, "push rejected");
+                held.extend(server_copy(store, &scope, doc)?);
                 PushOutcome::Rejected(r)
             }
-            Err(Failure::Api(e)) => return Err(e),
+            Err(Failure::Api(e)) => {
+                // The store failed part way: nothing is acknowledged. Documents
+                // committed before the failure may be kept; a retry finds them
+                // `Duplicate`, so the phone's outbox stays the truth.
+                return Err(e);
+            }
         };
         wrote |= outcome == PushOutcome::Accepted;
         results.push(PushResult { doc, outcome });
@@ -104,9 +114,23 @@ pub fn sync(
     }
 
     let budget = request.max_response_bytes.clamp(PAGE_BYTES_RANGE.0, PAGE_BYTES_RANGE.1) as usize;
-    let (updates, position, more) = pull(store, &scope, position, budget, caller.device.id)?;
+    let (pulled, position, more) = pull(store, &scope, position, budget, caller.device.id)?;
+    let mut updates = held;
+    updates.extend(pulled);
     let cursor = postcard::to_allocvec(&Cursor { scope, position }).map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(SyncResponse { results, updates, cursor, more })
+}
+
+/// The server's copy of a record whose push was refused, if the caller may
+/// read it: the phone drops what was refused and keeps exactly what the server
+/// holds, including its own earlier changes whose acknowledgement was lost.
+fn server_copy(store: &dyn Store, scope: &TerritoryPath, id: DocId) -> Result<Option<DocUpdate>, ApiError> {
+    match store.load_doc(id)? {
+        Some(doc) if scope.contains(&doc.grid) => {
+            Ok(Some(DocUpdate { doc: id, body: DocBody::Snapshot(doc.bytes), summary: store.summary(id)? }))
+        }
+        _ => Ok(None),
+    }
 }
 
 enum Failure {
@@ -130,7 +154,7 @@ fn push_one(
     store: &dyn Store,
     locks: &DocLocks,
     caller: &Caller,
-    author: &gridsync_shared::Author,
+    author: &Author,
     actor: &automerge::ActorId,
     push: gridsync_shared::protocol::DocPush,
     now: i64,
@@ -158,6 +182,9 @@ fn push_one(
             })?),
             None => None,
         };
+    if stored.is_none() {
+        check_new_id(&push.doc)?;
+    }
     let new_changes: Vec<Vec<u8>> = changes
         .iter()
         .filter(|c| current.as_ref().is_none_or(|d| d.get_change_by_hash(&c.hash()).is_none()))
@@ -166,6 +193,7 @@ fn push_one(
     match check_push(current.as_ref(), changes, actor, author)? {
         PushVerdict::Duplicate => Ok(PushOutcome::Duplicate),
         PushVerdict::Accept { merged, record } => {
+            check_references_in_store(store, &record, author, push.doc, stored.is_some())?;
             store.commit_doc(
                 DocWrite {
                     doc: push.doc,
@@ -181,6 +209,27 @@ fn push_one(
             Ok(PushOutcome::Accepted)
         }
     }
+}
+
+/// Checks what the record references (its household, its visit) against the
+/// store, with the shared rule. A household reference the stored version
+/// already had is not checked again, so records from before the rule stay editable.
+fn check_references_in_store(
+    store: &dyn Store,
+    record: &Record,
+    author: &Author,
+    id: DocId,
+    existed: bool,
+) -> Result<(), Failure> {
+    let already = if existed { store.summary(id)?.and_then(|s| s.household) } else { None };
+    for (rid, kind) in references(record) {
+        if kind == RecordKind::Household && Some(rid) == already {
+            continue;
+        }
+        let found = store.load_doc(rid)?;
+        check_reference(rid, kind, found.as_ref().map(|d| (d.kind, &d.grid)), author)?;
+    }
+    Ok(())
 }
 
 /// Fills one response page of at most `budget` bytes (always at least one item).

@@ -6,8 +6,10 @@
 //! both valid and settle on the furthest step, while a phone that moves a case
 //! backwards without a reopen is refused.
 
-use crate::records::{META_KEYS, Record, RecordError, RecordMeta, read_record};
+use crate::ids::DocId;
+use crate::records::{META_KEYS, Record, RecordError, RecordKind, RecordMeta, read_record};
 use crate::roles::Author;
+use crate::territory::TerritoryPath;
 use crate::workflow::{Standing, StatusEntry, StatusMove, standing};
 use automerge::{ActorId, Automerge, Change, ChangeHash, ROOT, ReadDoc, Value};
 use serde::{Deserialize, Serialize};
@@ -313,8 +315,9 @@ pub enum PushVerdict {
 
 /// Judges changes pushed by a device (whose actor is `actor`, acting as `author`)
 /// against the server's copy of the document (`None` if the server has none yet).
-/// Every change must be the device's own; the edit is checked as its writer saw
-/// the document; the merged result must still be a valid record.
+/// Only the changes the server does not have are judged (the rest are
+/// duplicates); each of those must be the device's own; the edit is checked as
+/// its writer saw the document; the merged result must still be a valid record.
 pub fn check_push(
     current: Option<&Automerge>,
     changes: Vec<Change>,
@@ -324,6 +327,17 @@ pub fn check_push(
     if changes.is_empty() {
         return Err(Rejection::new(RejectReason::Malformed, "no changes"));
     }
+    // Changes the server already has are duplicates, whatever comes with them:
+    // a phone whose last response was lost resends them beside its newer edits,
+    // and only the newer ones are judged.
+    let mut seen = HashSet::new();
+    let changes: Vec<Change> = changes
+        .into_iter()
+        .filter(|c| current.is_none_or(|doc| doc.get_change_by_hash(&c.hash()).is_none()) && seen.insert(c.hash()))
+        .collect();
+    if changes.is_empty() {
+        return Ok(PushVerdict::Duplicate);
+    }
     if let Some(c) = changes.iter().find(|c| c.actor_id() != actor) {
         return Err(Rejection::new(
             RejectReason::WrongActor,
@@ -331,11 +345,6 @@ pub fn check_push(
         ));
     }
     let pushed: HashSet<ChangeHash> = changes.iter().map(|c| c.hash()).collect();
-    if let Some(doc) = current
-        && pushed.iter().all(|h| doc.get_change_by_hash(h).is_some())
-    {
-        return Ok(PushVerdict::Duplicate);
-    }
     let mut external: Vec<ChangeHash> =
         changes.iter().flat_map(|c| c.deps().iter().copied()).filter(|d| !pushed.contains(d)).collect();
     external.sort();
@@ -395,4 +404,62 @@ pub fn check_push(
     };
     let record = if current.is_some() { read_record(&merged)? } else { record };
     Ok(PushVerdict::Accept { merged: Box::new(merged), record: Box::new(record) })
+}
+
+/// What a record references: another record's id and the kind it must be.
+pub fn references(record: &Record) -> Vec<(DocId, RecordKind)> {
+    let mut refs = Vec::new();
+    let household = match record {
+        Record::Household(_) => None,
+        Record::VisitLog(v) => v.fields.household,
+        Record::Case(c) => {
+            if let Some(visit) = c.fields.visit {
+                refs.push((visit, RecordKind::VisitLog));
+            }
+            c.fields.household
+        }
+        Record::Promise(p) => p.fields.household,
+    };
+    if let Some(h) = household {
+        refs.insert(0, (h, RecordKind::Household));
+    }
+    refs
+}
+
+/// Checks one reference of a record (see [`references`]) to record `id`, which
+/// must be a `kind`: it must exist (`found` gives the kind and grid of the
+/// record the checker holds under that id) and lie in a grid `author` may
+/// write to — a visit log cannot name another grid's household.
+pub fn check_reference(
+    id: DocId,
+    kind: RecordKind,
+    found: Option<(RecordKind, &TerritoryPath)>,
+    author: &Author,
+) -> Checked<()> {
+    match found {
+        None => Err(Rejection::new(
+            RejectReason::InvalidRecord,
+            format!("the referenced {} {id} does not exist", kind.as_str()),
+        )),
+        Some((found, _)) if found != kind => Err(Rejection::new(
+            RejectReason::InvalidRecord,
+            format!("{id} is a {}, not a {}", found.as_str(), kind.as_str()),
+        )),
+        Some((_, grid)) if !author.covers(grid) => Err(Rejection::new(
+            RejectReason::OutsideTerritory,
+            format!("the referenced {} {id} is in grid {grid}, outside {}", kind.as_str(), author.territory),
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
+/// Checks a new record's id: a well-formed UUID v7 (RFC 9562 variant), as
+/// phones make them; the nil id and other versions are refused.
+pub fn check_new_id(id: &DocId) -> Checked<()> {
+    let uuid = id.0;
+    if uuid.get_version_num() == 7 && uuid.get_variant() == uuid::Variant::RFC4122 {
+        Ok(())
+    } else {
+        Err(Rejection::new(RejectReason::InvalidRecord, format!("record id {uuid} is not a UUID v7")))
+    }
 }

@@ -12,9 +12,9 @@ pub mod process;
 pub mod proxy;
 pub mod server;
 
-pub use phone::{Phone, Transport, assert_converged};
+pub use phone::{Phone, PhoneError, Transport, assert_converged};
 pub use process::ServerProcess;
-pub use server::TestServer;
+pub use server::{PASSWORD, TestServer};
 
 /// Unix milliseconds now.
 pub fn now_ms() -> i64 {

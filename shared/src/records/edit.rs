@@ -215,7 +215,7 @@ impl<'a> Editor<'a> {
 }
 
 /// The object at a root key, created (once) if absent.
-fn existing(tx: &mut Transaction<'_>, key: &str, ty: ObjType) -> Result<ObjId, EditError> {
+pub(super) fn existing(tx: &mut Transaction<'_>, key: &str, ty: ObjType) -> Result<ObjId, EditError> {
     match tx.get(ROOT, key)? {
         Some((Value::Object(t), id)) if t == ty => Ok(id),
         Some(_) => Err(EditError::Record(RecordError::WrongType { field: key.into(), expected: "an object" })),
@@ -270,7 +270,7 @@ fn put_strings(tx: &mut Transaction<'_>, key: &str, values: &[String]) -> Result
     Ok(())
 }
 
-fn write_household(tx: &mut Transaction<'_>, f: &HouseholdFields) -> Result<(), EditError> {
+pub(super) fn write_household(tx: &mut Transaction<'_>, f: &HouseholdFields) -> Result<(), EditError> {
     put_str(tx, &ROOT, "address", &f.address)?;
     put_str(tx, &ROOT, "head", &f.head)?;
     put_str(tx, &ROOT, "phone", &f.phone)?;
@@ -302,7 +302,7 @@ fn write_household(tx: &mut Transaction<'_>, f: &HouseholdFields) -> Result<(), 
     Ok(())
 }
 
-fn write_visit(tx: &mut Transaction<'_>, f: &VisitFields) -> Result<(), EditError> {
+pub(super) fn write_visit(tx: &mut Transaction<'_>, f: &VisitFields) -> Result<(), EditError> {
     put_opt_str(tx, "household", f.household.map(|h| h.to_string()))?;
     let same_time =
         matches!(tx.get(ROOT, "visited_at")?, Some((Value::Scalar(s), _)) if s.as_i64() == Some(f.visited_at));
@@ -336,7 +336,7 @@ fn write_visit(tx: &mut Transaction<'_>, f: &VisitFields) -> Result<(), EditErro
     Ok(())
 }
 
-fn write_case(tx: &mut Transaction<'_>, f: &CaseFields) -> Result<(), EditError> {
+pub(super) fn write_case(tx: &mut Transaction<'_>, f: &CaseFields) -> Result<(), EditError> {
     put_str(tx, &ROOT, "kind", f.kind.as_str())?;
     put_str(tx, &ROOT, "title", &f.title)?;
     put_text(tx, "description", &f.description)?;
@@ -353,7 +353,7 @@ fn write_case(tx: &mut Transaction<'_>, f: &CaseFields) -> Result<(), EditError>
     Ok(())
 }
 
-fn write_promise(tx: &mut Transaction<'_>, f: &PromiseFields) -> Result<(), EditError> {
+pub(super) fn write_promise(tx: &mut Transaction<'_>, f: &PromiseFields) -> Result<(), EditError> {
     put_str(tx, &ROOT, "content", &f.content)?;
     put_opt_str(tx, "household", f.household.map(|h| h.to_string()))?;
     tx.put(ROOT, "due_at", ScalarValue::Timestamp(f.due_at))?;

@@ -11,9 +11,11 @@
 
 mod edit;
 mod read;
+mod reauthor;
 
 pub use edit::{EditError, Editor, new_record};
 pub use read::{META_KEYS, RecordError, read_record, read_record_at};
+pub use reauthor::reauthor;
 
 use crate::ids::{DocId, PersonId};
 use crate::territory::TerritoryPath;
