@@ -3,7 +3,7 @@
 //! stopped server's data directory, or sends them to the running server over
 //! its local admin socket; either way the same code runs and is audited.
 
-use crate::auth::{hash_password, register_device};
+use crate::auth::{check_new_password, hash_password, register_device, revoke_devices_of};
 use crate::error::ApiError;
 use crate::store::{Person, Store, Territory};
 use clap::Subcommand;
@@ -77,8 +77,31 @@ pub enum PersonCommand {
         #[arg(long)]
         territory: String,
     },
-    /// List people.
+    /// List people (with `disabled` for those who may not sign in).
     List,
+    /// Disable a person: every device of theirs is revoked at once and
+    /// sign-in is refused until `person enable`.
+    Disable {
+        /// Sign-in name.
+        #[arg(long)]
+        username: String,
+    },
+    /// Let a disabled person sign in again (their old devices stay revoked).
+    Enable {
+        /// Sign-in name.
+        #[arg(long)]
+        username: String,
+    },
+    /// Set a new password (printed once if not given); every device of
+    /// theirs is revoked, so they sign in again with it.
+    ResetPassword {
+        /// Sign-in name.
+        #[arg(long)]
+        username: String,
+        /// The new password (default: a random one, printed once).
+        #[arg(long)]
+        password: Option<String>,
+    },
 }
 
 /// Device commands.
@@ -163,15 +186,37 @@ pub fn execute(store: &dyn Store, command: AdminCommand, actor: &str) -> Result<
         }
         AdminCommand::Person(PersonCommand::List) => {
             for p in store.people()? {
+                let state = if store.person_disabled_at(p.id)?.is_some() { " disabled" } else { "" };
                 let _ = writeln!(
                     out,
-                    "{:<16} {:<10} {:<14} {:<28} {}",
+                    "{:<16} {:<10} {:<14} {:<28} {}{state}",
                     p.username,
                     p.name,
                     p.role,
                     p.territory.as_str(),
                     p.id
                 );
+            }
+        }
+        AdminCommand::Person(PersonCommand::Disable { username }) => {
+            let person = person_named(store, &username)?;
+            let _ = writeln!(out, "{}", disable_person(store, None, &person, actor)?);
+        }
+        AdminCommand::Person(PersonCommand::Enable { username }) => {
+            let person = person_named(store, &username)?;
+            let _ = writeln!(out, "{}", enable_person(store, None, &person, actor)?);
+        }
+        AdminCommand::Person(PersonCommand::ResetPassword { username, password }) => {
+            let person = person_named(store, &username)?;
+            let (password, shown) = match password {
+                Some(p) => (p, false),
+                None => (random_password(), true),
+            };
+            check_new_password(&password)?;
+            let hash = hash_password(&password)?;
+            let _ = writeln!(out, "{}", reset_password(store, None, &person, hash, actor)?);
+            if shown {
+                let _ = writeln!(out, "new password (shown once): {password}");
             }
         }
         AdminCommand::Device(DeviceCommand::Add { username, name }) => {
@@ -231,9 +276,7 @@ pub fn add_person(
     if username.is_empty() || username.len() > 64 || username.chars().any(char::is_whitespace) {
         return Err(ApiError::BadRequest("username must be 1-64 characters without spaces".into()));
     }
-    if password.chars().count() < 8 {
-        return Err(ApiError::BadRequest("password must have at least 8 characters".into()));
-    }
+    check_new_password(password)?;
     check_territory_fits(store, role, territory)?;
     if store.person_by_username(username)?.is_some() {
         return Err(ApiError::Conflict(format!("username {username:?} is taken")));
@@ -265,6 +308,81 @@ fn check_territory_fits(store: &dyn Store, role: Role, territory: &TerritoryPath
         }
         _ => Ok(()),
     }
+}
+
+fn person_named(store: &dyn Store, username: &str) -> Result<Person, ApiError> {
+    store
+        .person_by_username(username)?
+        .ok_or_else(|| ApiError::NotFound(format!("no person with username {username:?}")))
+}
+
+/// Checks that an administrator (`by`; None for the command line on the
+/// server machine) may manage `person`: someone else, inside their territory.
+pub fn check_manages(by: Option<&Person>, person: &Person) -> Result<(), ApiError> {
+    let Some(admin) = by else { return Ok(()) };
+    if admin.role != Role::Administrator {
+        return Err(ApiError::Forbidden("only administrators may manage people".into()));
+    }
+    if admin.id == person.id {
+        return Err(ApiError::Forbidden(
+            "不能对自己的账号这样操作；修改自己的密码请用“修改密码” (not on your own account)".into(),
+        ));
+    }
+    if !admin.territory.contains(&person.territory) {
+        return Err(ApiError::Forbidden(format!("{} is outside your territory {}", person.username, admin.territory)));
+    }
+    Ok(())
+}
+
+/// Disables a person: sign-in is refused and every device of theirs is
+/// revoked, durably, then audited. Doing it again revokes any device left.
+pub fn disable_person(
+    store: &dyn Store,
+    by: Option<&Person>,
+    person: &Person,
+    actor: &str,
+) -> Result<String, ApiError> {
+    check_manages(by, person)?;
+    let at = now();
+    if store.person_disabled_at(person.id)?.is_none() {
+        store.set_person_disabled(person.id, Some(at))?;
+    }
+    let revoked = revoke_devices_of(store, person.id, None, at)?;
+    store.flush()?;
+    let detail = format!("{} ({}): {} devices revoked", person.username, person.id, revoked.len());
+    store.append_audit(actor, "person.disable", &detail, at)?;
+    Ok(format!("disabled {}; {} devices revoked", person.username, revoked.len()))
+}
+
+/// Lets a disabled person sign in again; their devices stay revoked.
+pub fn enable_person(store: &dyn Store, by: Option<&Person>, person: &Person, actor: &str) -> Result<String, ApiError> {
+    check_manages(by, person)?;
+    store.set_person_disabled(person.id, None)?;
+    store.flush()?;
+    store.append_audit(actor, "person.enable", &format!("{} ({})", person.username, person.id), now())?;
+    Ok(format!("enabled {}: they may sign in again", person.username))
+}
+
+/// Sets a person's password to `password_hash` and revokes every device of
+/// theirs (a reset means the old password was forgotten or is known to
+/// someone else), durably, then audited. The password itself is never logged.
+pub fn reset_password(
+    store: &dyn Store,
+    by: Option<&Person>,
+    person: &Person,
+    password_hash: String,
+    actor: &str,
+) -> Result<String, ApiError> {
+    check_manages(by, person)?;
+    let mut updated = store.person(person.id)?.ok_or_else(|| ApiError::NotFound(format!("no person {}", person.id)))?;
+    updated.password_hash = password_hash;
+    store.put_person(&updated)?;
+    let at = now();
+    let revoked = revoke_devices_of(store, person.id, None, at)?;
+    store.flush()?;
+    let detail = format!("{} ({}): {} devices revoked", person.username, person.id, revoked.len());
+    store.append_audit(actor, "person.reset_password", &detail, at)?;
+    Ok(format!("password of {} reset; {} devices revoked", person.username, revoked.len()))
 }
 
 /// Revokes a device; an administrator (`by`) may only revoke devices of

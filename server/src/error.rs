@@ -14,6 +14,16 @@ pub enum ApiError {
     /// No valid credentials.
     #[error("{0}")]
     Unauthorized(String),
+    /// Credentials that were good and are no longer: 401 with a code of its
+    /// own, so a phone can tell "sign in again" (`device_revoked`) from "this
+    /// account is disabled" (`person_disabled`).
+    #[error("{message}")]
+    SignedOut {
+        /// Which of the two.
+        reason: SignedOutReason,
+        /// A sentence for people, in Chinese.
+        message: String,
+    },
     /// Valid credentials, but the role or territory does not allow this.
     #[error("{0}")]
     Forbidden(String),
@@ -55,6 +65,16 @@ pub enum ApiError {
     Internal(String),
 }
 
+/// Why a once-valid device may no longer act.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SignedOutReason {
+    /// The device was revoked or replaced (by an administrator, by a newer
+    /// sign-in on the same phone, by a password change): sign in again.
+    DeviceRevoked,
+    /// The person was disabled by an administrator: signing in will not help.
+    PersonDisabled,
+}
+
 /// The JSON body of every error response.
 #[derive(Debug, Serialize)]
 pub struct ErrorBody {
@@ -73,6 +93,12 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::SignedOut { reason: SignedOutReason::DeviceRevoked, .. } => {
+                (StatusCode::UNAUTHORIZED, "device_revoked")
+            }
+            ApiError::SignedOut { reason: SignedOutReason::PersonDisabled, .. } => {
+                (StatusCode::UNAUTHORIZED, "person_disabled")
+            }
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),

@@ -161,6 +161,21 @@ pub struct SignInRequest {
     pub password: String,
     /// A name for this device, e.g. "张三的手机".
     pub device_name: String,
+    /// The device this phone was registered as before, if any: when it is
+    /// the same person's, it is revoked as this sign-in registers its
+    /// successor, so signing in again never piles up devices. Optional.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaces: Option<DeviceId>,
+}
+
+/// Changing one's own password (`POST /v1/auth/password`, signed in).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangePasswordRequest {
+    /// 原密码
+    pub old_password: String,
+    /// 新密码: at least 8 characters.
+    pub new_password: String,
 }
 
 /// A registered device: its token and the Automerge actor it must write with.
