@@ -2,7 +2,7 @@
 
 import { clearAll, flush, openDb, persist } from './db.js';
 import * as sync from './sync.js';
-import { S, explain, me } from './core.js';
+import { S, explain, me, topbar } from './core.js';
 import { ROLE, ask, field, h, hhmm, toast, when } from './ui.js';
 import { householdForm, householdView, householdsView } from './households.js';
 import { visitForm, visitView, visitsView } from './visits.js';
@@ -46,6 +46,7 @@ const ROUTES = [
   [/^case\/([\w-]+)$/, caseView, 'cases', true],
   [/^me$/, meView, 'me', true],
   [/^reports$/, reportsScreen, 'me', false],
+  [/^password$/, passwordView, 'me', false],
 ];
 
 let current = null;
@@ -281,28 +282,36 @@ function loginView() {
   );
 }
 
+/** A Chinese sentence for a refused sign-in or password change. */
+async function refusal(resp, fallback) {
+  let body = {};
+  try {
+    body = await resp.json();
+  } catch {}
+  const wait = Number(resp.headers.get('Retry-After')) || body.retry_after_s || 0;
+  if (resp.status === 429 && body.message) return body.message; // 登录失败次数过多，请 N 分钟后再试
+  if (resp.status === 503) return `服务器正忙，请${wait ? ` ${wait} 秒后` : '稍后'}再试`;
+  if (body.error === 'person_disabled') return '此账号已被停用，请联系管理员';
+  if (resp.status === 401 && body.error === 'unauthorized') return fallback;
+  return body.message || `${fallback}（${resp.status}）`;
+}
+
 async function signIn(username, password, deviceName) {
+  const old = S.phone.identity();
   let resp;
   try {
     resp = await fetch('/v1/auth/sign-in', {
       method: 'POST',
       headers: { 'Content-Type': 'application/json' },
-      body: JSON.stringify({ username, password, device_name: deviceName }),
+      // Signing in again on this phone replaces its previous device (if it was this person's).
+      body: JSON.stringify({ username, password, device_name: deviceName, ...(old ? { replaces: old.device } : {}) }),
       cache: 'no-store',
     });
   } catch {
     throw new Error('无法连接服务器，请检查网络后重试');
   }
-  if (resp.status === 401) throw new Error('用户名或密码错误');
-  if (!resp.ok) {
-    let msg = `登录失败（${resp.status}）`;
-    try {
-      msg = (await resp.json()).message || msg;
-    } catch {}
-    throw new Error(msg);
-  }
+  if (!resp.ok) throw new Error(await refusal(resp, resp.status === 401 ? '用户名或密码错误' : '登录失败'));
   const reg = await resp.json();
-  const old = S.phone.identity();
   // Another person's records never stay on the phone.
   if ((old && old.person !== reg.person) || (!old && S.phone.records().length)) await wipe();
   S.phone.register(reg);
@@ -370,8 +379,63 @@ function meView() {
       ),
     ),
     id.role === 'administrator' ? h('a.btn.wide', { href: '#/reports', testid: 'me-reports' }, '统计与导出') : null,
+    h('a.btn.wide', { href: '#/password', testid: 'me-password' }, '修改密码'),
     h('button.btn.wide.danger', { type: 'button', testid: 'signout', onclick: signOut }, '退出登录'),
     h('p.muted.small', null, '退出登录会清除本机保存的住户和走访数据。'),
+  );
+}
+
+// ------------------------------------------------------------ 修改密码
+function passwordView() {
+  const old = h('input.input', { type: 'password', autocomplete: 'current-password', testid: 'password-old', required: true });
+  const next = h('input.input', { type: 'password', autocomplete: 'new-password', testid: 'password-new', required: true, minlength: 8 });
+  const again = h('input.input', { type: 'password', autocomplete: 'new-password', testid: 'password-again', required: true });
+  const error = h('p.error', { testid: 'password-error', role: 'alert' });
+  const submit = h('button.btn.primary.big', { type: 'submit', testid: 'password-submit' }, '修改密码');
+  const onSubmit = async (e) => {
+    e.preventDefault();
+    error.textContent = '';
+    if ([...next.value].length < 8) return (error.textContent = '新密码至少需要 8 个字符');
+    if (next.value !== again.value) return (error.textContent = '两次输入的新密码不一致');
+    if (!navigator.onLine) return (error.textContent = '修改密码需要网络连接，请到有信号的地方再试');
+    submit.disabled = true;
+    submit.textContent = '正在修改…';
+    try {
+      let resp;
+      try {
+        resp = await fetch('/v1/auth/password', {
+          method: 'POST',
+          headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${me().token}` },
+          body: JSON.stringify({ old_password: old.value, new_password: next.value }),
+          cache: 'no-store',
+        });
+      } catch {
+        throw new Error('无法连接服务器，请检查网络后重试');
+      }
+      if (!resp.ok) throw new Error(await refusal(resp, resp.status === 403 ? '原密码不正确' : '修改失败'));
+      const body = await resp.json();
+      toast(body.message || '密码已修改');
+      location.replace('#/me');
+    } catch (err) {
+      error.textContent = err.message;
+      submit.disabled = false;
+      submit.textContent = '修改密码';
+    }
+  };
+  return h(
+    'section',
+    null,
+    topbar('修改密码', '#/me'),
+    h(
+      'form',
+      { onsubmit: onSubmit, testid: 'password-form' },
+      field('原密码', old),
+      field('新密码', next, '至少 8 个字符'),
+      field('再次输入新密码', again),
+      h('p.muted.small', null, '修改后，您在其他手机上的登录将失效，需要用新密码重新登录。'),
+      error,
+      submit,
+    ),
   );
 }
 
