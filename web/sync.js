@@ -3,6 +3,9 @@
 // Runs by itself: at start, on `online`, on a timer while online (backoff on
 // failure), shortly after each local save, and on demand. Never two at once:
 // a request made while one runs starts another right after it.
+// When the server is busy (503/429 with Retry-After) the next try waits what
+// it asked, stretched by a random 0-50 % so that phones refused together do
+// not come back together; other failures back off exponentially, jittered.
 
 import { flush } from './db.js';
 
@@ -11,13 +14,17 @@ const FIRST_BACKOFF = 15_000;
 const MAX_BACKOFF = 300_000;
 const TIMEOUT = 90_000; // weak 2G: give a round trip time, but not forever
 const SAVE_DEBOUNCE = 2_000;
+const MAX_RETRY_AFTER = 600; // seconds: never wait longer than this, whatever a server says
 
 export const state = {
   syncing: false,
   // null (not tried yet) | 'ok' | 'network' (no connection) | 'error' (server said no) | 'auth' (401)
+  // | 'busy' (503/429 with Retry-After: try again after retryAfter seconds)
   outcome: null,
   message: '',
   failures: 0,
+  retryAfter: 0,
+  retryAt: 0, // Date.now() before which automatic syncs wait (the server said busy)
   lastReport: null,
 };
 
@@ -45,12 +52,20 @@ async function gzip(bytes) {
   return new Uint8Array(await new Response(stream).arrayBuffer());
 }
 
-async function errorMessage(resp) {
+async function errorBody(resp) {
   try {
     const j = await resp.json();
-    if (j && j.message) return j.message;
+    if (j && typeof j === 'object') return j;
   } catch {}
-  return `服务器错误（${resp.status}）`;
+  return {};
+}
+
+/** Seconds a 503/429 asks to wait (Retry-After, else the body's retry_after_s), or 0. */
+function retryAfterOf(resp, body) {
+  if (resp.status !== 503 && resp.status !== 429) return 0;
+  const header = Number.parseInt(resp.headers.get('Retry-After') || '', 10);
+  const secs = Number.isFinite(header) ? header : Number(body.retry_after_s) || 0;
+  return Math.min(MAX_RETRY_AFTER, Math.max(0, secs));
 }
 
 async function roundTrip(phone, token) {
@@ -77,8 +92,10 @@ async function roundTrip(phone, token) {
     throw err;
   }
   if (!resp.ok) {
-    const err = new Error(await errorMessage(resp));
-    err.kind = 'error';
+    const body = await errorBody(resp);
+    const err = new Error(body.message || `服务器错误（${resp.status}）`);
+    err.retryAfter = retryAfterOf(resp, body);
+    err.kind = err.retryAfter > 0 ? 'busy' : 'error';
     throw err;
   }
   return phone.applyResponse(bytes, Date.now());
@@ -99,6 +116,8 @@ async function run() {
       state.outcome = 'ok';
       state.message = '';
       state.failures = 0;
+      state.retryAfter = 0;
+      state.retryAt = 0;
       if (!report.again) break;
       emit(received);
     }
@@ -106,6 +125,8 @@ async function run() {
   } catch (e) {
     state.outcome = e.kind || 'error';
     state.message = e.message || String(e);
+    state.retryAfter = e.retryAfter || 0;
+    state.retryAt = state.retryAfter ? Date.now() + state.retryAfter * 1000 : 0;
     if (e.kind !== 'auth') state.failures++;
     if (!e.kind) console.error(e);
   } finally {
@@ -140,18 +161,23 @@ function schedule() {
   clearTimeout(timer);
   timer = 0;
   if (!navigator.onLine || state.outcome === 'auth' || !getPhone()?.identity()) return;
-  const delay =
-    state.outcome === 'ok' || state.outcome === null
-      ? OK_INTERVAL
-      : Math.min(MAX_BACKOFF, FIRST_BACKOFF * 2 ** Math.max(0, state.failures - 1));
+  let delay;
+  if (state.outcome === 'ok' || state.outcome === null) delay = OK_INTERVAL;
+  else if (state.outcome === 'busy') delay = state.retryAfter * 1000 * (1 + Math.random() * 0.5);
+  else delay = Math.min(MAX_BACKOFF, FIRST_BACKOFF * 2 ** Math.max(0, state.failures - 1)) * (0.75 + Math.random() * 0.5);
   timer = setTimeout(syncNow, delay);
+}
+
+/** Whether the server asked to wait and the time has not come (the timer will sync then). */
+function waitingOnServer() {
+  return state.outcome === 'busy' && Date.now() < state.retryAt;
 }
 
 /** After a local save: sync soon, once the person has stopped tapping. */
 export function syncSoon() {
   clearTimeout(saveTimer);
   emit(false);
-  if (state.outcome === 'auth') return;
+  if (state.outcome === 'auth' || waitingOnServer()) return;
   saveTimer = setTimeout(syncNow, SAVE_DEBOUNCE);
 }
 
@@ -175,7 +201,7 @@ export function startSync(phoneGetter) {
     emit(false);
   });
   document.addEventListener('visibilitychange', () => {
-    if (document.visibilityState === 'visible' && navigator.onLine && !running) {
+    if (document.visibilityState === 'visible' && navigator.onLine && !running && !waitingOnServer()) {
       const last = getPhone()?.lastSyncAt() || 0;
       if (Date.now() - last > 20_000) syncNow();
     }

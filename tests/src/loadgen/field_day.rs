@@ -36,6 +36,15 @@ pub struct Target {
     pub met: bool,
 }
 
+/// Mean and maximum seconds over phones.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct PerPhoneSeconds {
+    /// Mean.
+    pub mean: f64,
+    /// Maximum.
+    pub max: f64,
+}
+
 /// Mean and maximum over phones.
 #[derive(Clone, Copy, Debug, Serialize)]
 pub struct PerPhone {
@@ -80,8 +89,24 @@ pub struct FieldDayReport {
     /// Sync requests until a phone's own 100 offline records were all
     /// acknowledged (a phone back from a day offline).
     pub round_trips_to_push: PerPhone,
-    /// Sync request latency as the phone saw it (send to last response byte).
+    /// Sync request latency as the phone saw it (send to last response byte;
+    /// of the attempt that was answered, after any back-off).
     pub sync_latency: Latency,
+    /// How long answered sync requests waited on the server before it started
+    /// on them (its `Server-Timing: queue`).
+    pub queue_wait: Latency,
+    /// The longest any sync request waited for the server to start on it or
+    /// to refuse it, as the server measured (`/healthz`), in ms.
+    pub server_max_queue_wait_ms: u64,
+    /// 503 `busy` answers with `Retry-After` (deliberate back-pressure).
+    pub busy_503: u64,
+    /// 429 answers with `Retry-After`.
+    pub throttled_429: u64,
+    /// Time phones spent backing off as told, per phone (mean and max, s).
+    pub backoff_s: PerPhoneSeconds,
+    /// Failed requests other than back-pressure (network errors, other
+    /// statuses); each was retried after a pause.
+    pub errors_other: u64,
     /// CPU the load generator itself used during the sync (phones' work).
     pub loadgen_cpu_s: f64,
     /// Time the phones took to record their visits offline (before the sync).
@@ -96,6 +121,8 @@ pub(super) struct PhoneRun {
     pub(super) round_trips: u64,
     rounds_to_push: u64,
     received: u64,
+    queue_waits: Vec<Duration>,
+    errors: u64,
 }
 
 /// Runs a field day against `server_binary`; `data_dir` keeps the store.
@@ -131,6 +158,7 @@ pub async fn run(cfg: FieldDay, server_binary: &Path, data_dir: Option<&Path>) -
     }
     let wall = started.elapsed().as_secs_f64();
     let after = process_stats(pid).unwrap_or_default();
+    let server_max_queue_wait_ms = server_figures(&city.server.url).await.map_or(0, |s| s.max_wait_ms);
     let own_after = own_stats().unwrap_or_default();
     runs.sort_by_key(|(i, _)| *i);
     check_grids_agree(&city, &runs)?;
@@ -172,6 +200,19 @@ pub async fn run(cfg: FieldDay, server_binary: &Path, data_dir: Option<&Path>) -
             met: wall < 20.0,
         });
     }
+    let errors_other: u64 = runs.iter().map(|(_, r)| r.errors).sum();
+    targets.push(Target {
+        target: "no sync request waits more than 5 s for the server to start on it (s)".into(),
+        measured: round(server_max_queue_wait_ms as f64 / 1000.0, 3),
+        met: server_max_queue_wait_ms < 5000,
+    });
+    targets.push(Target {
+        target: "no errors other than deliberate back-pressure".into(),
+        measured: errors_other as f64,
+        met: errors_other == 0,
+    });
+    let mut queue_waits: Vec<Duration> = runs.iter().flat_map(|(_, r)| r.queue_waits.iter().copied()).collect();
+    let backoffs: Vec<f64> = runs.iter().map(|(_, r)| r.phone.pressure.waited.as_secs_f64()).collect();
 
     let report = FieldDayReport {
         workload: "field-day",
@@ -190,6 +231,15 @@ pub async fn run(cfg: FieldDay, server_binary: &Path, data_dir: Option<&Path>) -
         round_trips_per_phone: per_phone(&|r| r.round_trips),
         round_trips_to_push,
         sync_latency: Latency::of(&mut latencies),
+        queue_wait: Latency::of(&mut queue_waits),
+        server_max_queue_wait_ms,
+        busy_503: runs.iter().map(|(_, r)| r.phone.pressure.busy).sum(),
+        throttled_429: runs.iter().map(|(_, r)| r.phone.pressure.throttled).sum(),
+        backoff_s: PerPhoneSeconds {
+            mean: round(backoffs.iter().sum::<f64>() / n, 2),
+            max: round(backoffs.iter().copied().fold(0.0, f64::max), 2),
+        },
+        errors_other,
         loadgen_cpu_s: round(own_after.cpu_s - own_before.cpu_s, 2),
         offline_recording_s: round(offline_recording_s, 2),
         targets,
@@ -214,8 +264,23 @@ pub(super) async fn bring_home(
     let mut run = Tally::default();
     let mut pause = POLL_FIRST;
     loop {
-        let report = phone.sync_once().await.map_err(fail)?;
+        // Back-pressure (503/429 with Retry-After) is waited out inside
+        // `sync_once`; anything else is counted, and retried after a pause
+        // unless it keeps happening.
+        let report = match phone.sync_once().await {
+            Ok(report) => report,
+            Err(e) => {
+                run.errors += 1;
+                eprintln!("phone {i}: {e} (retrying)");
+                if run.errors > MAX_ERRORS || Instant::now() > deadline {
+                    return Err(fail(e));
+                }
+                tokio::time::sleep(crate::phone::Backoff::delay(1)).await;
+                continue;
+            }
+        };
         run.latencies.push(phone.last_request);
+        run.queue_waits.extend(phone.last_queue_wait);
         run.round_trips += 1;
         run.received += report.received as u64;
         if !report.rejected.is_empty() {
@@ -241,9 +306,12 @@ pub(super) async fn bring_home(
             tokio::time::sleep(pause).await;
         }
     }
-    let Tally { latencies, round_trips, rounds_to_push, received } = run;
-    Ok((i, PhoneRun { phone, latencies, round_trips, rounds_to_push, received }))
+    let Tally { latencies, round_trips, rounds_to_push, received, queue_waits, errors } = run;
+    Ok((i, PhoneRun { phone, latencies, round_trips, rounds_to_push, received, queue_waits, errors }))
 }
+
+/// Failed requests (other than back-pressure) one phone tolerates before the run fails.
+const MAX_ERRORS: u64 = 20;
 
 #[derive(Default)]
 struct Tally {
@@ -251,6 +319,14 @@ struct Tally {
     round_trips: u64,
     rounds_to_push: u64,
     received: u64,
+    queue_waits: Vec<Duration>,
+    errors: u64,
+}
+
+/// The server's sync-queue figures from `/healthz`.
+pub async fn server_figures(url: &str) -> Option<gridsync_server::backpressure::SyncFigures> {
+    let health: serde_json::Value = reqwest::get(format!("{url}/healthz")).await.ok()?.json().await.ok()?;
+    serde_json::from_value(health.get("sync")?.clone()).ok()
 }
 
 /// Every phone of a grid holds the same records.

@@ -51,6 +51,8 @@ pub struct StepReport {
     pub change_latency: Latency,
     /// Server CPU used by the step, as a share of one core.
     pub server_cpu_share: f64,
+    /// Sync requests refused with 503 `busy` and `Retry-After` (and sent again after it).
+    pub busy_503: u64,
 }
 
 /// What a steady run measured (one JSON line).
@@ -141,6 +143,7 @@ struct StepTally {
     request_latency: Vec<Duration>,
     change_latency: Vec<Duration>,
     last_ack: Option<Instant>,
+    busy: u64,
 }
 
 /// Runs the steady workload against `server_binary`.
@@ -277,6 +280,7 @@ async fn run_step(
         tally.request_latency.extend(t.request_latency);
         tally.change_latency.extend(t.change_latency);
         tally.last_ack = tally.last_ack.max(t.last_ack);
+        tally.busy += t.busy;
     }
     workers.sort_by_key(|w| w.index);
     let after = process_stats(pid).unwrap_or_default();
@@ -290,6 +294,7 @@ async fn run_step(
             request_latency: Latency::of(&mut tally.request_latency),
             change_latency: Latency::of(&mut tally.change_latency),
             server_cpu_share: round((after.cpu_s - before.cpu_s) / busy.as_secs_f64(), 2),
+            busy_503: tally.busy,
         },
         workers,
     ))
@@ -318,13 +323,15 @@ async fn work(mut w: Worker, mut rx: mpsc::UnboundedReceiver<Instant>) -> Result
                 push: push.take().unwrap_or_default(),
                 max_response_bytes: protocol::DEFAULT_PAGE_BYTES,
             });
+            let busy_before = w.phone.pressure.busy;
             let response = w
                 .phone
-                .post_sync(&request)
+                .post_sync_patiently(&request)
                 .await
                 .map_err(|error| LoadError::Phone { phone: w.index, error: Box::new(error) })?;
             t.request_latency.push(w.phone.last_request);
             t.requests += 1;
+            t.busy += w.phone.pressure.busy - busy_before;
             let report = w
                 .phone
                 .replica
