@@ -228,6 +228,9 @@ impl<S: Storage> Replica<S> {
         self.mark_synced(now);
         self.save_docs(&touched, true)?;
         report.pending = self.pending_changes();
+        if self.scope_cleanup {
+            self.drop_out_of_scope()?;
+        }
         Ok(report)
     }
 }

@@ -75,6 +75,9 @@ pub struct Replica<S: Storage> {
     pub(crate) cursor: Option<Vec<u8>>,
     pub(crate) rejected: BTreeMap<DocId, RejectedRecord>,
     status: Status,
+    /// Set when the person's territory changed while records outside the new
+    /// one still had work waiting; they are dropped once it is acknowledged.
+    pub(crate) scope_cleanup: bool,
 }
 
 pub(crate) fn doc_key(id: &DocId) -> String {
@@ -104,6 +107,7 @@ impl<S: Storage> Replica<S> {
             cursor: None,
             rejected: BTreeMap::new(),
             status: Status::default(),
+            scope_cleanup: false,
         };
         let mut outboxes = Vec::new();
         let mut stored_docs = Vec::new();
@@ -112,6 +116,7 @@ impl<S: Storage> Replica<S> {
                 None if key == "identity" => r.identity = Some(postcard::from_bytes(&value).map_err(corrupt)?),
                 None if key == "cursor" => r.cursor = Some(value),
                 None if key == "status" => r.status = postcard::from_bytes(&value).map_err(corrupt)?,
+                None if key == "scope_cleanup" => r.scope_cleanup = true,
                 Some(("doc", id)) => stored_docs.push((id.parse::<DocId>().map_err(corrupt)?, value)),
                 Some(("outbox", id)) => outboxes.push((id.parse::<DocId>().map_err(corrupt)?, value)),
                 Some(("rejected", id)) => {
@@ -150,6 +155,49 @@ impl<S: Storage> Replica<S> {
         Ok(())
     }
 
+    /// Takes in where the person works now, as the server says (`GET /v1/me`):
+    /// after a move to another territory, records outside the new one are
+    /// dropped from the phone — each only once nothing of it waits to be
+    /// pushed (the server takes a moved person's pending work into the previous
+    /// territory). Returns how many records were dropped.
+    pub fn update_territory(&mut self, territory: TerritoryPath) -> Result<usize, ReplicaError> {
+        let Some(identity) = self.identity.as_mut() else { return Err(ReplicaError::NotSignedIn) };
+        if identity.territory == territory && !self.scope_cleanup {
+            return Ok(0);
+        }
+        identity.territory = territory;
+        let value = postcard::to_allocvec(&*identity).map_err(corrupt)?;
+        self.storage.commit(vec![StoreOp::Put { key: "identity".into(), value }])?;
+        self.drop_out_of_scope()
+    }
+
+    /// Drops records outside the person's territory that have nothing waiting
+    /// to be pushed; remembers whether some must wait for their acknowledgement.
+    pub(crate) fn drop_out_of_scope(&mut self) -> Result<usize, ReplicaError> {
+        let Some(territory) = self.identity.as_ref().map(|i| i.territory.clone()) else { return Ok(0) };
+        let outside: Vec<DocId> = self
+            .docs
+            .iter()
+            .filter(|(_, d)| d.record().is_some_and(|r| !territory.contains(&r.meta().grid)))
+            .map(|(id, _)| *id)
+            .collect();
+        let (waiting, gone): (Vec<DocId>, Vec<DocId>) =
+            outside.into_iter().partition(|id| self.outbox.contains_key(id));
+        for id in &gone {
+            self.docs.remove(id);
+            self.rejected.remove(id);
+        }
+        self.save_docs(&gone, false)?;
+        self.scope_cleanup = !waiting.is_empty();
+        let mark = if self.scope_cleanup {
+            StoreOp::Put { key: "scope_cleanup".into(), value: vec![1] }
+        } else {
+            StoreOp::Delete { key: "scope_cleanup".into() }
+        };
+        self.storage.commit(vec![mark])?;
+        Ok(gone.len())
+    }
+
     /// The device registration, if signed in.
     pub fn identity(&self) -> Option<&DeviceRegistration> {
         self.identity.as_ref()
@@ -178,12 +226,17 @@ impl<S: Storage> Replica<S> {
         random.copy_from_slice(&uuid::Uuid::new_v4().as_bytes()[..10]);
         let (id, doc) = new_record(actor, &author, &grid, now, random, new)?;
         let hashes = doc.get_heads();
+        let mut made = Vec::new();
         for change in doc.get_changes(&[]) {
+            made.push(change.hash());
             self.outbox_bytes.insert(change.hash(), change.raw_bytes().to_vec());
         }
         self.docs.insert(id, LocalDoc::new(doc));
         self.outbox.entry(id).or_default().extend(hashes);
-        self.save_docs(&[id], false)?;
+        if let Err(e) = self.save_docs(&[id], false) {
+            self.forget_unsaved(id, &made, None);
+            return Err(e);
+        }
         Ok(id)
     }
 
@@ -203,10 +256,42 @@ impl<S: Storage> Replica<S> {
             self.outbox_bytes.insert(change.hash(), change.raw_bytes().to_vec());
         }
         if !added.is_empty() {
-            self.outbox.entry(id).or_default().extend(added);
-            self.save_docs(&[id], false)?;
+            self.outbox.entry(id).or_default().extend(added.iter().copied());
+            if let Err(e) = self.save_docs(&[id], false) {
+                self.forget_unsaved(id, &added, Some(&before));
+                return Err(e);
+            }
         }
         Ok(result)
+    }
+
+    /// After a failed save, takes the unsaved changes back out of memory, so
+    /// that the phone never shows or sends what its storage does not hold:
+    /// `before` is the document's heads before them (None: a new document).
+    fn forget_unsaved(&mut self, id: DocId, unsaved: &[ChangeHash], before: Option<&[ChangeHash]>) {
+        for h in unsaved {
+            self.outbox_bytes.remove(h);
+        }
+        if let Some(outbox) = self.outbox.get_mut(&id) {
+            outbox.retain(|h| !unsaved.contains(h));
+            if outbox.is_empty() {
+                self.outbox.remove(&id);
+            }
+        }
+        let Some(heads) = before else {
+            self.docs.remove(&id);
+            return;
+        };
+        let restored = self.docs.get(&id).and_then(LocalDoc::get).and_then(|d| d.fork_at(heads).ok());
+        if let Some(mut doc) = restored {
+            if let Some(actor) = self.actor() {
+                doc.set_actor(actor);
+            }
+            let mut local = LocalDoc::new(doc);
+            local.encode();
+            local.unload();
+            self.docs.insert(id, local);
+        }
     }
 
     /// Saves documents (outbox first, then the document), optionally with the cursor.

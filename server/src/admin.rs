@@ -180,6 +180,14 @@ pub fn execute(store: &dyn Store, command: AdminCommand, actor: &str) -> Result<
             check_territory_fits(store, person.role, &territory)?;
             let from = std::mem::replace(&mut person.territory, territory.clone());
             store.put_person(&person)?;
+            // Work the person's phones made before the move still goes up:
+            // each active device may push into the previous territory until it
+            // syncs with nothing left to push.
+            for device in store.devices()?.into_iter().filter(|d| d.person == person.id && d.revoked_at.is_none()) {
+                if from != territory {
+                    store.set_device_grace(device.id, Some(&from))?;
+                }
+            }
             store.flush()?;
             store.append_audit(actor, "person.move", &format!("{username} {from} -> {territory}"), now())?;
             let _ = writeln!(out, "moved {username} from {from} to {territory}");

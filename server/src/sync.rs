@@ -87,12 +87,26 @@ pub fn sync(
 
     let author = caller.author();
     let actor = caller.actor();
+    // A person moved to another territory: this device's pending work in the
+    // previous one still goes up, until it syncs with nothing left to push.
+    let grace = store.device_grace(caller.device.id)?;
+    if grace.is_some() && request.push.is_empty() {
+        store.set_device_grace(caller.device.id, None)?;
+    }
+    let grace = grace.filter(|_| !request.push.is_empty()).map(|t| Author { territory: t, ..author.clone() });
     let mut results = Vec::with_capacity(request.push.len());
     let mut held = Vec::new();
     let mut wrote = false;
     for push in request.push {
         let doc = push.doc;
-        let outcome = match push_one(store, locks, caller, &author, &actor, push, now) {
+        let retry = grace.as_ref().map(|g| (g, push.clone()));
+        let mut result = push_one(store, locks, caller, &author, &actor, push, now);
+        if let (Err(Failure::Rejected(r)), Some((previous, push))) = (&result, retry)
+            && r.reason == RejectReason::OutsideTerritory
+        {
+            result = push_one(store, locks, caller, previous, &actor, push, now);
+        }
+        let outcome = match result {
             Ok(o) => o,
             Err(Failure::Rejected(r)) => {
                 tracing::info!(%doc, device = %caller.device.id, reason = r.reason.code(), detail = %r.detail, "push rejected");

@@ -421,4 +421,20 @@ impl Phone {
         self.replica.register(reg)?;
         Ok(())
     }
+
+    /// Asks the server who this device belongs to now (`GET /v1/me`) and hands
+    /// the person's territory to the replica (after a move, records outside
+    /// it leave the phone once their work is pushed); returns how many left.
+    pub async fn refresh_territory(&mut self) -> Result<usize, PhoneError> {
+        let resp = self.http.get(format!("{}/v1/me", self.url)).bearer_auth(&self.token).send().await?;
+        if !resp.status().is_success() {
+            return Err(PhoneError::Status { status: resp.status().as_u16(), body: resp.text().await? });
+        }
+        let me: serde_json::Value = resp.json().await?;
+        let territory = me["territory"]
+            .as_str()
+            .and_then(|t| t.parse().ok())
+            .ok_or_else(|| PhoneError::Status { status: 200, body: format!("no territory in {me}") })?;
+        Ok(self.replica.update_territory(territory)?)
+    }
 }

@@ -185,6 +185,13 @@ pub trait Store: Send + Sync + 'static {
     /// durable: see [`Store::flush`].
     fn set_person_disabled(&self, person: PersonId, at: Option<i64>) -> Result<(), StoreError>;
 
+    /// The territory a device may still push its pending work into after its
+    /// person was moved (their previous territory), until the device syncs
+    /// with nothing left to push.
+    fn device_grace(&self, device: DeviceId) -> Result<Option<TerritoryPath>, StoreError>;
+    /// Sets or ends (None) a device's grace territory.
+    fn set_device_grace(&self, device: DeviceId, territory: Option<&TerritoryPath>) -> Result<(), StoreError>;
+
     /// A record document, if the server has it.
     fn load_doc(&self, id: DocId) -> Result<Option<StoredDoc>, StoreError>;
     /// Atomically stores the merged document and appends its feed entry;

@@ -255,7 +255,12 @@ impl SledStore {
         let db = open_db(&self.dir)?;
         for (k, floor) in [(SEQ, &self.seq_floor), (AUDIT_SEQ, &self.audit_floor)] {
             let floor = floor.load(Ordering::Acquire);
-            if counter(&db, k)? < floor {
+            let durable = counter(&db, k)?;
+            if durable < floor {
+                tracing::warn!(
+                    counter = %String::from_utf8_lossy(k), durable, floor,
+                    "positions handed out before the failed write were not saved; they stay unused"
+                );
                 db.insert(k, floor.to_be_bytes().to_vec()).map_err(unwritable)?;
             }
         }
@@ -336,6 +341,28 @@ impl Store for SledStore {
         self.write_op(|db| {
             match at {
                 Some(at) => db.insert(k, at.to_be_bytes().to_vec()),
+                None => db.remove(k),
+            }
+            .map(|_| ())
+            .map_err(unwritable)
+        })
+    }
+
+    fn device_grace(&self, device: DeviceId) -> Result<Option<TerritoryPath>, StoreError> {
+        match self.db()?.get(key(b"dg/", &[device.as_bytes()])).map_err(engine)? {
+            None => Ok(None),
+            Some(v) => {
+                let text = std::str::from_utf8(&v).map_err(|_| StoreError::Corrupt("grace territory".into()))?;
+                TerritoryPath::parse(text).map(Some).map_err(|e| StoreError::Corrupt(format!("grace territory: {e}")))
+            }
+        }
+    }
+
+    fn set_device_grace(&self, device: DeviceId, territory: Option<&TerritoryPath>) -> Result<(), StoreError> {
+        let k = key(b"dg/", &[device.as_bytes()]);
+        self.write_op(|db| {
+            match territory {
+                Some(t) => db.insert(k, t.as_str().as_bytes()),
                 None => db.remove(k),
             }
             .map(|_| ())
