@@ -141,29 +141,36 @@ pub fn check_update(before: &Automerge, after: &Automerge, author: &Author) -> C
             }
         }
     }
-    let fields_changed = match (&old, &new) {
+    check_field_rights(&old, &new, author)?;
+    check_entries(Some(&old), &new, author)?;
+    Ok(new)
+}
+
+/// Refuses a change of a record's editable fields by someone who may not edit
+/// them (a visit log is its writer's; a case or promise its creator's and
+/// reviewers'; a household anyone's in the grid).
+fn check_field_rights(old: &Record, new: &Record, author: &Author) -> Checked<()> {
+    let fields_changed = match (old, new) {
         (Record::Household(a), Record::Household(b)) => a.fields != b.fields,
         (Record::VisitLog(a), Record::VisitLog(b)) => a.fields != b.fields,
         (Record::Case(a), Record::Case(b)) => a.fields != b.fields,
         (Record::Promise(a), Record::Promise(b)) => a.fields != b.fields,
         _ => true,
     };
-    if fields_changed {
-        let own = new.meta().creator == author.person;
-        let allowed = match &new {
-            Record::Household(_) => true,
-            Record::VisitLog(_) => own,
-            Record::Case(_) | Record::Promise(_) => own || author.role.reviews(),
-        };
-        if !allowed {
-            return Err(Rejection::new(
-                RejectReason::NotPermitted,
-                format!("only the creator may edit this {}", new.kind()),
-            ));
-        }
+    if !fields_changed {
+        return Ok(());
     }
-    check_entries(Some(&old), &new, author)?;
-    Ok(new)
+    let own = new.meta().creator == author.person;
+    let allowed = match new {
+        Record::Household(_) => true,
+        Record::VisitLog(_) => own,
+        Record::Case(_) | Record::Promise(_) => own || author.role.reviews(),
+    };
+    if allowed {
+        Ok(())
+    } else {
+        Err(Rejection::new(RejectReason::NotPermitted, format!("only the creator may edit this {}", new.kind())))
+    }
 }
 
 fn fixed_field_changed(a: &RecordMeta, b: &RecordMeta) -> String {
@@ -402,7 +409,18 @@ pub fn check_push(
             merged
         }
     };
-    let record = if current.is_some() { read_record(&merged)? } else { record };
+    let record = match current {
+        None => record,
+        Some(doc) => {
+            let merged_record = read_record(&merged)?;
+            // Judged as its writer saw the document, an edit may restore a
+            // field's value and so look like no edit at all — yet its new put
+            // can win the merge over someone else's concurrent value. Whoever
+            // may not edit the fields must leave them as the server has them.
+            check_field_rights(&read_record(doc)?, &merged_record, author)?;
+            merged_record
+        }
+    };
     Ok(PushVerdict::Accept { merged: Box::new(merged), record: Box::new(record) })
 }
 
