@@ -12,7 +12,7 @@ use gridsync_shared::records::{
 };
 use gridsync_shared::rules::Rejection;
 use gridsync_shared::workflow::{StatusMove, possible_moves};
-use gridsync_shared::{DocId, Record, RecordKind, Role, TerritoryPath};
+use gridsync_shared::{DocId, Record, Role, TerritoryPath};
 use rand::Rng;
 use rand::seq::IndexedRandom;
 use std::collections::{BTreeMap, BTreeSet};
@@ -212,8 +212,12 @@ impl Worker {
     }
 
     fn review<R: Rng>(&mut self, rng: &mut R) {
-        let cases: Vec<DocId> = self.phone.replica.records_of(Some(RecordKind::Case)).map(|(id, _)| id).collect();
-        let Some(case) = cases.choose(rng).copied() else { return };
+        // A case among the records on the phone, recent ones more often (where
+        // field staff are busy too); found by sampling, as parsing every record
+        // per edit would make long runs quadratic.
+        let ids: Vec<DocId> = self.phone.replica.document_ids().collect();
+        let is_case = |id: &DocId| matches!(self.phone.replica.record(*id), Some(Record::Case(_)));
+        let Some(case) = (0..10).filter_map(|_| recent(rng, &ids)).find(is_case) else { return };
         match rng.random_range(0..100) {
             0..40 => self.follow_up(case, self.ledger.edits),
             40..92 => self.move_case(rng, case, false),

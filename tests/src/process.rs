@@ -8,8 +8,12 @@ use tokio::process::{Child, Command};
 
 /// The `gridsync-server` built alongside the running executable, if there is
 /// one: beside it (a binary in target/<profile>) or one level up (a test in
-/// target/<profile>/deps).
+/// target/<profile>/deps). `GRIDSYNC_SERVER_BIN=<path>` names another (a
+/// release build, or a copy that a concurrent build cannot replace mid-run).
 pub fn built_server_binary() -> Option<PathBuf> {
+    if let Some(bin) = std::env::var_os("GRIDSYNC_SERVER_BIN") {
+        return Some(PathBuf::from(bin));
+    }
     let exe = std::env::current_exe().ok()?;
     let dir = exe.parent()?;
     [dir.join("gridsync-server"), dir.parent()?.join("gridsync-server")].into_iter().find(|p| p.exists())
