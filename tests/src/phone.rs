@@ -405,12 +405,15 @@ pub fn assert_converged(server: &crate::TestServer, phones: &[&Phone], scope: &T
 
 impl Phone {
     /// Signs this phone in again as `username` (after its device was revoked or
-    /// replaced): a new device registration and token, keeping the phone's
-    /// records and its unsynced work.
+    /// replaced): a new device registration and token that replaces the
+    /// phone's previous device, keeping the phone's records and its unsynced work.
     pub async fn sign_in_again(&mut self, username: &str, password: &str) -> Result<(), PhoneError> {
         let resp = reqwest::Client::new()
             .post(format!("{}/v1/auth/sign-in", self.url))
-            .json(&serde_json::json!({ "username": username, "password": password, "device_name": "测试手机" }))
+            .json(&serde_json::json!({
+                "username": username, "password": password, "device_name": "测试手机",
+                "replaces": self.replica.identity().map(|i| i.device),
+            }))
             .send()
             .await?;
         if !resp.status().is_success() {

@@ -78,3 +78,21 @@ async fn a_record_never_synced_by_a_revoked_device_is_created_under_the_new_devi
     other.sync().await.expect("other");
     assert_converged(&server, &[&phone, &other], &grid);
 }
+
+#[tokio::test]
+async fn signing_in_again_on_the_same_phone_replaces_its_device_and_keeps_its_unsynced_work() {
+    let server = TestServer::start().await;
+    let grid = server.grid("g1");
+    let username = server.person(gridsync_shared::Role::FieldStaff, &grid);
+    let mut phone = server.phone_for(&username).await;
+    let visit = phone.record_visit("签到前写的走访");
+    let old_device = device_of(&phone);
+    phone.sign_in_again(&username, PASSWORD).await.expect("sign in again");
+    let devices: Vec<_> =
+        server.store().devices().expect("devices").into_iter().filter(|d| d.revoked_at.is_none()).collect();
+    assert_eq!(devices.len(), 1, "the new sign-in replaced the phone's previous device");
+    assert_ne!(devices[0].id, old_device);
+    let reports = phone.sync().await.expect("sync");
+    assert!(reports.iter().all(|r| r.rejected.is_empty()), "{reports:?}");
+    assert!(server.document(visit).is_some(), "the visit written before signing in again reached the server");
+}
