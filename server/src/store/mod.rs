@@ -200,7 +200,8 @@ pub trait Store: Send + Sync + 'static {
     /// A record's summary as of its last commit (None for records stored
     /// before summaries were kept).
     fn summary(&self, id: DocId) -> Result<Option<RecordSummary>, StoreError>;
-    /// Feed entries within `scope` with `seq > after`, in order, at most `limit`.
+    /// Durable feed entries within `scope` with `seq > after` (up to
+    /// [`Store::head_seq`]), in order, at most `limit`.
     fn feed_after(&self, scope: &TerritoryPath, after: u64, limit: usize) -> Result<Vec<FeedEntry>, StoreError>;
     /// Documents within `scope` with id after `after`, in id order, at most `limit`.
     fn docs_in_scope(
@@ -211,7 +212,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<(DocId, StoredDoc)>, StoreError>;
     /// The document's heads as of feed position `seq` (None if it did not exist yet).
     fn doc_heads_at(&self, id: DocId, seq: u64) -> Result<Option<Vec<ChangeHash>>, StoreError>;
-    /// The highest sequence number committed.
+    /// The highest sequence number that is durable: feed readers see entries up
+    /// to here only, so a position a phone has seen is never lost in a crash and
+    /// handed to another entry.
     fn head_seq(&self) -> Result<u64, StoreError>;
     /// The feed position as of server time `at_ms`: the last entry committed at
     /// or before it (0 if none). Feed times never decrease, so this is exact.

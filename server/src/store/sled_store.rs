@@ -37,6 +37,11 @@ pub struct SledStore {
     /// The highest feed and audit positions this process handed out.
     seq_floor: AtomicU64,
     audit_floor: AtomicU64,
+    /// The highest feed position known to be on disk. Readers see the feed only
+    /// up to here: a position read before a crash could otherwise be handed to
+    /// another entry after it, and a phone whose cursor passed it would never
+    /// receive that entry.
+    durable_seq: AtomicU64,
 }
 
 #[derive(Default)]
@@ -164,6 +169,8 @@ impl SledStore {
     pub fn open(dir: impl AsRef<Path>) -> Result<Self, StoreError> {
         let dir = dir.as_ref();
         let db = open_db(dir)?;
+        // What sled finds on opening is what reached the disk.
+        let durable = counter(&db, SEQ)?;
         Ok(Self {
             dir: dir.to_path_buf(),
             db: RwLock::new(Some(db)),
@@ -171,6 +178,7 @@ impl SledStore {
             health: Mutex::new(Health::default()),
             seq_floor: AtomicU64::new(0),
             audit_floor: AtomicU64::new(0),
+            durable_seq: AtomicU64::new(durable),
         })
     }
 
@@ -266,6 +274,8 @@ impl SledStore {
         }
         db.insert(PROBE_KEY, crate::http::now_ms().to_be_bytes().to_vec()).map_err(unwritable)?;
         db.flush().map_err(unwritable)?;
+        // Positions up to the counter are now on disk or gaps nobody saw.
+        self.durable_seq.fetch_max(counter(&db, SEQ)?, Ordering::AcqRel);
         *slot = Some(db);
         Ok(())
     }
@@ -419,6 +429,7 @@ impl Store for SledStore {
         let db = self.db()?;
         let prefix = scope_key(b"i/", scope);
         let start = key(&prefix, &[&(after.saturating_add(1)).to_be_bytes()]);
+        let durable = self.durable_seq.load(Ordering::Acquire);
         let mut out = Vec::new();
         for kv in db.range(start..) {
             let (k, _) = kv.map_err(engine)?;
@@ -426,6 +437,9 @@ impl Store for SledStore {
                 break;
             }
             let seq_be = &k[prefix.len()..];
+            if seq_be.try_into().map(u64::from_be_bytes).is_ok_and(|seq| seq > durable) {
+                break;
+            }
             if let Some(e) = get::<FeedEntry>(&db, &key(b"f/", &[seq_be]))? {
                 out.push(e);
             }
@@ -478,7 +492,8 @@ impl Store for SledStore {
     }
 
     fn head_seq(&self) -> Result<u64, StoreError> {
-        counter(&*self.db()?, SEQ)
+        self.db()?;
+        Ok(self.durable_seq.load(Ordering::Acquire))
     }
 
     fn seq_at(&self, at_ms: i64) -> Result<u64, StoreError> {
@@ -491,7 +506,7 @@ impl Store for SledStore {
                 Some(kv) => Ok(Some(dec::<FeedEntry>(&kv.map_err(engine)?.1)?.at)),
             }
         };
-        let (mut lo, mut hi) = (0u64, counter(&db, SEQ)?);
+        let (mut lo, mut hi) = (0u64, self.durable_seq.load(Ordering::Acquire));
         while lo < hi {
             let mid = lo + (hi - lo).div_ceil(2);
             if time_upto(mid)?.is_none_or(|at| at <= at_ms) { lo = mid } else { hi = mid - 1 }
@@ -534,7 +549,17 @@ impl Store for SledStore {
     }
 
     fn flush(&self) -> Result<(), StoreError> {
-        self.write_op(|db| db.flush().map(|_| ()).map_err(unwritable))
+        self.write_op(|db| {
+            // Every entry up to `head` is applied (writers hold the lock from
+            // taking a position to applying its batch); once flushed, readers may see them.
+            let head = {
+                let _w = self.lock();
+                counter(db, SEQ)?
+            };
+            db.flush().map_err(unwritable)?;
+            self.durable_seq.fetch_max(head, Ordering::AcqRel);
+            Ok(())
+        })
     }
 
     fn check_writable(&self) -> Result<(), StoreError> {
