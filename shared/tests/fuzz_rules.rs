@@ -875,15 +875,6 @@ fn may_edit_fields(r: &Record, author: &Author) -> bool {
     }
 }
 
-/// Known hole, reported to the lead (see the ignored regression test below):
-/// the right to edit a record's fields is judged on the document as its writer
-/// saw it, so a writer without that right can put a field's value and put it
-/// back in one change — no edit as they saw it — and win over a concurrent
-/// edit in the merge. While this is true, that one property is checked only for
-/// pushes made on the server's latest version; set it to false once
-/// `rules::check_push` also judges the merge.
-const FIELD_OVERWRITE_HOLE_OPEN: bool = true;
-
 /// What became of one generated push, for the tally.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Outcome {
@@ -896,7 +887,6 @@ enum Outcome {
 /// Checks a verdict on `pushed` against the server's `current` document.
 fn check_verdict(
     current: Option<&Automerge>,
-    saw_latest: bool,
     pushed: &[Change],
     me: &Person,
     verdict: Result<PushVerdict, Rejection>,
@@ -950,7 +940,7 @@ fn check_verdict(
             }
             if let Some(before) = &before {
                 prop_assert_eq!(record.meta(), before.meta(), "a fixed field changed");
-                if !same_fields(before, &record) && (saw_latest || !FIELD_OVERWRITE_HOLE_OPEN) {
+                if !same_fields(before, &record) {
                     prop_assert!(
                         may_edit_fields(&record, author),
                         "{:?} changed the fields of another's {}: {:?} -> {:?}",
@@ -1002,9 +992,8 @@ fn run_update(u: &Update) -> Result<Outcome, TestCaseError> {
         return Ok(Outcome::NothingToPush);
     }
     let pushed = rotate(pushed, u.rotate);
-    let saw_latest = server.get_heads() == seen;
     let verdict = check_push(Some(&server), pushed.clone(), &me.actor, &me.author);
-    check_verdict(Some(&server), saw_latest, &pushed, me, verdict)
+    check_verdict(Some(&server), &pushed, me, verdict)
 }
 
 fn run_creation(c: &Creation) -> Result<Outcome, TestCaseError> {
@@ -1017,7 +1006,7 @@ fn run_creation(c: &Creation) -> Result<Outcome, TestCaseError> {
     run_steps(&mut phone, me, &c.steps, &mut clock);
     let pushed = rotate(phone.get_changes(&[]), c.rotate);
     let verdict = check_push(None, pushed.clone(), &me.actor, &me.author);
-    check_verdict(None, true, &pushed, me, verdict)
+    check_verdict(None, &pushed, me, verdict)
 }
 
 /// Cases per property: `PROPTEST_CASES` if set, else the CI size given.
