@@ -9,6 +9,8 @@ mod sync;
 pub use storage::IndexedDbStorage;
 
 use crate::replica::{Replica, ReplicaError};
+use automerge::ChangeHash;
+use gridsync_shared::DocId;
 use gridsync_shared::protocol::DeviceRegistration;
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
@@ -17,6 +19,27 @@ use wasm_bindgen::prelude::*;
 #[wasm_bindgen]
 pub struct Phone {
     replica: Replica<IndexedDbStorage>,
+    /// Edits whose IndexedDB write has not completed yet, oldest first: if
+    /// the write fails (a full phone), they are taken back out of memory.
+    unconfirmed: Vec<Unconfirmed>,
+}
+
+/// One edit waiting for its write: enough to take it back.
+struct Unconfirmed {
+    /// The number `persist` gave its batch.
+    batch: f64,
+    doc: DocId,
+    /// The changes it made.
+    changes: Vec<ChangeHash>,
+    /// The document's heads before it; None for a new record.
+    before: Option<Vec<ChangeHash>>,
+}
+
+/// What an edit started from (see [`Phone::journaled`]).
+struct EditStart {
+    batch: f64,
+    before: Option<Vec<ChangeHash>>,
+    outbox: Vec<ChangeHash>,
 }
 
 pub(crate) fn to_js<T: Serialize + ?Sized>(value: &T) -> Result<JsValue, JsError> {
@@ -28,7 +51,11 @@ pub(crate) fn from_js<T: serde::de::DeserializeOwned>(value: JsValue) -> Result<
 }
 
 pub(crate) fn js_err(e: ReplicaError) -> JsError {
-    JsError::new(&e.to_string())
+    match e {
+        // The app's own message for a refused write, as it gave it.
+        ReplicaError::Storage(crate::storage::StorageError::Host(message)) => JsError::new(&message),
+        e => JsError::new(&e.to_string()),
+    }
 }
 
 #[wasm_bindgen]
@@ -38,7 +65,38 @@ impl Phone {
     /// (`[key, Uint8Array | null]`, in order) and must queue them in IndexedDB.
     pub fn open(entries: js_sys::Array, persist: js_sys::Function) -> Result<Phone, JsError> {
         let storage = IndexedDbStorage::new(entries, persist)?;
-        Ok(Phone { replica: Replica::open(storage).map_err(js_err)? })
+        Ok(Phone { replica: Replica::open(storage).map_err(js_err)?, unconfirmed: Vec::new() })
+    }
+
+    /// Replaces the replica in memory with what storage holds (`entries` read
+    /// again from IndexedDB), after a write failed: from then on memory shows
+    /// nothing that was not saved. The write callback stays the same.
+    pub fn reload(&mut self, entries: js_sys::Array) -> Result<(), JsError> {
+        let storage = self.replica.storage().reopened(entries)?;
+        self.replica = Replica::open(storage).map_err(js_err)?;
+        self.unconfirmed.clear();
+        Ok(())
+    }
+
+    /// The write numbered `batch` (and so every later one) failed: takes the
+    /// edits written in them back out of memory, newest first, so the phone
+    /// neither shows nor sends them. Returns how many were taken back. The
+    /// app then reloads the replica from disk where it can (a sync's writes
+    /// cannot be taken back one by one).
+    #[wasm_bindgen(js_name = writeFailed)]
+    pub fn write_failed(&mut self, batch: f64) -> usize {
+        let mut undone = 0;
+        while let Some(u) = self.unconfirmed.pop_if(|u| u.batch >= batch) {
+            self.replica.forget_unsaved(u.doc, &u.changes, u.before.as_deref());
+            undone += 1;
+        }
+        undone
+    }
+
+    /// The write numbered `batch` (and every earlier one) is on disk.
+    #[wasm_bindgen(js_name = writeDone)]
+    pub fn write_done(&mut self, batch: f64) {
+        self.unconfirmed.retain(|u| u.batch > batch);
     }
 
     /// Keeps the device registration returned by sign-in.
@@ -95,5 +153,55 @@ impl Phone {
     pub fn dismiss_rejection(&mut self, id: &str) -> Result<(), JsError> {
         let id = id.parse().map_err(|_| JsError::new("not a record id"))?;
         self.replica.dismiss_rejection(id).map_err(js_err)
+    }
+}
+
+impl Phone {
+    /// Notes what an edit of `doc` (None: a new record) starts from.
+    fn edit_start(&self, doc: Option<DocId>) -> EditStart {
+        EditStart {
+            batch: self.replica.storage().last_batch(),
+            before: doc.and_then(|id| self.replica.document(id)).map(|d| d.get_heads()),
+            outbox: doc.and_then(|id| self.replica.outbox.get(&id)).cloned().unwrap_or_default(),
+        }
+    }
+
+    /// After a successful edit of `doc`: if it wrote a batch, remembers how to
+    /// take it back until the write is known to be on disk.
+    fn edit_done(&mut self, doc: DocId, start: EditStart) {
+        let batch = self.replica.storage().last_batch();
+        if batch == start.batch {
+            return;
+        }
+        let changes: Vec<ChangeHash> = self
+            .replica
+            .outbox
+            .get(&doc)
+            .map(|now| now.iter().filter(|h| !start.outbox.contains(h)).copied().collect())
+            .unwrap_or_default();
+        self.unconfirmed.push(Unconfirmed { batch, doc, changes, before: start.before });
+    }
+
+    /// Runs an edit of an existing record, journaled (see [`Phone::write_failed`]).
+    pub(crate) fn journaled<T>(
+        &mut self,
+        doc: DocId,
+        f: impl FnOnce(&mut Replica<IndexedDbStorage>) -> Result<T, ReplicaError>,
+    ) -> Result<T, JsError> {
+        let start = self.edit_start(Some(doc));
+        let out = f(&mut self.replica).map_err(js_err)?;
+        self.edit_done(doc, start);
+        Ok(out)
+    }
+
+    /// Runs the creation of a record, journaled (see [`Phone::write_failed`]).
+    pub(crate) fn journaled_create(
+        &mut self,
+        f: impl FnOnce(&mut Replica<IndexedDbStorage>) -> Result<DocId, ReplicaError>,
+    ) -> Result<DocId, JsError> {
+        let start = self.edit_start(None);
+        let id = f(&mut self.replica).map_err(js_err)?;
+        self.edit_done(id, start);
+        Ok(id)
     }
 }

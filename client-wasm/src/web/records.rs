@@ -2,7 +2,7 @@
 //! replica and the shared editor, so the app cannot make a change the server
 //! would refuse for reasons the phone can know.
 
-use super::{Phone, from_js, js_err, to_js};
+use super::{Phone, from_js, to_js};
 use crate::replica::summarize;
 use gridsync_shared::records::{CaseFields, HouseholdFields, NewRecord, PromiseFields, Satisfaction, VisitFields};
 use gridsync_shared::workflow::{CaseStatus, StatusMove, possible_moves};
@@ -73,7 +73,7 @@ impl Phone {
     pub fn create(&mut self, new: JsValue, grid: Option<String>, now: f64) -> Result<String, JsError> {
         let new: NewRecord = from_js(new)?;
         let grid = grid.map(|g| g.parse::<TerritoryPath>().map_err(|e| JsError::new(&e.to_string()))).transpose()?;
-        self.replica.create(grid.as_ref(), now as i64, &new).map(|id| id.to_string()).map_err(js_err)
+        self.journaled_create(|r| r.create(grid.as_ref(), now as i64, &new)).map(|id| id.to_string())
     }
 
     /// Replaces a record's editable fields (text merges by diff).
@@ -84,15 +84,15 @@ impl Phone {
         match kind {
             K::Household => {
                 let f: HouseholdFields = from_js(fields)?;
-                self.replica.edit(id, now as i64, |e| e.update_household(&f))
+                self.journaled(id, |r| r.edit(id, now as i64, |e| e.update_household(&f)))
             }
             K::VisitLog => {
                 let f: VisitFields = from_js(fields)?;
-                self.replica.edit(id, now as i64, |e| e.update_visit(&f))
+                self.journaled(id, |r| r.edit(id, now as i64, |e| e.update_visit(&f)))
             }
             K::Case => {
                 let f: CaseFields = from_js(fields)?;
-                self.replica.edit(id, now as i64, |e| e.update_case(&f))
+                self.journaled(id, |r| r.edit(id, now as i64, |e| e.update_case(&f)))
             }
             K::Promise => {
                 let _f: PromiseFields = from_js(fields)?;
@@ -100,7 +100,6 @@ impl Phone {
             }
         }
         .map(|_| ())
-        .map_err(js_err)
     }
 
     /// Adds a follow-up to a case; `satisfaction` is `satisfied`, `basic` or `dissatisfied` on a return visit.
@@ -117,7 +116,7 @@ impl Phone {
             .filter(|s| !s.is_empty())
             .map(|s| s.parse::<Satisfaction>().map_err(|e| JsError::new(&e)))
             .transpose()?;
-        self.replica.edit(id, now as i64, |e| e.add_follow_up(note, satisfaction)).map(|_| ()).map_err(js_err)
+        self.journaled(id, |r| r.edit(id, now as i64, |e| e.add_follow_up(note, satisfaction))).map(|_| ())
     }
 
     /// The moves this person may make on a case now: `[{kind, to, name}]`.
@@ -148,7 +147,7 @@ impl Phone {
     pub fn move_case(&mut self, id: &str, to: &str, now: f64) -> Result<(), JsError> {
         let id = parse_id(id)?;
         let to: CaseStatus = to.parse().map_err(|e: String| JsError::new(&e))?;
-        self.replica.edit(id, now as i64, |e| e.advance_case(to)).map(|_| ()).map_err(js_err)
+        self.journaled(id, |r| r.edit(id, now as i64, |e| e.advance_case(to))).map(|_| ())
     }
 
     /// Reopens a case back to `to`, with a reason.
@@ -156,13 +155,13 @@ impl Phone {
     pub fn reopen_case(&mut self, id: &str, to: &str, reason: &str, now: f64) -> Result<(), JsError> {
         let id = parse_id(id)?;
         let to: CaseStatus = to.parse().map_err(|e: String| JsError::new(&e))?;
-        self.replica.edit(id, now as i64, |e| e.reopen_case(to, reason)).map(|_| ()).map_err(js_err)
+        self.journaled(id, |r| r.edit(id, now as i64, |e| e.reopen_case(to, reason))).map(|_| ())
     }
 
     /// Records whether a promise was kept.
     #[wasm_bindgen(js_name = recordPromiseOutcome)]
     pub fn record_promise_outcome(&mut self, id: &str, kept: bool, note: &str, now: f64) -> Result<(), JsError> {
         let id = parse_id(id)?;
-        self.replica.edit(id, now as i64, |e| e.record_promise_outcome(kept, note)).map(|_| ()).map_err(js_err)
+        self.journaled(id, |r| r.edit(id, now as i64, |e| e.record_promise_outcome(kept, note))).map(|_| ())
     }
 }

@@ -1,17 +1,21 @@
 //! IndexedDB behind the [`Storage`] trait. The app reads every entry once at
 //! start and hands them over; each commit is passed, in order, to a JS
-//! callback that writes the batch in one IndexedDB transaction. IndexedDB runs
-//! transactions in the order they were created, so later reads see every
-//! earlier write; the app waits for the transactions to complete before it
-//! tells the person a record is saved.
+//! callback that writes the batch in one IndexedDB transaction and returns the
+//! batch's number. IndexedDB runs transactions in the order they were created,
+//! so later reads see every earlier write; the app waits for the transactions
+//! to complete before it tells the person a record is saved, and reports a
+//! failed one by its number (see `Phone::write_failed`).
 
 use crate::storage::{Storage, StorageError, StoreOp};
+use std::cell::RefCell;
 use wasm_bindgen::prelude::*;
 
 /// Storage whose writes go to IndexedDB through the app's `persist` callback.
 pub struct IndexedDbStorage {
-    initial: Vec<(String, Vec<u8>)>,
+    /// Handed over once, when the replica opens (not kept twice in memory).
+    initial: RefCell<Vec<(String, Vec<u8>)>>,
     persist: js_sys::Function,
+    last_batch: f64,
 }
 
 impl IndexedDbStorage {
@@ -24,13 +28,23 @@ impl IndexedDbStorage {
             let value = js_sys::Uint8Array::new(&pair.get(1)).to_vec();
             initial.push((key, value));
         }
-        Ok(Self { initial, persist })
+        Ok(Self { initial: RefCell::new(initial), persist, last_batch: -1.0 })
+    }
+
+    /// The same write callback over other entries read at start (a reload from disk).
+    pub(crate) fn reopened(&self, entries: js_sys::Array) -> Result<Self, JsError> {
+        Ok(Self { last_batch: self.last_batch, ..Self::new(entries, self.persist.clone())? })
+    }
+
+    /// The number the callback gave the last batch it accepted (-1 before any).
+    pub(crate) fn last_batch(&self) -> f64 {
+        self.last_batch
     }
 }
 
 impl Storage for IndexedDbStorage {
     fn load_all(&self) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
-        Ok(self.initial.clone())
+        Ok(self.initial.take())
     }
 
     fn commit(&mut self, ops: Vec<StoreOp>) -> Result<(), StorageError> {
@@ -49,9 +63,18 @@ impl Storage for IndexedDbStorage {
             }
             batch.push(&pair);
         }
-        self.persist
-            .call1(&JsValue::NULL, &batch)
-            .map(|_| ())
-            .map_err(|e| StorageError::Host(e.as_string().unwrap_or_else(|| "IndexedDB write failed".into())))
+        // The callback throws when it cannot start the write (e.g. after an
+        // earlier write failed): its message, in Chinese, is for the person.
+        let number = self.persist.call1(&JsValue::NULL, &batch).map_err(|e| {
+            let message = e
+                .as_string()
+                .or_else(|| e.dyn_ref::<js_sys::Error>().map(|e| String::from(e.message())))
+                .unwrap_or_else(|| "IndexedDB write failed".into());
+            StorageError::Host(message)
+        })?;
+        if let Some(n) = number.as_f64() {
+            self.last_batch = n;
+        }
+        Ok(())
     }
 }
