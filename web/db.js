@@ -120,7 +120,9 @@ export function persist(ops) {
   }
   const n = ++batches;
   try {
-    const tx = db.transaction(STORE, 'readwrite');
+    // Strict: complete only once on disk (Chromium's default completes before
+    // the flush; a phone whose battery dies right after "已保存" keeps it).
+    const tx = db.transaction(STORE, 'readwrite', { durability: 'strict' });
     const store = tx.objectStore(STORE);
     for (const [key, value] of ops) {
       if (value == null) store.delete(key);
