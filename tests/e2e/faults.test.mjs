@@ -390,6 +390,12 @@ test('phones whose clocks are six hours wrong: offline work is accepted and reac
   await fast.context.setOffline(false);
   await synced(fast.page);
   assert.equal(await fast.page.getByTestId('rejection-banner').count(), 0, 'nothing refused');
+  // The phone learns the server's time from the sync and says what to do.
+  const clock = fast.page.getByTestId('clock-banner');
+  await clock.waitFor();
+  assert.match(await clock.innerText(), /手机时间不准：比北京时间快约 6 小时.*请在手机“设置 > 日期和时间”中打开“自动设置时间”/);
+  await fast.page.evaluate(() => window.scrollTo(0, 0));
+  await shot(fast.page, 'faults-clock-wrong-banner');
 
   const slow = await newPhone(browser);
   await clockOff(slow.context, -6);
@@ -402,6 +408,7 @@ test('phones whose clocks are six hours wrong: offline work is accepted and reac
   await slow.context.setOffline(false);
   await synced(slow.page);
   assert.equal(await slow.page.getByTestId('rejection-banner').count(), 0, 'nothing refused');
+  assert.match(await slow.page.getByTestId('clock-banner').innerText(), /比北京时间慢约 6 小时/);
 
   // A phone with the right time sees everything, at the times the phones' clocks gave.
   const srv = await onServer();
