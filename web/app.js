@@ -1,6 +1,6 @@
 // 网格通: boot, routing, the status bar and banners, sign-in and 我的.
 
-import { clearAll, flush, openDb, persist } from './db.js';
+import { clearAll, flush, openDb, persist, writesBlocked } from './db.js';
 import * as sync from './sync.js';
 import { S, explain, me, topbar } from './core.js';
 import { ROLE, ask, field, h, hhmm, toast, when } from './ui.js';
@@ -21,6 +21,7 @@ window.gridsync = {
   syncState: sync.state,
   ready,
   flush,
+  writesBlocked,
   version: VERSION,
 };
 
@@ -173,10 +174,10 @@ function renderBanners(st) {
         h('button.btn', { type: 'button', testid: 'auth-signin', onclick: () => showLogin(true) }, '重新登录'),
       ),
     );
-  } else if (st.outcome === 'error' && st.message) {
+  } else if (st.outcome === 'error' && st.message && !dbError) {
     out.push(h('div.banner.warn', { testid: 'sync-error' }, `同步出错：${st.message}。记录仍保存在本机，稍后会自动重试。`));
   }
-  if (dbError) out.push(h('div.banner.danger', { testid: 'db-error' }, `本机存储写入失败：${dbError}。请检查手机存储空间。`));
+  if (dbError) out.push(h('div.banner.danger', { testid: 'db-error', role: 'alert' }, dbError));
   let rejections = [];
   try {
     rejections = S.phone.rejections();
@@ -217,6 +218,18 @@ function renderBanners(st) {
       ),
     );
   }
+  // Records carry the phone's time: a clock hours off makes every new record's time wrong.
+  const skew = st.clockSkew || 0;
+  if (Math.abs(skew) > 10 * 60_000) {
+    const off = Math.abs(skew) >= 3_600_000 ? `${Math.round(Math.abs(skew) / 3_600_000)} 小时` : `${Math.round(Math.abs(skew) / 60_000)} 分钟`;
+    out.push(
+      h(
+        'div.banner.warn',
+        { testid: 'clock-banner' },
+        `手机时间不准：比北京时间${skew > 0 ? '快' : '慢'}约 ${off}，新记录的时间会跟着出错。请在手机“设置 > 日期和时间”中打开“自动设置时间”。`,
+      ),
+    );
+  }
   if (updateReady) {
     out.push(h('button.banner.info', { type: 'button', testid: 'update-banner', onclick: () => location.reload() }, '新版本已就绪，点此刷新'));
   }
@@ -226,14 +239,25 @@ function renderBanners(st) {
 /** What re-signing-in means for changes not yet synced (they carry the old device's identity). */
 function pendingNote() {
   const n = S.phone.pendingChanges();
-  return n
-    ? h('div', null, `本机还有 ${n} 条修改未同步。重新登录会登记为新设备，这些修改将无法提交（届时会逐条列出），请先记下重要内容。`)
-    : null;
+  if (!n) return null;
+  return h(
+    'div',
+    { testid: 'pending-note' },
+    sync.state.code === 'person_disabled'
+      ? `本机还有 ${n} 条修改未同步，仍保存在本机。请联系管理员恢复账号，再重新登录提交。`
+      : `本机还有 ${n} 条修改未同步，仍保存在本机。用本人账号重新登录后会自动提交，不会丢失。`,
+  );
 }
 
 let dbError = '';
 addEventListener('gs-db-error', (e) => {
-  dbError = explain(e.detail);
+  // db.js has already taken the unsaved edits back out of memory.
+  // The screen is not redrawn: a form keeps what was typed, to save again.
+  dbError = (e.detail && e.detail.kind === 'storage' && e.detail.message) || `本机存储写入失败：${explain(e.detail)}`;
+  renderStatus();
+});
+addEventListener('gs-db-ok', () => {
+  dbError = '';
   renderStatus();
 });
 
@@ -312,6 +336,19 @@ async function signIn(username, password, deviceName) {
   }
   if (!resp.ok) throw new Error(await refusal(resp, resp.status === 401 ? '用户名或密码错误' : '登录失败'));
   const reg = await resp.json();
+  // Another person's unsynced work is deleted only if the person says so.
+  const unsynced = old && old.person !== reg.person ? S.phone.pendingChanges() : 0;
+  if (
+    unsynced &&
+    !(await ask({
+      title: '换账号登录？',
+      text: `本机还有 ${unsynced} 条“${old.name}”的修改没有同步到服务器。用其他账号登录会把它们从本机永久删除。建议取消，先用“${old.name}”的账号登录并同步。`,
+      ok: '删除并登录',
+      danger: true,
+    }))
+  ) {
+    throw new Error(`已取消。请用“${old.name}”的账号登录，同步后再换账号。`);
+  }
   // Another person's records never stay on the phone.
   if ((old && old.person !== reg.person) || (!old && S.phone.records().length)) await wipe();
   S.phone.register(reg);

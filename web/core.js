@@ -1,10 +1,17 @@
 // State and helpers the screens share: the replica, navigation, saving.
 
-import { flush } from './db.js';
+import { flush, setReplica } from './db.js';
 import { syncSoon } from './sync.js';
 import { h, toast } from './ui.js';
 
 export const S = { phone: null, refresh: () => {} };
+
+// After a write failed, memory gives back what the disk does not hold (db.js).
+setReplica({
+  reload: (entries) => S.phone && S.phone.reload(entries),
+  failed: (batch) => S.phone && S.phone.writeFailed(batch),
+  done: (batch) => S.phone && S.phone.writeDone(batch),
+});
 
 export const me = () => S.phone.identity();
 export const records = (kind) => S.phone.records(kind);
@@ -65,7 +72,8 @@ export function attempt(fn) {
     return { value: fn() };
   } catch (e) {
     console.error(e);
-    toast('操作失败：' + explain(e), 'error');
+    const m = explain(e);
+    toast(/记录未保存/.test(m) ? m : '操作失败：' + m, 'error'); // a storage failure says itself what happened
     return null;
   }
 }
@@ -75,7 +83,7 @@ export async function saved(text = '已保存') {
   try {
     await flush();
   } catch (e) {
-    toast('保存失败：' + explain(e), 'error');
+    toast(e.kind === 'storage' ? e.message : '保存失败：' + explain(e), 'error');
     return false;
   }
   syncSoon();

@@ -4,7 +4,7 @@
 // failure), shortly after each local save, and on demand. Never two at once:
 // a request made while one runs starts another right after it.
 // When the server is busy (503/429 with Retry-After) the next try waits what
-// it asked, stretched by a random 0-50 % so that phones refused together do
+// it asked, stretched by a random 0-25 % so that phones refused together do
 // not come back together; other failures back off exponentially, jittered.
 
 import { flush } from './db.js';
@@ -26,6 +26,7 @@ export const state = {
   retryAfter: 0,
   retryAt: 0, // Date.now() before which automatic syncs wait (the server said busy)
   lastReport: null,
+  clockSkew: 0, // this phone's clock minus the server's (ms), from the last answer's Date header
 };
 
 let getPhone = () => null;
@@ -69,6 +70,8 @@ function retryAfterOf(resp, body) {
 }
 
 async function roundTrip(phone, token) {
+  // The last round's writes first: what failed to save is taken back before anything is sent.
+  await flush();
   const body = phone.buildRequest();
   const gz = await gzip(body);
   const headers = { Authorization: `Bearer ${token}`, 'Content-Type': 'application/x-gridsync' };
@@ -78,6 +81,8 @@ async function roundTrip(phone, token) {
   let resp, bytes;
   try {
     resp = await fetch('/v1/sync', { method: 'POST', headers, body: gz || body, signal: ctl.signal, cache: 'no-store' });
+    const served = Date.parse(resp.headers.get('Date') || '');
+    if (Number.isFinite(served)) state.clockSkew = Date.now() - served;
     if (resp.ok) bytes = new Uint8Array(await resp.arrayBuffer());
   } catch (e) {
     const err = new Error('网络不可用');
@@ -87,8 +92,18 @@ async function roundTrip(phone, token) {
     clearTimeout(t);
   }
   if (resp.status === 401) {
-    const err = new Error('登录已失效或本机已被停用，请重新登录');
+    // device_revoked: sign in again (unsynced work is kept and pushed then);
+    // person_disabled: only an administrator can help.
+    const { error: code = '' } = await errorBody(resp);
+    const err = new Error(
+      code === 'person_disabled'
+        ? '此账号已被停用，无法同步，请联系管理员'
+        : code === 'device_revoked'
+          ? '本机的登录已失效（设备被管理员注销、在别的手机上重新登录或密码已修改），请重新登录'
+          : '登录已失效，请重新登录',
+    );
     err.kind = 'auth';
+    err.code = code;
     throw err;
   }
   if (!resp.ok) {
@@ -125,6 +140,7 @@ async function run() {
   } catch (e) {
     state.outcome = e.kind || 'error';
     state.message = e.message || String(e);
+    state.code = e.code || '';
     state.retryAfter = e.retryAfter || 0;
     state.retryAt = state.retryAfter ? Date.now() + state.retryAfter * 1000 : 0;
     if (e.kind !== 'auth') state.failures++;
@@ -163,7 +179,7 @@ function schedule() {
   if (!navigator.onLine || state.outcome === 'auth' || !getPhone()?.identity()) return;
   let delay;
   if (state.outcome === 'ok' || state.outcome === null) delay = OK_INTERVAL;
-  else if (state.outcome === 'busy') delay = state.retryAfter * 1000 * (1 + Math.random() * 0.5);
+  else if (state.outcome === 'busy') delay = state.retryAfter * 1000 * (1 + Math.random() * 0.25);
   else delay = Math.min(MAX_BACKOFF, FIRST_BACKOFF * 2 ** Math.max(0, state.failures - 1)) * (0.75 + Math.random() * 0.5);
   timer = setTimeout(syncNow, delay);
 }

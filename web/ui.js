@@ -90,7 +90,7 @@ export function toast(text, kind = 'ok') {
   if (old) old.remove();
   const el = h('div.toast', { testid: 'toast', role: 'status', class: kind, onclick: () => el.remove() }, text);
   document.body.append(el);
-  setTimeout(() => el.remove(), 1800);
+  setTimeout(() => el.remove(), kind === 'error' ? 4000 : 1800); // time to read what to do
 }
 
 /**

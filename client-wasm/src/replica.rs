@@ -268,7 +268,7 @@ impl<S: Storage> Replica<S> {
     /// After a failed save, takes the unsaved changes back out of memory, so
     /// that the phone never shows or sends what its storage does not hold:
     /// `before` is the document's heads before them (None: a new document).
-    fn forget_unsaved(&mut self, id: DocId, unsaved: &[ChangeHash], before: Option<&[ChangeHash]>) {
+    pub(crate) fn forget_unsaved(&mut self, id: DocId, unsaved: &[ChangeHash], before: Option<&[ChangeHash]>) {
         for h in unsaved {
             self.outbox_bytes.remove(h);
         }
