@@ -174,7 +174,7 @@ async fn sync_route(
     let arrived = std::time::Instant::now();
     let caller = caller(&state, authorization).await?;
     let body = read_body(body, MAX_REQUEST_BYTES as usize).await?;
-    let worker = state.sync_gate.enter(arrived).await?;
+    let worker = state.sync_gate.enter(arrived, body.len()).await?;
     let waited = worker.waited;
     let raw = decode_body(&body, content_encoding.as_deref())?;
     let request: SyncRequest = protocol::decode(&raw).map_err(|e| ApiError::BadRequest(e.to_string()))?;

@@ -62,11 +62,12 @@ impl Backoff {
     }
 
     /// How long to wait after being told `retry_after_s`: that, stretched by a
-    /// random 0-50 % so that phones refused together do not return together.
+    /// random 0-25 % so that phones refused together do not return together
+    /// (the server already spreads its answers).
     pub fn delay(retry_after_s: u32) -> std::time::Duration {
         use rand::Rng;
         let base = f64::from(retry_after_s.max(1));
-        std::time::Duration::from_secs_f64(base * rand::rng().random_range(1.0..1.5))
+        std::time::Duration::from_secs_f64(base * rand::rng().random_range(1.0..1.25))
     }
 }
 
@@ -87,6 +88,10 @@ pub struct Pressure {
     /// Time spent waiting before retrying.
     pub waited: std::time::Duration,
 }
+
+/// How long the phone keeps an idle connection for reuse: less than the
+/// server's idle timeout.
+const POOL_IDLE: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// Counts of what crossed the network.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -159,7 +164,10 @@ impl Phone {
         let mut replica = Replica::open(MemoryStorage::new())?;
         let token = reg.token.clone();
         replica.register(reg)?;
-        let http = reqwest::Client::new();
+        // Idle connections are dropped before the server's idle timeout (30 s)
+        // would close them, so a request never goes out on a connection the
+        // server is closing at that moment.
+        let http = reqwest::Client::builder().pool_idle_timeout(POOL_IDLE).build()?;
         Ok(Phone {
             replica,
             url: url.into(),

@@ -78,8 +78,7 @@ async fn a_storm_of_phones_gets_quick_503s_with_retry_after_backs_off_and_conver
     assert!(served >= 1, "the first ones are served");
     // The bound on waiting is 1 s; most refusals come at once (a generous bound for a loaded machine).
     assert!(refused.iter().all(|r| r.0 < Duration::from_secs(3)), "refusals are quick: {refused:?}");
-    let spread: HashSet<u32> = refused.iter().map(|r| r.1).collect();
-    assert!(spread.len() > 1 || refused.len() < 3, "Retry-After is spread, not one value: {refused:?}");
+    // (That Retry-After grows with the refusals is the gate's own unit test.)
 
     // Now every phone syncs as a phone does: backing off as told, until its work is acknowledged ...
     let mut round = tokio::task::JoinSet::new();
