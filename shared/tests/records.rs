@@ -108,3 +108,24 @@ fn a_record_outside_the_authors_grid_cannot_be_created() {
         .expect_err("outside");
     assert!(err.to_string().contains("outside_territory"), "{err}");
 }
+
+#[test]
+fn a_visits_gps_position_can_be_removed_and_set_again() {
+    let fields = VisitFields {
+        visited_at: 1,
+        notes: "走访".into(),
+        location: Some(GeoPoint { lat: 30.59, lon: 114.31, accuracy_m: Some(12.0) }),
+        ..VisitFields::default()
+    };
+    let (_, mut doc) =
+        new_record(ActorId::random(), &staff(), &grid(), 1, [3; 10], &NewRecord::VisitLog(fields.clone()))
+            .expect("create");
+    let author = staff();
+    let cleared = VisitFields { location: None, ..fields.clone() };
+    Editor::new(&mut doc, &author, 2).update_visit(&cleared).expect("the position is removed");
+    let Record::VisitLog(v) = read_record(&doc).expect("read") else { panic!("kind") };
+    assert_eq!(v.fields.location, None);
+    Editor::new(&mut doc, &author, 3).update_visit(&fields).expect("and set again");
+    let Record::VisitLog(v) = read_record(&doc).expect("read") else { panic!("kind") };
+    assert_eq!(v.fields.location, fields.location);
+}

@@ -325,8 +325,13 @@ pub(super) fn write_visit(tx: &mut Transaction<'_>, f: &VisitFields) -> Result<(
             }
         }
         None => {
-            if tx.get(ROOT, "location")?.is_some() {
-                tx.delete(ROOT, "location")?;
+            // Emptied, not removed: removing the map would drop a concurrent edit of it.
+            if let Some((Value::Object(ObjType::Map), loc)) = tx.get(ROOT, "location")? {
+                for key in ["lat", "lon", "accuracy_m"] {
+                    if tx.get(&loc, key)?.is_some() {
+                        tx.delete(&loc, key)?;
+                    }
+                }
             }
         }
     }

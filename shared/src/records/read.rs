@@ -320,6 +320,11 @@ fn read(root: Obj<'_>) -> R<Record> {
             ]))?;
             let location = match root.map("location")? {
                 None => None,
+                // A location removed later is an emptied map (the map itself is never removed).
+                Some(loc) if loc.opt_f64("lat")?.is_none() && loc.opt_f64("lon")?.is_none() => {
+                    loc.only_keys(&["accuracy_m"])?;
+                    None
+                }
                 Some(loc) => {
                     loc.only_keys(&["lat", "lon", "accuracy_m"])?;
                     let lat = loc.opt_f64("lat")?.ok_or_else(|| RecordError::Missing(loc.field("lat")))?;
