@@ -160,16 +160,20 @@ fn check_field_rights(old: &Record, new: &Record, author: &Author) -> Checked<()
     if !fields_changed {
         return Ok(());
     }
-    let own = new.meta().creator == author.person;
-    let allowed = match new {
-        Record::Household(_) => true,
-        Record::VisitLog(_) => own,
-        Record::Case(_) | Record::Promise(_) => own || author.role.reviews(),
-    };
-    if allowed {
+    if may_edit_fields(new, author) {
         Ok(())
     } else {
         Err(Rejection::new(RejectReason::NotPermitted, format!("only the creator may edit this {}", new.kind())))
+    }
+}
+
+/// Whether `author` may edit `record`'s editable fields.
+fn may_edit_fields(record: &Record, author: &Author) -> bool {
+    let own = record.meta().creator == author.person;
+    match record {
+        Record::Household(_) => true,
+        Record::VisitLog(_) => own,
+        Record::Case(_) | Record::Promise(_) => own || author.role.reviews(),
     }
 }
 
@@ -417,7 +421,9 @@ pub fn check_push(
             // field's value and so look like no edit at all — yet its new put
             // can win the merge over someone else's concurrent value. Whoever
             // may not edit the fields must leave them as the server has them.
-            check_field_rights(&read_record(doc)?, &merged_record, author)?;
+            if !may_edit_fields(&merged_record, author) {
+                check_field_rights(&read_record(doc)?, &merged_record, author)?;
+            }
             merged_record
         }
     };

@@ -6,7 +6,7 @@
 use super::*;
 use crate::roles::Author;
 use crate::rules::{self, Rejection};
-use crate::workflow::{CaseStatus, StatusMove};
+use crate::workflow::{CaseStatus, StatusEntry, StatusMove};
 use automerge::transaction::{CommitOptions, Transactable, Transaction};
 use automerge::{ActorId, Automerge, AutomergeError, ChangeHash, ObjId, ObjType, ROOT, ReadDoc, ScalarValue, Value};
 use thiserror::Error;
@@ -141,20 +141,11 @@ impl<'a> Editor<'a> {
         note: &str,
         satisfaction: Option<Satisfaction>,
     ) -> Result<Option<ChangeHash>, EditError> {
-        let (person, at) = (self.author.person, self.now);
+        let entry =
+            FollowUp { id: Uuid::new_v4(), by: self.author.person, at: self.now, note: note.into(), satisfaction };
         self.change(|tx, r| {
             Self::expect(r, RecordKind::Case)?;
-            let list = existing(tx, "follow_ups", ObjType::List)?;
-            let i = tx.length(&list);
-            let entry = tx.insert_object(&list, i, ObjType::Map)?;
-            tx.put(&entry, "id", Uuid::new_v4().to_string())?;
-            tx.put(&entry, "by", person.to_string())?;
-            tx.put(&entry, "at", ScalarValue::Timestamp(at))?;
-            tx.put(&entry, "note", note)?;
-            if let Some(s) = satisfaction {
-                tx.put(&entry, "satisfaction", s.as_str())?;
-            }
-            Ok(())
+            append_follow_up(tx, &entry)
         })
     }
 
@@ -174,44 +165,71 @@ impl<'a> Editor<'a> {
         to: CaseStatus,
         reason: Option<&str>,
     ) -> Result<Option<ChangeHash>, EditError> {
-        let (person, at) = (self.author.person, self.now);
+        let (by, at) = (self.author.person, self.now);
         self.change(|tx, r| {
             let Record::Case(case) = r else {
                 return Err(EditError::WrongKind { expected: RecordKind::Case, found: r.kind() });
             };
             let epoch = case.standing().epoch + u32::from(kind == StatusMove::Reopen);
-            let list = existing(tx, "status_log", ObjType::List)?;
-            let i = tx.length(&list);
-            let entry = tx.insert_object(&list, i, ObjType::Map)?;
-            tx.put(&entry, "id", Uuid::new_v4().to_string())?;
-            tx.put(&entry, "kind", if kind == StatusMove::Advance { "advance" } else { "reopen" })?;
-            tx.put(&entry, "to", to.as_str())?;
-            tx.put(&entry, "epoch", u64::from(epoch))?;
-            tx.put(&entry, "by", person.to_string())?;
-            tx.put(&entry, "at", ScalarValue::Timestamp(at))?;
-            if let Some(reason) = reason {
-                tx.put(&entry, "reason", reason)?;
-            }
-            Ok(())
+            let reason = reason.map(str::to_string);
+            append_status_entry(tx, &StatusEntry { id: Uuid::new_v4(), kind, to, epoch, by, at, reason })
         })
     }
 
     /// Records whether a promise was kept.
     pub fn record_promise_outcome(&mut self, kept: bool, note: &str) -> Result<Option<ChangeHash>, EditError> {
-        let (person, at) = (self.author.person, self.now);
+        let entry =
+            PromiseOutcome { id: Uuid::new_v4(), kept, by: self.author.person, at: self.now, note: note.into() };
         self.change(|tx, r| {
             Self::expect(r, RecordKind::Promise)?;
-            let list = existing(tx, "outcomes", ObjType::List)?;
-            let i = tx.length(&list);
-            let entry = tx.insert_object(&list, i, ObjType::Map)?;
-            tx.put(&entry, "id", Uuid::new_v4().to_string())?;
-            tx.put(&entry, "kept", kept)?;
-            tx.put(&entry, "by", person.to_string())?;
-            tx.put(&entry, "at", ScalarValue::Timestamp(at))?;
-            tx.put(&entry, "note", note)?;
-            Ok(())
+            append_outcome(tx, &entry)
         })
     }
+}
+
+/// Appends a follow-up to the case's `follow_ups` list.
+pub(super) fn append_follow_up(tx: &mut Transaction<'_>, f: &FollowUp) -> Result<(), EditError> {
+    let list = existing(tx, "follow_ups", ObjType::List)?;
+    let i = tx.length(&list);
+    let entry = tx.insert_object(&list, i, ObjType::Map)?;
+    tx.put(&entry, "id", f.id.to_string())?;
+    tx.put(&entry, "by", f.by.to_string())?;
+    tx.put(&entry, "at", ScalarValue::Timestamp(f.at))?;
+    tx.put(&entry, "note", f.note.as_str())?;
+    if let Some(s) = f.satisfaction {
+        tx.put(&entry, "satisfaction", s.as_str())?;
+    }
+    Ok(())
+}
+
+/// Appends a status move to the case's `status_log` list.
+pub(super) fn append_status_entry(tx: &mut Transaction<'_>, e: &StatusEntry) -> Result<(), EditError> {
+    let list = existing(tx, "status_log", ObjType::List)?;
+    let i = tx.length(&list);
+    let entry = tx.insert_object(&list, i, ObjType::Map)?;
+    tx.put(&entry, "id", e.id.to_string())?;
+    tx.put(&entry, "kind", if e.kind == StatusMove::Advance { "advance" } else { "reopen" })?;
+    tx.put(&entry, "to", e.to.as_str())?;
+    tx.put(&entry, "epoch", u64::from(e.epoch))?;
+    tx.put(&entry, "by", e.by.to_string())?;
+    tx.put(&entry, "at", ScalarValue::Timestamp(e.at))?;
+    if let Some(reason) = &e.reason {
+        tx.put(&entry, "reason", reason.as_str())?;
+    }
+    Ok(())
+}
+
+/// Appends an outcome to the promise's `outcomes` list.
+pub(super) fn append_outcome(tx: &mut Transaction<'_>, o: &PromiseOutcome) -> Result<(), EditError> {
+    let list = existing(tx, "outcomes", ObjType::List)?;
+    let i = tx.length(&list);
+    let entry = tx.insert_object(&list, i, ObjType::Map)?;
+    tx.put(&entry, "id", o.id.to_string())?;
+    tx.put(&entry, "kept", o.kept)?;
+    tx.put(&entry, "by", o.by.to_string())?;
+    tx.put(&entry, "at", ScalarValue::Timestamp(o.at))?;
+    tx.put(&entry, "note", o.note.as_str())?;
+    Ok(())
 }
 
 /// The object at a root key, created (once) if absent.

@@ -3,12 +3,15 @@
 //! device's Automerge actor, on top of what the server holds, so it is pushed
 //! in the person's name instead of being refused as someone else's.
 
-use super::edit::{existing, write_case, write_household, write_promise, write_visit};
+use super::edit::{
+    append_follow_up, append_outcome, append_status_entry, existing, write_case, write_household, write_promise,
+    write_visit,
+};
 use super::*;
 use crate::roles::Author;
 use crate::rules;
-use automerge::transaction::{CommitOptions, Transactable, Transaction};
-use automerge::{ActorId, Automerge, ObjType, ROOT, ReadDoc, ScalarValue};
+use automerge::transaction::{CommitOptions, Transactable};
+use automerge::{ActorId, Automerge, ObjType, ROOT, ScalarValue};
 use std::collections::HashSet;
 
 /// Makes `local` (the record as the phone holds it, written partly by an
@@ -51,75 +54,39 @@ pub fn reauthor(
             if c.meta.creator == author.person || author.role.reviews() || before.is_none() {
                 write_case(&mut tx, &c.fields)?;
             }
-            let (log, follow) = match &before {
+            let (log, follow): (HashSet<_>, HashSet<_>) = match &before {
                 Some(Record::Case(b)) => {
-                    (ids(b.status_log.iter().map(|e| e.id)), ids(b.follow_ups.iter().map(|f| f.id)))
+                    (b.status_log.iter().map(|e| e.id).collect(), b.follow_ups.iter().map(|f| f.id).collect())
                 }
                 _ => Default::default(),
             };
-            let list = existing(&mut tx, "status_log", ObjType::List)?;
+            existing(&mut tx, "status_log", ObjType::List)?;
             for e in c.status_log.iter().filter(|e| mine(&e.by) && !log.contains(&e.id)) {
-                let i = tx.length(&list);
-                let entry = tx.insert_object(&list, i, ObjType::Map)?;
-                tx.put(&entry, "id", e.id.to_string())?;
-                tx.put(
-                    &entry,
-                    "kind",
-                    if e.kind == crate::workflow::StatusMove::Advance { "advance" } else { "reopen" },
-                )?;
-                tx.put(&entry, "to", e.to.as_str())?;
-                tx.put(&entry, "epoch", u64::from(e.epoch))?;
-                tx.put(&entry, "by", e.by.to_string())?;
-                tx.put(&entry, "at", ScalarValue::Timestamp(e.at))?;
-                if let Some(reason) = &e.reason {
-                    tx.put(&entry, "reason", reason.as_str())?;
-                }
+                append_status_entry(&mut tx, e)?;
             }
-            let list = existing(&mut tx, "follow_ups", ObjType::List)?;
+            existing(&mut tx, "follow_ups", ObjType::List)?;
             for f in c.follow_ups.iter().filter(|f| mine(&f.by) && !follow.contains(&f.id)) {
-                let i = tx.length(&list);
-                let entry = tx.insert_object(&list, i, ObjType::Map)?;
-                tx.put(&entry, "id", f.id.to_string())?;
-                tx.put(&entry, "by", f.by.to_string())?;
-                tx.put(&entry, "at", ScalarValue::Timestamp(f.at))?;
-                tx.put(&entry, "note", f.note.as_str())?;
-                if let Some(s) = f.satisfaction {
-                    tx.put(&entry, "satisfaction", s.as_str())?;
-                }
+                append_follow_up(&mut tx, f)?;
             }
         }
         Record::Promise(p) => {
             if p.meta.creator == author.person || author.role.reviews() || before.is_none() {
                 write_promise(&mut tx, &p.fields)?;
             }
-            let had = match &before {
-                Some(Record::Promise(b)) => ids(b.outcomes.iter().map(|o| o.id)),
+            let had: HashSet<_> = match &before {
+                Some(Record::Promise(b)) => b.outcomes.iter().map(|o| o.id).collect(),
                 _ => HashSet::new(),
             };
-            let list = existing(&mut tx, "outcomes", ObjType::List)?;
+            existing(&mut tx, "outcomes", ObjType::List)?;
             for o in p.outcomes.iter().filter(|o| mine(&o.by) && !had.contains(&o.id)) {
-                let i = tx.length(&list);
-                let entry = tx.insert_object(&list, i, ObjType::Map)?;
-                tx.put(&entry, "id", o.id.to_string())?;
-                tx.put(&entry, "kept", o.kept)?;
-                tx.put(&entry, "by", o.by.to_string())?;
-                tx.put(&entry, "at", ScalarValue::Timestamp(o.at))?;
-                tx.put(&entry, "note", o.note.as_str())?;
+                append_outcome(&mut tx, o)?;
             }
         }
     }
-    finish(tx, now);
+    tx.commit_with(CommitOptions::default().with_time(now));
     match base {
         Some(b) => rules::check_update(b, &doc, author)?,
         None => rules::check_new(&doc, author)?,
     };
     Ok(doc)
-}
-
-fn ids(it: impl Iterator<Item = uuid::Uuid>) -> HashSet<uuid::Uuid> {
-    it.collect()
-}
-
-fn finish(tx: Transaction<'_>, now: i64) {
-    tx.commit_with(CommitOptions::default().with_time(now));
 }
