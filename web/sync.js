@@ -116,6 +116,32 @@ async function roundTrip(phone, token) {
   return phone.applyResponse(bytes, Date.now());
 }
 
+const TERRITORY_CHECK = 600_000; // ask /v1/me where the person works at most every ten minutes
+let territoryCheckedAt = 0; // 0: not since the app opened
+
+/**
+ * After a successful sync: asks the server where the person works now
+ * (`GET /v1/me`) when the app has just opened, ten minutes have passed or a
+ * record was refused, so that after a move the phone shows the new territory
+ * and the old one's records leave it. A failure here is left to the next time.
+ */
+async function checkTerritory(phone, token, refused) {
+  if (!refused && territoryCheckedAt && Date.now() - territoryCheckedAt < TERRITORY_CHECK) return false;
+  try {
+    const resp = await fetch('/v1/me', { headers: { Authorization: `Bearer ${token}` }, cache: 'no-store' });
+    if (!resp.ok) return false;
+    const me = await resp.json();
+    if (typeof me.territory !== 'string') return false;
+    territoryCheckedAt = Date.now();
+    const before = phone.identity()?.territory;
+    const dropped = phone.updateTerritory(me.territory);
+    await flush();
+    return dropped > 0 || before !== me.territory;
+  } catch {
+    return false;
+  }
+}
+
 async function run() {
   const phone = getPhone();
   const id = phone && phone.identity();
@@ -123,6 +149,7 @@ async function run() {
   state.syncing = true;
   emit(false);
   let received = false;
+  let refused = false;
   try {
     for (let round = 0; round < 200; round++) {
       const report = await roundTrip(phone, id.token);
@@ -133,10 +160,12 @@ async function run() {
       state.failures = 0;
       state.retryAfter = 0;
       state.retryAt = 0;
+      refused ||= report.rejected > 0;
       if (!report.again) break;
       emit(received);
     }
     await flush();
+    if (await checkTerritory(phone, id.token, refused)) received = true;
   } catch (e) {
     state.outcome = e.kind || 'error';
     state.message = e.message || String(e);

@@ -122,15 +122,18 @@ test('the supervisor moves the case along; a follow-up from the field reaches ev
   await field.context.close();
 });
 
-test('a record the server rejects shows its reason on the phone', async () => {
+test('a record the server refuses shows its reason; the phone then learns the new territory', async () => {
   const c = await newPhone(browser);
   await signIn(c.page, server.url, 'wu');
   await synced(c.page);
+  const inGrid = (page, grid) =>
+    page.evaluate((g) => window.gridsync.phone.records().filter((r) => r.record.meta.grid === g).length, grid);
+  assert.ok((await inGrid(c.page, 'xg/xn/sy/dh/g01')) > 0, 'the phone holds its grid');
   // The administrator moves this grid manager to the neighbouring grid. Work
-  // made before the move would still be taken into the old grid; but this
-  // phone syncs once with nothing to push (which ends that grace) and, not
-  // knowing of the move (the app does not yet ask /v1/me for its territory),
-  // then writes a visit in the old grid: the server refuses it.
+  // made before the move is still taken into the old grid; but this phone
+  // syncs once with nothing to push (which ends that grace) and, having asked
+  // where it works only when the app opened, then writes a visit in the old
+  // grid: the server refuses it.
   cli(server.data, 'person', 'move', '--username', 'wu', '--territory', 'xg/xn/sy/dh/g02');
   await c.page.evaluate(() => window.gridsync.syncNow());
   await synced(c.page);
@@ -148,6 +151,36 @@ test('a record the server rejects shows its reason on the phone', async () => {
   assert.match(await banner.innerText(), /调岗前离线写的走访记录/);
   await shot(c.page, '11-rejected-record');
   assert.equal(await pending(c.page), 0, 'a rejected record is not sent again');
+  // The refusal made the phone ask where it works now: the old grid's records
+  // leave it, the new grid is its own, and a visit there is taken.
+  await c.page.waitForFunction(() => window.gridsync.phone.identity().territory === 'xg/xn/sy/dh/g02');
+  assert.equal(await inGrid(c.page, 'xg/xn/sy/dh/g01'), 0, 'the old grid left the phone');
+  await c.page.getByTestId('nav-me').click();
+  assert.equal(await c.page.getByTestId('me-territory').innerText(), 'xg/xn/sy/dh/g02');
+  await c.page.getByTestId('nav-visits').click();
+  await c.page.getByTestId('visit-new').click();
+  await c.page.getByTestId('visit-notes').fill('调岗后在新网格的走访');
+  await c.page.getByTestId('visit-save').click();
+  await c.page.getByTestId('visit-saved').waitFor();
+  await synced(c.page);
+  assert.equal(await inGrid(c.page, 'xg/xn/sy/dh/g02'), 1, 'the new visit is in the new grid');
+  assert.equal((await c.page.evaluate(() => window.gridsync.phone.rejections())).length, 1, 'and nothing more was refused');
+  await c.context.close();
+});
+
+test('a phone that opens after its person was moved holds only the new grid', async () => {
+  cli(server.data, 'person', 'move', '--username', 'zhou', '--territory', 'xg/xn/sy/dh/g02');
+  const c = await newPhone(browser);
+  await signIn(c.page, server.url, 'zhou');
+  await synced(c.page);
+  const grids = await c.page.evaluate(() => [...new Set(window.gridsync.phone.records().map((r) => r.record.meta.grid))]);
+  assert.ok(grids.every((g) => g === 'xg/xn/sy/dh/g02'), `only the new grid: ${grids}`);
+  cli(server.data, 'person', 'move', '--username', 'zhou', '--territory', 'xg/xn/sy/dh/g01');
+  await c.page.reload();
+  await c.page.evaluate(() => window.gridsync.ready);
+  await synced(c.page);
+  await c.page.waitForFunction(() => window.gridsync.phone.identity().territory === 'xg/xn/sy/dh/g01');
+  await c.page.waitForFunction(() => window.gridsync.phone.records().length > 0 && window.gridsync.phone.records().every((r) => r.record.meta.grid === 'xg/xn/sy/dh/g01'));
   await c.context.close();
 });
 

@@ -105,6 +105,15 @@ impl Phone {
         self.replica.register(reg).map_err(js_err)
     }
 
+    /// Takes in the territory the server says the person works in now
+    /// (`GET /v1/me`): after a move, records outside it leave the phone once
+    /// nothing of them waits to be pushed. Returns how many left.
+    #[wasm_bindgen(js_name = updateTerritory)]
+    pub fn update_territory(&mut self, territory: &str) -> Result<usize, JsError> {
+        let territory = territory.parse().map_err(|e: gridsync_shared::territory::TerritoryError| JsError::new(&e.to_string()))?;
+        self.replica.update_territory(territory).map_err(js_err)
+    }
+
     /// The device registration (with token), or null before sign-in.
     pub fn identity(&self) -> Result<JsValue, JsError> {
         to_js(&self.replica.identity())
