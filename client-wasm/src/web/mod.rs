@@ -110,7 +110,8 @@ impl Phone {
     /// nothing of them waits to be pushed. Returns how many left.
     #[wasm_bindgen(js_name = updateTerritory)]
     pub fn update_territory(&mut self, territory: &str) -> Result<usize, JsError> {
-        let territory = territory.parse().map_err(|e: gridsync_shared::territory::TerritoryError| JsError::new(&e.to_string()))?;
+        let territory =
+            territory.parse().map_err(|e: gridsync_shared::territory::TerritoryError| JsError::new(&e.to_string()))?;
         self.replica.update_territory(territory).map_err(js_err)
     }
 
