@@ -2,13 +2,15 @@
 
 import { clearAll, flush, openDb, persist, writesBlocked } from './db.js';
 import * as sync from './sync.js';
-import { S, explain, me, topbar } from './core.js';
+import { S, explain, me, pendingRecords, territoryName, topbar } from './core.js';
 import { ROLE, ask, field, h, hhmm, toast, when } from './ui.js';
 import { householdForm, householdView, householdsView } from './households.js';
 import { visitForm, visitView, visitsView } from './visits.js';
 import { caseForm, caseView, casesView } from './cases.js';
+import { afterSync, badgeCount, diaryView, todayView } from './today.js';
+import { promisesView } from './promises.js';
 
-export const VERSION = '1.0.0'; // keep in step with VERSION in sw.js
+export const VERSION = '1.1.0'; // keep in step with VERSION in sw.js
 
 let Phone = null;
 let resolveReady;
@@ -33,6 +35,9 @@ const nav = document.getElementById('nav');
 // ------------------------------------------------------------------ routing
 // [pattern, screen, section for the bottom nav, live (redrawn when sync brings data)]
 const ROUTES = [
+  [/^today$/, todayView, 'today', true],
+  [/^diary$/, diaryView, 'today', true],
+  [/^promises$/, promisesView, 'today', true],
   [/^households$/, householdsView, 'households', true],
   [/^household\/new$/, householdForm, 'households', false],
   [/^household\/([\w-]+)\/edit$/, householdForm, 'households', false],
@@ -71,7 +76,7 @@ function route() {
 
 function render() {
   const r = route();
-  if (!r) return location.replace('#/households');
+  if (!r) return location.replace('#/today');
   current = r;
   stale = false;
   draw();
@@ -125,9 +130,13 @@ function renderStatus() {
   }
   const st = sync.state;
   const online = sync.isOnline();
-  const pending = S.phone.pendingChanges();
+  const pending = pendingRecords();
   const last = S.phone.lastSyncAt();
   const label = st.outcome === 'auth' ? '需重新登录' : !online ? '离线' : st.outcome === 'error' ? '在线 · 同步出错' : '在线';
+  // Offline is the whole bar's colour, not a dot: the person sees it at a glance.
+  statusEl.classList.toggle('offline', !online && st.outcome !== 'auth');
+  statusEl.classList.toggle('signed-off', st.outcome === 'auth');
+  const done = syncDone && syncDone.until > Date.now() && online ? syncDone : null;
   statusEl.replaceChildren(
     h(
       'div.st-text',
@@ -136,9 +145,15 @@ function renderStatus() {
         'div.st-line',
         null,
         h('span', { testid: 'status-online', class: `dot ${online && st.outcome !== 'auth' ? 'on' : 'off'}`, 'data-online': String(online) }, label),
-        h('span', { testid: 'status-pending', class: pending ? 'st-pending' : 'st-done', 'data-count': pending }, `待同步 ${pending} 条`),
+        h(
+          'span',
+          { testid: 'status-pending', class: pending ? 'st-pending' : 'st-done', 'data-count': pending },
+          pending ? `${pending} 条记录待同步` : '全部已同步',
+        ),
       ),
-      h('div.st-sub', { testid: 'status-last-sync' }, last ? `上次同步 ${lastText(last)}` : '尚未同步'),
+      done
+        ? h('div.st-sub.st-synced', { testid: 'sync-done', 'data-count': done.count, role: 'status' }, `✓ ${done.text}`)
+        : h('div.st-sub', { testid: 'status-last-sync' }, !online && st.outcome !== 'auth' ? '记录存在本机，联网后自动同步' : last ? `上次同步 ${lastText(last)}` : '尚未同步'),
     ),
     h(
       'button.sync',
@@ -147,6 +162,56 @@ function renderStatus() {
     ),
   );
   renderBanners(st);
+  renderBadge();
+}
+
+/** The 今日 tab's badge: how many records others changed since the person last looked. */
+function renderBadge() {
+  const badge = document.getElementById('today-badge');
+  if (!badge) return;
+  let n = 0;
+  try {
+    n = badgeCount(!!current && current.screen === todayView);
+  } catch (e) {
+    console.error(e);
+  }
+  badge.hidden = !n;
+  badge.textContent = n > 99 ? '99+' : String(n);
+  badge.setAttribute('aria-label', `${n} 条新变化`);
+}
+
+// ------------------------------------------- "已同步 3 条" after a sync
+// What one sync sent (records no longer waiting) and brought (records others
+// changed that it received), said for a few seconds in the status bar.
+let syncStart = null; // {pending, at} while a sync runs
+let syncDone = null; // {count, text, until}
+const SYNC_DONE_MS = 6000;
+
+function broughtSince(at) {
+  try {
+    if (S.phone.changedSince) return S.phone.changedSince(at).length;
+  } catch {}
+  return 0; // the sync report's own count includes the echo of this phone's records
+}
+
+function trackSync() {
+  const st = sync.state;
+  if (!S.phone.identity()) return;
+  if (st.syncing) {
+    if (!syncStart) syncStart = { pending: pendingRecords(), at: Date.now() };
+    return;
+  }
+  if (!syncStart) return;
+  const start = syncStart;
+  syncStart = null;
+  if (st.outcome !== 'ok') return;
+  afterSync();
+  const sent = Math.max(0, start.pending - pendingRecords());
+  const brought = broughtSince(start.at);
+  if (!sent && !brought) return;
+  const parts = [sent ? `上传 ${sent} 条` : '', brought ? `收到 ${brought} 条` : ''].filter(Boolean).join('，');
+  syncDone = { count: sent + brought, text: `已同步 ${sent + brought} 条（${parts}）`, until: Date.now() + SYNC_DONE_MS };
+  setTimeout(renderStatus, SYNC_DONE_MS + 50);
 }
 
 function lastText(ms) {
@@ -155,9 +220,11 @@ function lastText(ms) {
 
 async function onSyncNow() {
   if (!navigator.onLine) toast('当前没有网络，正在尝试…', 'warn');
+  const asked = Date.now();
   await sync.syncNow();
   const st = sync.state;
-  if (st.outcome === 'ok') toast(S.phone.pendingChanges() ? '部分记录未同步，稍后重试' : '同步完成');
+  const done = syncDone && syncDone.until - SYNC_DONE_MS >= asked ? syncDone : null;
+  if (st.outcome === 'ok') toast(pendingRecords() ? `${pendingRecords()} 条记录未同步，稍后重试` : done ? `已同步 ${done.count} 条` : '已是最新，没有需要同步的记录');
   else if (st.outcome === 'network') toast('网络不可用，联网后会自动同步', 'warn');
   else if (st.outcome !== 'auth') toast('同步失败：' + st.message, 'error');
 }
@@ -238,14 +305,14 @@ function renderBanners(st) {
 
 /** What re-signing-in means for changes not yet synced (they carry the old device's identity). */
 function pendingNote() {
-  const n = S.phone.pendingChanges();
+  const n = pendingRecords();
   if (!n) return null;
   return h(
     'div',
     { testid: 'pending-note' },
     sync.state.code === 'person_disabled'
-      ? `本机还有 ${n} 条修改未同步，仍保存在本机。请联系管理员恢复账号，再重新登录提交。`
-      : `本机还有 ${n} 条修改未同步，仍保存在本机。用本人账号重新登录后会自动提交，不会丢失。`,
+      ? `本机还有 ${n} 条记录未同步，仍保存在本机。请联系管理员恢复账号，再重新登录提交。`
+      : `本机还有 ${n} 条记录未同步，仍保存在本机。用本人账号重新登录后会自动提交，不会丢失。`,
   );
 }
 
@@ -337,12 +404,12 @@ async function signIn(username, password, deviceName) {
   if (!resp.ok) throw new Error(await refusal(resp, resp.status === 401 ? '用户名或密码错误' : '登录失败'));
   const reg = await resp.json();
   // Another person's unsynced work is deleted only if the person says so.
-  const unsynced = old && old.person !== reg.person ? S.phone.pendingChanges() : 0;
+  const unsynced = old && old.person !== reg.person ? pendingRecords() : 0;
   if (
     unsynced &&
     !(await ask({
       title: '换账号登录？',
-      text: `本机还有 ${unsynced} 条“${old.name}”的修改没有同步到服务器。用其他账号登录会把它们从本机永久删除。建议取消，先用“${old.name}”的账号登录并同步。`,
+      text: `本机还有 ${unsynced} 条“${old.name}”的记录没有同步到服务器。用其他账号登录会把它们从本机永久删除。建议取消，先用“${old.name}”的账号登录并同步。`,
       ok: '删除并登录',
       danger: true,
     }))
@@ -357,7 +424,7 @@ async function signIn(username, password, deviceName) {
   if (navigator.storage && navigator.storage.persist) navigator.storage.persist().catch(() => {});
   forceLogin = false;
   sync.resetState();
-  location.replace('#/households');
+  location.replace('#/today');
   render();
   toast(`欢迎，${reg.name}`);
   await sync.syncNow();
@@ -386,11 +453,9 @@ function reportsScreen(params) {
 // ----------------------------------------------------------------------- 我的
 function meView() {
   const id = me();
-  const pending = S.phone.pendingChanges();
-  const persisted = h('dd', null, '…');
-  if (navigator.storage && navigator.storage.persisted) {
-    navigator.storage.persisted().then((p) => (persisted.textContent = p ? '已固定（不会被浏览器清理）' : '未固定'));
-  } else persisted.textContent = '未知';
+  const pending = pendingRecords();
+  const persisted = h('dd', { testid: 'me-storage' }, '…');
+  storageWords(persisted, pending);
   const counts = ['household', 'visit_log', 'case'].map((k) => S.phone.records(k).length);
   return h(
     'section',
@@ -402,7 +467,7 @@ function meView() {
       h('div.big', { testid: 'me-name' }, id.name),
       h('dl.facts', null,
         h('dt', null, '角色'), h('dd', { testid: 'me-role' }, ROLE[id.role] || id.role),
-        h('dt', null, '负责区域'), h('dd', { testid: 'me-territory' }, id.territory),
+        h('dt', null, '负责区域'), h('dd', null, h('div', { testid: 'me-territory-name' }, territoryName(id.territory)), h('div.muted.small', { testid: 'me-territory' }, id.territory)),
       ),
     ),
     h(
@@ -410,8 +475,8 @@ function meView() {
       null,
       h('dl.facts', null,
         h('dt', null, '本机数据'), h('dd', null, `住户 ${counts[0]} · 走访 ${counts[1]} · 事件 ${counts[2]}`),
-        h('dt', null, '待同步'), h('dd', null, `${pending} 条`),
-        h('dt', null, '存储'), persisted,
+        h('dt', null, '待同步'), h('dd', { testid: 'me-pending' }, pending ? `${pending} 条记录` : '没有，全部已同步'),
+        h('dt', null, '数据保存'), persisted,
         h('dt', null, '版本'), h('dd', { testid: 'app-version' }, `网格通 ${VERSION}`),
       ),
     ),
@@ -420,6 +485,38 @@ function meView() {
     h('button.btn.wide.danger', { type: 'button', testid: 'signout', onclick: signOut }, '退出登录'),
     h('p.muted.small', null, '退出登录会清除本机保存的住户和走访数据。'),
   );
+}
+
+/**
+ * Whether the browser may clear this phone's data by itself, in a grid
+ * manager's words (the Storage API's "persisted"), with a way to ask for it.
+ */
+function storageWords(dd, pending) {
+  const say = (p) => {
+    dd.dataset.persisted = String(p);
+    if (p) return dd.replaceChildren('受保护：浏览器不会自行清除本机的记录。');
+    dd.replaceChildren(
+      h('div', null, '未受保护：手机空间不足时，浏览器可能清除本机的记录。'),
+      h('div.muted.small', null, pending ? `还有 ${pending} 条记录未同步，清除后会丢失，请尽快联网同步。` : '已同步的记录在服务器上，清除后重新登录即可下载。'),
+      navigator.storage && navigator.storage.persist
+        ? h(
+            'button.btn.small',
+            {
+              type: 'button',
+              testid: 'me-storage-persist',
+              onclick: async () => {
+                const ok = await navigator.storage.persist().catch(() => false);
+                if (ok) say(true);
+                else toast('浏览器暂未同意。把网格通“添加到主屏幕”后再试。', 'warn');
+              },
+            },
+            '申请保护',
+          )
+        : null,
+    );
+  };
+  if (navigator.storage && navigator.storage.persisted) navigator.storage.persisted().then(say, () => say(false));
+  else dd.replaceChildren('无法确定：此浏览器不告诉网页数据是否会被清除，请及时同步。');
 }
 
 // ------------------------------------------------------------ 修改密码
@@ -477,15 +574,15 @@ function passwordView() {
 }
 
 async function signOut() {
-  let n = S.phone.pendingChanges();
+  let n = pendingRecords();
   if (n && navigator.onLine) {
     await sync.syncNow();
-    n = S.phone.pendingChanges();
+    n = pendingRecords();
   }
   const ok = await ask({
     title: '退出登录',
     text: n
-      ? `还有 ${n} 条修改没有同步到服务器，退出后将永久丢失！建议先到有信号的地方同步。`
+      ? `还有 ${n} 条记录没有同步到服务器，退出后将永久丢失！建议先到有信号的地方同步。`
       : '退出后本机的网格数据将被清除，下次登录时重新下载。',
     ok: n ? '仍然退出' : '退出登录',
     danger: true,
@@ -535,6 +632,7 @@ async function boot() {
   }
   sync.startSync(() => S.phone);
   sync.onChange((dataChanged) => {
+    trackSync();
     renderStatus();
     if (dataChanged) refreshLive();
   });

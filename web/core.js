@@ -123,9 +123,48 @@ export function householdSelect(selected, testid, emptyLabel = '（不针对具�
   return sel;
 }
 
+/** Case steps still waiting for work (before 已办结). */
+export const OPEN_STATUSES = ['reported', 'accepted', 'assigned', 'in_progress'];
+
 export function isOverdue(l) {
   const due = l.record.fields.due_at;
   return due && due < Date.now() && !['resolved', 'verified', 'closed'].includes(l.status);
+}
+
+/** A record that still counts: not voided (作废). */
+export const live = (l) => !l.voided;
+
+/** Who a person is, in words: the directory's name, else 我 / 其他人员 (before the directory reached the phone). */
+export function personName(id) {
+  if (!id) return '';
+  try {
+    const n = S.phone.personName && S.phone.personName(id);
+    if (n) return n;
+  } catch {}
+  return me() && id === me().person ? me().name : '其他人员';
+}
+
+/** A territory in words (东湖社区第一网格); the last part of its path when the directory does not know it. */
+export function territoryName(path) {
+  if (!path) return '';
+  try {
+    const n = S.phone.territoryName && S.phone.territoryName(path);
+    if (n) return n;
+  } catch {}
+  return path.split('/').pop();
+}
+
+/** The person a case was handed to (交办), from its status log; null when none. */
+export function assigneeOf(l) {
+  if (l.assignee !== undefined) return l.assignee || null;
+  let best = null;
+  for (const e of l.record.status_log || []) if (e.assignee && (!best || e.at >= best.at)) best = e;
+  return best ? best.assignee : null;
+}
+
+/** Records with changes waiting for the server (a record edited three times counts once). */
+export function pendingRecords() {
+  return S.phone.pendingRecords ? S.phone.pendingRecords() : S.phone.pendingChanges();
 }
 
 export function empty(text) {

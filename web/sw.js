@@ -3,7 +3,7 @@
 // file of the app it serves, so any change to the app (or a rebuilt web/pkg)
 // makes this file differ: the browser installs it, a new cache is filled and
 // the old one dropped.
-const VERSION = '1.0.0';
+const VERSION = '1.1.0';
 const BUILD = '__GRIDSYNC_BUILD__';
 const CACHE = `gridsync-shell-${VERSION}-${BUILD}`;
 const SHELL = [
@@ -17,6 +17,8 @@ const SHELL = [
   'households.js',
   'visits.js',
   'cases.js',
+  'today.js',
+  'promises.js',
   'style.css',
   'manifest.webmanifest',
   'icons/icon.svg',

@@ -452,7 +452,7 @@ test('a device revoked while work waits: the app asks to sign in again, keeps th
   const banner = page.getByTestId('auth-banner');
   await banner.waitFor();
   assert.match(await banner.innerText(), /本机的登录已失效.*请重新登录/s);
-  assert.match(await banner.innerText(), /本机还有 2 条修改未同步，仍保存在本机。用本人账号重新登录后会自动提交，不会丢失。/);
+  assert.match(await banner.innerText(), /本机还有 2 条记录未同步，仍保存在本机。用本人账号重新登录后会自动提交，不会丢失。/);
   await page.evaluate(() => window.scrollTo(0, 0));
   await shot(page, 'faults-device-revoked-banner');
   const tried = syncs;
@@ -469,7 +469,7 @@ test('a device revoked while work waits: the app asks to sign in again, keeps th
   await page.getByTestId('login-submit').click();
   const dialog = page.getByTestId('dialog');
   await dialog.waitFor();
-  assert.match(await dialog.innerText(), /本机还有 2 条“周强”的修改没有同步到服务器。用其他账号登录会把它们从本机永久删除/);
+  assert.match(await dialog.innerText(), /本机还有 2 条“周强”的记录没有同步到服务器。用其他账号登录会把它们从本机永久删除/);
   await shot(page, 'faults-other-person-sign-in-warning');
   await page.getByTestId('dialog-cancel').click();
   assert.match(await page.getByTestId('login-error').innerText(), /已取消。请用“周强”的账号登录/);
@@ -504,7 +504,7 @@ test('a disabled account: the app says to contact the administrator, and the wor
   const banner = page.getByTestId('auth-banner');
   await banner.waitFor();
   assert.match(await banner.innerText(), /此账号已被停用，无法同步，请联系管理员/);
-  assert.match(await banner.innerText(), /本机还有 1 条修改未同步，仍保存在本机。请联系管理员恢复账号/);
+  assert.match(await banner.innerText(), /本机还有 1 条记录未同步，仍保存在本机。请联系管理员恢复账号/);
   await shot(page, 'faults-person-disabled-banner');
 
   cli(server.data, 'person', 'enable', '--username', 'wu');

@@ -126,6 +126,13 @@ impl Phone {
         self.replica.pending_changes()
     }
 
+    /// How many records have changes waiting for the server (a record edited
+    /// three times counts once): what the app calls 待同步.
+    #[wasm_bindgen(js_name = pendingRecords)]
+    pub fn pending_records(&self) -> usize {
+        self.replica.outbox().filter(|(_, changes)| !changes.is_empty()).count()
+    }
+
     /// When the last sync succeeded (Unix ms), or undefined.
     #[wasm_bindgen(js_name = lastSyncAt)]
     pub fn last_sync_at(&self) -> Option<f64> {

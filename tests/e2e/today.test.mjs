@@ -1,0 +1,212 @@
+// 今日 / 待办 in Chromium (360×800, zh-CN) against the real server: the home
+// screen per role, 民情日记, the promise list, what others changed since I
+// last looked (with the tab's badge), the status bar's plain words, and the
+// report's 践诺落实率. Reviewed screenshots: docs/screenshots/today-*.png.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { copyFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { startServer, launchBrowser, newPhone, signIn, synced, shot, shots, root } from './harness.mjs';
+
+let server;
+let browser;
+
+before(async () => {
+  server = await startServer();
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  server?.stop();
+});
+
+/** A screenshot kept for review in docs/screenshots/ as well. */
+async function docShot(page, name) {
+  await page.evaluate(() => {
+    window.scrollTo(0, 0);
+    document.querySelector('.toast')?.remove();
+  });
+  await shot(page, name);
+  copyFileSync(join(shots, `${name}.png`), join(root, 'docs', 'screenshots', `${name}.png`));
+}
+
+/** YYYY-MM-DD `days` from today, in the phone's time zone. */
+const day = (page, days) =>
+  page.evaluate((n) => {
+    const d = new Date(Date.now() + n * 86_400_000);
+    const p = (x) => String(x).padStart(2, '0');
+    return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}`;
+  }, days);
+
+const count = async (locator) => Number(await locator.getAttribute('data-count'));
+
+async function newHousehold(page, head, address) {
+  await page.getByTestId('nav-households').click();
+  await page.getByTestId('household-new').click();
+  await page.getByTestId('household-address').fill(address);
+  await page.getByTestId('household-head').fill(head);
+  await page.getByTestId('household-save').click();
+  await page.getByTestId('household-visit').waitFor();
+}
+
+/** On a household's page: a promise due `dueDay` (YYYY-MM-DD). */
+async function promise(page, content, dueDay) {
+  await page.getByTestId('promise-new').click();
+  await page.getByTestId('promise-content').fill(content);
+  await page.getByTestId('promise-due').fill(dueDay);
+  await page.getByTestId('promise-save').click();
+  await page.getByTestId('promise-item').filter({ hasText: content }).waitFor();
+}
+
+async function visit(page, notes, at) {
+  await page.getByTestId('nav-visits').click();
+  await page.getByTestId('visit-new').click();
+  if (at) await page.getByTestId('visit-time').fill(at);
+  await page.getByTestId('visit-notes').fill(notes);
+  await page.getByTestId('visit-save').click();
+  await page.getByTestId('visit-saved').waitFor();
+}
+
+async function reportCase(page, title, dueDay) {
+  await page.getByTestId('nav-cases').click();
+  await page.getByTestId('case-new').click();
+  await page.getByTestId('case-kind-hazard').click();
+  await page.getByTestId('case-title').fill(title);
+  if (dueDay) await page.getByTestId('case-due').fill(dueDay);
+  await page.getByTestId('case-save').click();
+  await page.getByTestId('case-detail-title').waitFor();
+  return page.evaluate(() => location.hash.split('/')[2]);
+}
+
+const OVERDUE_CASE = '楼道杂物堵塞消防通道';
+const OPEN_CASE = '夜间广场舞噪音扰民';
+
+test('今日 is the first tab and the screen after sign-in: a grid manager sees overdue cases first, promises coming due, and today in 民情日记', async () => {
+  const { page, context } = await newPhone(browser);
+  await signIn(page, server.url, 'li');
+  assert.equal(await page.evaluate(() => location.hash), '#/today', 'sign-in lands on 今日');
+  await page.getByTestId('today').waitFor();
+  assert.equal(await page.locator('#nav a').first().getAttribute('data-testid'), 'nav-today', '今日 is the first tab');
+  assert.equal(await page.getByTestId('nav-today').getAttribute('aria-current'), 'page');
+  await synced(page);
+
+  await newHousehold(page, '陈桂英', '东湖路12号3栋2单元401');
+  await promise(page, '帮助申请临时救助', await day(page, -2)); // overdue
+  await promise(page, '协调物业修好楼道灯', await day(page, 1)); // due tomorrow
+  await promise(page, '下个月回访了解就业情况', await day(page, 20)); // not due for weeks
+  await visit(page, '今天走访陈桂英，身体尚可。');
+  await visit(page, '三天前走访王建国，反映下水道堵塞。', `${await day(page, -3)}T10:30`);
+  await reportCase(page, OPEN_CASE);
+  await reportCase(page, OVERDUE_CASE, await day(page, -3));
+
+  await page.getByTestId('nav-today').click();
+  const mine = page.getByTestId('today-my-cases');
+  await mine.waitFor();
+  assert.equal(await count(mine), 2, 'both open cases I reported');
+  const rows = mine.getByTestId('todo-case');
+  assert.match(await rows.first().innerText(), new RegExp(`${OVERDUE_CASE}[^]*超期 3 天`), 'the overdue case first, with how long');
+  assert.match(await page.getByTestId('today-overdue-note').innerText(), /1 件事件已超期/);
+  const promises = page.getByTestId('today-promises');
+  assert.equal(await count(promises), 2, 'the overdue promise and the one due tomorrow');
+  assert.match(await promises.innerText(), /帮助申请临时救助[^]*已超期/);
+  assert.match(await promises.innerText(), /协调物业修好楼道灯[^]*即将到期/);
+  assert.doesNotMatch(await promises.innerText(), /下个月回访/, 'a promise weeks away is not for today');
+  const diary = page.getByTestId('today-diary');
+  assert.equal(await count(diary), 1, "today's visit only");
+  assert.match(await diary.innerText(), /今天走访陈桂英/);
+  await docShot(page, 'today-grid-manager');
+
+  // 民情日记: today, then the earlier day with a visit, and back.
+  await page.getByTestId('today-diary-open').click();
+  assert.equal(await page.getByTestId('diary-day').getAttribute('data-day'), await day(page, 0));
+  assert.equal(await page.getByTestId('diary-entry').count(), 1);
+  await page.getByTestId('diary-prev').click();
+  await page.waitForFunction((d) => document.querySelector('[data-testid=diary-day]')?.dataset.day === d, await day(page, -3));
+  assert.equal(await page.getByTestId('diary-entry').count(), 1);
+  assert.match(await page.getByTestId('diary-entry').innerText(), /10:30[^]*下水道堵塞/);
+  await docShot(page, 'today-diary');
+  assert.ok(await page.getByTestId('diary-prev').isDisabled(), 'nothing earlier');
+  await page.getByTestId('diary-next').click();
+  await page.waitForFunction((d) => document.querySelector('[data-testid=diary-day]')?.dataset.day === d, await day(page, 0));
+
+  // 承诺事项: every promise, by where it stands; an outcome recorded from the list moves it.
+  await page.getByTestId('nav-today').click();
+  await page.getByTestId('today-promises-all').click();
+  const list = page.getByTestId('promise-list');
+  await list.waitFor();
+  assert.equal(await list.getByTestId('promise-row').count(), 3, '待落实: all three');
+  const filter = async (name, n) => {
+    await page.getByTestId(`promise-filter-${name}`).click();
+    await page.waitForFunction(
+      ([f, n]) => location.hash.endsWith(`filter=${f}`) && document.querySelectorAll('[data-testid=promise-list] [data-testid=promise-row]').length === n,
+      [name, n],
+    );
+  };
+  await filter('overdue', 1);
+  await filter('soon', 1);
+  await page.getByTestId('promise-row').getByTestId('promise-row-kept').click();
+  await page.getByTestId('dialog-ok').click();
+  await filter('kept', 1);
+  await filter('overdue', 1);
+  await page.getByTestId('promise-row').getByTestId('promise-row-not-kept').click();
+  await page.getByTestId('dialog-input').fill('救助申请材料不全，已转街道');
+  await page.getByTestId('dialog-ok').click();
+  await filter('not_kept', 1);
+  assert.match(await list.innerText(), /李红 .*记录未践诺：救助申请材料不全/);
+  await filter('overdue', 0);
+  await filter('all', 3);
+  await docShot(page, 'today-promises');
+  await synced(page);
+  await context.close();
+});
+
+test('the status bar counts records waiting, shows offline at a glance, confirms a sync; 我的 says plainly whether data may be cleared', async () => {
+  const { page, context } = await newPhone(browser);
+  await signIn(page, server.url, 'li');
+  await synced(page);
+  assert.match(await page.getByTestId('status-pending').innerText(), /全部已同步/);
+
+  await context.setOffline(true);
+  await page.waitForFunction(() => document.getElementById('status').classList.contains('offline'));
+  assert.equal(await page.getByTestId('status-online').innerText(), '离线');
+  const bar = await page.evaluate(() => getComputedStyle(document.getElementById('status')).backgroundColor);
+  // Three edits of two records: one new visit, two follow-ups on one case.
+  await visit(page, '离线时的走访');
+  await page.getByTestId('nav-cases').click();
+  await page.getByTestId('case-item').filter({ hasText: OPEN_CASE }).click();
+  for (const note of ['已与广场舞队负责人沟通', '约定晚九点前结束']) {
+    await page.getByTestId('followup-note').fill(note);
+    await page.getByTestId('followup-save').click();
+    await page.getByTestId('followup-item').filter({ hasText: note }).waitFor();
+  }
+  assert.equal(await page.evaluate(() => window.gridsync.phone.pendingChanges()), 3, 'three edits');
+  assert.equal(await page.evaluate(() => window.gridsync.phone.pendingRecords()), 2, 'in two records');
+  assert.equal(await page.getByTestId('status-pending').innerText(), '2 条记录待同步');
+  await docShot(page, 'today-offline-bar');
+
+  await context.setOffline(false);
+  await page.waitForFunction(() => !document.getElementById('status').classList.contains('offline'));
+  const online = await page.evaluate(() => getComputedStyle(document.getElementById('status')).backgroundColor);
+  assert.notEqual(online, bar, 'the whole bar changes colour when offline');
+  // Back online, the phone syncs by itself and says what it did.
+  const done = page.getByTestId('sync-done');
+  await done.waitFor();
+  assert.match(await done.innerText(), /已同步 2 条/);
+  assert.match(await page.getByTestId('status-pending').innerText(), /全部已同步/);
+  await docShot(page, 'today-synced-bar');
+  // 立即同步 says it too.
+  await page.getByTestId('followup-note').fill('已回访，居民满意');
+  await page.getByTestId('followup-save').click();
+  await page.getByTestId('status-pending').filter({ hasText: '1 条记录待同步' }).waitFor();
+  await page.getByTestId('sync-now').click();
+  await page.getByTestId('toast').filter({ hasText: '已同步 1 条' }).waitFor();
+
+  await page.getByTestId('nav-me').click();
+  const storage = page.getByTestId('me-storage');
+  await page.waitForFunction(() => document.querySelector('[data-testid=me-storage]')?.dataset.persisted);
+  const words = await storage.innerText();
+  assert.match(words, /浏览器(不会自行清除|可能清除)本机的记录/);
+  assert.doesNotMatch(await page.locator('main').innerText(), /未固定/);
+  await context.close();
+});
