@@ -136,7 +136,10 @@ export function ask({ title, text, input, ok = '确定', cancel = '取消', dang
   });
 }
 
-/** A row of single-choice chips; returns {el, get value}. */
+/**
+ * A row of single-choice chips; returns {el, get value}. Without `allowNone`
+ * the choice is required: once made it can be changed but never emptied.
+ */
 export function chips(options, selected, { testid, allowNone = false, onchange, cols } = {}) {
   let value = selected;
   const el = h('div.chips', { role: 'radiogroup', class: cols ? `cols${cols}` : null });
@@ -152,10 +155,14 @@ export function chips(options, selected, { testid, allowNone = false, onchange, 
           role: 'radio',
           'data-value': k,
           testid: testid && `${testid}-${k}`,
-          onclick: () => {
-            value = allowNone && value === k ? null : k;
+          onclick: (e) => {
+            // A required choice (allowNone false) cannot be emptied: tapping the chosen chip keeps it.
+            const next = allowNone && value === k ? null : k;
+            if (next === value) return;
+            value = next;
             paint();
             onchange && onchange(value);
+            e.currentTarget.dispatchEvent(new Event('change', { bubbles: true }));
           },
         },
         label,

@@ -1,23 +1,38 @@
 // 走访: recent visits, recording a visit in a few taps, and one visit.
 
-import { S, attempt, back, empty, go, gridOf, gridPicker, householdName, householdSelect, rec, records, saved, topbar } from './core.js';
+import { S, attempt, back, empty, go, gridOf, gridPicker, householdName, rec, records, saved, topbar } from './core.js';
 import { caseItem, visitItem } from './households.js';
 import { VISIT_KIND, chips, field, h, toLocalInput, toast, when } from './ui.js';
+import {
+  conflictsCard, draftOffer, draftsOf, householdPicker, loadDraft, newRecordId, once, personName, placeName, saveRecord, track,
+  visible, voidButton, voidOf, voidedNotice, voidedToggle,
+} from './forms.js';
 
 const PAGE = 50;
 let shown = PAGE;
 
+let showVoided = false;
+
+/** What a visit draft is about, in a line. */
+export function describeVisitDraft(d) {
+  const v = d.values;
+  const hh = rec(v.household);
+  return [hh ? householdName(hh) : null, v.notes || v.findings || v.concerns[0]].filter(Boolean).join('：');
+}
+
 export function visitsView() {
-  const all = records('visit_log');
+  const every = records('visit_log');
+  const all = visible(every, showVoided);
   const today = new Date().setHours(0, 0, 0, 0);
-  const nToday = all.filter((v) => v.record.fields.visited_at >= today).length;
+  const nToday = all.filter((v) => !voidOf(v) && v.record.fields.visited_at >= today).length;
   const more = all.length > shown;
   return h(
     'section',
     null,
-    h('div.head', null, h('h1', null, '走访'), h('span.count', null, `今天 ${nToday} 次 · 共 ${all.length} 次`)),
+    h('div.head', null, h('h1', null, '走访'), h('span.count', null, `今天 ${nToday} 次 · 共 ${all.filter((v) => !voidOf(v)).length} 次`)),
+    draftOffer(draftsOf('visit', (d) => d.mode === 'new'), (d) => `#/visit/new?draft=${d.id}`, describeVisitDraft),
     h('button.btn.primary.big', { type: 'button', testid: 'visit-new', onclick: () => go('#/visit/new') }, '记录走访'),
-    h('h2', null, '最近走访'),
+    h('div.list-head', null, h('h2', null, '最近走访'), voidedToggle(every, showVoided, (on) => ((showVoided = on), S.refresh()))),
     h('div.list', null, all.length ? all.slice(0, shown).map((v) => visitItem(v, true)) : empty('还没有走访记录。点上方“记录走访”开始。')),
     more ? h('button.btn.wide', { type: 'button', onclick: () => ((shown += PAGE), S.refresh()) }, '显示更多') : null,
   );
@@ -25,16 +40,24 @@ export function visitsView() {
 
 const QUICK = ['家中情况正常', '身体状况良好', '生活有困难', '已宣传政策', '无诉求'];
 
-/** New visit (`household` preselected) or edit of visit `id`. */
-export function visitForm({ id, household }) {
+/**
+ * New visit (`household` preselected) or edit of visit `id`; `draft` opens
+ * the kept draft of that record id. The record id is fixed when the form
+ * opens, so a second submit updates the visit the first one made.
+ */
+export function visitForm({ id, household, draft }) {
   const l = id ? rec(id) : null;
-  const f = l
-    ? l.record.fields
-    : { household: household || null, visited_at: Date.now(), kind: 'routine', location: null, notes: '', concerns: [], findings: '' };
+  const kept = loadDraft('visit', draft);
+  const target = { id: kept ? kept.id : l ? id : newRecordId() };
+  const f = kept
+    ? kept.values
+    : l
+      ? l.record.fields
+      : { household: household || null, visited_at: Date.now(), kind: 'routine', location: null, notes: '', concerns: [], findings: '' };
   const hh = rec(f.household);
-  const hhSel = householdSelect(f.household, 'visit-household');
+  const hhPick = householdPicker(f.household, { testid: 'visit-household' });
   const picker = l ? null : gridPicker('visit-grid');
-  const kind = chips(VISIT_KIND, f.kind, { testid: 'visit-kind', allowNone: true, cols: 4 });
+  const kind = chips(VISIT_KIND, f.kind, { testid: 'visit-kind', cols: 4 });
   const time = h('input.input', { type: 'datetime-local', value: toLocalInput(f.visited_at), testid: 'visit-time' });
   const notes = h('textarea.input', { rows: 4, value: f.notes, placeholder: '家庭情况、身体状况、生活情况等', testid: 'visit-notes' });
   const quick = h(
@@ -109,47 +132,47 @@ export function visitForm({ id, household }) {
     '获取位置',
   );
 
-  const save = async (e) => {
-    e.preventDefault();
+  const read = () => ({
+    household: hhPick.value || null,
+    visited_at: time.value ? new Date(time.value).getTime() : f.visited_at,
+    kind: kind.value || null,
+    location: geo,
+    notes: notes.value.trim(),
+    concerns: [...concerns],
+    findings: findings.value.trim(),
+  });
+
+  const save = async () => {
     addConcern();
+    if (!kind.value) return toast('请选择走访类型', 'error');
     if (!notes.value.trim() && !concerns.length && !findings.value.trim()) {
       notes.focus();
       return toast('请填写走访情况', 'error');
     }
-    const fields = {
-      household: hhSel.value || null,
-      visited_at: time.value ? new Date(time.value).getTime() : Date.now(),
-      kind: kind.value || null,
-      location: geo,
-      notes: notes.value.trim(),
-      concerns,
-      findings: findings.value.trim(),
-    };
-    let visitId = id;
-    if (l) {
-      if (!attempt(() => S.phone.update(id, fields, Date.now()))) return;
-    } else {
-      const grid = gridOf(fields.household, picker);
-      if (grid === undefined) {
-        picker.focus();
-        picker.scrollIntoView({ block: 'center' });
-        return toast('请选择住户或网格', 'error');
-      }
-      const r = attempt(() => S.phone.create({ type: 'visit_log', ...fields }, grid, Date.now()));
-      if (!r) return;
-      visitId = r.value;
+    const fields = { ...read(), visited_at: time.value ? new Date(time.value).getTime() : Date.now() };
+    const grid = l ? null : gridOf(fields.household, picker);
+    if (grid === undefined) {
+      picker.focus();
+      picker.scrollIntoView({ block: 'center' });
+      return toast('请选择住户或网格', 'error');
     }
-    form.querySelectorAll('[data-dirty]').forEach((x) => delete x.dataset.dirty);
+    if (!attempt(() => saveRecord(target, { type: 'visit_log', ...fields }, grid))) return;
     if (!(await saved())) return;
+    tracker.saved();
     if (l) back(`#/visit/${id}`);
-    else location.replace(`#/visit/${visitId}?saved=1`);
+    else location.replace(`#/visit/${target.id}?saved=1`);
   };
 
+  const submit = h('button.btn.primary.big', { type: 'submit', testid: 'visit-save' }, '保存走访记录');
+  const editDraft = l && !kept ? loadDraft('visit', id) : null;
   const form = h(
     'form.section',
-    { onsubmit: save },
+    { testid: 'visit-form' },
     topbar(l ? '编辑走访' : '记录走访', hh ? `#/household/${hh.id}` : '#/visits'),
-    field('走访住户', hhSel),
+    editDraft ? draftOffer([editDraft], (d) => `#/visit/${id}/edit?draft=${d.id}`, describeVisitDraft) : null,
+    !l && !kept ? draftOffer(draftsOf('visit', (d) => d.mode === 'new' && d.id !== target.id), (d) => `#/visit/new?draft=${d.id}`, describeVisitDraft) : null,
+    kept ? h('p.banner.info.small', { testid: 'draft-restored' }, `已恢复 ${when(kept.at)} 保存的草稿，请检查后保存。`) : null,
+    h('div.field', null, h('span.label', null, '走访住户'), hhPick.el),
     picker && field('所属网格', picker, '不选住户时请选择网格'),
     h('div.field', null, h('span.label', null, '走访类型'), kind.el),
     field('走访时间', time),
@@ -157,8 +180,10 @@ export function visitForm({ id, household }) {
     h('div.field', null, h('span.label', null, '群众诉求'), concernList, h('div.row.add', null, concernInput, h('button.btn', { type: 'button', testid: 'visit-concern-add', onclick: addConcern }, '添加'))),
     field('发现问题', findings),
     h('div.field', null, h('span.label', null, '位置（可选）'), h('div.row.center', null, locBtn, locText)),
-    h('button.btn.primary.big', { type: 'submit', testid: 'visit-save' }, '保存走访记录'),
+    submit,
   );
+  form.addEventListener('submit', once(submit, save));
+  const tracker = track(form, { name: 'visit', mode: l ? 'edit' : 'new', target, read, restored: !!kept, label: '走访记录' });
   return form;
 }
 
@@ -168,11 +193,17 @@ export function visitView({ id, saved: justSaved }) {
   const f = l.record.fields;
   const hh = rec(f.household);
   const cases = records('case').filter((c) => c.record.fields.visit === id);
-  const reportCase = h('button.btn.big', { type: 'button', testid: 'visit-report-case', class: justSaved ? 'primary' : null, onclick: () => go(`#/case/new?visit=${id}${hh ? `&household=${hh.id}` : ''}`) }, '上报事件');
+  const voided = voidOf(l);
+  const reportCase = voided ? null : h('button.btn.big', { type: 'button', testid: 'visit-report-case', class: justSaved ? 'primary' : null, onclick: () => go(`#/case/new?visit=${id}${hh ? `&household=${hh.id}` : ''}`) }, '上报事件');
+  const afterEdit = async (edit, text) => {
+    if (attempt(edit) && (await saved(text))) S.refresh();
+  };
   return h(
     'section',
     null,
-    topbar('走访记录', hh ? `#/household/${hh.id}` : '#/visits', h('button.link', { type: 'button', testid: 'visit-edit', onclick: () => go(`#/visit/${id}/edit`) }, '编辑')),
+    topbar('走访记录', hh ? `#/household/${hh.id}` : '#/visits', voided ? null : h('button.link', { type: 'button', testid: 'visit-edit', onclick: () => go(`#/visit/${id}/edit`) }, '编辑')),
+    voidedNotice(l),
+    conflictsCard(l, VISIT_FIELDS, showVisitField, (edit) => afterEdit(edit, '已采用')),
     justSaved
       ? h(
           'div.done',
@@ -193,6 +224,10 @@ export function visitView({ id, saved: justSaved }) {
         null,
         h('dt', null, '时间'),
         h('dd', null, when(f.visited_at)),
+        h('dt', null, '走访人'),
+        h('dd', { testid: 'visit-creator' }, personName(l.record.meta.creator)),
+        h('dt', null, '网格'),
+        h('dd', { testid: 'record-grid' }, placeName(l.record.meta.grid)),
         f.kind ? [h('dt', null, '类型'), h('dd', null, VISIT_KIND[f.kind])] : null,
         h('dt', null, '情况'),
         h('dd.pre', null, f.notes || '—'),
@@ -210,5 +245,20 @@ export function visitView({ id, saved: justSaved }) {
         )
       : reportCase,
     cases.length ? [h('h2', null, `由此上报的事件（${cases.length}）`), h('div.list', null, cases.map(caseItem))] : null,
+    justSaved ? null : voidButton(l, '走访记录', (edit) => afterEdit(edit, '已作废')),
   );
+}
+
+const VISIT_FIELDS = { household: '走访住户', visited_at: '走访时间', kind: '走访类型', location: '位置' };
+
+function showVisitField(field, v) {
+  if (v == null || v === '') return '（空）';
+  if (field === 'kind') return VISIT_KIND[v] || v;
+  if (field === 'visited_at') return when(v);
+  if (field === 'household') {
+    const hh = rec(v);
+    return hh ? householdName(hh) : '（本机没有这户）';
+  }
+  if (field === 'location' && typeof v === 'object') return `${Number(v.lat).toFixed(5)}, ${Number(v.lon).toFixed(5)}`;
+  return String(v);
 }
