@@ -52,7 +52,7 @@ export async function startServer() {
   const port = await freePort();
   const child = spawn(binary, ['--data', data, 'serve', '--listen', `127.0.0.1:${port}`], {
     stdio: ['ignore', 'ignore', 'inherit'],
-    env: { ...process.env, GRIDSYNC_APP_DIR: join(root, 'web'), GRIDSYNC_LOG: 'warn' },
+    env: { ...process.env, GRIDSYNC_APP_DIR: process.env.GRIDSYNC_E2E_APP_DIR || join(root, 'web'), GRIDSYNC_LOG: 'warn' },
   });
   const url = `http://127.0.0.1:${port}`;
   for (let i = 0; i < 300; i++) {
