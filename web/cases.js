@@ -303,7 +303,7 @@ export function caseForm({ id, household, visit, draft }) {
   const editDraft = l && !kept ? loadDraft('case', id) : null;
   const form = h(
     'form.section',
-    { testid: 'case-form' },
+    { testid: 'case-form', 'data-record-id': target.id },
     topbar(l ? '编辑事件' : '上报事件', l ? `#/case/${id}` : v ? `#/visit/${v.id}` : '#/cases'),
     editDraft ? draftOffer([editDraft], (d) => `#/case/${id}/edit?draft=${d.id}`, describeCaseDraft) : null,
     !l && !kept ? draftOffer(draftsOf('case', (d) => d.mode === 'new' && d.id !== target.id), (d) => `#/case/new?draft=${d.id}`, describeCaseDraft) : null,

@@ -356,7 +356,12 @@ export function mayVoid(l) {
 }
 
 /** A record's void, or null (`voided` on the listed record). */
-export const voidOf = (l) => (l && l.voided) || null;
+export function voidOf(l) {
+  if (!l) return null;
+  if (l.voided !== undefined) return l.voided || null;
+  const v = (l.record && l.record.voids) || [];
+  return v.length ? [...v].sort((a, b) => a.at - b.at || (a.id < b.id ? -1 : 1))[0] : null;
+}
 
 /** The 已作废 notice for a voided record, or null. */
 export function voidedNotice(l) {
@@ -467,7 +472,7 @@ export function householdRows() {
       seeded = true;
       try {
         const saved = localStorage.getItem(INDEX_KEY());
-        if (saved) S.phone.seedHouseholdIndex(saved);
+        if (saved) S.phone.seedHouseholdIndex(JSON.parse(saved));
       } catch (e) {
         console.warn('household index not seeded:', e);
       }
@@ -475,7 +480,7 @@ export function householdRows() {
     const out = S.phone.householdIndex();
     if (out.changed) {
       try {
-        localStorage.setItem(INDEX_KEY(), S.phone.householdIndexState());
+        localStorage.setItem(INDEX_KEY(), JSON.stringify(S.phone.householdIndexState()));
       } catch {}
     }
     return out.rows;

@@ -208,10 +208,12 @@ function membersSection(l, voided) {
   const box = h('div.card.members', { testid: 'members' });
   const paint = () => {
     box.replaceChildren(
+      ...[
       h('div.members-head', null, h('b', null, `家庭成员（${members.length}）`)),
       members.length ? null : h('p.muted.small', null, '还没有登记家庭成员'),
       ...members.map((m) => memberItem(m)),
       canEdit ? h('button.btn.wide', { type: 'button', testid: 'member-add', onclick: () => box.append(memberForm(l, null, paint)) }, '＋ 添加成员') : null,
+      ].filter(Boolean),
     );
   };
   const memberItem = (m) => {
@@ -462,7 +464,7 @@ export function householdForm({ id, draft }) {
   const editDraft = l && !kept ? loadDraft('household', id) : null;
   const form = h(
     'form.section',
-    { testid: 'household-form' },
+    { testid: 'household-form', 'data-record-id': target.id },
     topbar(l ? '编辑住户' : '新增住户', l ? `#/household/${id}` : '#/households'),
     editDraft ? draftOffer([editDraft], (d) => `#/household/${id}/edit?draft=${d.id}`, (d) => [d.values.head, d.values.address].filter(Boolean).join('　')) : null,
     kept ? h('p.banner.info.small', { testid: 'draft-restored' }, `已恢复 ${when(kept.at)} 保存的草稿，请检查后保存。`) : null,

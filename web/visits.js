@@ -167,7 +167,7 @@ export function visitForm({ id, household, draft }) {
   const editDraft = l && !kept ? loadDraft('visit', id) : null;
   const form = h(
     'form.section',
-    { testid: 'visit-form' },
+    { testid: 'visit-form', 'data-record-id': target.id },
     topbar(l ? '编辑走访' : '记录走访', hh ? `#/household/${hh.id}` : '#/visits'),
     editDraft ? draftOffer([editDraft], (d) => `#/visit/${id}/edit?draft=${d.id}`, describeVisitDraft) : null,
     !l && !kept ? draftOffer(draftsOf('visit', (d) => d.mode === 'new' && d.id !== target.id), (d) => `#/visit/new?draft=${d.id}`, describeVisitDraft) : null,
