@@ -13,6 +13,10 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 
+/// How many territories a moved person's device may still push into (the
+/// latest moves out); older ones end, so a never-syncing device holds little.
+const MAX_GRACE_TERRITORIES: usize = 8;
+
 /// An administrative command.
 #[derive(Clone, Debug, Subcommand, Serialize, Deserialize)]
 pub enum AdminCommand {
@@ -181,12 +185,19 @@ pub fn execute(store: &dyn Store, command: AdminCommand, actor: &str) -> Result<
             let from = std::mem::replace(&mut person.territory, territory.clone());
             store.put_person(&person)?;
             // Work the person's phones made before the move still goes up:
-            // each active device may push into the previous territory until it
+            // each active device may push into the territories it was moved
+            // out of (all of them, if moved again before it synced) until it
             // syncs with nothing left to push.
             for device in store.devices()?.into_iter().filter(|d| d.person == person.id && d.revoked_at.is_none()) {
+                let mut grace = store.device_grace(device.id)?;
+                grace.retain(|t| *t != from && *t != territory);
                 if from != territory {
-                    store.set_device_grace(device.id, Some(&from))?;
+                    grace.push(from.clone());
                 }
+                // Bounded: a device that never syncs keeps its last few moves.
+                let excess = grace.len().saturating_sub(MAX_GRACE_TERRITORIES);
+                grace.drain(..excess);
+                store.set_device_grace(device.id, &grace)?;
             }
             store.flush()?;
             store.append_audit(actor, "person.move", &format!("{username} {from} -> {territory}"), now())?;

@@ -90,21 +90,31 @@ pub fn sync(
     // A person moved to another territory: this device's pending work in the
     // previous one still goes up, until it syncs with nothing left to push.
     let grace = store.device_grace(caller.device.id)?;
-    if grace.is_some() && request.push.is_empty() {
-        store.set_device_grace(caller.device.id, None)?;
+    if !grace.is_empty() && request.push.is_empty() {
+        store.set_device_grace(caller.device.id, &[])?;
     }
-    let grace = grace.filter(|_| !request.push.is_empty()).map(|t| Author { territory: t, ..author.clone() });
+    // The most recent previous territory first.
+    let grace: Vec<Author> = if request.push.is_empty() {
+        Vec::new()
+    } else {
+        grace.into_iter().rev().map(|t| Author { territory: t, ..author.clone() }).collect()
+    };
     let mut results = Vec::with_capacity(request.push.len());
     let mut held = Vec::new();
     let mut wrote = false;
     for push in request.push {
         let doc = push.doc;
-        let retry = grace.as_ref().map(|g| (g, push.clone()));
+        let retry = (!grace.is_empty()).then(|| push.clone());
         let mut result = push_one(store, locks, caller, &author, &actor, push, now);
-        if let (Err(Failure::Rejected(r)), Some((previous, push))) = (&result, retry)
-            && r.reason == RejectReason::OutsideTerritory
-        {
-            result = push_one(store, locks, caller, previous, &actor, push, now);
+        if let Some(push) = retry {
+            for previous in &grace {
+                match &result {
+                    Err(Failure::Rejected(r)) if r.reason == RejectReason::OutsideTerritory => {
+                        result = push_one(store, locks, caller, previous, &actor, push.clone(), now);
+                    }
+                    _ => break,
+                }
+            }
         }
         let outcome = match result {
             Ok(o) => o,

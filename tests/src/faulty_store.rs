@@ -84,12 +84,12 @@ impl Store for FaultyStore {
         self.write()?;
         self.inner.set_person_disabled(person, at)
     }
-    fn device_grace(&self, device: DeviceId) -> Result<Option<TerritoryPath>, StoreError> {
+    fn device_grace(&self, device: DeviceId) -> Result<Vec<TerritoryPath>, StoreError> {
         self.inner.device_grace(device)
     }
-    fn set_device_grace(&self, device: DeviceId, territory: Option<&TerritoryPath>) -> Result<(), StoreError> {
+    fn set_device_grace(&self, device: DeviceId, territories: &[TerritoryPath]) -> Result<(), StoreError> {
         self.write()?;
-        self.inner.set_device_grace(device, territory)
+        self.inner.set_device_grace(device, territories)
     }
     fn load_doc(&self, id: DocId) -> Result<Option<StoredDoc>, StoreError> {
         self.inner.load_doc(id)

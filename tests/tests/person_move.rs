@@ -73,6 +73,30 @@ async fn work_made_before_a_move_reaches_the_old_grid_and_then_the_phone_holds_o
     }
 }
 
+#[tokio::test]
+async fn a_person_moved_twice_before_syncing_still_gets_the_work_of_both_earlier_grids_up() {
+    let server = TestServer::start().await;
+    let (first, second, third) = (server.grid("g1"), server.grid("g2"), server.grid("g3"));
+    let username = server.person(Role::FieldStaff, &first);
+    let mut phone = server.phone_for(&username).await;
+    let case = phone.report_case("楼道堆放杂物");
+    clean_sync(&mut phone).await;
+
+    // Offline all along: work in the first grid, then two moves in a row.
+    phone.follow_up(case, "已通知住户清理");
+    let visit = phone.record_visit("第一网格的最后一次走访");
+    move_person(&server, &username, &second);
+    move_person(&server, &username, &third);
+
+    clean_sync(&mut phone).await;
+    assert_eq!(follow_ups(&server, case), 1, "the follow-up reached the first grid");
+    assert!(server.document(visit).is_some(), "the visit reached the first grid");
+    phone.refresh_territory().await.expect("me");
+    clean_sync(&mut phone).await;
+    assert!(phone.replica.document(case).is_none(), "the first grid left the phone");
+    server.stop().await;
+}
+
 /// A follow-up to `case` written with the moved phone's own actor, as a
 /// tampered app still counting itself in the old grid would write it.
 fn follow_up_as_if_still_in(phone: &Phone, server: &TestServer, old: &TerritoryPath, case: DocId) -> DocPush {

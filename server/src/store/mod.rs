@@ -185,12 +185,12 @@ pub trait Store: Send + Sync + 'static {
     /// durable: see [`Store::flush`].
     fn set_person_disabled(&self, person: PersonId, at: Option<i64>) -> Result<(), StoreError>;
 
-    /// The territory a device may still push its pending work into after its
-    /// person was moved (their previous territory), until the device syncs
-    /// with nothing left to push.
-    fn device_grace(&self, device: DeviceId) -> Result<Option<TerritoryPath>, StoreError>;
-    /// Sets or ends (None) a device's grace territory.
-    fn set_device_grace(&self, device: DeviceId, territory: Option<&TerritoryPath>) -> Result<(), StoreError>;
+    /// The territories a device may still push its pending work into after
+    /// its person was moved (each territory it was moved out of, oldest
+    /// first), until the device syncs with nothing left to push. Empty: none.
+    fn device_grace(&self, device: DeviceId) -> Result<Vec<TerritoryPath>, StoreError>;
+    /// Sets a device's grace territories; an empty list ends the grace.
+    fn set_device_grace(&self, device: DeviceId, territories: &[TerritoryPath]) -> Result<(), StoreError>;
 
     /// A record document, if the server has it.
     fn load_doc(&self, id: DocId) -> Result<Option<StoredDoc>, StoreError>;

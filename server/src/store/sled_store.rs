@@ -358,25 +358,27 @@ impl Store for SledStore {
         })
     }
 
-    fn device_grace(&self, device: DeviceId) -> Result<Option<TerritoryPath>, StoreError> {
+    fn device_grace(&self, device: DeviceId) -> Result<Vec<TerritoryPath>, StoreError> {
+        // Territory paths, one per line (a store written before moves were
+        // remembered more than once holds exactly one).
         match self.db()?.get(key(b"dg/", &[device.as_bytes()])).map_err(engine)? {
-            None => Ok(None),
+            None => Ok(Vec::new()),
             Some(v) => {
                 let text = std::str::from_utf8(&v).map_err(|_| StoreError::Corrupt("grace territory".into()))?;
-                TerritoryPath::parse(text).map(Some).map_err(|e| StoreError::Corrupt(format!("grace territory: {e}")))
+                text.lines()
+                    .map(|t| TerritoryPath::parse(t).map_err(|e| StoreError::Corrupt(format!("grace territory: {e}"))))
+                    .collect()
             }
         }
     }
 
-    fn set_device_grace(&self, device: DeviceId, territory: Option<&TerritoryPath>) -> Result<(), StoreError> {
+    fn set_device_grace(&self, device: DeviceId, territories: &[TerritoryPath]) -> Result<(), StoreError> {
         let k = key(b"dg/", &[device.as_bytes()]);
+        let text = territories.iter().map(|t| t.as_str()).collect::<Vec<_>>().join("\n");
         self.write_op(|db| {
-            match territory {
-                Some(t) => db.insert(k, t.as_str().as_bytes()),
-                None => db.remove(k),
-            }
-            .map(|_| ())
-            .map_err(unwritable)
+            if territories.is_empty() { db.remove(k) } else { db.insert(k, text.as_bytes()) }
+                .map(|_| ())
+                .map_err(unwritable)
         })
     }
 
