@@ -134,21 +134,25 @@ export function isOverdue(l) {
 /** A record that still counts: not voided (作废). */
 export const live = (l) => !l.voided;
 
-/** Who a person is, in words: the directory's name, else 我 / 其他人员 (before the directory reached the phone). */
+/** Who a person is, in words: the directory's name, else my own name, else the start of their id. */
 export function personName(id) {
   if (!id) return '';
   try {
-    const n = S.phone.personName && S.phone.personName(id);
+    const n = S.phone.knownPersonName && S.phone.knownPersonName(id);
     if (n) return n;
   } catch {}
-  return me() && id === me().person ? me().name : '其他人员';
+  if (me() && id === me().person) return me().name;
+  try {
+    if (S.phone.personName) return S.phone.personName(id);
+  } catch {}
+  return '其他人员';
 }
 
 /** A territory in words (东湖社区第一网格); the last part of its path when the directory does not know it. */
 export function territoryName(path) {
   if (!path) return '';
   try {
-    const n = S.phone.territoryName && S.phone.territoryName(path);
+    const n = S.phone.knownTerritoryName && S.phone.knownTerritoryName(path);
     if (n) return n;
   } catch {}
   return path.split('/').pop();

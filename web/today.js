@@ -55,7 +55,12 @@ export function badgeCount(onToday) {
     setLooked(Date.now());
     return 0;
   }
-  return changesSince(lastLooked()).length;
+  // Counted without opening the records: this runs on every status change.
+  try {
+    return S.phone.changedSince ? S.phone.changedSince(lastLooked()).length : 0;
+  } catch {
+    return 0;
+  }
 }
 
 // --------------------------------------------------------------- the pieces
@@ -141,6 +146,25 @@ function lastActivity(l) {
 const KIND_NAME = { household: '住户', visit_log: '走访', case: '事件', promise: '承诺' };
 const HREF = { household: 'household', visit_log: 'visit', case: 'case' };
 
+/** A record in a few words, without its kind (shown beside it). */
+function titleOf(l) {
+  const f = l.record.fields;
+  switch (l.record.type) {
+    case 'household':
+      return `${householdName(l)}　${f.address || ''}`;
+    case 'visit_log': {
+      const hh = f.household ? rec(f.household) : null;
+      return `${hh ? `${householdName(hh)}：` : ''}${f.notes || f.findings || when(f.visited_at)}`;
+    }
+    case 'case':
+      return f.title || '（无标题）';
+    case 'promise':
+      return f.content;
+    default:
+      return l.summary;
+  }
+}
+
 function changeItem(c) {
   const l = rec(c.id);
   const type = l.record.type;
@@ -150,7 +174,7 @@ function changeItem(c) {
   return h(
     'a.item.change',
     { href, testid: 'change-item', 'data-id': l.id },
-    h('div.item-title', null, h('span.kind', null, KIND_NAME[type] || type), h('span.clamp1', null, l.summary)),
+    h('div.item-title', null, h('span.kind', null, KIND_NAME[type] || type), h('span.clamp1', null, titleOf(l))),
     h('div.item-sub', { testid: 'change-who' }, act ? `${personName(act.by)} ${act.what}` : '内容有更新', ' · ', `收到于 ${when(c.at)}`),
   );
 }
@@ -253,7 +277,11 @@ export function todayView(params) {
     { testid: 'today', 'data-role': id.role },
     head,
     h('p.muted.small', { testid: 'today-territory' }, `负责区域：${territoryName(id.territory)}`),
-    section('today-awaiting', '待受理', awaiting.map((l) => todoCase(l, { where: true })), { none: '没有等待受理的事件' }),
+    section('today-awaiting', '待受理', awaiting.map((l) => todoCase(l, { where: true })), {
+      none: '没有等待受理的事件',
+      more: awaiting.length > SHOWN ? '#/cases' : null,
+      moreText: `还有 ${awaiting.length - SHOWN} 件，查看全部事件`,
+    }),
     section('today-overdue', '超期未办结', overdue.map((l) => todoCase(l, { where: true })), { none: '没有超期的事件', more: '#/cases', moreText: '全部事件' }),
     section('today-assigned', '交办给我的', assignedRows),
     promisesSection(promises, true),

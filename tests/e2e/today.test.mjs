@@ -22,11 +22,12 @@ after(async () => {
 });
 
 /** A screenshot kept for review in docs/screenshots/ as well. */
-async function docShot(page, name) {
-  await page.evaluate(() => {
+async function docShot(page, name, scrollTo) {
+  await page.evaluate((testid) => {
     window.scrollTo(0, 0);
+    if (testid) document.querySelector(`[data-testid=${testid}]`).scrollIntoView();
     document.querySelector('.toast')?.remove();
-  });
+  }, scrollTo);
   await shot(page, name);
   copyFileSync(join(shots, `${name}.png`), join(root, 'docs', 'screenshots', `${name}.png`));
 }
@@ -209,4 +210,109 @@ test('the status bar counts records waiting, shows offline at a glance, confirms
   assert.match(words, /浏览器(不会自行清除|可能清除)本机的记录/);
   assert.doesNotMatch(await page.locator('main').innerText(), /未固定/);
   await context.close();
+});
+
+const NEW_BY_ZHOU = '电动车在楼道内充电';
+
+test('what others changed since I last looked: a badge on 今日, the changes named there, gone once seen (kept per person across a reload)', async () => {
+  const a = await newPhone(browser);
+  await signIn(a.page, server.url, 'li');
+  await synced(a.page);
+  const badge = a.page.getByTestId('nav-today-badge');
+  assert.ok(await badge.isHidden(), 'a first download is not news');
+  await a.page.getByTestId('nav-visits').click();
+
+  // A colleague in the same grid follows up li's case and reports a new one.
+  const b = await newPhone(browser);
+  await signIn(b.page, server.url, 'zhou');
+  await synced(b.page);
+  await b.page.getByTestId('nav-cases').click();
+  await b.page.getByTestId('case-item').filter({ hasText: OPEN_CASE }).click();
+  await b.page.getByTestId('followup-note').fill('周强已到现场查看');
+  await b.page.getByTestId('followup-save').click();
+  await b.page.getByTestId('followup-item').filter({ hasText: '周强已到现场查看' }).waitFor();
+  await reportCase(b.page, NEW_BY_ZHOU);
+  await synced(b.page);
+
+  await a.page.evaluate(() => window.gridsync.syncNow());
+  await badge.waitFor();
+  assert.equal(await badge.innerText(), '2');
+  await docShot(a.page, 'today-badge');
+
+  await a.page.getByTestId('nav-today').click();
+  const changes = a.page.getByTestId('today-changes');
+  await changes.waitFor();
+  assert.equal(await count(changes), 2);
+  const who = await changes.getByTestId('change-who').allInnerTexts();
+  assert.ok(who.some((t) => /^周强 新增跟进/.test(t)), `the follow-up, by name: ${who}`);
+  assert.ok(who.some((t) => /^周强 新建/.test(t)), `the new case, by name: ${who}`);
+  assert.match(await changes.innerText(), new RegExp(OPEN_CASE));
+  assert.match(await changes.innerText(), new RegExp(NEW_BY_ZHOU));
+  assert.ok(await badge.isHidden(), 'looking at 今日 clears the badge');
+  await docShot(a.page, 'today-changes', 'today-changes');
+
+  // Seen: not news any more, also after the app is opened again.
+  await a.page.getByTestId('nav-cases').click();
+  await a.page.getByTestId('nav-today').click();
+  assert.equal(await count(a.page.getByTestId('today-changes')), 0);
+  await a.page.reload();
+  await a.page.evaluate(() => window.gridsync.ready);
+  await a.page.getByTestId('nav-visits').click();
+  assert.ok(await badge.isHidden());
+  await b.page.getByTestId('followup-note').fill('已通知物业清理');
+  await b.page.getByTestId('followup-save').click();
+  await synced(b.page);
+  await a.page.evaluate(() => window.gridsync.syncNow());
+  await a.page.waitForFunction(() => document.querySelector('[data-testid=nav-today-badge]').textContent === '1');
+  await a.context.close();
+  await b.context.close();
+});
+
+test("a supervisor's 今日: cases awaiting 受理 and overdue ones, each with its grid and reporter named", async () => {
+  const sup = await newPhone(browser);
+  await signIn(sup.page, server.url, 'wang');
+  await synced(sup.page);
+  const today = sup.page.getByTestId('today');
+  await today.waitFor();
+  assert.equal(await today.getAttribute('data-role'), 'supervisor');
+  const awaiting = sup.page.getByTestId('today-awaiting');
+  assert.equal(await count(awaiting), 3, 'the three cases reported in the grid');
+  const row = (section, title) => sup.page.getByTestId(section).getByTestId('todo-case').filter({ hasText: title });
+  assert.match(await row('today-awaiting', OVERDUE_CASE).getByTestId('todo-case-where').innerText(), /^东湖社区第一网格 · 李红 上报/);
+  assert.match(await row('today-awaiting', NEW_BY_ZHOU).getByTestId('todo-case-where').innerText(), /^东湖社区第一网格 · 周强 上报/);
+  await docShot(sup.page, 'today-supervisor');
+
+  // 受理 the overdue case: it leaves 待受理 for 超期未办结.
+  await row('today-awaiting', OVERDUE_CASE).click();
+  await sup.page.getByTestId('case-move-accepted').click();
+  await sup.page.getByTestId('dialog-ok').click();
+  await sup.page.getByTestId('case-status').filter({ hasText: '已受理' }).waitFor();
+  await sup.page.getByTestId('nav-today').click();
+  assert.equal(await count(sup.page.getByTestId('today-awaiting')), 2);
+  assert.match(await row('today-overdue', OVERDUE_CASE).innerText(), /超期 3 天/);
+  await sup.context.close();
+});
+
+test("交办 names an assignee, and the case is on the assignee's 今日 under 交办给我的", async () => {
+  const sup = await newPhone(browser);
+  await signIn(sup.page, server.url, 'wang');
+  await synced(sup.page);
+  await sup.page.getByTestId('today-awaiting').getByTestId('todo-case').filter({ hasText: OPEN_CASE }).click();
+  await sup.page.getByTestId('case-move-assigned').click();
+  await sup.page.getByTestId('assignee-option').filter({ hasText: '李红' }).click();
+  await sup.page.getByTestId('dialog-ok').click();
+  await sup.page.getByTestId('case-status').filter({ hasText: '已交办' }).waitFor();
+  await synced(sup.page);
+
+  const field = await newPhone(browser);
+  await signIn(field.page, server.url, 'li');
+  await synced(field.page);
+  const assigned = field.page.getByTestId('today-assigned');
+  await assigned.waitFor();
+  assert.equal(await count(assigned), 1);
+  assert.match(await assigned.innerText(), new RegExp(`${OPEN_CASE}[^]*王主任 交办给我`));
+  assert.equal(await count(field.page.getByTestId('today-my-cases')), 1, 'the other case I reported stays under 我的待办事件');
+  await docShot(field.page, 'today-assigned', 'today-assigned');
+  await sup.context.close();
+  await field.context.close();
 });
