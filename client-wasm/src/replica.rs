@@ -9,7 +9,7 @@ use crate::local_doc::LocalDoc;
 use crate::storage::{Storage, StorageError, StoreOp};
 use automerge::{ActorId, Automerge, ChangeHash, ReadDoc};
 use gridsync_shared::protocol::{DeviceRegistration, ProtocolError};
-use gridsync_shared::records::{EditError, Editor, NewRecord, Record, RecordKind, new_record, read_record};
+use gridsync_shared::records::{EditError, Editor, NewRecord, Record, RecordKind, new_record_with_id, read_record};
 use gridsync_shared::rules::Rejection;
 use gridsync_shared::{Author, DocId, TerritoryPath};
 use serde::{Deserialize, Serialize};
@@ -213,18 +213,47 @@ impl<S: Storage> Replica<S> {
         Ok((Author { person: id.person, role: id.role, territory: id.territory.clone() }, actor))
     }
 
-    /// Creates a record in `grid` (or the person's own grid when they have one)
-    /// and saves it with its change in the outbox.
+    /// A fresh record id (UUID v7) for a record made at `now`: a form takes
+    /// one when it opens and creates with it ([`Self::create_with_id`]).
+    pub fn new_id(now: i64) -> DocId {
+        let mut random = [0u8; 10];
+        random.copy_from_slice(&uuid::Uuid::new_v4().as_bytes()[..10]);
+        DocId::new_v7(u64::try_from(now).unwrap_or(0), random)
+    }
+
+    /// Whether the phone holds a record with this id (without parsing it).
+    pub fn holds(&self, id: DocId) -> bool {
+        self.docs.contains_key(&id)
+    }
+
+    /// Creates a record with a fresh id in `grid` (or the person's own grid
+    /// when they have one) and saves it with its change in the outbox.
     pub fn create(&mut self, grid: Option<&TerritoryPath>, now: i64, new: &NewRecord) -> Result<DocId, ReplicaError> {
+        self.create_with_id(Self::new_id(now), grid, now, new)
+    }
+
+    /// Creates the record `id` (a UUID v7 the form chose when it opened), or,
+    /// if the phone already holds it (the form was submitted before, whether
+    /// or not that reached the server), writes `new`'s editable fields over
+    /// that same record: a repeated submit never makes a second record.
+    pub fn create_with_id(
+        &mut self,
+        id: DocId,
+        grid: Option<&TerritoryPath>,
+        now: i64,
+        new: &NewRecord,
+    ) -> Result<DocId, ReplicaError> {
+        if self.docs.contains_key(&id) {
+            self.edit(id, now, |e| e.update_fields(new))?;
+            return Ok(id);
+        }
         let (author, actor) = self.author()?;
         let grid = match grid {
             Some(g) => g.clone(),
             None if author.territory.is_grid() => author.territory.clone(),
             None => return Err(ReplicaError::NoGrid(format!("{} covers several grids", author.territory))),
         };
-        let mut random = [0u8; 10];
-        random.copy_from_slice(&uuid::Uuid::new_v4().as_bytes()[..10]);
-        let (id, doc) = new_record(actor, &author, &grid, now, random, new)?;
+        let doc = new_record_with_id(id, actor, &author, &grid, now, new)?;
         let hashes = doc.get_heads();
         let mut made = Vec::new();
         for change in doc.get_changes(&[]) {

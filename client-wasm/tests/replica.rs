@@ -190,3 +190,42 @@ fn a_damaged_change_from_the_server_is_refused_and_nothing_is_kept() {
     assert_eq!(r.document_ids().count(), 0);
     assert_eq!(r.last_sync_at(), None);
 }
+
+#[test]
+fn a_form_submitted_twice_with_its_id_makes_one_record_and_the_second_submit_updates_it() {
+    let mut r = phone(MemoryStorage::new());
+    let id = Replica::<MemoryStorage>::new_id(1);
+    assert_eq!(r.create_with_id(id, None, 1, &visit("入户走访")).expect("first submit"), id);
+    assert_eq!(r.create_with_id(id, None, 2, &visit("入户走访")).expect("double tap"), id);
+    assert_eq!(r.records().count(), 1, "one record, however often save is tapped");
+    assert_eq!(r.pending_changes(), 1, "an identical repeat writes nothing");
+    // The first submit reached the server (its answer was lost or not): the
+    // form, still open, is submitted again with more text.
+    r.build_request();
+    r.apply_response(&respond(vec![PushResult { doc: id, outcome: PushOutcome::Accepted }]), 3).expect("ack");
+    r.create_with_id(id, None, 4, &visit("入户走访，老人身体良好")).expect("submit after sync");
+    assert_eq!(r.records().count(), 1);
+    let Some(gridsync_shared::Record::VisitLog(v)) = r.record(id) else { panic!("visit") };
+    assert_eq!(v.fields.notes, "入户走访，老人身体良好", "the same record took the new text");
+    assert_eq!(r.pending_changes(), 1, "the repeat is an edit of that record");
+}
+
+#[test]
+fn a_chosen_id_must_be_a_uuid_v7_and_a_repeat_must_be_the_same_kind() {
+    let mut r = phone(MemoryStorage::new());
+    let v4 = gridsync_shared::DocId(uuid::Uuid::new_v4());
+    assert!(r.create_with_id(v4, None, 1, &visit("x")).is_err(), "not a v7 id");
+    assert_eq!(r.records().count(), 0);
+    let id = Replica::<MemoryStorage>::new_id(1);
+    r.create_with_id(id, None, 1, &visit("x")).expect("create");
+    let case = NewRecord::Case(gridsync_shared::records::CaseFields {
+        kind: gridsync_shared::records::CaseKind::Hazard,
+        title: "t".into(),
+        description: String::new(),
+        household: None,
+        visit: None,
+        due_at: None,
+    });
+    assert!(r.create_with_id(id, None, 2, &case).is_err(), "a visit log cannot become a case");
+    assert_eq!(r.records().count(), 1);
+}

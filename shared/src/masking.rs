@@ -276,6 +276,7 @@ mod tests {
                 tags: vec!["独居老人".into()],
                 notes: "女儿另一号码15100001111".into(),
             },
+            voids: vec![],
         });
         mask_record(&mut record);
         let Record::Household(h) = record else { panic!("kind") };

@@ -12,6 +12,12 @@
 //! A period is half-open, `[from, to)` in Unix milliseconds. Times are the
 //! ones the records carry (a visit's `visited_at`, a record's `created_at`, a
 //! status move's or follow-up's `at`), written by the phone's clock.
+//!
+//! A voided record (作废, [`crate::records::Record::voided`]) counts nowhere:
+//! not as a household, a visit, a case, a follow-up or a promise, whenever it
+//! was voided. The report's moment is the earlier of the period's end and
+//! `now`: cases past their due date then are overdue, and only promises due
+//! by then count towards 践诺落实率 ([`PROMISES_KEPT_RATE_NOTE`]).
 
 use crate::ids::DocId;
 use crate::records::{CaseKind, Record, Satisfaction};
@@ -22,6 +28,11 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// The household tag that marks needy residents (困难群众).
 pub const NEEDY_TAG: &str = "困难群众";
+
+/// What 践诺落实率 counts, in words for a report's reader (screens and exports
+/// show it beside the rate).
+pub const PROMISES_KEPT_RATE_NOTE: &str =
+    "践诺落实率 = 已到期承诺中已践诺的比例；尚未到期的承诺不计入（既不算已践诺，也不算未践诺）";
 
 /// A reporting period: `[from, to)` in Unix milliseconds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -120,10 +131,16 @@ pub struct Figures {
     pub overdue_cases: u64,
     /// 承诺事项: promises with `created_at` in the period.
     pub promises_made: u64,
-    /// 践诺数: of the promises made in the period, the ones whose latest
+    /// 到期承诺数: of the promises made in the period, the ones already due at
+    /// the report's moment (`due_at` before the earlier of `to` and `now`).
+    /// Promises not yet due are neither kept nor not kept: they count only here
+    /// in `promises_made`.
+    pub promises_due: u64,
+    /// 践诺数: of the promises due (`promises_due`), the ones whose latest
     /// recorded outcome ([`crate::records::Promise::kept`]) is kept.
     pub promises_kept: u64,
-    /// 践诺落实率: `promises_kept / promises_made`; `None` when none were made.
+    /// 践诺落实率: `promises_kept / promises_due` — only promises already due
+    /// count (see [`PROMISES_KEPT_RATE_NOTE`]); `None` when none is due.
     pub promises_kept_rate: Option<f64>,
     /// 回访评价数: follow-ups on cases (found in any period) with `at` in the
     /// period that record residents' satisfaction.
@@ -151,6 +168,7 @@ impl Figures {
         self.cases_resolved += o.cases_resolved;
         self.overdue_cases += o.overdue_cases;
         self.promises_made += o.promises_made;
+        self.promises_due += o.promises_due;
         self.promises_kept += o.promises_kept;
         self.rated_follow_ups += o.rated_follow_ups;
         self.satisfied_follow_ups += o.satisfied_follow_ups;
@@ -158,7 +176,7 @@ impl Figures {
 
     fn with_rates(mut self) -> Self {
         self.resolution_rate = rate(self.cases_resolved, self.cases_found);
-        self.promises_kept_rate = rate(self.promises_kept, self.promises_made);
+        self.promises_kept_rate = rate(self.promises_kept, self.promises_due);
         self.satisfaction_rate = rate(self.satisfied_follow_ups, self.rated_follow_ups);
         self
     }
@@ -262,14 +280,15 @@ impl ReportBuilder {
 
     /// Counts one record, identified by its document id (visit logs name the
     /// household they were to by its id). Each record must be added once;
-    /// records outside the scope are ignored.
+    /// records outside the scope, and voided records, are ignored.
     pub fn add(&mut self, id: DocId, record: &Record) {
         let grid = &record.meta().grid;
-        if !self.scope.contains(grid) {
+        if !self.scope.contains(grid) || record.voided().is_some() {
             return;
         }
         let period = self.period;
-        let overdue_before = self.period.to.min(self.now);
+        let moment = self.period.to.min(self.now);
+        let overdue_before = moment;
         let f = self.grids.entry(grid.clone()).or_default();
         match record {
             Record::Household(h) => {
@@ -314,8 +333,11 @@ impl ReportBuilder {
             Record::Promise(p) => {
                 if period.contains(p.meta.created_at) {
                     f.promises_made += 1;
-                    if p.kept() == Some(true) {
-                        f.promises_kept += 1;
+                    if p.fields.due_at < moment {
+                        f.promises_due += 1;
+                        if p.kept() == Some(true) {
+                            f.promises_kept += 1;
+                        }
                     }
                 }
             }
@@ -394,6 +416,7 @@ const COLUMNS: &[(&str, Cell)] = &[
     ("办结率", |f| percent(f.resolution_rate)),
     ("超期未办结", |f| f.overdue_cases.to_string()),
     ("承诺事项", |f| f.promises_made.to_string()),
+    ("到期承诺数", |f| f.promises_due.to_string()),
     ("践诺数", |f| f.promises_kept.to_string()),
     ("践诺落实率", |f| percent(f.promises_kept_rate)),
     ("回访评价数", |f| f.rated_follow_ups.to_string()),

@@ -177,6 +177,12 @@ fn may_edit_fields(record: &Record, author: &Author) -> bool {
     }
 }
 
+/// Whether `author` may void (作废) `record`: its creator, or a supervisor or
+/// administrator (the territory is checked for every edit).
+pub fn may_void(record: &Record, author: &Author) -> bool {
+    record.meta().creator == author.person || author.role.reviews()
+}
+
 fn fixed_field_changed(a: &RecordMeta, b: &RecordMeta) -> String {
     let field = if a.kind != b.kind {
         "type"
@@ -228,6 +234,21 @@ fn appended<'a, T: PartialEq>(
 
 fn check_entries(old: Option<&Record>, new: &Record, author: &Author) -> Checked<()> {
     let not_yours = || Rejection::new(RejectReason::NotPermitted, "entries can only be added in your own name");
+    let old_voids = old.map(Record::voids).unwrap_or_default();
+    for v in appended(old_voids, new.voids(), |v| v.id, "void entry")? {
+        if v.by != author.person {
+            return Err(not_yours());
+        }
+        if !may_void(new, author) {
+            return Err(Rejection::new(
+                RejectReason::NotPermitted,
+                "only the record's creator or a supervisor or administrator over its grid may void it",
+            ));
+        }
+        if v.reason.trim().is_empty() {
+            return Err(Rejection::new(RejectReason::InvalidRecord, "voiding a record needs a reason"));
+        }
+    }
     match new {
         Record::Case(case) => {
             let (old_follow, old_log) = match old {

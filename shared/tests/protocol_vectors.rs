@@ -715,3 +715,88 @@ fn the_sample_visit_log_change_loads_into_an_empty_document_as_the_record_shown(
     let Record::VisitLog(v) = record else { panic!("a visit log") };
     assert_eq!(v.meta.creator, staff().person);
 }
+
+// ---------------------------------------------------------------------------
+// Documents of the earlier schema (`vectors/earlier/records.json`, the record
+// vectors as committed before voids, conflicts, keyed members and assignees):
+// they must still read, as the same record plus the newer, empty parts.
+
+/// Writes a typed-JSON value (as `value_json` describes it) into `obj` at `prop`.
+fn write_json(tx: &mut automerge::transaction::Transaction<'_>, obj: &ObjId, prop: automerge::Prop, v: &Json) {
+    use automerge::transaction::Transactable;
+    let (ty, inner) = v.as_object().and_then(|o| o.iter().next()).expect("typed value");
+    let put_scalar = |tx: &mut automerge::transaction::Transaction<'_>, s: ScalarValue| match &prop {
+        automerge::Prop::Map(k) => tx.put(obj, k.as_str(), s),
+        automerge::Prop::Seq(i) => tx.insert(obj, *i, s),
+    };
+    let put_object = |tx: &mut automerge::transaction::Transaction<'_>, t: ObjType| match &prop {
+        automerge::Prop::Map(k) => tx.put_object(obj, k.as_str(), t),
+        automerge::Prop::Seq(i) => tx.insert_object(obj, *i, t),
+    };
+    match ty.as_str() {
+        "str" => put_scalar(tx, ScalarValue::Str(inner.as_str().expect("str").into())).expect("put"),
+        "int" => put_scalar(tx, ScalarValue::Int(inner.as_i64().expect("int"))).expect("put"),
+        "uint" => put_scalar(tx, ScalarValue::Uint(inner.as_u64().expect("uint"))).expect("put"),
+        "f64" => put_scalar(tx, ScalarValue::F64(inner.as_f64().expect("f64"))).expect("put"),
+        "timestamp" => put_scalar(tx, ScalarValue::Timestamp(inner.as_i64().expect("ts"))).expect("put"),
+        "boolean" => put_scalar(tx, ScalarValue::Boolean(inner.as_bool().expect("bool"))).expect("put"),
+        "text" => {
+            let id = put_object(tx, ObjType::Text).expect("text");
+            tx.splice_text(&id, 0, 0, inner.as_str().expect("text")).expect("splice");
+        }
+        "list" => {
+            let id = put_object(tx, ObjType::List).expect("list");
+            for (i, item) in inner.as_array().expect("list").iter().enumerate() {
+                write_json(tx, &id, automerge::Prop::Seq(i), item);
+            }
+        }
+        "map" => {
+            let id = put_object(tx, ObjType::Map).expect("map");
+            for (k, item) in inner.as_object().expect("map") {
+                write_json(tx, &id, automerge::Prop::Map(k.clone()), item);
+            }
+        }
+        other => panic!("unknown type {other}"),
+    }
+}
+
+/// Whether every key and item of `old` is in `new` with the same value.
+fn holds_all_of(new: &Json, old: &Json) -> bool {
+    match (new, old) {
+        (Json::Object(n), Json::Object(o)) => o.iter().all(|(k, v)| n.get(k).is_some_and(|nv| holds_all_of(nv, v))),
+        (Json::Array(n), Json::Array(o)) => n.len() == o.len() && n.iter().zip(o).all(|(a, b)| holds_all_of(a, b)),
+        (n, o) => n == o,
+    }
+}
+
+#[test]
+fn documents_of_the_earlier_schema_still_read_as_the_records_they_were() {
+    let text = std::fs::read_to_string(vectors_dir().join("earlier").join("records.json")).expect("earlier vectors");
+    let file: Json = serde_json::from_str(&text).expect("json");
+    for (kind, sample) in file["documents"].as_object().expect("documents") {
+        let mut doc = Automerge::new();
+        doc.transact::<_, _, automerge::AutomergeError>(|tx| {
+            for (k, v) in sample["root"].as_object().expect("root") {
+                write_json(tx, &ROOT, automerge::Prop::Map(k.clone()), v);
+            }
+            Ok(())
+        })
+        .expect("build");
+        let record = read_record(&doc).unwrap_or_else(|e| panic!("the earlier {kind} no longer reads: {e}"));
+        assert!(record.voided().is_none());
+        let now = serde_json::to_value(&record).expect("json");
+        assert!(
+            holds_all_of(&now, &sample["record"]),
+            "{kind} reads differently now:\n{now}\nwas\n{}",
+            sample["record"]
+        );
+    }
+    // And the earlier sample change itself.
+    let sample = &file["new_visit_log"];
+    let change = automerge::Change::from_bytes(hex::decode(sample["change_hex"].as_str().expect("hex")).expect("hex"))
+        .expect("change");
+    let mut doc = Automerge::new();
+    doc.apply_changes([change]).expect("applies");
+    let now = serde_json::to_value(read_record(&doc).expect("reads")).expect("json");
+    assert!(holds_all_of(&now, &sample["document"]["record"]));
+}

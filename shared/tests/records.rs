@@ -129,3 +129,79 @@ fn a_visits_gps_position_can_be_removed_and_set_again() {
     let Record::VisitLog(v) = read_record(&doc).expect("read") else { panic!("kind") };
     assert_eq!(v.fields.location, fields.location);
 }
+
+fn other_staff() -> Author {
+    Author { person: PersonId(uuid::Uuid::from_u128(3)), role: Role::FieldStaff, territory: grid() }
+}
+
+fn supervisor_over(territory: &str) -> Author {
+    Author {
+        person: PersonId(uuid::Uuid::from_u128(4)),
+        role: Role::Supervisor,
+        territory: territory.parse().expect("p"),
+    }
+}
+
+#[test]
+fn a_record_is_voided_by_its_creator_or_a_supervisor_over_its_grid_with_a_reason() {
+    let visit = NewRecord::VisitLog(VisitFields { visited_at: 1, notes: "重复".into(), ..VisitFields::default() });
+    let (_, doc) = new_record(ActorId::random(), &staff(), &grid(), 1, [6; 10], &visit).expect("create");
+    assert_eq!(read_record(&doc).expect("read").voided(), None);
+
+    let mut by_creator = doc.fork();
+    Editor::new(&mut by_creator, &staff(), 2).void_record("重复录入").expect("the creator voids");
+    let record = read_record(&by_creator).expect("a voided record still reads");
+    let void = record.voided().expect("voided");
+    assert_eq!((void.by, void.at, void.reason.as_str()), (staff().person, 2, "重复录入"));
+
+    let mut by_supervisor = doc.fork();
+    Editor::new(&mut by_supervisor, &supervisor_over("xg/xn/sh"), 2).void_record("户号填错").expect("a supervisor");
+
+    let mut by_other = doc.fork();
+    let err = Editor::new(&mut by_other, &other_staff(), 2).void_record("不是我的").expect_err("another grid manager");
+    assert!(err.to_string().contains("not_permitted"), "{err}");
+    let err =
+        Editor::new(&mut by_other, &supervisor_over("xg/xn/other"), 2).void_record("别处").expect_err("elsewhere");
+    assert!(err.to_string().contains("outside_territory"), "{err}");
+    let err = Editor::new(&mut by_other, &staff(), 2).void_record("  ").expect_err("no reason");
+    assert!(err.to_string().contains("invalid_record"), "{err}");
+    assert_eq!(read_record(&by_other).expect("read").voided(), None, "refused voids changed nothing");
+}
+
+#[test]
+fn void_entries_are_never_removed_or_altered() {
+    let visit = NewRecord::VisitLog(VisitFields { visited_at: 1, ..VisitFields::default() });
+    let (_, mut doc) = new_record(ActorId::random(), &staff(), &grid(), 1, [7; 10], &visit).expect("create");
+    Editor::new(&mut doc, &staff(), 2).void_record("重复录入").expect("void");
+    let before = doc.fork();
+    for tamper in [
+        |tx: &mut automerge::transaction::Transaction<'_>, list: &automerge::ObjId| tx.delete(list, 0),
+        |tx: &mut automerge::transaction::Transaction<'_>, list: &automerge::ObjId| {
+            let Some((_, entry)) = automerge::ReadDoc::get(tx, list, 0)? else { unreachable!() };
+            tx.put(&entry, "reason", "改了")
+        },
+    ] {
+        let mut after = before.fork();
+        let Some((_, list)) = automerge::ReadDoc::get(&after, ROOT, "voids").expect("get") else { panic!("voids") };
+        after.transact::<_, _, automerge::AutomergeError>(|tx| tamper(tx, &list)).expect("tamper");
+        let err = gridsync_shared::rules::check_update(&before, &after, &staff()).expect_err("history");
+        assert_eq!(err.reason, gridsync_shared::rules::RejectReason::HistoryRewritten, "{err}");
+    }
+}
+
+#[test]
+fn a_record_from_before_voids_is_voided_and_two_concurrent_first_voids_both_survive() {
+    let visit = NewRecord::VisitLog(VisitFields { visited_at: 1, ..VisitFields::default() });
+    let (_, mut doc) = new_record(ActorId::random(), &staff(), &grid(), 1, [8; 10], &visit).expect("create");
+    // The previous schema had no `voids` list.
+    doc.transact::<_, _, automerge::AutomergeError>(|tx| tx.delete(ROOT, "voids")).expect("old shape");
+    assert!(read_record(&doc).expect("an old document reads").voids().is_empty());
+    let mut other = doc.fork();
+    other.set_actor(ActorId::random());
+    Editor::new(&mut doc, &staff(), 2).void_record("重复录入").expect("void on one phone");
+    Editor::new(&mut other, &supervisor_over("xg"), 3).void_record("核实为重复").expect("and on another");
+    doc.merge(&mut other).expect("merge");
+    let record = read_record(&doc).expect("read");
+    assert_eq!(record.voids().len(), 2, "both first voids survive the merge");
+    assert_eq!(record.voided().map(|v| v.at), Some(2), "the earliest counts");
+}

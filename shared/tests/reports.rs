@@ -89,8 +89,16 @@ impl World {
     }
 
     fn promise(&mut self, grid: &str, at: i64) -> usize {
-        let fields = PromiseFields { content: "修好路灯".into(), household: None, due_at: at + 1_000 };
+        self.promise_due(grid, at, at + 1_000)
+    }
+
+    fn promise_due(&mut self, grid: &str, at: i64, due_at: i64) -> usize {
+        let fields = PromiseFields { content: "修好路灯".into(), household: None, due_at };
         self.create(grid, at, NewRecord::Promise(fields))
+    }
+
+    fn void(&mut self, i: usize, author: &Author, at: i64) {
+        self.edit(i, author, at, |e| e.void_record("重复录入"));
     }
 
     fn records(&self) -> Vec<(DocId, Record)> {
@@ -227,8 +235,78 @@ fn promises_kept_are_the_promises_made_in_the_period_whose_latest_outcome_is_kep
     w.edit(older, &staff, FROM + 10, |e| e.record_promise_outcome(true, "已办"));
 
     let f = w.report(SUB).total.figures;
-    assert_eq!((f.promises_made, f.promises_kept), (4, 2));
+    assert_eq!((f.promises_made, f.promises_due, f.promises_kept), (4, 4, 2));
     assert_eq!(f.promises_kept_rate, Some(0.5));
+}
+
+#[test]
+fn promises_not_yet_due_at_the_reports_moment_are_neither_kept_nor_not_kept() {
+    let mut w = World::default();
+    let staff = staff(G1);
+    let due = w.promise_due(G1, FROM + 1, FROM + 100);
+    w.edit(due, &staff, FROM + 50, |e| e.record_promise_outcome(true, "已修好"));
+    w.promise_due(G1, FROM + 2, FROM + 200); // due, not kept
+    // Due after the period's end: not yet due for this period's report, even
+    // when it was already kept (or given up) early.
+    let early = w.promise_due(G1, FROM + 3, TO + 100);
+    w.edit(early, &staff, FROM + 60, |e| e.record_promise_outcome(true, "提前办好"));
+    w.promise_due(G1, FROM + 4, TO + 200);
+    let f = w.report(SUB).total.figures;
+    assert_eq!((f.promises_made, f.promises_due, f.promises_kept), (4, 2, 1));
+    assert_eq!(f.promises_kept_rate, Some(0.5), "1 kept of the 2 due, not 2 of 4");
+
+    // Asked for a period still running, the moment is now: what is due by now counts.
+    let records = w.records();
+    let running = report(records.iter().map(|(id, r)| (*id, r)), &path(SUB), Period::new(FROM, NOW), FROM + 150);
+    let f = running.total.figures;
+    assert_eq!((f.promises_made, f.promises_due, f.promises_kept), (4, 1, 1));
+    assert_eq!(f.promises_kept_rate, Some(1.0));
+}
+
+#[test]
+fn voided_records_count_nowhere_and_a_duplicate_voided_puts_the_rates_right() {
+    let mut w = World::default();
+    let staff = staff(G1);
+    // Two cases and two promises were real; one of each was saved twice by a double tap.
+    let resolved = w.case(G1, FROM + 1, CaseKind::Dispute, None);
+    w.edit(resolved, &staff, FROM + 5, |e| e.advance_case(CaseStatus::Resolved));
+    let open = w.case(G1, FROM + 2, CaseKind::Dispute, None);
+    let open_twice = w.case(G1, FROM + 2, CaseKind::Dispute, None);
+    let kept = w.promise(G1, FROM + 1);
+    w.edit(kept, &staff, FROM + 5, |e| e.record_promise_outcome(true, "已修好"));
+    w.promise(G1, FROM + 2);
+    let promise_twice = w.promise(G1, FROM + 2);
+    let household = w.household(G1, FROM - 10, true);
+    let household_twice = w.household(G1, FROM - 10, true);
+    let visit_twice = w.visit(G1, FROM + 3, Some(household_twice));
+    let rated = w.case(G1, FROM - 50, CaseKind::Hazard, None);
+    w.edit(rated, &staff, FROM + 4, |e| e.add_follow_up("回访", Some(Satisfaction::Dissatisfied)));
+    let _ = (open, household);
+
+    let f = w.report(SUB).total.figures;
+    assert_eq!((f.cases_found, f.cases_resolved), (3, 1));
+    assert_eq!(gridsync_shared::reports::percent(f.resolution_rate), "33.3%");
+    assert_eq!(gridsync_shared::reports::percent(f.promises_kept_rate), "33.3%");
+    assert_eq!((f.households, f.households_covered, f.visits, f.rated_follow_ups), (2, 1, 1, 1));
+
+    let sup = supervisor();
+    w.void(open_twice, &staff, FROM + 20);
+    w.void(promise_twice, &sup, TO + 20); // voided after the period: still counts nowhere
+    w.void(household_twice, &staff, FROM + 20);
+    w.void(visit_twice, &staff, FROM + 20);
+    w.void(rated, &sup, FROM + 20);
+    let f = w.report(SUB).total.figures;
+    assert_eq!((f.cases_found, f.cases_resolved), (2, 1));
+    assert_eq!(gridsync_shared::reports::percent(f.resolution_rate), "50.0%");
+    assert_eq!((f.promises_made, f.promises_kept), (2, 1));
+    assert_eq!(gridsync_shared::reports::percent(f.promises_kept_rate), "50.0%");
+    assert_eq!((f.households, f.households_covered, f.visits, f.rated_follow_ups), (1, 0, 0, 0));
+    assert_eq!(f.satisfaction_rate, None);
+    // Voided records stay readable, with who voided them and why.
+    let records = w.records();
+    let (_, r) = records.iter().find(|(id, _)| *id == w.id(promise_twice)).expect("still there");
+    let void = r.voided().expect("voided");
+    assert_eq!((void.by, void.reason.as_str()), (sup.person, "重复录入"));
 }
 
 #[test]
@@ -361,12 +439,12 @@ fn csv_has_a_bom_chinese_headers_percentages_and_quotes_awkward_names() {
         header.starts_with("区域,名称,层级,住户数,困难群众户数,走访覆盖户数,联系困难群众户数,走访次数"),
         "{header}"
     );
-    assert!(header.ends_with("承诺事项,践诺数,践诺落实率,回访评价数,满意数,群众满意率"), "{header}");
+    assert!(header.ends_with("承诺事项,到期承诺数,践诺数,践诺落实率,回访评价数,满意数,群众满意率"), "{header}");
     assert!(body.contains("\"东湖\"\"一\"\"网格, 北区\n新\""), "quoted, quotes doubled:\n{body}");
     assert!(body.contains("\"'=HYPERLINK(\"\"x\"\")\""), "a formula is written as text:\n{body}");
     let total = body.trim_end().rsplit("\r\n").next().expect("total line");
     assert!(total.starts_with("xg/xn/sh,,合计（街道/乡镇）,"), "{total}");
-    assert!(total.contains(",3,2,66.7%,"), "3 made, 2 kept, 66.7%: {total}");
+    assert!(total.contains(",3,3,2,66.7%,"), "3 made, 3 due, 2 kept, 66.7%: {total}");
     assert!(total.ends_with(",0,0,"), "no satisfaction rate without ratings: {total}");
     let columns = header.split(',').count();
     assert_eq!(total.split(',').count(), columns);

@@ -188,6 +188,20 @@ impl Phone {
         self.replica.create(None, now, new)
     }
 
+    /// Creates a record with the id its form chose when it opened, offline,
+    /// at the phone's clock; the same id again updates that record.
+    pub fn create_with_id(&mut self, id: DocId, new: &NewRecord) -> Result<DocId, ReplicaError> {
+        let now = self.tick();
+        self.replica.create_with_id(id, None, now, new)
+    }
+
+    /// Sends the next sync request and loses its response (the server acted on
+    /// it; the phone never hears back).
+    pub async fn sync_losing_response(&mut self) -> Result<(), PhoneError> {
+        let request = self.replica.build_request();
+        self.post_sync_patiently(&request).await.map(|_| ())
+    }
+
     /// The same phone's storage reopened, as after the app was closed.
     pub fn reopen(self) -> Result<Phone, PhoneError> {
         let storage = self.replica.storage().clone();

@@ -122,6 +122,7 @@ impl Tally {
             pct(resolution),
             self.overdue_cases.to_string(),
             self.promises_made.to_string(),
+            self.promises_made.to_string(), // 到期承诺数: every promise here is due before the period ends
             self.promises_kept.to_string(),
             pct(kept),
             self.rated_follow_ups.to_string(),
@@ -415,7 +416,7 @@ async fn the_csv_report_is_a_bom_prefixed_attachment_with_the_same_figures_and_c
     assert_eq!(
         lines[0],
         "区域,名称,层级,住户数,困难群众户数,走访覆盖户数,联系困难群众户数,走访次数,矛盾纠纷,安全隐患,信访,群众诉求,\
-         发现事件合计,办结事件,办结率,超期未办结,承诺事项,践诺数,践诺落实率,回访评价数,满意数,群众满意率"
+         发现事件合计,办结事件,办结率,超期未办结,承诺事项,到期承诺数,践诺数,践诺落实率,回访评价数,满意数,群众满意率"
     );
     assert_eq!(lines.len(), 1 + 5 + 1, "header, two communities and three grids, total");
     for line in &lines[1..] {

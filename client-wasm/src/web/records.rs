@@ -18,7 +18,17 @@ struct Listed<'a> {
     /// For cases: the current step and its Chinese name.
     status: Option<&'static str>,
     status_name: Option<&'static str>,
+    /// `null`, or who voided the record (作废), when and why.
+    voided: Option<Voided<'a>>,
     record: &'a Record,
+}
+
+/// A void as the app shows it.
+#[derive(Serialize)]
+struct Voided<'a> {
+    by: String,
+    at: i64,
+    reason: &'a str,
 }
 
 fn parse_id(id: &str) -> Result<DocId, JsError> {
@@ -35,6 +45,7 @@ fn listed(id: DocId, record: &Record) -> Listed<'_> {
         summary: summarize(record),
         status: standing.map(CaseStatus::as_str),
         status_name: standing.map(CaseStatus::name_zh),
+        voided: record.voided().map(|v| Voided { by: v.by.to_string(), at: v.at, reason: &v.reason }),
         record,
     }
 }
@@ -68,12 +79,39 @@ impl Phone {
         }
     }
 
+    /// A fresh record id (UUID v7) for a form to keep from the moment it
+    /// opens and pass to [`Phone::create`], so a repeated submit updates the
+    /// same record. `now` (Unix ms) defaults to the phone's clock.
+    #[wasm_bindgen(js_name = newId)]
+    pub fn new_id(&self, now: Option<f64>) -> String {
+        let now = now.unwrap_or_else(js_sys::Date::now);
+        crate::replica::Replica::<super::IndexedDbStorage>::new_id(now as i64).to_string()
+    }
+
     /// Creates a record from `{type: "household" | "visit_log" | "case" |
-    /// "promise", ...fields}` in `grid` (or the person's own grid); returns its id.
-    pub fn create(&mut self, new: JsValue, grid: Option<String>, now: f64) -> Result<String, JsError> {
+    /// "promise", ...fields}` in `grid` (or the person's own grid); returns its
+    /// id. With `id` (from [`Phone::new_id`]), creating again with the same id
+    /// writes the fields over that same record instead of making a second one.
+    pub fn create(
+        &mut self,
+        new: JsValue,
+        grid: Option<String>,
+        now: f64,
+        id: Option<String>,
+    ) -> Result<String, JsError> {
         let new: NewRecord = from_js(new)?;
         let grid = grid.map(|g| g.parse::<TerritoryPath>().map_err(|e| JsError::new(&e.to_string()))).transpose()?;
-        self.journaled_create(|r| r.create(grid.as_ref(), now as i64, &new)).map(|id| id.to_string())
+        let now = now as i64;
+        let id = match id.filter(|s| !s.is_empty()) {
+            None => return self.journaled_create(|r| r.create(grid.as_ref(), now, &new)).map(|id| id.to_string()),
+            Some(id) => parse_id(&id)?,
+        };
+        if self.replica.holds(id) {
+            self.journaled(id, |r| r.create_with_id(id, grid.as_ref(), now, &new))?;
+        } else {
+            self.journaled_create(|r| r.create_with_id(id, grid.as_ref(), now, &new))?;
+        }
+        Ok(id.to_string())
     }
 
     /// Replaces a record's editable fields (text merges by diff).
@@ -95,8 +133,8 @@ impl Phone {
                 self.journaled(id, |r| r.edit(id, now as i64, |e| e.update_case(&f)))
             }
             K::Promise => {
-                let _f: PromiseFields = from_js(fields)?;
-                return Err(JsError::new("a promise's content is fixed once made; record its outcome instead"));
+                let f: PromiseFields = from_js(fields)?;
+                self.journaled(id, |r| r.edit(id, now as i64, |e| e.update_promise(&f)))
             }
         }
         .map(|_| ())
@@ -156,6 +194,14 @@ impl Phone {
         let id = parse_id(id)?;
         let to: CaseStatus = to.parse().map_err(|e: String| JsError::new(&e))?;
         self.journaled(id, |r| r.edit(id, now as i64, |e| e.reopen_case(to, reason))).map(|_| ())
+    }
+
+    /// Voids (作废) any record, with a reason (required): its creator, or a
+    /// supervisor or administrator over its grid, may. It stays readable.
+    #[wasm_bindgen(js_name = "void")]
+    pub fn void_record(&mut self, id: &str, reason: &str, now: f64) -> Result<(), JsError> {
+        let id = parse_id(id)?;
+        self.journaled(id, |r| r.edit(id, now as i64, |e| e.void_record(reason))).map(|_| ())
     }
 
     /// Records whether a promise was kept.

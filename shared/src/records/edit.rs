@@ -45,6 +45,21 @@ pub fn new_record(
     new: &NewRecord,
 ) -> Result<(DocId, Automerge), EditError> {
     let id = DocId::new_v7(u64::try_from(now).unwrap_or(0), random);
+    Ok((id, new_record_with_id(id, actor, author, grid, now, new)?))
+}
+
+/// Creates the document of a new record whose id `id` the caller chose (a
+/// form fixes it when it opens, so a repeated submit names the same record);
+/// the id must be a UUID v7 ([`rules::check_new_id`]). Otherwise as [`new_record`].
+pub fn new_record_with_id(
+    id: DocId,
+    actor: ActorId,
+    author: &Author,
+    grid: &TerritoryPath,
+    now: i64,
+    new: &NewRecord,
+) -> Result<Automerge, EditError> {
+    rules::check_new_id(&id)?;
     let mut doc = Automerge::new().with_actor(actor);
     let mut tx = doc.transaction();
     tx.put(ROOT, "type", new.kind().as_str())?;
@@ -52,6 +67,9 @@ pub fn new_record(
     tx.put(ROOT, "grid", grid.as_str())?;
     tx.put(ROOT, "creator", author.person.to_string())?;
     tx.put(ROOT, "created_at", ScalarValue::Timestamp(now))?;
+    // Every object a record may hold is made with it, so that two phones never
+    // create the same one concurrently (one of the two would be hidden).
+    tx.put_object(ROOT, "voids", ObjType::List)?;
     match new {
         NewRecord::Household(f) => write_household(&mut tx, f)?,
         NewRecord::VisitLog(f) => write_visit(&mut tx, f)?,
@@ -67,7 +85,7 @@ pub fn new_record(
     }
     tx.commit_with(CommitOptions::default().with_time(now));
     rules::check_new(&doc, author)?;
-    Ok((id, doc))
+    Ok(doc)
 }
 
 /// Makes checked edits to one record document on behalf of `author` at `now`.
@@ -135,6 +153,26 @@ impl<'a> Editor<'a> {
         })
     }
 
+    /// Replaces a promise's editable fields (its creator and reviewers only).
+    pub fn update_promise(&mut self, fields: &PromiseFields) -> Result<Option<ChangeHash>, EditError> {
+        self.change(|tx, r| {
+            Self::expect(r, RecordKind::Promise)?;
+            write_promise(tx, fields)
+        })
+    }
+
+    /// Writes the editable fields of `new` over this record, which must be of
+    /// the same kind: what a repeated submit of a creation form does to the
+    /// record its first submit made. Unchanged fields write nothing.
+    pub fn update_fields(&mut self, new: &NewRecord) -> Result<Option<ChangeHash>, EditError> {
+        match new {
+            NewRecord::Household(f) => self.update_household(f),
+            NewRecord::VisitLog(f) => self.update_visit(f),
+            NewRecord::Case(f) => self.update_case(f),
+            NewRecord::Promise(f) => self.update_promise(f),
+        }
+    }
+
     /// Appends a follow-up to a case; concurrent follow-ups from others all survive.
     pub fn add_follow_up(
         &mut self,
@@ -174,6 +212,14 @@ impl<'a> Editor<'a> {
             let reason = reason.map(str::to_string);
             append_status_entry(tx, &StatusEntry { id: Uuid::new_v4(), kind, to, epoch, by, at, reason })
         })
+    }
+
+    /// Voids (作废) the record, with a reason: its creator, or a supervisor or
+    /// administrator over its grid, may. The entry is appended; nothing is removed.
+    pub fn void_record(&mut self, reason: &str) -> Result<Option<ChangeHash>, EditError> {
+        let entry =
+            VoidEntry { id: Uuid::new_v4(), by: self.author.person, at: self.now, reason: reason.trim().into() };
+        self.change(|tx, _| append_void(tx, &entry))
     }
 
     /// Records whether a promise was kept.
@@ -229,6 +275,19 @@ pub(super) fn append_outcome(tx: &mut Transaction<'_>, o: &PromiseOutcome) -> Re
     tx.put(&entry, "by", o.by.to_string())?;
     tx.put(&entry, "at", ScalarValue::Timestamp(o.at))?;
     tx.put(&entry, "note", o.note.as_str())?;
+    Ok(())
+}
+
+/// Appends a void entry to the record's `voids` list (made if a record from
+/// before voids has none).
+pub(super) fn append_void(tx: &mut Transaction<'_>, v: &VoidEntry) -> Result<(), EditError> {
+    let list = existing(tx, "voids", ObjType::List)?;
+    let i = tx.length(&list);
+    let entry = tx.insert_object(&list, i, ObjType::Map)?;
+    tx.put(&entry, "id", v.id.to_string())?;
+    tx.put(&entry, "by", v.by.to_string())?;
+    tx.put(&entry, "at", ScalarValue::Timestamp(v.at))?;
+    tx.put(&entry, "reason", v.reason.as_str())?;
     Ok(())
 }
 
@@ -322,11 +381,7 @@ pub(super) fn write_household(tx: &mut Transaction<'_>, f: &HouseholdFields) -> 
 
 pub(super) fn write_visit(tx: &mut Transaction<'_>, f: &VisitFields) -> Result<(), EditError> {
     put_opt_str(tx, "household", f.household.map(|h| h.to_string()))?;
-    let same_time =
-        matches!(tx.get(ROOT, "visited_at")?, Some((Value::Scalar(s), _)) if s.as_i64() == Some(f.visited_at));
-    if !same_time {
-        tx.put(ROOT, "visited_at", ScalarValue::Timestamp(f.visited_at))?;
-    }
+    put_time(tx, "visited_at", Some(f.visited_at))?;
     put_opt_str(tx, "kind", f.kind.map(|k| k.as_str().to_string()))?;
     match f.location {
         Some(p) => {
@@ -365,20 +420,27 @@ pub(super) fn write_case(tx: &mut Transaction<'_>, f: &CaseFields) -> Result<(),
     put_text(tx, "description", &f.description)?;
     put_opt_str(tx, "household", f.household.map(|h| h.to_string()))?;
     put_opt_str(tx, "visit", f.visit.map(|v| v.to_string()))?;
-    match f.due_at {
-        Some(d) => tx.put(ROOT, "due_at", ScalarValue::Timestamp(d))?,
-        None => {
-            if tx.get(ROOT, "due_at")?.is_some() {
-                tx.delete(ROOT, "due_at")?
-            }
-        }
-    }
-    Ok(())
+    put_time(tx, "due_at", f.due_at)
 }
 
 pub(super) fn write_promise(tx: &mut Transaction<'_>, f: &PromiseFields) -> Result<(), EditError> {
     put_str(tx, &ROOT, "content", &f.content)?;
     put_opt_str(tx, "household", f.household.map(|h| h.to_string()))?;
-    tx.put(ROOT, "due_at", ScalarValue::Timestamp(f.due_at))?;
+    put_time(tx, "due_at", Some(f.due_at))
+}
+
+/// Writes an optional time (as a Timestamp) at a root key, only if it differs.
+fn put_time(tx: &mut Transaction<'_>, key: &str, value: Option<i64>) -> Result<(), EditError> {
+    let current = match tx.get(ROOT, key)? {
+        Some((Value::Scalar(s), _)) if !s.is_null() => s.as_i64(),
+        _ => None,
+    };
+    match value {
+        Some(v) if current != Some(v) => {
+            tx.put(ROOT, key, ScalarValue::Timestamp(v))?;
+        }
+        None if tx.get(ROOT, key)?.is_some() => tx.delete(ROOT, key)?,
+        _ => {}
+    }
     Ok(())
 }

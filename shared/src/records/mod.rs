@@ -13,7 +13,7 @@ mod edit;
 mod read;
 mod reauthor;
 
-pub use edit::{EditError, Editor, new_record};
+pub use edit::{EditError, Editor, new_record, new_record_with_id};
 pub use read::{META_KEYS, RecordError, read_record, read_record_at};
 pub use reauthor::reauthor;
 
@@ -307,6 +307,21 @@ pub struct PromiseOutcome {
     pub note: String,
 }
 
+/// A void (作废): the record was made by mistake (a duplicate, the wrong
+/// household...). Entries are appended, never edited or removed, so a voided
+/// record stays readable and in history; it no longer counts in reports.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VoidEntry {
+    /// Unique per entry.
+    pub id: Uuid,
+    /// Who voided it: the record's creator, or a supervisor or administrator over its grid.
+    pub by: PersonId,
+    /// When, Unix milliseconds.
+    pub at: i64,
+    /// Why (required).
+    pub reason: String,
+}
+
 /// A household record.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Household {
@@ -314,6 +329,8 @@ pub struct Household {
     pub meta: RecordMeta,
     /// Editable fields.
     pub fields: HouseholdFields,
+    /// Every void entry (作废), in document order; empty unless voided.
+    pub voids: Vec<VoidEntry>,
 }
 
 /// A visit log record.
@@ -323,6 +340,8 @@ pub struct VisitLog {
     pub meta: RecordMeta,
     /// Editable fields.
     pub fields: VisitFields,
+    /// Every void entry (作废), in document order; empty unless voided.
+    pub voids: Vec<VoidEntry>,
 }
 
 /// A case record, with its workflow log and follow-ups.
@@ -336,6 +355,8 @@ pub struct Case {
     pub status_log: Vec<StatusEntry>,
     /// Every follow-up, in document order.
     pub follow_ups: Vec<FollowUp>,
+    /// Every void entry (作废), in document order; empty unless voided.
+    pub voids: Vec<VoidEntry>,
 }
 
 impl Case {
@@ -354,6 +375,8 @@ pub struct Promise {
     pub fields: PromiseFields,
     /// Every recorded outcome.
     pub outcomes: Vec<PromiseOutcome>,
+    /// Every void entry (作废), in document order; empty unless voided.
+    pub voids: Vec<VoidEntry>,
 }
 
 impl Promise {
@@ -391,6 +414,23 @@ impl Record {
     /// Which kind of record this is.
     pub fn kind(&self) -> RecordKind {
         self.meta().kind
+    }
+
+    /// Every void entry (作废) of the record, in document order.
+    pub fn voids(&self) -> &[VoidEntry] {
+        match self {
+            Record::Household(r) => &r.voids,
+            Record::VisitLog(r) => &r.voids,
+            Record::Case(r) => &r.voids,
+            Record::Promise(r) => &r.voids,
+        }
+    }
+
+    /// The void that counts, if the record is voided: the earliest entry (by
+    /// time, then id), so every replica names the same one. A voided record
+    /// stays readable and in history, and counts in no report or list of work.
+    pub fn voided(&self) -> Option<&VoidEntry> {
+        self.voids().iter().min_by_key(|v| (v.at, v.id))
     }
 
     /// What lists need to know of this record without its document.

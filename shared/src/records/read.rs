@@ -227,6 +227,57 @@ impl<'a> Obj<'a> {
         })
     }
 
+    /// Every object of type `want` at `key`: usually one, but two phones that
+    /// created the same object concurrently (say, the first void of a record
+    /// made before `voids` existed) leave both, and each holds real entries.
+    fn all_objects(&self, key: &str, want: ObjType, expected: &'static str) -> R<Vec<ObjId>> {
+        let all = match self.heads {
+            Some(h) => self.doc.get_all_at(&self.obj, key, h),
+            None => self.doc.get_all(&self.obj, key),
+        }
+        .map_err(|e| RecordError::Document(e.to_string()))?;
+        all.into_iter()
+            .map(|(value, id)| match value {
+                Value::Object(t) if t == want => Ok(id),
+                _ => Err(RecordError::WrongType { field: self.field(key), expected }),
+            })
+            .collect()
+    }
+
+    /// The map entries of every list at `key` (see [`Self::all_objects`]), in order.
+    fn maps_in_all<T>(&self, key: &str, mut each: impl FnMut(&Obj<'a>) -> R<T>) -> R<Vec<T>> {
+        let mut out = Vec::new();
+        for list in self.all_objects(key, ObjType::List, "a list")? {
+            let len = self.list_len(&list);
+            if out.len() + len > limits::LIST_ENTRIES {
+                return Err(invalid(&self.field(key), format!("more than {} entries", limits::LIST_ENTRIES)));
+            }
+            for i in 0..len {
+                let field = format!("{}[{i}]", self.field(key));
+                match self.list_get(&list, i)? {
+                    Some((Value::Object(ObjType::Map), id)) => {
+                        out.push(each(&Obj { doc: self.doc, obj: id, path: field, heads: self.heads })?)
+                    }
+                    _ => return Err(RecordError::WrongType { field, expected: "a map" }),
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The record's void entries (作废), from every `voids` list.
+    fn voids(&self) -> R<Vec<VoidEntry>> {
+        self.maps_in_all("voids", |v| {
+            v.only_keys(&["id", "by", "at", "reason"])?;
+            Ok(VoidEntry {
+                id: v.uuid("id")?,
+                by: v.person("by")?,
+                at: v.i64("at")?,
+                reason: v.str("reason", limits::SHORT_CHARS * 5)?,
+            })
+        })
+    }
+
     fn map(&self, key: &str) -> R<Option<Obj<'a>>> {
         Ok(self.object(key, ObjType::Map, "a map")?.map(|id| Obj {
             doc: self.doc,
@@ -286,7 +337,16 @@ fn read(root: Obj<'_>) -> R<Record> {
     let with_meta = |own: &[&'static str]| -> Vec<&'static str> { META_KEYS.iter().chain(own).copied().collect() };
     let record = match kind {
         RecordKind::Household => {
-            root.only_keys(&with_meta(&["address", "head", "phone", "id_number", "members", "tags", "notes"]))?;
+            root.only_keys(&with_meta(&[
+                "address",
+                "head",
+                "phone",
+                "id_number",
+                "members",
+                "tags",
+                "notes",
+                "voids",
+            ]))?;
             Record::Household(Household {
                 meta,
                 fields: HouseholdFields {
@@ -306,6 +366,7 @@ fn read(root: Obj<'_>) -> R<Record> {
                     tags: root.strings("tags")?,
                     notes: root.text("notes")?,
                 },
+                voids: root.voids()?,
             })
         }
         RecordKind::VisitLog => {
@@ -317,6 +378,7 @@ fn read(root: Obj<'_>) -> R<Record> {
                 "notes",
                 "concerns",
                 "findings",
+                "voids",
             ]))?;
             let location = match root.map("location")? {
                 None => None,
@@ -346,6 +408,7 @@ fn read(root: Obj<'_>) -> R<Record> {
                     concerns: root.strings("concerns")?,
                     findings: root.text("findings")?,
                 },
+                voids: root.voids()?,
             })
         }
         RecordKind::Case => {
@@ -358,6 +421,7 @@ fn read(root: Obj<'_>) -> R<Record> {
                 "due_at",
                 "status_log",
                 "follow_ups",
+                "voids",
             ]))?;
             Record::Case(Case {
                 meta,
@@ -398,10 +462,11 @@ fn read(root: Obj<'_>) -> R<Record> {
                         satisfaction: f.parsed("satisfaction")?,
                     })
                 })?,
+                voids: root.voids()?,
             })
         }
         RecordKind::Promise => {
-            root.only_keys(&with_meta(&["content", "household", "due_at", "outcomes"]))?;
+            root.only_keys(&with_meta(&["content", "household", "due_at", "outcomes", "voids"]))?;
             Record::Promise(Promise {
                 meta,
                 fields: PromiseFields {
@@ -419,6 +484,7 @@ fn read(root: Obj<'_>) -> R<Record> {
                         note: o.opt_str("note", limits::SHORT_CHARS * 5)?.unwrap_or_default(),
                     })
                 })?,
+                voids: root.voids()?,
             })
         }
     };

@@ -4,8 +4,8 @@
 //! in the person's name instead of being refused as someone else's.
 
 use super::edit::{
-    append_follow_up, append_outcome, append_status_entry, existing, write_case, write_household, write_promise,
-    write_visit,
+    append_follow_up, append_outcome, append_status_entry, append_void, existing, write_case, write_household,
+    write_promise, write_visit,
 };
 use super::*;
 use crate::roles::Author;
@@ -82,6 +82,14 @@ pub fn reauthor(
                 append_outcome(&mut tx, o)?;
             }
         }
+    }
+    let voided: HashSet<_> = before.iter().flat_map(|b| b.voids().iter().map(|v| v.id)).collect();
+    let voids: Vec<&VoidEntry> = local.voids().iter().filter(|v| mine(&v.by) && !voided.contains(&v.id)).collect();
+    if before.is_none() || !voids.is_empty() {
+        existing(&mut tx, "voids", ObjType::List)?;
+    }
+    for v in voids {
+        append_void(&mut tx, v)?;
     }
     tx.commit_with(CommitOptions::default().with_time(now));
     match base {
