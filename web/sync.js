@@ -142,6 +142,42 @@ async function checkTerritory(phone, token, refused) {
   }
 }
 
+const DIRECTORY_CHECK = 60_000; // ask /v1/directory at most once a minute (the answer is mostly a 304)
+let directoryCheckedAt = 0; // 0: not since the app opened
+let directoryOf = ''; // the person and territory the last check was for
+
+/**
+ * After a successful sync: fetches the names of the people and territories in
+ * the person's scope (`GET /v1/directory`, with `If-None-Match` so an unchanged
+ * directory costs a 304) and hands them to the phone, which keeps them
+ * offline. Always right after sign-in, when the app opens and after a move;
+ * else at most once a minute. Returns whether the directory changed. A
+ * failure here is left to the next time; the phone keeps the one it has.
+ */
+async function checkDirectory(phone, token) {
+  const id = phone.identity();
+  const whose = id ? `${id.person}|${id.territory}` : '';
+  if (whose === directoryOf && directoryCheckedAt && Date.now() - directoryCheckedAt < DIRECTORY_CHECK) return false;
+  try {
+    const headers = { Authorization: `Bearer ${token}` };
+    const tag = phone.directoryEtag();
+    if (tag) headers['If-None-Match'] = tag;
+    const resp = await fetch('/v1/directory', { headers, cache: 'no-store' });
+    if (resp.status !== 304 && !resp.ok) return false;
+    let changed = false;
+    if (resp.ok) {
+      changed = phone.setDirectory(await resp.json(), resp.headers.get('ETag') || undefined);
+      await flush();
+    }
+    directoryCheckedAt = Date.now();
+    directoryOf = whose;
+    return changed;
+  } catch (e) {
+    console.warn('directory', e);
+    return false;
+  }
+}
+
 async function run() {
   const phone = getPhone();
   const id = phone && phone.identity();
@@ -166,6 +202,7 @@ async function run() {
     }
     await flush();
     if (await checkTerritory(phone, id.token, refused)) received = true;
+    if (await checkDirectory(phone, id.token)) received = true;
   } catch (e) {
     state.outcome = e.kind || 'error';
     state.message = e.message || String(e);

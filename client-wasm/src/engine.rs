@@ -30,6 +30,9 @@ pub struct SyncReport {
     /// Records written again under this device's actor because the server
     /// refused changes made by the phone's earlier device; they go up next.
     pub reauthored: usize,
+    /// Records that others' changes reached in this response (noted, with
+    /// the time, for [`Replica::changed_since`]).
+    pub changed_by_others: Vec<DocId>,
 }
 
 impl SyncReport {
@@ -94,6 +97,12 @@ impl<S: Storage> Replica<S> {
     /// Acknowledged changes leave the outbox; refused documents return to the
     /// server's version and are listed with their reasons; received documents
     /// merge in; the cursor advances only once everything is saved.
+    ///
+    /// Every record that others' changes reached is noted with `now` for
+    /// [`Replica::changed_since`]: the feed's changes (the server never sends
+    /// a device its own back) that the phone did not already hold. Whole
+    /// documents (a new phone's first download, the server's copy after a
+    /// refusal) are not news, and are not noted.
     pub fn apply_response(&mut self, bytes: &[u8], now: i64) -> Result<SyncReport, ReplicaError> {
         let response: SyncResponse = protocol::decode(bytes)?;
         let mut report = SyncReport { more: response.more, ..SyncReport::default() };
@@ -175,6 +184,7 @@ impl<S: Storage> Replica<S> {
                     }
                 }
                 DocBody::Changes(raw) => {
+                    let mut news = true;
                     let unparsed = match &local {
                         Some(l) => !l.is_parsed(),
                         None => header.is_some(),
@@ -210,17 +220,21 @@ impl<S: Storage> Replica<S> {
                                     LocalDoc::new(d)
                                 }),
                             };
-                            local
-                                .get_mut()?
-                                .apply_changes(changes)
-                                .map_err(|e| ReplicaError::Corrupt(e.to_string()))?;
+                            let doc = local.get_mut()?;
+                            let before = doc.get_heads();
+                            doc.apply_changes(changes).map_err(|e| ReplicaError::Corrupt(e.to_string()))?;
+                            news = doc.get_heads() != before;
                         }
+                    }
+                    if news {
+                        report.changed_by_others.push(id);
                     }
                 }
             }
             report.received += 1;
             touched.push(id);
         }
+        self.changed.note(&report.changed_by_others, now);
 
         touched.sort();
         touched.dedup();

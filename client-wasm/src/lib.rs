@@ -11,10 +11,13 @@
 //! - [`storage`]: the storage trait, with in-memory and on-disk implementations.
 //! - [`replica`]: the local records, edits, and what waits to be synced.
 //! - [`engine`]: building sync requests and applying responses (sans-IO).
+//! - [`directory`]: the names of people and territories kept offline, and which
+//!   records others changed.
 //! - `web` (wasm32 only): the wasm-bindgen API the phone app calls, and the
 //!   IndexedDB-backed storage.
 
 mod chunks;
+pub mod directory;
 pub mod engine;
 mod local_doc;
 pub mod replica;

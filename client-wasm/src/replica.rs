@@ -5,6 +5,7 @@
 //! saved before the call returns. Documents from the server merge in; the
 //! outbox empties only when the server acknowledges durably.
 
+use crate::directory::{CHANGED_KEY, ChangeLog, DIRECTORY_KEY, KeptDirectory};
 use crate::local_doc::LocalDoc;
 use crate::storage::{Storage, StorageError, StoreOp};
 use automerge::{ActorId, Automerge, ChangeHash, ReadDoc};
@@ -40,6 +41,9 @@ pub enum ReplicaError {
     /// A grid was needed and none could be chosen.
     #[error("choose a grid: {0}")]
     NoGrid(String),
+    /// A directory of names that cannot be kept (see `Replica::set_directory`).
+    #[error("invalid directory: {0}")]
+    Directory(#[from] gridsync_shared::directory::DirectoryError),
 }
 
 /// A record the server refused, kept so the phone can show why.
@@ -64,7 +68,7 @@ struct Status {
 
 /// The phone's offline replica over a [`Storage`].
 pub struct Replica<S: Storage> {
-    storage: S,
+    pub(crate) storage: S,
     pub(crate) identity: Option<DeviceRegistration>,
     pub(crate) docs: BTreeMap<DocId, LocalDoc>,
     pub(crate) outbox: BTreeMap<DocId, Vec<ChangeHash>>,
@@ -78,6 +82,9 @@ pub struct Replica<S: Storage> {
     /// Set when the person's territory changed while records outside the new
     /// one still had work waiting; they are dropped once it is acknowledged.
     pub(crate) scope_cleanup: bool,
+    /// The names of people and territories in scope, and what others changed.
+    pub(crate) directory: KeptDirectory,
+    pub(crate) changed: ChangeLog,
 }
 
 pub(crate) fn doc_key(id: &DocId) -> String {
@@ -108,6 +115,8 @@ impl<S: Storage> Replica<S> {
             rejected: BTreeMap::new(),
             status: Status::default(),
             scope_cleanup: false,
+            directory: Default::default(),
+            changed: Default::default(),
         };
         let mut outboxes = Vec::new();
         let mut stored_docs = Vec::new();
@@ -117,6 +126,8 @@ impl<S: Storage> Replica<S> {
                 None if key == "cursor" => r.cursor = Some(value),
                 None if key == "status" => r.status = postcard::from_bytes(&value).map_err(corrupt)?,
                 None if key == "scope_cleanup" => r.scope_cleanup = true,
+                None if key == DIRECTORY_KEY => r.directory = KeptDirectory::load(&value),
+                None if key == CHANGED_KEY => r.changed = ChangeLog::load(&value),
                 Some(("doc", id)) => stored_docs.push((id.parse::<DocId>().map_err(corrupt)?, value)),
                 Some(("outbox", id)) => outboxes.push((id.parse::<DocId>().map_err(corrupt)?, value)),
                 Some(("rejected", id)) => {
@@ -357,6 +368,7 @@ impl<S: Storage> Replica<S> {
                 key: "status".into(),
                 value: postcard::to_allocvec(&self.status).map_err(corrupt)?,
             });
+            ops.extend(self.changed.take_op());
         }
         self.storage.commit(ops)?;
         Ok(())

@@ -307,6 +307,8 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = I
         .unify()
         .or(crate::http_auth::routes(state.clone()))
         .unify()
+        .or(crate::http_directory::routes(state.clone()))
+        .unify()
         .or(revoke)
         .unify()
         .or(crate::http_admin::routes(state.clone()))

@@ -6,7 +6,8 @@
 //! - [`store`]: the store trait and its sled implementation.
 //! - [`auth`]: passwords, device registration, bearer tokens.
 //! - [`sync`]: the sync service (push, validate, commit, flush, pull).
-//! - [`http`]: warp routes; [`error`]: the one error-to-status mapping.
+//! - [`http`]: warp routes; [`error`]: the one error-to-status mapping;
+//!   [`http_directory`]: the names of people and territories a phone may see.
 //! - [`admin`]: administrative commands, shared by the CLI and the admin socket.
 //! - [`demo`]: the demo city.
 //! - [`export`]: snapshot files (CSV, XLSX, JSON lines, Automerge bundle) with their manifest.
@@ -33,6 +34,7 @@ pub mod export;
 pub mod http;
 pub mod http_admin;
 pub mod http_auth;
+pub mod http_directory;
 pub mod reports;
 pub mod snapshot;
 pub mod store;

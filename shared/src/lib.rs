@@ -16,7 +16,9 @@
 //! - [`protocol`]: the sync request and response, and their binary encoding.
 //! - [`reports`]: the figures administrators report, per grid, community and territory.
 //! - [`masking`]: masking of residents' ID and phone numbers in exports and screens.
+//! - [`directory`]: the names of people and territories in a person's scope.
 
+pub mod directory;
 pub mod ids;
 pub mod masking;
 pub mod protocol;

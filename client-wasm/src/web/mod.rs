@@ -2,6 +2,7 @@
 //! decodes JS values, calls the replica, and encodes results. Records cross
 //! as plain JS objects shaped like the shared crate's serde types.
 
+mod directory;
 mod records;
 mod storage;
 mod sync;
