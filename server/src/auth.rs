@@ -7,7 +7,7 @@ mod pool;
 mod throttle;
 
 pub use pool::{HashPool, HashPoolLimits};
-pub use throttle::{FailureOutcome, SignInPolicy, SignInThrottle, Thresholds, too_many_attempts};
+pub use throttle::{FailureOutcome, SignInPolicy, SignInThrottle, Thresholds, password_fingerprint, too_many_attempts};
 
 use crate::error::{ApiError, SignedOutReason};
 use crate::store::{Device, Person, Store};

@@ -3,7 +3,8 @@
 //! throttle first and runs on the bounded hashing pool; the work is in [`crate::auth`].
 
 use crate::auth::{
-    self, HashPool, SignInPolicy, SignInThrottle, check_credentials, check_new_password, hash_password, verify_password,
+    self, HashPool, SignInPolicy, SignInThrottle, check_credentials, check_new_password, hash_password,
+    password_fingerprint, verify_password,
 };
 use crate::error::ApiError;
 use crate::http::{AppState, blocking, caller, error_reply, now_ms};
@@ -25,8 +26,15 @@ fn json_body<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<
 }
 
 /// Counts a failed password check and audits a lockout it starts.
-async fn count_failure(state: &AppState, throttle: &SignInThrottle, username: &str, ip: Option<IpAddr>, what: &str) {
-    let outcome = throttle.failed(username, ip, Instant::now());
+async fn count_failure(
+    state: &AppState,
+    throttle: &SignInThrottle,
+    username: &str,
+    password: u64,
+    ip: Option<IpAddr>,
+    what: &str,
+) {
+    let outcome = throttle.failed(username, password, ip, Instant::now());
     tracing::warn!(
         username,
         address = ?ip,
@@ -53,13 +61,21 @@ async fn sign_in_route(
     let req: SignInRequest = json_body(&body, "sign-in")?;
     let username = req.username.trim().to_string();
     let ip = addr.map(|a| a.ip());
+    // Failures against a password since reset (by an administrator or the
+    // person) no longer count: the new password works at once.
+    let password = {
+        let (store, username) = (state.store.clone(), username.clone());
+        blocking(move || Ok(store.person_by_username(&username)?.map(|p| p.password_hash))).await?
+    };
+    let password = password_fingerprint(password.as_deref());
+    throttle.password_is(&username, password);
     throttle.check(&username, ip, Instant::now())?;
     let person = {
         let (store, username, password) = (state.store.clone(), username.clone(), req.password);
         HashPool::shared().run(move || check_credentials(store.as_ref(), &username, &password)).await??
     };
     let Some(person) = person else {
-        count_failure(&state, &throttle, &username, ip, "sign-in").await;
+        count_failure(&state, &throttle, &username, password, ip, "sign-in").await;
         return Err(auth::wrong_credentials());
     };
     throttle.succeeded(&username);
@@ -110,6 +126,8 @@ async fn password_route(
     let ip = addr.map(|a| a.ip());
     let username = c.person.username.clone();
     // A stolen token must not become a way to guess the password at leisure.
+    let password = password_fingerprint(Some(&c.person.password_hash));
+    throttle.password_is(&username, password);
     throttle.check(&username, ip, Instant::now())?;
     let old_hash = c.person.password_hash.clone();
     let new_hash = HashPool::shared()
@@ -119,7 +137,7 @@ async fn password_route(
         })
         .await??;
     let Some(new_hash) = new_hash else {
-        count_failure(&state, &throttle, &username, ip, "password change").await;
+        count_failure(&state, &throttle, &username, password, ip, "password change").await;
         return Err(ApiError::Forbidden("原密码不正确 (the old password is wrong)".into()));
     };
     throttle.succeeded(&username);

@@ -158,6 +158,36 @@ async fn three_hundred_wrong_passwords_are_throttled_and_the_right_one_works_onc
 }
 
 #[tokio::test]
+async fn a_password_reset_by_an_administrator_works_at_once_for_a_locked_out_person() {
+    let limits = [("GRIDSYNC_SIGNIN_USER_LIMITS", "2,4"), ("GRIDSYNC_SIGNIN_ADDR_LIMITS", "1000,2000")];
+    let server = Server::start(&["li"], &[limits[0], limits[1], ("GRIDSYNC_SIGNIN_DELAY_MS", "1")]).await;
+    let http = reqwest::Client::new();
+    for i in 0..20 {
+        attempt(&http, &server.url, "li", &format!("guess-{i}")).await;
+    }
+    assert_throttled(&attempt(&http, &server.url, "li", PASSWORD).await);
+
+    // The person calls the administrator, who resets the password (through
+    // the running server's admin socket).
+    let out = std::process::Command::new(server_binary())
+        .arg("--data")
+        .arg(server._dir.path().join("data"))
+        .args(["person", "reset-password", "--username", "li", "--password", "new-password-9"])
+        .output()
+        .expect("run the CLI");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let a = attempt(&http, &server.url, "li", "new-password-9").await;
+    assert_eq!(a.status, 200, "the new password works at once: {}", a.body);
+    // Guessing starts again from nothing, and is throttled again.
+    let mut answers = Vec::new();
+    for i in 0..6 {
+        answers.push(attempt(&http, &server.url, "li", &format!("again-{i}")).await.status);
+    }
+    assert_eq!(answers[0], 401);
+    assert!(answers.contains(&429), "{answers:?}");
+}
+
+#[tokio::test]
 async fn an_address_guessing_at_many_usernames_is_locked_out_whatever_the_username() {
     let server = Server::start(
         &["li"],

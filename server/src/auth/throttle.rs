@@ -115,6 +115,9 @@ struct Entry {
     failures: u32,
     last_failure: Instant,
     blocked_until: Option<Instant>,
+    /// Which password the failures were against (a fingerprint of its stored
+    /// hash; 0 for addresses and unknown usernames): a new password voids them.
+    password: u64,
     /// Position in the age order (for eviction).
     stamp: u64,
 }
@@ -137,15 +140,23 @@ impl<K: Hash + Eq + Clone> Tracker<K> {
     }
 
     /// Counts a failure; returns the new count and until when the key now waits.
-    fn fail(&mut self, key: K, now: Instant, policy: &SignInPolicy, t: Thresholds) -> (u32, Option<Instant>) {
+    fn fail(
+        &mut self,
+        key: K,
+        now: Instant,
+        policy: &SignInPolicy,
+        t: Thresholds,
+        password: u64,
+    ) -> (u32, Option<Instant>) {
         let stamp = self.next_stamp;
         self.next_stamp += 1;
         let entry = match self.entries.get_mut(&key) {
             Some(e) => {
                 self.by_age.remove(&e.stamp);
-                if now.duration_since(e.last_failure) > policy.window {
+                if now.duration_since(e.last_failure) > policy.window || e.password != password {
                     e.failures = 0;
                 }
+                e.password = password;
                 e
             }
             None => {
@@ -157,6 +168,7 @@ impl<K: Hash + Eq + Clone> Tracker<K> {
                     failures: 0,
                     last_failure: now,
                     blocked_until: None,
+                    password,
                     stamp,
                 })
             }
@@ -168,6 +180,11 @@ impl<K: Hash + Eq + Clone> Tracker<K> {
         let out = (entry.failures, entry.blocked_until);
         self.by_age.insert(stamp, key);
         out
+    }
+
+    /// The fingerprint of the password `key`'s failures were against, if tracked.
+    fn password(&self, key: &K) -> Option<u64> {
+        self.entries.get(key).map(|e| e.password)
     }
 
     fn forget(&mut self, key: &K) {
@@ -214,6 +231,16 @@ fn address_key(addr: IpAddr) -> IpAddr {
     }
 }
 
+/// A fingerprint of a stored password hash (its salt makes every new
+/// password's differ), for [`SignInThrottle::password_is`]; 0 for no person.
+pub fn password_fingerprint(password_hash: Option<&str>) -> u64 {
+    use std::hash::{DefaultHasher, Hasher};
+    let Some(hash) = password_hash else { return 0 };
+    let mut h = DefaultHasher::new();
+    h.write(hash.as_bytes());
+    h.finish().max(1)
+}
+
 /// The refusal for a wait of `wait`, in Chinese with the time to wait.
 pub fn too_many_attempts(wait: Duration) -> ApiError {
     let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
@@ -253,13 +280,26 @@ impl SignInThrottle {
         }
     }
 
-    /// Counts a failed attempt against the username and the address.
-    pub fn failed(&self, username: &str, addr: Option<IpAddr>, now: Instant) -> FailureOutcome {
+    /// The username's password is now the one fingerprinted `password` (see
+    /// [`password_fingerprint`]): failures counted against an earlier password
+    /// — and the username's lockout — end, so that a password an administrator
+    /// reset works at once. The address's failures stay.
+    pub fn password_is(&self, username: &str, password: u64) {
+        let mut g = self.lock();
+        let key = username.to_string();
+        if g.0.password(&key).is_some_and(|p| p != password) {
+            g.0.forget(&key);
+        }
+    }
+
+    /// Counts a failed attempt against the username (its current password
+    /// fingerprinted `password`, 0 if there is no such person) and the address.
+    pub fn failed(&self, username: &str, password: u64, addr: Option<IpAddr>, now: Instant) -> FailureOutcome {
         let policy = &self.policy;
         let mut g = self.lock();
-        let (username_failures, _) = g.0.fail(username.to_string(), now, policy, policy.per_username);
+        let (username_failures, _) = g.0.fail(username.to_string(), now, policy, policy.per_username, password);
         let address_failures = match addr {
-            Some(a) => g.1.fail(address_key(a), now, policy, policy.per_address).0,
+            Some(a) => g.1.fail(address_key(a), now, policy, policy.per_address, 0).0,
             None => 0,
         };
         let mut locked = Vec::new();
@@ -309,14 +349,14 @@ mod tests {
         let t = SignInThrottle::new(policy());
         let now = Instant::now();
         let ip = Some(IpAddr::from([10, 0, 0, 1]));
-        t.failed("a", ip, now);
-        t.failed("a", ip, now);
+        t.failed("a", 0, ip, now);
+        t.failed("a", 0, ip, now);
         assert!(t.check("a", ip, now).is_err(), "after the free failures, a delay");
         assert!(t.check("a", ip, now + Duration::from_secs(1)).is_ok(), "one second after the second failure");
-        t.failed("a", ip, now + Duration::from_secs(1));
+        t.failed("a", 0, ip, now + Duration::from_secs(1));
         let err = t.check("a", ip, now + Duration::from_secs(2)).expect_err("two seconds' wait after the third");
         assert_eq!(err.retry_after_s(), Some(1));
-        let out = t.failed("a", ip, now + Duration::from_secs(3));
+        let out = t.failed("a", 0, ip, now + Duration::from_secs(3));
         assert!(out.lockout.is_some(), "the fourth failure locks out");
         let err = t.check("a", ip, now + Duration::from_secs(4)).expect_err("locked");
         assert_eq!(err.retry_after_s(), Some(59));
@@ -325,7 +365,7 @@ mod tests {
         assert_eq!(long.to_string(), "登录失败次数过多，请 15 分钟后再试");
         assert_eq!(long.retry_after_s(), Some(14 * 60 + 1));
         assert!(t.check("a", ip, now + Duration::from_secs(64)).is_ok(), "the lockout ends");
-        let out = t.failed("a", ip, now + Duration::from_secs(64));
+        let out = t.failed("a", 0, ip, now + Duration::from_secs(64));
         assert!(out.lockout.is_some(), "within the window, the next failure locks again at once");
         t.succeeded("a");
         assert!(t.check("a", ip, now + Duration::from_secs(65)).is_ok(), "success forgets the username");
@@ -337,7 +377,7 @@ mod tests {
         let now = Instant::now();
         let ip = Some(IpAddr::from([10, 0, 0, 2]));
         for i in 0..8 {
-            t.failed(&format!("u{i}"), ip, now);
+            t.failed(&format!("u{i}"), 0, ip, now);
         }
         assert!(t.check("someone-new", ip, now).is_err(), "the address waits whatever the username");
         assert!(t.check("someone-new", Some(IpAddr::from([10, 0, 0, 3])), now).is_ok(), "other addresses do not");
@@ -349,7 +389,7 @@ mod tests {
         let now = Instant::now();
         for i in 0..1000u32 {
             let ip = std::net::Ipv6Addr::new(0x2001, 0xdb8, i as u16, 0, 0, 0, 0, 1);
-            t.failed(&format!("user{i}"), Some(IpAddr::V6(ip)), now);
+            t.failed(&format!("user{i}"), 0, Some(IpAddr::V6(ip)), now);
         }
         assert_eq!(t.tracked(), (3, 3));
     }
