@@ -74,6 +74,10 @@ async function download(resp, fallbackName) {
   return name;
 }
 
+/** How 践诺落实率 is counted, in words (the rule is `promises_kept_rate` in shared/src/reports.rs). */
+const PROMISE_NOTE =
+  '践诺落实率：已到期的承诺中已践诺的比例。期限未到的承诺不计入，既不算已践诺，也不算未践诺；提前践诺的，到期后计入。';
+
 const pct = (r) => (r == null ? '—' : `${(r * 100).toFixed(1)}%`);
 const label = (row) => row.name || row.territory.split('/').pop();
 
@@ -103,6 +107,7 @@ const COLUMNS = [
   ['办结率', (f) => pct(f.resolution_rate)],
   ['超期未办结', (f) => f.overdue_cases],
   ['承诺事项', (f) => f.promises_made],
+  ['已到期承诺', (f) => f.promises_due ?? '—'],
   ['践诺', (f) => f.promises_kept],
   ['践诺率', (f) => pct(f.promises_kept_rate)],
   ['回访评价', (f) => f.rated_follow_ups],
@@ -174,7 +179,8 @@ function chart(report) {
 
 function summary(report) {
   const f = report.total.figures;
-  const stat = (name, value) => h('div.stat', null, h('b', null, String(value)), h('span', null, name));
+  const stat = (name, value, note) =>
+    h('div.stat', null, h('b', null, String(value)), h('span', null, name), note ? h('small', null, note) : null);
   return h(
     'div.stats',
     { testid: 'report-summary' },
@@ -182,7 +188,7 @@ function summary(report) {
     stat('联系困难群众', f.needy_households_covered),
     stat('发现事件', f.cases_found),
     stat('办结率', pct(f.resolution_rate)),
-    stat('践诺落实率', pct(f.promises_kept_rate)),
+    stat('践诺落实率', pct(f.promises_kept_rate), f.promises_due == null ? '只计已到期' : `已到期 ${f.promises_due} 项`),
     stat('群众满意率', pct(f.satisfaction_rate)),
   );
 }
@@ -262,6 +268,7 @@ export function reportsView() {
       status.textContent = `${dateOnly(b.from)} 至 ${dateOnly(b.to - 1)} · ${label(report.total)} · 共 ${report.rows.filter((r) => r.level === 'grid').length} 个网格`;
       const parts = [
         summary(report),
+        h('p.muted.small', { testid: 'report-promise-note' }, PROMISE_NOTE),
         chart(report),
         table(report),
         report.unreadable_records ? h('p.warn.small', null, `有 ${report.unreadable_records} 条记录无法读取，未计入统计。`) : null,

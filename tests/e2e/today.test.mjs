@@ -316,3 +316,38 @@ test("交办 names an assignee, and the case is on the assignee's 今日 under �
   await sup.context.close();
   await field.context.close();
 });
+
+test('践诺落实率 counts only promises already due, and the report says so in words', async () => {
+  // Two more promises, both already due and kept. With the three from the
+  // first test (one overdue and not kept, one kept before it is due, one due in
+  // weeks) that is 5 made, 3 due, 2 of them kept: 66.7 %. Counting every
+  // promise made would give 3 of 5 kept, 60.0 %.
+  const field = await newPhone(browser);
+  await signIn(field.page, server.url, 'li');
+  await synced(field.page);
+  await field.page.getByTestId('nav-households').click();
+  await field.page.getByTestId('household-item').filter({ hasText: '陈桂英' }).click();
+  await promise(field.page, '帮忙联系社区医生上门', await day(field.page, -1));
+  await promise(field.page, '送去冬季慰问物资', await day(field.page, -2));
+  await field.page.evaluate(() => (location.hash = '#/promises?filter=overdue'));
+  for (let left = 2; left > 0; left--) {
+    await field.page.waitForFunction((n) => document.querySelectorAll('[data-testid=promise-row]').length === n, left);
+    const row = field.page.getByTestId('promise-row').filter({ hasText: /帮忙联系社区医生上门|送去冬季慰问物资/ }).first();
+    await row.getByTestId('promise-row-kept').click();
+    await field.page.getByTestId('dialog-ok').click();
+  }
+  await field.page.waitForFunction(() => document.querySelectorAll('[data-testid=promise-row]').length === 0);
+  await synced(field.page);
+  await field.context.close();
+
+  const { page, context } = await newPhone(browser);
+  await signIn(page, server.url, 'admin');
+  await page.getByTestId('nav-me').click();
+  await page.getByTestId('me-reports').click();
+  await page.getByTestId('report-table').waitFor({ timeout: 20000 });
+  const summary = await page.getByTestId('report-summary').innerText();
+  assert.match(summary, /66\.7%\s*践诺落实率\s*已到期 3 项/);
+  assert.match(await page.getByTestId('report-promise-note').innerText(), /已到期的承诺中已践诺的比例。期限未到的承诺不计入/);
+  await docShot(page, 'today-report-promises');
+  await context.close();
+});
