@@ -1,6 +1,6 @@
 // 事件: cases by status, one case (status, follow-ups, moves), and the report form.
 
-import { S, attempt, back, empty, go, gridOf, gridPicker, householdName, isOverdue, rec, records, saved, topbar } from './core.js';
+import { S, assigneeOf, attempt, back, empty, go, gridOf, gridPicker, householdName, isOverdue, rec, records, saved, topbar } from './core.js';
 import { caseItem } from './households.js';
 import { CASE_KIND, SATISFACTION, STATUS, ask, chips, dateOnly, field, h, toLocalInput, toast, when } from './ui.js';
 import {
@@ -57,14 +57,6 @@ export function casesView() {
     voidedToggle(every, showVoided, (on) => ((showVoided = on), S.refresh())),
     h('div.list', null, shown.length ? shown.map(caseItem) : empty(all.length ? '这一类没有事件' : '还没有事件')),
   );
-}
-
-/** The case's 承办人: the assignee of its latest 交办 entry, if any. */
-export function assigneeOf(l) {
-  if (l.assignee) return l.assignee;
-  const entries = l.record.status_log.filter((e) => e.to === 'assigned' && e.assignee);
-  entries.sort((a, b) => a.at - b.at);
-  return entries.length ? entries[entries.length - 1].assignee : null;
 }
 
 const CASE_FIELDS = { title: '标题', kind: '事件类型', household: '涉及住户', due_at: '办理期限', visit: '来自走访' };

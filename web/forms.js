@@ -270,22 +270,30 @@ export function personName(id) {
   const self = me();
   if (self && id === self.person) return `${self.name}（我）`;
   try {
-    const n = typeof S.phone.personName === 'function' && S.phone.personName(id);
+    const n = typeof S.phone.knownPersonName === 'function' ? S.phone.knownPersonName(id) : null;
     if (n) return n;
   } catch {}
   return '其他人员';
 }
 
-/** A territory's name (never a path code). */
+/** A territory's name (never a path code); an unlisted one is named by its nearest listed parent. */
 export function placeName(path) {
   if (!path) return '—';
-  try {
-    const n = typeof S.phone.territoryName === 'function' && S.phone.territoryName(path);
-    if (n) return n;
-  } catch {}
-  const self = me();
-  if (self && self.territory === path && self.territory_name) return self.territory_name;
-  return '本辖区网格';
+  const known = (p) => {
+    try {
+      return typeof S.phone.knownTerritoryName === 'function' ? S.phone.knownTerritoryName(p) : null;
+    } catch {
+      return null;
+    }
+  };
+  const n = known(path);
+  if (n) return n;
+  const parts = path.split('/');
+  for (let i = parts.length - 1; i > 0; i--) {
+    const up = known(parts.slice(0, i).join('/'));
+    if (up) return `${up}下属${['', '区县', '街道', '社区', '网格'][parts.length - 1] || '区域'}`;
+  }
+  return '未知区域';
 }
 
 /** The directory's people whose territory holds `grid`, field staff first, then by name. */
@@ -294,7 +302,7 @@ export function peopleFor(grid) {
   try {
     dir = typeof S.phone.directory === 'function' ? S.phone.directory() : null;
   } catch {}
-  const people = ((dir && dir.people) || []).filter((p) => grid === p.territory || grid.startsWith(`${p.territory}/`));
+  const people = ((dir && dir.people) || []).filter((p) => p.enabled !== false && (grid === p.territory || grid.startsWith(`${p.territory}/`)));
   const rank = { field_staff: 0, supervisor: 1, administrator: 2 };
   return people.sort((a, b) => (rank[a.role] ?? 3) - (rank[b.role] ?? 3) || a.name.localeCompare(b.name, 'zh-CN'));
 }
@@ -393,7 +401,7 @@ export function voidButton(l, what, done) {
           danger: true,
         });
         if (reason == null) return;
-        await done(() => S.phone.void(l.id, reason));
+        await done(() => S.phone.void(l.id, reason, Date.now()));
       },
       '正在作废…',
     ),

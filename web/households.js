@@ -195,6 +195,7 @@ export function householdView({ id }) {
 }
 
 const promiseFilter = { voided: false };
+const promiseOpen = new Set(); // households whose 新增承诺事项 form is open
 const HOUSEHOLD_FIELDS = { address: '地址', head: '户主', phone: '联系电话', id_number: '身份证号' };
 
 // ------------------------------------------------------------------ members
@@ -359,7 +360,7 @@ function promiseItem(p) {
             onclick: async () => {
               const reason = await ask({ title: '作废此承诺事项？', text: '作废后不再计入践诺落实率。请说明原因，如“重复录入”。', input: '作废原因（必填）', ok: '作废', danger: true });
               if (reason == null) return;
-              if (attempt(() => S.phone.void(p.id, reason)) && (await saved('已作废'))) S.refresh();
+              if (attempt(() => S.phone.void(p.id, reason, Date.now())) && (await saved('已作废'))) S.refresh();
             },
           },
           '作废',
@@ -378,7 +379,7 @@ function promiseForm(l) {
   const submit = h('button.btn.primary.wide', { type: 'button', testid: 'promise-save' }, '保存承诺');
   const form = h(
     'div.card',
-    { testid: 'promise-form', class: kept ? null : 'hidden' },
+    { testid: 'promise-form', class: kept || promiseOpen.has(l.id) ? null : 'hidden' },
     kept ? h('p.muted.small', { testid: 'draft-restored' }, `已恢复 ${when(kept.at)} 未保存的承诺草稿`) : null,
     field('承诺内容', content),
     field('践诺期限', due),
@@ -393,15 +394,22 @@ function promiseForm(l) {
       const ok = attempt(() => saveRecord(target, { type: 'promise', content: content.value.trim(), household: l.id, due_at: dueAt }, gridOf(l.id)));
       if (ok && (await saved())) {
         tracker.saved();
+        promiseOpen.delete(l.id);
         S.refresh();
       }
     }),
   );
   const tracker = track(form, { name: 'promise', mode: 'new', target, read, ctx: l.id, restored: !!kept, label: '承诺事项' });
   if (kept) content.dataset.dirty = '1';
-  const open = kept
-    ? null
-    : h('button.btn.wide', { type: 'button', testid: 'promise-new', onclick: () => (form.classList.remove('hidden'), open.remove(), content.focus()) }, '＋ 新增承诺事项');
+  // Opened stays opened when the page is redrawn (a sync brought news).
+  const open =
+    kept || promiseOpen.has(l.id)
+      ? null
+      : h(
+          'button.btn.wide',
+          { type: 'button', testid: 'promise-new', onclick: () => (promiseOpen.add(l.id), form.classList.remove('hidden'), open.remove(), content.focus()) },
+          '＋ 新增承诺事项',
+        );
   return [open, form];
 }
 
