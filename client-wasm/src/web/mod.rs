@@ -6,6 +6,7 @@ mod directory;
 mod records;
 mod storage;
 mod sync;
+mod views;
 
 pub use storage::IndexedDbStorage;
 
