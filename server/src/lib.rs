@@ -45,7 +45,7 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use store::Store;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 /// Everything that bounds the server's work: open connections and their
 /// deadlines, and how many syncs run or wait at once.
@@ -117,6 +117,9 @@ pub fn admin_socket_path(data: &Path) -> PathBuf {
     data.join("admin.sock")
 }
 
+/// The longest command the admin socket reads (commands are short JSON lines).
+const MAX_ADMIN_LINE: u64 = 64 * 1024;
+
 /// Serves administrative commands on a Unix socket in the data directory, so
 /// that the CLI can act while the server holds the store. Access is the file
 /// system's: only who can open the data directory can connect.
@@ -134,12 +137,15 @@ pub async fn serve_admin_socket(path: PathBuf, store: Arc<dyn Store>) -> std::io
         tokio::spawn(async move {
             let (read, mut write) = stream.into_split();
             let mut line = String::new();
-            if BufReader::new(read).read_line(&mut line).await.is_err() {
+            // One command per connection, one line long, bounded.
+            let mut reader = BufReader::new(read.take(MAX_ADMIN_LINE + 1));
+            if reader.read_line(&mut line).await.is_err() {
                 return;
             }
-            let request = match serde_json::from_str::<SocketRequest>(&line) {
-                Err(e) => Err(format!("bad admin command: {e}")),
-                Ok(r) => Ok(r),
+            let request = if line.len() as u64 > MAX_ADMIN_LINE {
+                Err(format!("bad admin command: longer than {MAX_ADMIN_LINE} bytes"))
+            } else {
+                serde_json::from_str::<SocketRequest>(&line).map_err(|e| format!("bad admin command: {e}"))
             };
             if let Ok(SocketRequest::Snapshot(req)) = request {
                 stream_snapshot(store, req, write).await;

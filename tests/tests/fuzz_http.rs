@@ -848,3 +848,24 @@ fn hostile_lines_on_the_admin_socket_are_refused_and_store_nothing() {
     }
     assert!(tally.get("refused").is_some_and(|n| *n > 0) && tally.get("ok").is_some_and(|n| *n > 0), "{tally:?}");
 }
+
+#[test]
+fn an_endless_line_on_the_admin_socket_is_cut_off_and_refused() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let dir = tempfile::tempdir().expect("dir");
+    let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path().join("data")).expect("store"));
+    let socket = dir.path().join("admin.sock");
+    rt.spawn(gridsync_server::serve_admin_socket(socket.clone(), store));
+    rt.block_on(async {
+        while tokio::net::UnixStream::connect(&socket).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // 16 MiB with no newline: the server stops reading at its bound and answers.
+        let answer = admin_exchange(&socket, &vec![b'{'; 16 << 20]).await.expect("an answer");
+        let reply: gridsync_server::AdminReply =
+            serde_json::from_str(answer.as_deref().expect("a reply")).expect("a reply line");
+        assert!(!reply.ok && reply.output.contains("longer than"), "{}", reply.output);
+        let alive = admin_exchange(&socket, b"{\"Admin\":{\"Territory\":\"List\"}}\n").await.expect("answer");
+        assert!(alive.is_some_and(|a| a.contains("\"ok\":true")), "the socket still answers");
+    });
+}
