@@ -17,6 +17,7 @@ const SHELL = [
   'households.js',
   'visits.js',
   'cases.js',
+  'forms.js',
   'today.js',
   'promises.js',
   'style.css',
