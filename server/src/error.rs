@@ -36,6 +36,9 @@ pub enum ApiError {
     /// The body is larger than allowed.
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// The body arrived too slowly: try again on a better connection.
+    #[error("{0}")]
+    RequestTimeout(String),
     /// A body encoding the server does not accept.
     #[error("{0}")]
     UnsupportedMediaType(String),
@@ -103,6 +106,7 @@ impl ApiError {
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::RequestTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             ApiError::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
             ApiError::Busy { .. } => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
             ApiError::TooManyAttempts { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts"),

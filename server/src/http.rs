@@ -140,7 +140,7 @@ async fn read_body(
             let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
             while let Some(err) = source {
                 if let Some(slow) = err.downcast_ref::<BodyTooSlow>() {
-                    return ApiError::BadRequest(slow.to_string());
+                    return ApiError::RequestTimeout(slow.to_string());
                 }
                 source = err.source();
             }

@@ -238,3 +238,37 @@ async fn an_unauthenticated_request_declaring_8_mb_is_refused_before_its_body_is
         println!("401 after {:?} ({})", t.elapsed(), if auth.is_empty() { "no token" } else { "bad token" });
     }
 }
+
+#[tokio::test]
+async fn a_body_too_slow_to_finish_is_answered_408_with_a_reason_in_chinese() {
+    let server = TestServer::start_with(short_deadlines(100)).await;
+    let grid = server.grid("g1");
+    let phone = server.phone_in(&grid).await;
+    let addr = server.url.trim_start_matches("http://").to_string();
+    let mut tcp = TcpStream::connect(&addr).await.expect("connect");
+    let head = format!(
+        "POST /v1/sync HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/x-gridsync\r\nContent-Length: 100000\r\n\r\n",
+        phone.token()
+    );
+    tcp.write_all(head.as_bytes()).await.expect("head");
+    let mut answer = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut buf = [0u8; 4096];
+    while Instant::now() < deadline {
+        tokio::select! {
+            read = tcp.read(&mut buf) => match read {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            },
+            _ = tokio::time::sleep(Duration::from_millis(300)) => {
+                if tcp.write_all(&[b'x'; 10]).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("request_timeout") && answer.contains("请求数据传输过慢"), "{answer}");
+}
