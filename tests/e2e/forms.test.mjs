@@ -437,16 +437,17 @@ test('people and places in words: reporter, grid, follow-up authors, status move
   await field.context.close();
 });
 
-test('two phones offline retitle the same case: the page shows both titles with who, a person picks one, both phones agree', async () => {
+test('two phones offline retitle the same case (its reporter and the supervisor): the page shows both titles, a person picks one, both phones agree', async () => {
   const a = await phoneOf('li');
   const caseId = await reportCaseOn(a.page, '原标题：垃圾清运不及时');
   await synced(a.page);
-  const b = await phoneOf('zhou');
+  const b = await phoneOf('wang'); // the supervisor, who may edit the grid's cases
 
   await a.context.setOffline(true);
   await b.context.setOffline(true);
   const retitle = async (page, title) => {
-    await page.evaluate((id) => (location.hash = `#/case/${id}/edit`), caseId);
+    await page.evaluate((id) => (location.hash = `#/case/${id}`), caseId);
+    await page.getByTestId('case-edit').click();
     await page.getByTestId('case-title').fill(title);
     await page.getByTestId('case-save').click();
     await page.getByTestId('case-detail-title').filter({ hasText: title }).waitFor();
