@@ -8,6 +8,7 @@
 //! page by page, one kind at a time, and written straight into the archive.
 
 use crate::error::ApiError;
+use crate::export::names::Names;
 use crate::export::{ExportError, SnapshotItem, SnapshotSource};
 use crate::store::{DocWrite, Store};
 use automerge::Automerge;
@@ -50,6 +51,13 @@ impl<'a> StoreSnapshot<'a> {
 }
 
 impl SnapshotSource for StoreSnapshot<'_> {
+    fn names(&self) -> Result<Names, ExportError> {
+        let source = |e: crate::store::StoreError| ExportError::Source(e.to_string());
+        let people = self.store.people().map_err(source)?.into_iter().map(|p| (p.id, p.name));
+        let territories = self.store.territories().map_err(source)?.into_iter().map(|t| (t.path, t.name));
+        Ok(Names::new(people, territories))
+    }
+
     fn items(&self, kind: RecordKind) -> Box<dyn Iterator<Item = Result<SnapshotItem, ExportError>> + '_> {
         let mut after: Option<DocId> = None;
         let mut page: std::vec::IntoIter<(DocId, crate::store::StoredDoc)> = Vec::new().into_iter();

@@ -1,11 +1,13 @@
 //! Snapshot files: every format is a zip whose manifest checks out, the CSV
 //! parses back to exactly what was written, JSONL and the Automerge bundle
 //! round-trip the records, the XLSX is a workbook, masking shows in every
-//! format, and memory stays flat for a large snapshot.
+//! format, names stand beside ids and voided records are marked, and memory
+//! stays flat for a large snapshot.
 
 use automerge::{ActorId, Automerge};
 use gridsync_server::export::{
     self, ExportError, Format, MANIFEST_NAME, Manifest, SnapshotItem, SnapshotMeta, SnapshotSource, csv::decode_cell,
+    names::Names,
 };
 use gridsync_shared::masking::mask_record;
 use gridsync_shared::records::*;
@@ -489,4 +491,129 @@ fn two_hundred_thousand_records_stream_through_every_format_in_flat_memory() {
         );
         assert!(grew < 32 * 1024, "{format}: memory grew by {grew} KiB");
     }
+}
+
+fn supervisor() -> Author {
+    Author {
+        person: PersonId(uuid::Uuid::from_u128(8)),
+        role: Role::Supervisor,
+        territory: "xg/xn/sh/dh".parse().expect("community"),
+    }
+}
+
+/// A source that also knows people's and territories' names.
+struct Named(Vec<SnapshotItem>);
+
+impl SnapshotSource for Named {
+    fn items(&self, kind: RecordKind) -> Box<dyn Iterator<Item = Result<SnapshotItem, ExportError>> + '_> {
+        Box::new(self.0.iter().filter(move |i| i.record.kind() == kind).cloned().map(Ok))
+    }
+
+    fn names(&self) -> Result<Names, ExportError> {
+        Ok(Names::new(
+            [(staff().person, "王网格".to_string()), (supervisor().person, "李主任".to_string())],
+            [(grid(), "东湖第一网格".to_string())],
+        ))
+    }
+}
+
+/// A household, and a visit, case and promise naming it (the case followed up
+/// and moved by the supervisor, the promise's outcome by the supervisor too),
+/// and a visit voided by its author.
+fn named_items() -> Vec<SnapshotItem> {
+    let household = make(11, NewRecord::Household(tricky_household()), |_| {});
+    let h = Some(household.id);
+    let visit = VisitFields {
+        household: h,
+        visited_at: CREATED_AT,
+        kind: Some(VisitKind::Routine),
+        notes: "例行走访".into(),
+        ..VisitFields::default()
+    };
+    let by_supervisor = |seed: u8, new: NewRecord, edit: &dyn Fn(&mut Editor<'_>)| {
+        let author = staff();
+        let (id, mut doc) =
+            new_record(ActorId::random(), &author, &grid(), CREATED_AT, [seed; 10], &new).expect("create");
+        let boss = supervisor();
+        edit(&mut Editor::new(&mut doc, &boss, CREATED_AT + 120_000));
+        SnapshotItem { id, record: read_record(&doc).expect("read"), automerge: doc.save() }
+    };
+    vec![
+        household,
+        make(12, NewRecord::VisitLog(visit.clone()), |_| {}),
+        make(13, NewRecord::VisitLog(VisitFields { notes: "重复的走访".into(), ..visit }), |e| {
+            e.void_record("重复录入").expect("void");
+        }),
+        by_supervisor(
+            14,
+            NewRecord::Case(CaseFields {
+                kind: CaseKind::Dispute,
+                title: "邻里漏水纠纷".into(),
+                description: String::new(),
+                household: h,
+                visit: None,
+                due_at: None,
+            }),
+            &|e| {
+                e.advance_case(CaseStatus::Accepted).expect("accept");
+                e.add_follow_up("已上门调解", None).expect("follow-up");
+            },
+        ),
+        by_supervisor(
+            15,
+            NewRecord::Promise(PromiseFields { content: "修好路灯".into(), household: h, due_at: CREATED_AT }),
+            &|e| {
+                e.record_promise_outcome(true, "已修好").expect("outcome");
+            },
+        ),
+    ]
+}
+
+#[test]
+fn names_stand_beside_ids_and_voided_records_are_marked_in_csv_and_xlsx() {
+    let source = Named(named_items());
+    let household = source.0[0].id.to_string();
+    let (zip, _) = snapshot(Format::Csv, &source, false);
+    let all = entries(&zip);
+    let (_, households) = parse_csv(entry(&all, "households.csv"));
+    let (_, visits) = parse_csv(entry(&all, "visit_logs.csv"));
+    let (_, cases) = parse_csv(entry(&all, "cases.csv"));
+    let (_, promises) = parse_csv(entry(&all, "promises.csv"));
+    for row in households.iter().chain(&visits).chain(&cases).chain(&promises) {
+        assert_eq!((row["网格"].as_str(), row["网格名称"].as_str()), (grid().as_str(), "东湖第一网格"));
+        assert_eq!((row["创建人"].clone(), row["创建人姓名"].as_str()), (staff().person.to_string(), "王网格"));
+    }
+    for row in visits.iter().chain(&cases).chain(&promises) {
+        assert_eq!(
+            (row.get("走访住户").or(row.get("涉及住户")), row["住户户主"].as_str()),
+            (Some(&household), "陈“桂英”")
+        );
+    }
+    assert_eq!(households[0]["作废"], "否");
+    let (kept, voided): (Vec<_>, Vec<_>) = visits.iter().partition(|v| v["作废"] == "否");
+    assert_eq!((kept.len(), voided.len()), (1, 1), "a voided record stays in the snapshot, marked");
+    assert_eq!((voided[0]["作废原因"].as_str(), voided[0]["作废人"].as_str()), ("重复录入", "王网格"));
+    assert_eq!(voided[0]["作废时间"], "2023-11-15 06:14:20");
+    assert_eq!((kept[0]["作废原因"].as_str(), kept[0]["作废人"].as_str()), ("", ""));
+    assert_eq!((cases[0]["最新跟进人"].as_str(), cases[0]["最近状态变更人"].as_str()), ("李主任", "李主任"));
+    assert_eq!(promises[0]["最新结果记录人"], "李主任");
+
+    // The same in the workbook.
+    let (zip, _) = snapshot(Format::Xlsx, &source, false);
+    let book = entries(entry(&entries(&zip), "snapshot.xlsx"));
+    let visits_sheet = std::str::from_utf8(entry(&book, "xl/worksheets/sheet2.xml")).expect("UTF-8");
+    for text in ["网格名称", "东湖第一网格", "创建人姓名", "王网格", "住户户主", "陈“桂英”", "作废原因", "重复录入"]
+    {
+        assert!(visits_sheet.contains(&format!("<t>{text}</t>")), "{text} in the visit logs sheet");
+    }
+    let cases_sheet = std::str::from_utf8(entry(&book, "xl/worksheets/sheet3.xml")).expect("UTF-8");
+    assert!(cases_sheet.contains("<t>李主任</t>") && cases_sheet.contains("<t>最新跟进人</t>"));
+
+    // A person the source does not know: the name column is empty beside the
+    // id, and a column that stands alone shows the id.
+    let (zip, _) = snapshot(Format::Csv, &Memory(named_items()), false);
+    let all = entries(&zip);
+    let (_, cases) = parse_csv(entry(&all, "cases.csv"));
+    assert_eq!(cases[0]["创建人姓名"], "");
+    assert_eq!(cases[0]["最新跟进人"], supervisor().person.to_string());
 }

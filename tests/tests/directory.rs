@@ -263,3 +263,44 @@ async fn a_phone_sees_what_others_changed_since_it_last_looked_but_not_its_own_e
     assert_eq!(b.replica.changed_since(0), all);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_snapshot_on_a_real_server_names_the_creator_the_grid_and_the_household_head() {
+    use gridsync_shared::records::{HouseholdFields, NewRecord, VisitFields};
+    let server = TestServer::start().await;
+    territory(&server, "c1", "东湖社区");
+    let grid = territory(&server, "c1/g1", "第一网格");
+    let me = server.person(Role::FieldStaff, &grid);
+    let mut phone = server.phone_for(&me).await;
+    let now = phone.clock + 1;
+    let head =
+        HouseholdFields { head: "陈桂英".into(), address: "东湖路12号".into(), ..HouseholdFields::default() };
+    let household = phone.replica.create(None, now, &NewRecord::Household(head)).expect("household");
+    let visit =
+        VisitFields { household: Some(household), visited_at: now, notes: "例行走访".into(), ..Default::default() };
+    phone.replica.create(None, now + 1, &NewRecord::VisitLog(visit)).expect("visit");
+    phone.sync().await.expect("sync");
+
+    let request = gridsync_server::snapshot::SnapshotRequest {
+        format: "csv".into(),
+        territory: Some(grid.as_str().into()),
+        as_of: None,
+        unmask: false,
+        reason: None,
+    };
+    let prepared = gridsync_server::snapshot::prepare(server.store(), &request, "cli").expect("prepared");
+    let mut zip = Vec::new();
+    prepared.write(server.store(), &mut zip, &mut |_| {}).expect("written");
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip)).expect("zip");
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut archive.by_name("visit_logs.csv").expect("visit logs"), &mut text)
+        .expect("read");
+    let mut reader = csv::Reader::from_reader(text.trim_start_matches('\u{feff}').as_bytes());
+    let headers = reader.headers().expect("headers").clone();
+    let row = reader.records().next().expect("a row").expect("row");
+    let cell = |name: &str| row[headers.iter().position(|h| h == name).expect("column")].to_string();
+    let name = server.store().person_by_username(&me).expect("store").expect("person").name;
+    assert_eq!((cell("创建人姓名"), cell("网格名称"), cell("住户户主")), (name, "第一网格".into(), "陈桂英".into()));
+    assert_eq!(cell("作废"), "否");
+    server.stop().await;
+}

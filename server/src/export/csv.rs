@@ -22,6 +22,7 @@
 //!
 //! [`decode_cell`] inverts this exactly, for programs that read the files back.
 
+use super::names::Names;
 use super::table::{self, Cell};
 use super::{ExportError, LocalTime, SnapshotItem};
 use gridsync_shared::RecordKind;
@@ -105,11 +106,13 @@ fn render<'a>(cell: &'a Cell<'a>) -> Cow<'a, str> {
     }
 }
 
-/// Writes `kind`'s CSV file from `items` to `out`: BOM, header row, one row per record.
+/// Writes `kind`'s CSV file from `items` to `out`: BOM, header row, one row
+/// per record, with `names` beside the ids.
 pub fn write_kind(
     out: &mut dyn Write,
     kind: RecordKind,
     as_of_ms: i64,
+    names: &Names,
     items: impl Iterator<Item = Result<SnapshotItem, ExportError>>,
 ) -> Result<(), ExportError> {
     out.write_all(BOM)?;
@@ -121,7 +124,7 @@ pub fn write_kind(
     csv.write_record(table::headers(kind))?;
     for item in items {
         let item = item?;
-        let cells = table::row(&item, as_of_ms);
+        let cells = table::row(&item, as_of_ms, names);
         csv.write_record(cells.iter().map(|c| render(c).into_owned()))?;
     }
     csv.flush()?;

@@ -5,7 +5,7 @@
 //!
 //! | format | entries |
 //! | --- | --- |
-//! | [`Format::Csv`] | `households.csv`, `visit_logs.csv`, `cases.csv`, `promises.csv`: UTF-8 with BOM, CRLF, Chinese headers, cells guarded for Excel/WPS (see [`csv`]) |
+//! | [`Format::Csv`] | `households.csv`, `visit_logs.csv`, `cases.csv`, `promises.csv`: UTF-8 with BOM, CRLF, Chinese headers, cells guarded for Excel/WPS (see [`csv`]), names beside ids (see [`names`]) and voided records marked (see [`table`]) |
 //! | [`Format::Xlsx`] | `snapshot.xlsx`: one worksheet per record type, same columns as the CSV (see [`xlsx`]) |
 //! | [`Format::Jsonl`] | `households.jsonl` ...: one `{"id": ..., "record": ...}` object per line, the [`Record`] as serde writes it |
 //! | [`Format::Bundle`] | `records/<id>.automerge`: each document as `Automerge::save()` wrote it, from which a fresh server rebuilds the same state |
@@ -30,11 +30,13 @@
 
 pub mod csv;
 mod jsonl;
+pub mod names;
 pub mod table;
 pub mod xlsx;
 mod zipstream;
 
 use gridsync_shared::{DocId, Record, RecordKind, TerritoryPath};
+use names::Names;
 use serde::ser::{Error as _, SerializeSeq};
 use serde::{Deserialize, Serialize, Serializer};
 use std::cell::RefCell;
@@ -165,6 +167,12 @@ impl FromStr for Format {
 pub trait SnapshotSource {
     /// The records of `kind`, each as it read at the snapshot's moment, in a stable order.
     fn items(&self, kind: RecordKind) -> Box<dyn Iterator<Item = Result<SnapshotItem, ExportError>> + '_>;
+
+    /// The names of people and territories to write beside their ids (CSV and
+    /// XLSX), as they are now; none by default.
+    fn names(&self) -> Result<Names, ExportError> {
+        Ok(Names::default())
+    }
 }
 
 /// Why a snapshot could not be written. Whatever was written to `out` before is incomplete.
@@ -302,9 +310,11 @@ pub fn write_snapshot<W: Write>(
     let mut run = Run { counts: Counts::default(), progress, written: 0 };
     match format {
         Format::Csv => {
+            let names = source.names()?;
             for kind in RecordKind::ALL {
                 let name = format!("{}.csv", table::file_stem(kind));
-                archive.entry(&name, true, |w| csv::write_kind(w, kind, meta.as_of_ms, run.items(source, kind)))?;
+                let items = noting_heads(run.items(source, kind), &names);
+                archive.entry(&name, true, |w| csv::write_kind(w, kind, meta.as_of_ms, &names, items))?;
             }
         }
         Format::Jsonl => {
@@ -314,9 +324,10 @@ pub fn write_snapshot<W: Write>(
             }
         }
         Format::Xlsx => {
+            let names = source.names()?;
             let mut book = xlsx::SnapshotBook::new()?;
             for kind in RecordKind::ALL {
-                book.write_kind(kind, meta.as_of_ms, run.items(source, kind))?;
+                book.write_kind(kind, meta.as_of_ms, &names, noting_heads(run.items(source, kind), &names))?;
             }
             archive.entry(xlsx::ENTRY_NAME, true, |w| book.save(w))?;
         }
@@ -346,6 +357,19 @@ pub fn write_snapshot<W: Write>(
         files: Vec::new(),
     };
     archive.finish(manifest)
+}
+
+/// `items`, noting each household's head in `names` as it passes: households
+/// come first ([`RecordKind::ALL`]), so the records naming them find their heads.
+fn noting_heads<'a>(
+    items: impl Iterator<Item = Result<SnapshotItem, ExportError>> + 'a,
+    names: &'a Names,
+) -> impl Iterator<Item = Result<SnapshotItem, ExportError>> + 'a {
+    items.inspect(move |item| {
+        if let Ok(SnapshotItem { id, record: Record::Household(h), .. }) = item {
+            names.note_household(*id, &h.fields.head);
+        }
+    })
 }
 
 /// Counting and progress over every kind's items.

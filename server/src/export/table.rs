@@ -1,14 +1,18 @@
 //! Records as rows: the columns the CSV files and the XLSX worksheets share.
 //!
-//! Every row starts with the record's id, grid, creator and creation time
-//! (Beijing time); then come the record's own fields, flattened for people:
-//! lists joined with `；`, enumerations in Chinese, a case's current status
-//! computed from its log, counts and the latest follow-up or outcome, and
-//! whether the case or promise is overdue at the snapshot's moment.
+//! Every row starts with the record's id, grid and the grid's name, creator
+//! and the creator's name, and creation time (Beijing time); then come the
+//! record's own fields, flattened for people: lists joined with `；`,
+//! enumerations in Chinese, the household's head beside its id, a case's
+//! current status computed from its log, counts and the latest follow-up or
+//! outcome with who wrote it, and whether the case or promise is overdue at
+//! the snapshot's moment. Every row ends with whether the record was voided
+//! (作废), why, by whom and when: a voided record stays in the snapshot, marked.
 
 use super::SnapshotItem;
-use gridsync_shared::RecordKind;
+use super::names::Names;
 use gridsync_shared::records::{Case, FollowUp, Household, Member, Promise, Record, VisitLog};
+use gridsync_shared::{DocId, RecordKind};
 use std::borrow::Cow;
 
 /// Joins list entries in one cell.
@@ -53,13 +57,19 @@ impl<'a> Cell<'a> {
     }
 }
 
-const COMMON: [&str; 4] = ["记录编号", "网格", "创建人", "创建时间"];
+/// Every table starts with these: the record, where, who made it and when.
+const COMMON: [&str; 6] = ["记录编号", "网格", "网格名称", "创建人", "创建人姓名", "创建时间"];
 
-const HOUSEHOLD: [&str; 12] = [
+/// Every table ends with these: whether the record was voided (作废), why, by whom and when.
+const VOID: [&str; 4] = ["作废", "作废原因", "作废人", "作废时间"];
+
+const HOUSEHOLD: [&str; 18] = [
     COMMON[0],
     COMMON[1],
     COMMON[2],
     COMMON[3],
+    COMMON[4],
+    COMMON[5],
     "地址",
     "户主",
     "户主电话",
@@ -68,14 +78,21 @@ const HOUSEHOLD: [&str; 12] = [
     "成员人数",
     "标签",
     "备注",
+    VOID[0],
+    VOID[1],
+    VOID[2],
+    VOID[3],
 ];
 
-const VISIT_LOG: [&str; 13] = [
+const VISIT_LOG: [&str; 20] = [
     COMMON[0],
     COMMON[1],
     COMMON[2],
     COMMON[3],
+    COMMON[4],
+    COMMON[5],
     "走访住户",
+    "住户户主",
     "走访时间",
     "走访类型",
     "纬度",
@@ -84,41 +101,62 @@ const VISIT_LOG: [&str; 13] = [
     "走访情况",
     "群众诉求",
     "发现问题",
+    VOID[0],
+    VOID[1],
+    VOID[2],
+    VOID[3],
 ];
 
-const CASE: [&str; 18] = [
+const CASE: [&str; 27] = [
     COMMON[0],
     COMMON[1],
     COMMON[2],
     COMMON[3],
+    COMMON[4],
+    COMMON[5],
     "事件类型",
     "标题",
     "描述",
     "涉及住户",
+    "住户户主",
     "来源走访",
     "办结期限",
     "当前状态",
     "重新办理次数",
     "是否逾期",
     "最近状态变更时间",
+    "最近状态变更人",
     "跟进次数",
     "最新跟进时间",
+    "最新跟进人",
     "最新跟进",
     "回访满意度",
+    VOID[0],
+    VOID[1],
+    VOID[2],
+    VOID[3],
 ];
 
-const PROMISE: [&str; 11] = [
+const PROMISE: [&str; 19] = [
     COMMON[0],
     COMMON[1],
     COMMON[2],
     COMMON[3],
+    COMMON[4],
+    COMMON[5],
     "承诺内容",
     "涉及住户",
+    "住户户主",
     "承诺期限",
     "践诺情况",
     "是否逾期",
     "结果记录数",
     "最新结果说明",
+    "最新结果记录人",
+    VOID[0],
+    VOID[1],
+    VOID[2],
+    VOID[3],
 ];
 
 /// The column headers of `kind`'s table, in order.
@@ -154,22 +192,37 @@ pub fn member_text(m: &Member) -> String {
     if details.is_empty() { m.name.clone() } else { format!("{}（{}）", m.name, details.join("，")) }
 }
 
-/// The row of `item`, with one cell per header; `as_of_ms` decides what is overdue.
-pub fn row(item: &SnapshotItem, as_of_ms: i64) -> Vec<Cell<'_>> {
+/// The row of `item`, with one cell per header; `as_of_ms` decides what is
+/// overdue, `names` gives the names written beside ids.
+pub fn row<'a>(item: &'a SnapshotItem, as_of_ms: i64, names: &'a Names) -> Vec<Cell<'a>> {
     let meta = item.record.meta();
     let mut cells = vec![
         Cell::owned(item.id.to_string()),
         Cell::text(meta.grid.as_str()),
+        names.territory(&meta.grid).map_or(Cell::Empty, Cell::text),
         Cell::owned(meta.creator.to_string()),
+        names.person(meta.creator).map_or(Cell::Empty, Cell::text),
         Cell::Time(meta.created_at),
     ];
     match &item.record {
         Record::Household(h) => household(h, &mut cells),
-        Record::VisitLog(v) => visit(v, &mut cells),
-        Record::Case(c) => case(c, as_of_ms, &mut cells),
-        Record::Promise(p) => promise(p, as_of_ms, &mut cells),
+        Record::VisitLog(v) => visit(v, names, &mut cells),
+        Record::Case(c) => case(c, as_of_ms, names, &mut cells),
+        Record::Promise(p) => promise(p, as_of_ms, names, &mut cells),
     }
+    let voided = item.record.voided();
+    cells.extend([
+        Cell::yes_no(Some(voided.is_some())),
+        voided.map_or(Cell::Empty, |v| Cell::text(&v.reason)),
+        voided.map_or(Cell::Empty, |v| Cell::owned(names.person_or_id(v.by))),
+        Cell::time(voided.map(|v| v.at)),
+    ]);
     cells
+}
+
+/// The head of `household`, as the snapshot shows it.
+fn head<'a>(household: Option<DocId>, names: &Names) -> Cell<'a> {
+    household.and_then(|h| names.head(h)).map_or(Cell::Empty, Cell::owned)
 }
 
 fn household<'a>(h: &'a Household, cells: &mut Vec<Cell<'a>>) {
@@ -187,11 +240,12 @@ fn household<'a>(h: &'a Household, cells: &mut Vec<Cell<'a>>) {
     ]);
 }
 
-fn visit<'a>(v: &'a VisitLog, cells: &mut Vec<Cell<'a>>) {
+fn visit<'a>(v: &'a VisitLog, names: &Names, cells: &mut Vec<Cell<'a>>) {
     let f = &v.fields;
     let number = |n: Option<f64>| n.map_or(Cell::Empty, Cell::Number);
     cells.extend([
         Cell::id(f.household),
+        head(f.household, names),
         Cell::Time(f.visited_at),
         f.kind.map_or(Cell::Empty, |k| Cell::text(k.name_zh())),
         number(f.location.map(|l| l.lat)),
@@ -207,36 +261,41 @@ fn latest(follow_ups: &[FollowUp], with_satisfaction: bool) -> Option<&FollowUp>
     follow_ups.iter().filter(|f| !with_satisfaction || f.satisfaction.is_some()).max_by_key(|f| (f.at, f.id))
 }
 
-fn case<'a>(c: &'a Case, as_of_ms: i64, cells: &mut Vec<Cell<'a>>) {
+fn case<'a>(c: &'a Case, as_of_ms: i64, names: &Names, cells: &mut Vec<Cell<'a>>) {
     let f = &c.fields;
     let standing = c.standing();
     let overdue = f.due_at.map(|due| due < as_of_ms && !standing.status.is_resolved());
     let last = latest(&c.follow_ups, false);
+    let last_move = c.status_log.iter().max_by_key(|e| (e.at, e.id));
     cells.extend([
         Cell::text(f.kind.name_zh()),
         Cell::text(&f.title),
         Cell::text(&f.description),
         Cell::id(f.household),
+        head(f.household, names),
         Cell::id(f.visit),
         Cell::time(f.due_at),
         Cell::text(standing.status.name_zh()),
         Cell::Count(u64::from(standing.epoch)),
         Cell::yes_no(overdue),
-        Cell::time(c.status_log.iter().map(|e| e.at).max()),
+        Cell::time(last_move.map(|e| e.at)),
+        last_move.map_or(Cell::Empty, |e| Cell::owned(names.person_or_id(e.by))),
         Cell::Count(c.follow_ups.len() as u64),
         Cell::time(last.map(|l| l.at)),
+        last.map_or(Cell::Empty, |l| Cell::owned(names.person_or_id(l.by))),
         last.map_or(Cell::Empty, |l| Cell::text(&l.note)),
         latest(&c.follow_ups, true).and_then(|l| l.satisfaction).map_or(Cell::Empty, |s| Cell::text(s.name_zh())),
     ]);
 }
 
-fn promise<'a>(p: &'a Promise, as_of_ms: i64, cells: &mut Vec<Cell<'a>>) {
+fn promise<'a>(p: &'a Promise, as_of_ms: i64, names: &Names, cells: &mut Vec<Cell<'a>>) {
     let f = &p.fields;
     let kept = p.kept();
     let last = p.outcomes.iter().max_by_key(|o| (o.at, o.id));
     cells.extend([
         Cell::text(&f.content),
         Cell::id(f.household),
+        head(f.household, names),
         Cell::Time(f.due_at),
         Cell::text(match kept {
             Some(true) => "已践诺",
@@ -246,5 +305,6 @@ fn promise<'a>(p: &'a Promise, as_of_ms: i64, cells: &mut Vec<Cell<'a>>) {
         Cell::yes_no(Some(kept.is_none() && f.due_at < as_of_ms)),
         Cell::Count(p.outcomes.len() as u64),
         last.map_or(Cell::Empty, |o| Cell::text(&o.note)),
+        last.map_or(Cell::Empty, |o| Cell::owned(names.person_or_id(o.by))),
     ]);
 }

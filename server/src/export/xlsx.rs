@@ -14,6 +14,7 @@
 //! the snapshot's zip entry, so it is never held in memory and needs no second
 //! temporary copy.
 
+use super::names::Names;
 use super::table::{self, Cell};
 use super::{ExportError, LOCAL_OFFSET_MS, SnapshotItem};
 use gridsync_shared::RecordKind;
@@ -85,6 +86,7 @@ impl SnapshotBook {
         &mut self,
         kind: RecordKind,
         as_of_ms: i64,
+        names: &Names,
         items: impl Iterator<Item = Result<SnapshotItem, ExportError>>,
     ) -> Result<(), ExportError> {
         let mut part = 1;
@@ -98,7 +100,7 @@ impl SnapshotBook {
                 sheet = self.sheet(kind, &format!("{}（{part}）", kind.name_zh()))?;
                 row = 1;
             }
-            for (col, cell) in (0u16..).zip(table::row(&item, as_of_ms)) {
+            for (col, cell) in (0u16..).zip(table::row(&item, as_of_ms, names)) {
                 write_cell(sheet, row, col, &cell, &time)?;
             }
             row += 1;
