@@ -12,7 +12,7 @@
 //!
 //! Masking is idempotent: masking a masked value changes nothing.
 
-use crate::records::Record;
+use crate::records::{FieldValue, Record};
 
 /// The character that replaces hidden characters.
 pub const MASK: char = '*';
@@ -139,11 +139,34 @@ fn mask_id_in_place(id: &mut String) {
     }
 }
 
+/// Masks the competing values of conflicting fields as the fields themselves are masked.
+fn mask_conflicts(record: &mut Record) {
+    let conflicts = match record {
+        Record::Household(r) => &mut r.conflicts,
+        Record::VisitLog(r) => &mut r.conflicts,
+        Record::Case(r) => &mut r.conflicts,
+        Record::Promise(r) => &mut r.conflicts,
+    };
+    for c in conflicts {
+        let field = c.field.rsplit('.').next().unwrap_or_default().to_string();
+        for v in &mut c.values {
+            if let FieldValue::Text(t) = v {
+                match field.as_str() {
+                    "phone" => mask_phone_in_place(t),
+                    "id_number" => mask_id_in_place(t),
+                    _ => mask_in_place(t),
+                }
+            }
+        }
+    }
+}
+
 /// Masks every ID number and phone number in `record`: the household head's
 /// and every member's ID and phone fields, and ID or mobile numbers written
 /// into any free text (addresses, notes, concerns, findings, titles,
 /// descriptions, follow-ups, reasons, promise content and outcomes).
 pub fn mask_record(record: &mut Record) {
+    mask_conflicts(record);
     match record {
         Record::Household(h) => {
             let f = &mut h.fields;
@@ -190,7 +213,7 @@ pub fn mask_record(record: &mut Record) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::records::{Household, HouseholdFields, Member, RecordKind, RecordMeta};
+    use crate::records::{FieldConflict, Household, HouseholdFields, Member, RecordKind, RecordMeta};
     use crate::{PersonId, TerritoryPath};
 
     #[test]
@@ -277,6 +300,10 @@ mod tests {
                 notes: "女儿另一号码15100001111".into(),
             },
             voids: vec![],
+            conflicts: vec![FieldConflict {
+                field: "phone".into(),
+                values: vec![FieldValue::Text("13807120011".into()), FieldValue::Text("13907125566".into())],
+            }],
         });
         mask_record(&mut record);
         let Record::Household(h) = record else { panic!("kind") };
@@ -287,5 +314,7 @@ mod tests {
         assert_eq!(h.fields.notes, "女儿另一号码151****1111");
         assert_eq!(h.fields.address, "东湖路12号");
         assert_eq!(h.fields.head, "陈桂英");
+        let masked = [FieldValue::Text("138****0011".into()), FieldValue::Text("139****5566".into())];
+        assert_eq!(h.conflicts[0].values, masked, "a conflict's competing phone numbers too");
     }
 }

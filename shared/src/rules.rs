@@ -150,13 +150,15 @@ pub fn check_update(before: &Automerge, after: &Automerge, author: &Author) -> C
 /// them (a visit log is its writer's; a case or promise its creator's and
 /// reviewers'; a household anyone's in the grid).
 fn check_field_rights(old: &Record, new: &Record, author: &Author) -> Checked<()> {
-    let fields_changed = match (old, new) {
-        (Record::Household(a), Record::Household(b)) => a.fields != b.fields,
-        (Record::VisitLog(a), Record::VisitLog(b)) => a.fields != b.fields,
-        (Record::Case(a), Record::Case(b)) => a.fields != b.fields,
-        (Record::Promise(a), Record::Promise(b)) => a.fields != b.fields,
-        _ => true,
-    };
+    // Choosing between concurrent values (a conflict resolved) is an edit too.
+    let fields_changed = old.conflicts() != new.conflicts()
+        || match (old, new) {
+            (Record::Household(a), Record::Household(b)) => a.fields != b.fields,
+            (Record::VisitLog(a), Record::VisitLog(b)) => a.fields != b.fields,
+            (Record::Case(a), Record::Case(b)) => a.fields != b.fields,
+            (Record::Promise(a), Record::Promise(b)) => a.fields != b.fields,
+            _ => true,
+        };
     if !fields_changed {
         return Ok(());
     }

@@ -205,3 +205,92 @@ fn a_record_from_before_voids_is_voided_and_two_concurrent_first_voids_both_surv
     assert_eq!(record.voids().len(), 2, "both first voids survive the merge");
     assert_eq!(record.voided().map(|v| v.at), Some(2), "the earliest counts");
 }
+
+fn a_case() -> CaseFields {
+    CaseFields {
+        kind: CaseKind::Dispute,
+        title: "楼道堆放杂物".into(),
+        description: String::new(),
+        household: None,
+        visit: None,
+        due_at: Some(10),
+    }
+}
+
+#[test]
+fn a_title_changed_on_two_phones_at_once_shows_both_values_until_someone_chooses() {
+    let (_, mut a) =
+        new_record(ActorId::random(), &staff(), &grid(), 1, [9; 10], &NewRecord::Case(a_case())).expect("create");
+    let mut b = a.fork();
+    b.set_actor(ActorId::random());
+    let sup = supervisor_over("xg/xn/sh");
+    Editor::new(&mut a, &staff(), 2)
+        .update_case(&CaseFields { title: "楼道堆放纸箱".into(), due_at: Some(20), ..a_case() })
+        .expect("a");
+    Editor::new(&mut b, &sup, 3)
+        .update_case(&CaseFields { title: "消防通道堵塞".into(), due_at: Some(30), ..a_case() })
+        .expect("b");
+    a.merge(&mut b).expect("merge");
+    let record = read_record(&a).expect("read");
+    let fields: Vec<&str> = record.conflicts().iter().map(|c| c.field.as_str()).collect();
+    assert_eq!(fields, ["title", "due_at"]);
+    let Record::Case(c) = &record else { panic!() };
+    let title = &record.conflicts()[0];
+    assert_eq!(title.values[0], FieldValue::Text(c.fields.title.clone()), "the shown value first");
+    assert!(title.values.contains(&FieldValue::Text("楼道堆放纸箱".into())));
+    assert!(title.values.contains(&FieldValue::Text("消防通道堵塞".into())));
+
+    // An unrelated edit leaves the conflict for a person to decide.
+    Editor::new(&mut a, &staff(), 4)
+        .update_case(&CaseFields { description: "三楼".into(), ..c.fields.clone() })
+        .expect("edit");
+    assert_eq!(read_record(&a).expect("read").conflicts().len(), 2);
+    // Someone who may not edit the case cannot choose either.
+    let err = Editor::new(&mut a, &other_staff(), 5)
+        .resolve_conflict("title", &FieldValue::Text("楼道堆放纸箱".into()))
+        .expect_err("not theirs");
+    assert!(err.to_string().contains("not_permitted"), "{err}");
+    // Choosing the value already shown still resolves it.
+    let shown = title.values[0].clone();
+    Editor::new(&mut a, &staff(), 6).resolve_conflict("title", &shown).expect("choose");
+    Editor::new(&mut a, &staff(), 7).resolve_conflict("due_at", &FieldValue::Number(30)).expect("choose");
+    let record = read_record(&a).expect("read");
+    assert!(record.conflicts().is_empty(), "{:?}", record.conflicts());
+    let Record::Case(c) = record else { panic!() };
+    assert_eq!((c.fields.title, c.fields.due_at), (shown_text(&shown), Some(30)));
+    let err = Editor::new(&mut a, &staff(), 8).resolve_conflict("title", &FieldValue::Empty).expect_err("required");
+    assert!(err.to_string().contains("invalid_record"), "{err}");
+    let err = Editor::new(&mut a, &staff(), 8).resolve_conflict("description", &FieldValue::Empty).expect_err("text");
+    assert!(err.to_string().contains("invalid_record"), "{err}");
+}
+
+fn shown_text(v: &FieldValue) -> String {
+    match v {
+        FieldValue::Text(t) => t.clone(),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn two_positions_set_at_once_are_a_conflict_of_whole_positions() {
+    let visit = VisitFields { visited_at: 1, notes: "走访".into(), ..VisitFields::default() };
+    let (_, mut a) = new_record(ActorId::random(), &staff(), &grid(), 1, [10; 10], &NewRecord::VisitLog(visit.clone()))
+        .expect("create");
+    let mut b = a.fork();
+    b.set_actor(ActorId::random());
+    let here = GeoPoint { lat: 30.59, lon: 114.31, accuracy_m: Some(12.0) };
+    let there = GeoPoint { lat: 30.60, lon: 114.30, accuracy_m: None };
+    Editor::new(&mut a, &staff(), 2).update_visit(&VisitFields { location: Some(here), ..visit.clone() }).expect("a");
+    Editor::new(&mut b, &staff(), 2).update_visit(&VisitFields { location: Some(there), ..visit.clone() }).expect("b");
+    a.merge(&mut b).expect("merge");
+    let record = read_record(&a).expect("read");
+    let [conflict] = record.conflicts() else { panic!("{:?}", record.conflicts()) };
+    assert_eq!(conflict.field, "location");
+    let mut values = conflict.values.clone();
+    values.sort_by(|x, y| format!("{x:?}").cmp(&format!("{y:?}")));
+    assert_eq!(values, [FieldValue::Point(here), FieldValue::Point(there)]);
+    Editor::new(&mut a, &staff(), 3).resolve_conflict("location", &FieldValue::Point(there)).expect("choose");
+    let Record::VisitLog(v) = read_record(&a).expect("read") else { panic!() };
+    assert!(v.conflicts.is_empty());
+    assert_eq!(v.fields.location, Some(there));
+}

@@ -4,7 +4,9 @@
 
 use super::{Phone, from_js, to_js};
 use crate::replica::summarize;
-use gridsync_shared::records::{CaseFields, HouseholdFields, NewRecord, PromiseFields, Satisfaction, VisitFields};
+use gridsync_shared::records::{
+    CaseFields, FieldConflict, FieldValue, HouseholdFields, NewRecord, PromiseFields, Satisfaction, VisitFields,
+};
 use gridsync_shared::workflow::{CaseStatus, StatusMove, possible_moves};
 use gridsync_shared::{DocId, Record, TerritoryPath};
 use serde::Serialize;
@@ -20,6 +22,9 @@ struct Listed<'a> {
     status_name: Option<&'static str>,
     /// `null`, or who voided the record (作废), when and why.
     voided: Option<Voided<'a>>,
+    /// Single-valued fields changed by two people at once: `[{field, values}]`,
+    /// the shown value first (choose one with `resolveConflict`).
+    conflicts: &'a [FieldConflict],
     record: &'a Record,
 }
 
@@ -46,6 +51,7 @@ fn listed(id: DocId, record: &Record) -> Listed<'_> {
         status: standing.map(CaseStatus::as_str),
         status_name: standing.map(CaseStatus::name_zh),
         voided: record.voided().map(|v| Voided { by: v.by.to_string(), at: v.at, reason: &v.reason }),
+        conflicts: record.conflicts(),
         record,
     }
 }
@@ -202,6 +208,25 @@ impl Phone {
     pub fn void_record(&mut self, id: &str, reason: &str, now: f64) -> Result<(), JsError> {
         let id = parse_id(id)?;
         self.journaled(id, |r| r.edit(id, now as i64, |e| e.void_record(reason))).map(|_| ())
+    }
+
+    /// Chooses `value` for a field in conflict (a `conflicts[].field` of the
+    /// listed record): a string, a number (times in Unix ms), `{lat, lon,
+    /// accuracy_m}` for `location`, or null for no value. The conflict is gone
+    /// on every phone once this edit has synced.
+    #[wasm_bindgen(js_name = resolveConflict)]
+    pub fn resolve_conflict(&mut self, id: &str, field: &str, value: JsValue, now: f64) -> Result<(), JsError> {
+        let id = parse_id(id)?;
+        let value = if value.is_null() || value.is_undefined() {
+            FieldValue::Empty
+        } else if let Some(text) = value.as_string() {
+            FieldValue::Text(text)
+        } else if let Some(n) = value.as_f64() {
+            FieldValue::Number(n as i64)
+        } else {
+            FieldValue::Point(from_js(value)?)
+        };
+        self.journaled(id, |r| r.edit(id, now as i64, |e| e.resolve_conflict(field, &value))).map(|_| ())
     }
 
     /// Records whether a promise was kept.

@@ -222,6 +222,14 @@ impl<'a> Editor<'a> {
         self.change(|tx, _| append_void(tx, &entry))
     }
 
+    /// Chooses `value` for the single-valued `field` (as a [`FieldConflict`]
+    /// names it), replacing every value written concurrently: the conflict is
+    /// gone on every phone once this edit reaches it. Only those who may edit
+    /// the record's fields may choose.
+    pub fn resolve_conflict(&mut self, field: &str, value: &FieldValue) -> Result<Option<ChangeHash>, EditError> {
+        self.change(|tx, r| super::merge::write_chosen(tx, r, field, value))
+    }
+
     /// Records whether a promise was kept.
     pub fn record_promise_outcome(&mut self, kept: bool, note: &str) -> Result<Option<ChangeHash>, EditError> {
         let entry =
@@ -328,20 +336,51 @@ fn put_text(tx: &mut Transaction<'_>, key: &str, value: &str) -> Result<(), Edit
     Ok(())
 }
 
-fn put_strings(tx: &mut Transaction<'_>, key: &str, values: &[String]) -> Result<(), EditError> {
-    let id = existing(tx, key, ObjType::List)?;
-    let current: Vec<String> = (0..tx.length(&id))
-        .map(|i| match tx.get(&id, i) {
+/// The strings of a list object (anything else reads as empty text).
+fn strings_of(tx: &Transaction<'_>, list: &ObjId) -> Vec<String> {
+    (0..tx.length(list))
+        .map(|i| match tx.get(list, i) {
             Ok(Some((Value::Scalar(s), _))) => s.as_str().unwrap_or_default().to_string(),
             _ => String::new(),
         })
-        .collect();
-    if current != values {
-        for i in (0..current.len()).rev() {
-            tx.delete(&id, i)?;
+        .collect()
+}
+
+/// Writes an ordered list of short entries by diff: the common start and end
+/// stay, only the entries between are deleted and inserted, so another
+/// phone's concurrent additions and removals elsewhere in the list survive.
+pub(super) fn put_list(tx: &mut Transaction<'_>, list: &ObjId, values: &[String]) -> Result<(), EditError> {
+    let current = strings_of(tx, list);
+    let start = current.iter().zip(values).take_while(|(a, b)| a == b).count();
+    let end = current[start..].iter().rev().zip(values[start..].iter().rev()).take_while(|(a, b)| a == b).count();
+    for i in (start..current.len() - end).rev() {
+        tx.delete(list, i)?;
+    }
+    for (offset, v) in values[start..values.len() - end].iter().enumerate() {
+        tx.insert(list, start + offset, v.as_str())?;
+    }
+    Ok(())
+}
+
+/// Writes a set of tags: removes the tags not wanted (and repeats), adds the
+/// missing ones at the end; tags added or removed concurrently elsewhere stay
+/// added or removed. Readers take each tag once.
+pub(super) fn put_set(tx: &mut Transaction<'_>, list: &ObjId, values: &[String]) -> Result<(), EditError> {
+    let current = strings_of(tx, list);
+    let mut seen = std::collections::HashSet::new();
+    for (i, v) in current.iter().enumerate().rev() {
+        let first = current[..i].iter().all(|c| c != v);
+        if !values.contains(v) || !first {
+            tx.delete(list, i)?;
+        } else {
+            seen.insert(v.clone());
         }
-        for (i, v) in values.iter().enumerate() {
-            tx.insert(&id, i, v.as_str())?;
+    }
+    let mut end = tx.length(list);
+    for v in values {
+        if seen.insert(v.clone()) {
+            tx.insert(list, end, v.as_str())?;
+            end += 1;
         }
     }
     Ok(())
@@ -353,7 +392,8 @@ pub(super) fn write_household(tx: &mut Transaction<'_>, f: &HouseholdFields) -> 
     put_str(tx, &ROOT, "phone", &f.phone)?;
     put_str(tx, &ROOT, "id_number", &f.id_number)?;
     put_text(tx, "notes", &f.notes)?;
-    put_strings(tx, "tags", &f.tags)?;
+    let tags = existing(tx, "tags", ObjType::List)?;
+    put_set(tx, &tags, &f.tags)?;
     let list = existing(tx, "members", ObjType::List)?;
     let len = tx.length(&list);
     for (i, m) in f.members.iter().enumerate() {
@@ -379,6 +419,19 @@ pub(super) fn write_household(tx: &mut Transaction<'_>, f: &HouseholdFields) -> 
     Ok(())
 }
 
+/// Writes the chosen value of a member's single-valued field
+/// (`<member id>.<field>`); members arrive with keyed members.
+pub(super) fn write_chosen_member(
+    _tx: &mut Transaction<'_>,
+    field: &str,
+    _value: &FieldValue,
+) -> Result<(), EditError> {
+    Err(EditError::Rejected(Rejection::new(
+        crate::rules::RejectReason::InvalidRecord,
+        format!("no member field `{field}`"),
+    )))
+}
+
 pub(super) fn write_visit(tx: &mut Transaction<'_>, f: &VisitFields) -> Result<(), EditError> {
     put_opt_str(tx, "household", f.household.map(|h| h.to_string()))?;
     put_time(tx, "visited_at", Some(f.visited_at))?;
@@ -386,30 +439,35 @@ pub(super) fn write_visit(tx: &mut Transaction<'_>, f: &VisitFields) -> Result<(
     match f.location {
         Some(p) => {
             let loc = existing(tx, "location", ObjType::Map)?;
-            tx.put(&loc, "lat", p.lat)?;
-            tx.put(&loc, "lon", p.lon)?;
-            match p.accuracy_m {
-                Some(a) => tx.put(&loc, "accuracy_m", a)?,
-                None => {
-                    if tx.get(&loc, "accuracy_m")?.is_some() {
-                        tx.delete(&loc, "accuracy_m")?
-                    }
+            // Only what changed is written: a rewrite of the same position
+            // would compete with someone else's concurrent one.
+            let now = |tx: &Transaction<'_>, key: &str| match tx.get(&loc, key) {
+                Ok(Some((Value::Scalar(s), _))) => s.as_f64(),
+                _ => None,
+            };
+            for (key, value) in [("lat", Some(p.lat)), ("lon", Some(p.lon)), ("accuracy_m", p.accuracy_m)] {
+                match value {
+                    Some(v) if now(tx, key) != Some(v) => tx.put(&loc, key, v)?,
+                    None if tx.get(&loc, key)?.is_some() => tx.delete(&loc, key)?,
+                    _ => {}
                 }
             }
         }
         None => {
-            // Emptied, not removed: removing the map would drop a concurrent edit of it.
-            if let Some((Value::Object(ObjType::Map), loc)) = tx.get(ROOT, "location")? {
-                for key in ["lat", "lon", "accuracy_m"] {
-                    if tx.get(&loc, key)?.is_some() {
-                        tx.delete(&loc, key)?;
-                    }
+            // Emptied, not removed: removing the map would drop a concurrent edit
+            // of it. A visit always has the map (made with it), so two phones
+            // adding a position write into one map, never two.
+            let loc = existing(tx, "location", ObjType::Map)?;
+            for key in ["lat", "lon", "accuracy_m"] {
+                if tx.get(&loc, key)?.is_some() {
+                    tx.delete(&loc, key)?;
                 }
             }
         }
     }
     put_text(tx, "notes", &f.notes)?;
-    put_strings(tx, "concerns", &f.concerns)?;
+    let concerns = existing(tx, "concerns", ObjType::List)?;
+    put_list(tx, &concerns, &f.concerns)?;
     put_text(tx, "findings", &f.findings)?;
     Ok(())
 }

@@ -10,10 +10,12 @@
 //! phone can make.
 
 mod edit;
+mod merge;
 mod read;
 mod reauthor;
 
 pub use edit::{EditError, Editor, new_record, new_record_with_id};
+pub use merge::{FieldConflict, FieldValue, MergeRule, member_merge_rule, merge_rule, single_valued_fields};
 pub use read::{META_KEYS, RecordError, read_record, read_record_at};
 pub use reauthor::reauthor;
 
@@ -331,6 +333,8 @@ pub struct Household {
     pub fields: HouseholdFields,
     /// Every void entry (作废), in document order; empty unless voided.
     pub voids: Vec<VoidEntry>,
+    /// Single-valued fields changed by two people at once, with every value.
+    pub conflicts: Vec<FieldConflict>,
 }
 
 /// A visit log record.
@@ -342,6 +346,8 @@ pub struct VisitLog {
     pub fields: VisitFields,
     /// Every void entry (作废), in document order; empty unless voided.
     pub voids: Vec<VoidEntry>,
+    /// Single-valued fields changed by two people at once, with every value.
+    pub conflicts: Vec<FieldConflict>,
 }
 
 /// A case record, with its workflow log and follow-ups.
@@ -357,6 +363,8 @@ pub struct Case {
     pub follow_ups: Vec<FollowUp>,
     /// Every void entry (作废), in document order; empty unless voided.
     pub voids: Vec<VoidEntry>,
+    /// Single-valued fields changed by two people at once, with every value.
+    pub conflicts: Vec<FieldConflict>,
 }
 
 impl Case {
@@ -377,6 +385,8 @@ pub struct Promise {
     pub outcomes: Vec<PromiseOutcome>,
     /// Every void entry (作废), in document order; empty unless voided.
     pub voids: Vec<VoidEntry>,
+    /// Single-valued fields changed by two people at once, with every value.
+    pub conflicts: Vec<FieldConflict>,
 }
 
 impl Promise {
@@ -423,6 +433,17 @@ impl Record {
             Record::VisitLog(r) => &r.voids,
             Record::Case(r) => &r.voids,
             Record::Promise(r) => &r.voids,
+        }
+    }
+
+    /// The single-valued fields that two people changed at once and nobody
+    /// has chosen between yet, each with every competing value ([`merge_rule`]).
+    pub fn conflicts(&self) -> &[FieldConflict] {
+        match self {
+            Record::Household(r) => &r.conflicts,
+            Record::VisitLog(r) => &r.conflicts,
+            Record::Case(r) => &r.conflicts,
+            Record::Promise(r) => &r.conflicts,
         }
     }
 

@@ -218,6 +218,15 @@ impl<'a> Obj<'a> {
         })
     }
 
+    /// A set of tags: each once, in first-seen order (two phones adding the
+    /// same tag at once leave it twice in the list).
+    fn tags(&self, key: &str) -> R<Vec<String>> {
+        let mut tags = self.strings(key)?;
+        let mut seen = std::collections::HashSet::new();
+        tags.retain(|t| seen.insert(t.clone()));
+        Ok(tags)
+    }
+
     fn maps<T>(&self, key: &str, mut each: impl FnMut(&Obj<'a>) -> R<T>) -> R<Vec<T>> {
         self.list_of(key, |item| match item.value {
             Some((Value::Object(ObjType::Map), id)) => {
@@ -363,10 +372,11 @@ fn read(root: Obj<'_>) -> R<Record> {
                             phone: m.opt_str("phone", 40)?.unwrap_or_default(),
                         })
                     })?,
-                    tags: root.strings("tags")?,
+                    tags: root.tags("tags")?,
                     notes: root.text("notes")?,
                 },
                 voids: root.voids()?,
+                conflicts: Vec::new(),
             })
         }
         RecordKind::VisitLog => {
@@ -409,6 +419,7 @@ fn read(root: Obj<'_>) -> R<Record> {
                     findings: root.text("findings")?,
                 },
                 voids: root.voids()?,
+                conflicts: Vec::new(),
             })
         }
         RecordKind::Case => {
@@ -463,6 +474,7 @@ fn read(root: Obj<'_>) -> R<Record> {
                     })
                 })?,
                 voids: root.voids()?,
+                conflicts: Vec::new(),
             })
         }
         RecordKind::Promise => {
@@ -485,8 +497,29 @@ fn read(root: Obj<'_>) -> R<Record> {
                     })
                 })?,
                 voids: root.voids()?,
+                conflicts: Vec::new(),
             })
         }
     };
+    let mut record = record;
+    let conflicts = conflicts(&root, kind);
+    match &mut record {
+        Record::Household(r) => r.conflicts = conflicts,
+        Record::VisitLog(r) => r.conflicts = conflicts,
+        Record::Case(r) => r.conflicts = conflicts,
+        Record::Promise(r) => r.conflicts = conflicts,
+    }
     Ok(record)
+}
+
+/// The conflicts of a record's single-valued fields (see [`merge_rule`]).
+fn conflicts(root: &Obj<'_>, kind: RecordKind) -> Vec<FieldConflict> {
+    let reader = merge::ConflictReader { doc: root.doc, heads: root.heads };
+    single_valued_fields(kind)
+        .iter()
+        .filter_map(|&field| match field {
+            "location" => reader.location(&root.obj),
+            _ => reader.scalar(&root.obj, field, field.to_string()),
+        })
+        .collect()
 }
