@@ -342,8 +342,9 @@ test('践诺落实率 counts only promises already due, and the report says so i
 
   const { page, context } = await newPhone(browser);
   await signIn(page, server.url, 'admin');
-  await page.getByTestId('nav-me').click();
-  await page.getByTestId('me-reports').click();
+  // An administrator's 今日 leads to the figures.
+  assert.equal(await page.getByTestId('today').getAttribute('data-role'), 'administrator');
+  await page.getByTestId('today-reports').click();
   await page.getByTestId('report-table').waitFor({ timeout: 20000 });
   const summary = await page.getByTestId('report-summary').innerText();
   assert.match(summary, /66\.7%\s*践诺落实率\s*已到期 3 项/);
