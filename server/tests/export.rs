@@ -53,6 +53,7 @@ fn tricky_household() -> HouseholdFields {
                 relation: "女儿".into(),
                 id_number: MEMBER_ID.into(),
                 phone: MEMBER_PHONE.into(),
+                ..Member::default()
             },
             Member { name: "周小明".into(), relation: "外孙".into(), ..Member::default() },
         ],

@@ -295,6 +295,7 @@ mod tests {
                     relation: "女儿".into(),
                     id_number: "420902197501020048".into(),
                     phone: "13907125566".into(),
+                    ..Member::default()
                 }],
                 tags: vec!["独居老人".into()],
                 notes: "女儿另一号码15100001111".into(),

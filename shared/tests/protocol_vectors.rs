@@ -298,6 +298,9 @@ fn household_fields() -> HouseholdFields {
             name: "周丽".into(),
             relation: "女儿".into(),
             phone: "13907120022".into(),
+            // A member form fixes its member's id as a record form does (else a new UUID v7 is made).
+            id: "019b71b4-4c00-7000-8000-00000000e001".into(),
+            tags: vec!["低保".into()],
             ..Member::default()
         }],
         tags: vec!["独居老人".into()],

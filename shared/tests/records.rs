@@ -38,7 +38,9 @@ fn a_household_reads_back_exactly_as_written() {
         &NewRecord::Household(household()),
     )
     .expect("create");
-    let Record::Household(h) = read_record(&doc).expect("read") else { panic!("kind") };
+    let Record::Household(mut h) = read_record(&doc).expect("read") else { panic!("kind") };
+    assert!(uuid::Uuid::parse_str(&h.fields.members[0].id).is_ok(), "a new member is given an id");
+    h.fields.members[0].id.clear();
     assert_eq!(h.fields, household());
     assert_eq!(h.meta.grid, grid());
     assert_eq!(h.meta.creator, staff().person);
@@ -293,4 +295,118 @@ fn two_positions_set_at_once_are_a_conflict_of_whole_positions() {
     let Record::VisitLog(v) = read_record(&a).expect("read") else { panic!() };
     assert!(v.conflicts.is_empty());
     assert_eq!(v.fields.location, Some(there));
+}
+
+fn members_of(doc: &Automerge) -> Vec<Member> {
+    let Record::Household(h) = read_record(doc).expect("read") else { panic!("household") };
+    h.fields.members
+}
+
+fn member(name: &str, relation: &str) -> Member {
+    Member { name: name.into(), relation: relation.into(), ..Member::default() }
+}
+
+#[test]
+fn members_edited_on_two_phones_at_once_merge_per_member_and_per_field() {
+    let (_, mut a) = new_record(ActorId::random(), &staff(), &grid(), 1, [11; 10], &NewRecord::Household(household()))
+        .expect("create");
+    let daughter = members_of(&a)[0].id.clone();
+    let son = Editor::new(&mut a, &staff(), 2).add_member(&member("周强", "儿子")).expect("add");
+    let mut b = a.fork();
+    b.set_actor(ActorId::random());
+    let other = other_staff();
+    // Phone A: the daughter's phone number and a tag; a grandson added.
+    let mut d = members_of(&a)[0].clone();
+    d.phone = "13907120022".into();
+    d.tags.push("低保".into());
+    Editor::new(&mut a, &staff(), 3).update_member(&daughter, &d).expect("a edits");
+    let grandson = Editor::new(&mut a, &staff(), 3).add_member(&member("周小明", "外孙")).expect("a adds");
+    // Phone B, at once: the daughter's ID number and another tag; the son removed.
+    let mut d = members_of(&b)[0].clone();
+    d.id_number = "420902197501020048".into();
+    d.tags.push("残疾人".into());
+    Editor::new(&mut b, &other, 3).update_member(&daughter, &d).expect("b edits");
+    Editor::new(&mut b, &other, 3).remove_member(&son).expect("b removes");
+    a.merge(&mut b).expect("merge");
+
+    let members = members_of(&a);
+    let ids: Vec<&str> = members.iter().map(|m| m.id.as_str()).collect();
+    assert_eq!(ids, [daughter.as_str(), grandson.as_str()], "the son removed, the grandson added");
+    let d = &members[0];
+    assert_eq!((d.phone.as_str(), d.id_number.as_str()), ("13907120022", "420902197501020048"), "both fields");
+    assert_eq!(d.tags, ["低保", "残疾人"]);
+    assert!(read_record(&a).expect("read").conflicts().is_empty());
+
+    // The same field of the same member on both phones: a conflict, until chosen.
+    let mut b = a.fork();
+    b.set_actor(ActorId::random());
+    let renamed = |doc: &mut Automerge, author: &Author, name: &str| {
+        let m = Member { name: name.into(), ..members_of(doc)[1].clone() };
+        Editor::new(doc, author, 4).update_member(&grandson, &m).expect("rename");
+    };
+    renamed(&mut a, &staff(), "周晓明");
+    renamed(&mut b, &other, "周小鸣");
+    a.merge(&mut b).expect("merge");
+    let record = read_record(&a).expect("read");
+    let [c] = record.conflicts() else { panic!("{:?}", record.conflicts()) };
+    assert_eq!(c.field, format!("members.{grandson}.name"));
+    assert!(
+        c.values.contains(&FieldValue::Text("周晓明".into())) && c.values.contains(&FieldValue::Text("周小鸣".into()))
+    );
+    Editor::new(&mut a, &staff(), 5).resolve_conflict(&c.field, &FieldValue::Text("周晓明".into())).expect("choose");
+    assert!(read_record(&a).expect("read").conflicts().is_empty());
+    assert_eq!(members_of(&a)[1].name, "周晓明");
+}
+
+#[test]
+fn a_household_with_the_earlier_members_list_still_reads_and_its_members_are_edited_in_place() {
+    let (_, mut doc) =
+        new_record(ActorId::random(), &staff(), &grid(), 1, [12; 10], &NewRecord::Household(household()))
+            .expect("create");
+    // Written as the previous schema did: `members` a list of maps, no `members_by_id`.
+    doc.transact::<_, _, automerge::AutomergeError>(|tx| {
+        tx.delete(ROOT, "members_by_id")?;
+        let list = tx.put_object(ROOT, "members", automerge::ObjType::List)?;
+        for (i, (name, relation)) in [("周丽", "女儿"), ("周强", "儿子")].into_iter().enumerate() {
+            let m = tx.insert_object(&list, i, automerge::ObjType::Map)?;
+            for (k, v) in [("name", name), ("relation", relation), ("id_number", ""), ("phone", "")] {
+                tx.put(&m, k, v)?;
+            }
+        }
+        Ok(())
+    })
+    .expect("old shape");
+    let old = members_of(&doc);
+    assert_eq!(old.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(), ["周丽", "周强"]);
+    let mut b = doc.fork();
+    b.set_actor(ActorId::random());
+    // One phone edits the daughter and adds a member; the other edits the son at once.
+    let d = Member { phone: "13907120022".into(), tags: vec!["低保".into()], ..old[0].clone() };
+    Editor::new(&mut doc, &staff(), 2).update_member(&old[0].id, &d).expect("edit in place");
+    Editor::new(&mut doc, &staff(), 2).add_member(&member("周小明", "外孙")).expect("first keyed member");
+    let s = Member { tags: vec!["残疾人".into()], ..old[1].clone() };
+    Editor::new(&mut b, &other_staff(), 2).update_member(&old[1].id, &s).expect("edit in place");
+    Editor::new(&mut b, &other_staff(), 2).add_member(&member("周小红", "孙女")).expect("and another phone's first");
+    doc.merge(&mut b).expect("merge");
+    let members = members_of(&doc);
+    let names: Vec<&str> = members.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(names.len(), 4, "no member lost: {names:?}");
+    assert!(names.starts_with(&["周丽", "周强"]) && names.contains(&"周小明") && names.contains(&"周小红"));
+    assert_eq!((members[0].phone.as_str(), members[0].tags.as_slice()), ("13907120022", &["低保".to_string()][..]));
+    assert_eq!(members[1].tags, ["残疾人"]);
+    Editor::new(&mut doc, &staff(), 3).remove_member(&old[1].id).expect("remove an earlier member");
+    assert_eq!(members_of(&doc).len(), 3);
+}
+
+#[test]
+fn saving_a_household_form_again_does_not_add_its_members_twice() {
+    let (_, mut doc) =
+        new_record(ActorId::random(), &staff(), &grid(), 1, [13; 10], &NewRecord::Household(household()))
+            .expect("create");
+    Editor::new(&mut doc, &staff(), 2).update_fields(&NewRecord::Household(household())).expect("repeat");
+    assert_eq!(members_of(&doc).len(), 1);
+    let mut fields = household();
+    fields.members.clear();
+    Editor::new(&mut doc, &staff(), 3).update_household(&fields).expect("a form without members");
+    assert_eq!(members_of(&doc).len(), 1, "members are removed only one by one");
 }

@@ -5,8 +5,8 @@
 //! and a value chosen on one phone clears the conflict everywhere.
 
 use gridsync_shared::records::{
-    CaseFields, CaseKind, FieldConflict, FieldValue, GeoPoint, HouseholdFields, NewRecord, PromiseFields, Record,
-    VisitFields, VisitKind,
+    CaseFields, CaseKind, FieldConflict, FieldValue, GeoPoint, HouseholdFields, Member, NewRecord, PromiseFields,
+    Record, VisitFields, VisitKind,
 };
 use gridsync_shared::{DocId, Role};
 use gridsync_tests::{Phone, TestServer, assert_converged};
@@ -19,8 +19,22 @@ fn household(head: &str) -> NewRecord {
         id_number: "420902194803150021".into(),
         tags: vec!["独居老人".into()],
         notes: "行动不便".into(),
-        ..HouseholdFields::default()
+        members: ["周丽", "周强", "周小明"]
+            .map(|name| Member { name: name.into(), relation: "家属".into(), ..Member::default() })
+            .to_vec(),
     })
+}
+
+/// Changes one member of a household on `phone`, offline.
+fn edit_member(phone: &mut Phone, household: DocId, index: usize, f: impl FnOnce(&mut Member)) {
+    phone
+        .edit(household, |e| {
+            let Record::Household(h) = e.record()? else { panic!("household") };
+            let mut m = h.fields.members[index].clone();
+            f(&mut m);
+            e.update_member(&m.id.clone(), &m)
+        })
+        .expect("member edit");
 }
 
 /// Edits a record's fields on `phone` with `f`, offline.
@@ -173,6 +187,26 @@ async fn two_offline_phones_editing_every_field_of_every_record_converge_merge_a
         f.notes = "老人耳背，行动不便".into();
         f.tags.push("残疾人".into());
     });
+    // Members: different fields of one member, one member's name on both
+    // phones, a member removed on one phone and another added on the other.
+    let members = |phone: &Phone| -> Vec<Member> {
+        let Some(Record::Household(h)) = phone.replica.record(h) else { panic!("household") };
+        h.fields.members
+    };
+    let ids: Vec<String> = members(&a1).into_iter().map(|m| m.id).collect();
+    let [daughter, son, grandson] = <[String; 3]>::try_from(ids).expect("three members");
+    edit_member(&mut a1, h, 0, |m| {
+        m.phone = "13907120022".into();
+        m.tags.push("低保".into());
+    });
+    edit_member(&mut b, h, 0, |m| {
+        m.id_number = "420902197501020048".into();
+        m.tags.push("残疾人".into());
+    });
+    edit_member(&mut a1, h, 2, |m| m.name = "周晓明".into());
+    edit_member(&mut b, h, 2, |m| m.name = "周小鸣".into());
+    a1.edit(h, |e| e.remove_member(&son)).expect("remove");
+    let added = b.edit(h, |e| e.add_member(&Member { name: "周小红".into(), ..Member::default() })).expect("add");
     let here = GeoPoint { lat: 30.92, lon: 113.91, accuracy_m: Some(10.0) };
     let there = GeoPoint { lat: 30.93, lon: 113.92, accuracy_m: None };
     edit_visit(&mut a1, v, |f| {
@@ -234,6 +268,11 @@ async fn two_offline_phones_editing_every_field_of_every_record_converge_merge_a
     for concern in ["路灯不亮", "下水道堵塞", "缺少扶手"] {
         assert!(vv.fields.concerns.iter().any(|c| c == concern), "{:?}", vv.fields.concerns);
     }
+    let now = members(&s);
+    let ids: Vec<&str> = now.iter().map(|m| m.id.as_str()).collect();
+    assert_eq!(ids, [daughter.as_str(), grandson.as_str(), added.as_str()], "removed and added members both count");
+    assert_eq!((now[0].phone.as_str(), now[0].id_number.as_str()), ("13907120022", "420902197501020048"));
+    assert_eq!(now[0].tags, ["低保", "残疾人"]);
     let Some(Record::Case(cc)) = s.replica.record(c) else { panic!("case") };
     assert!(cc.fields.description.contains("纸箱") && cc.fields.description.contains("消防通道"));
 
@@ -249,6 +288,7 @@ async fn two_offline_phones_editing_every_field_of_every_record_converge_merge_a
             ("head", text("陈桂英（户主）"), text("周丽")),
             ("phone", text("13907120022"), text("13607120033")),
             ("id_number", text("420902194803150048"), text("420902197501020048")),
+            (&format!("members.{grandson}.name"), text("周晓明"), text("周小鸣")),
         ],
     );
     assert_conflicts(
@@ -291,7 +331,7 @@ async fn two_offline_phones_editing_every_field_of_every_record_converge_merge_a
             chosen.push((record, conflict.field, value));
         }
     }
-    assert_eq!(chosen.len(), 16);
+    assert_eq!(chosen.len(), 17);
     sync_all(&mut [&mut a1, &mut a2, &mut b, &mut s]).await;
     assert_converged(&server, &[&a1, &a2, &b, &s], &grid);
     for phone in [&a1, &a2, &b, &s] {
@@ -304,6 +344,10 @@ async fn two_offline_phones_editing_every_field_of_every_record_converge_merge_a
         serde_json::from_value(json["fields"][field].clone()).expect("value")
     };
     for (record, field, value) in &chosen {
-        assert_eq!(&shown(*record, field), value, "{record} {field}");
+        if field.starts_with("members.") {
+            assert_eq!(&text(&members(&b)[1].name), value, "{field}");
+        } else {
+            assert_eq!(&shown(*record, field), value, "{record} {field}");
+        }
     }
 }

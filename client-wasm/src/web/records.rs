@@ -5,7 +5,7 @@
 use super::{Phone, from_js, to_js};
 use crate::replica::summarize;
 use gridsync_shared::records::{
-    CaseFields, FieldConflict, FieldValue, HouseholdFields, NewRecord, PromiseFields, Satisfaction, VisitFields,
+    CaseFields, FieldConflict, FieldValue, HouseholdFields, Member, NewRecord, PromiseFields, Satisfaction, VisitFields,
 };
 use gridsync_shared::workflow::{CaseStatus, StatusMove, possible_moves};
 use gridsync_shared::{DocId, Record, TerritoryPath};
@@ -227,6 +227,52 @@ impl Phone {
             FieldValue::Point(from_js(value)?)
         };
         self.journaled(id, |r| r.edit(id, now as i64, |e| e.resolve_conflict(field, &value))).map(|_| ())
+    }
+
+    /// Adds a member `{name, relation, id_number, phone, tags, id?}` to a
+    /// household; returns the member's id. With an `id` (e.g. fixed when the
+    /// member form opened) adding again updates that member instead.
+    #[wasm_bindgen(js_name = addMember)]
+    pub fn add_member(&mut self, household: &str, member: JsValue, now: f64) -> Result<String, JsError> {
+        let id = parse_id(household)?;
+        let member: Member = from_js(member)?;
+        self.journaled(id, |r| r.edit(id, now as i64, |e| e.add_member(&member)))
+    }
+
+    /// Changes a member's fields: `fields` holds any of `name`, `relation`,
+    /// `id_number`, `phone`, `tags`; the others stay as they are.
+    #[wasm_bindgen(js_name = updateMember)]
+    pub fn update_member(&mut self, household: &str, member: &str, fields: JsValue, now: f64) -> Result<(), JsError> {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Patch {
+            name: Option<String>,
+            relation: Option<String>,
+            id_number: Option<String>,
+            phone: Option<String>,
+            tags: Option<Vec<String>>,
+        }
+        let id = parse_id(household)?;
+        let patch: Patch = from_js(fields)?;
+        let Some(Record::Household(h)) = self.replica.record(id) else { return Err(JsError::new("not a household")) };
+        let current = h.fields.members.into_iter().find(|m| m.id == member);
+        let current = current.ok_or_else(|| JsError::new("no such member in this household"))?;
+        let changed = Member {
+            name: patch.name.unwrap_or(current.name),
+            relation: patch.relation.unwrap_or(current.relation),
+            id_number: patch.id_number.unwrap_or(current.id_number),
+            phone: patch.phone.unwrap_or(current.phone),
+            tags: patch.tags.unwrap_or(current.tags),
+            id: current.id,
+        };
+        self.journaled(id, |r| r.edit(id, now as i64, |e| e.update_member(member, &changed))).map(|_| ())
+    }
+
+    /// Removes a member from a household.
+    #[wasm_bindgen(js_name = removeMember)]
+    pub fn remove_member(&mut self, household: &str, member: &str, now: f64) -> Result<(), JsError> {
+        let id = parse_id(household)?;
+        self.journaled(id, |r| r.edit(id, now as i64, |e| e.remove_member(member))).map(|_| ())
     }
 
     /// Records whether a promise was kept.

@@ -3,6 +3,7 @@
 //! of entries only grow, objects are never replaced. Each edit is checked with
 //! the same [`crate::rules`] the server applies before it is kept.
 
+use super::members;
 use super::*;
 use crate::roles::Author;
 use crate::rules::{self, Rejection};
@@ -71,7 +72,10 @@ pub fn new_record_with_id(
     // create the same one concurrently (one of the two would be hidden).
     tx.put_object(ROOT, "voids", ObjType::List)?;
     match new {
-        NewRecord::Household(f) => write_household(&mut tx, f)?,
+        NewRecord::Household(f) => {
+            tx.put_object(ROOT, super::members::MEMBERS_MAP, ObjType::Map)?;
+            write_household(&mut tx, f, now)?
+        }
         NewRecord::VisitLog(f) => write_visit(&mut tx, f)?,
         NewRecord::Case(f) => {
             write_case(&mut tx, f)?;
@@ -129,11 +133,44 @@ impl<'a> Editor<'a> {
         if record.kind() == kind { Ok(()) } else { Err(EditError::WrongKind { expected: kind, found: record.kind() }) }
     }
 
-    /// Replaces a household's editable fields (text merges by diff).
+    /// Replaces a household's editable fields (text merges by diff). Members
+    /// listed are updated by id or added (one without an id is added unless an
+    /// identical member is there); members not listed are kept.
     pub fn update_household(&mut self, fields: &HouseholdFields) -> Result<Option<ChangeHash>, EditError> {
+        let now = self.now;
         self.change(|tx, r| {
             Self::expect(r, RecordKind::Household)?;
-            write_household(tx, fields)
+            write_household(tx, fields, now)
+        })
+    }
+
+    /// Adds a member to a household; returns the member's id (`member.id` if
+    /// given, a new UUID otherwise). Adding again with the same id updates
+    /// that member, so a member form submitted twice adds one member.
+    pub fn add_member(&mut self, member: &Member) -> Result<String, EditError> {
+        let id = if member.id.is_empty() { members::new_member_id(self.now) } else { member.id.clone() };
+        let m = Member { id: id.clone(), ..member.clone() };
+        self.change(|tx, r| {
+            Self::expect(r, RecordKind::Household)?;
+            members::write_all(tx, std::slice::from_ref(&m), 0)
+        })?;
+        Ok(id)
+    }
+
+    /// Writes member `id`'s fields (name, relation, ID number, phone, tags):
+    /// only what changed, so another phone's edits of other fields survive.
+    pub fn update_member(&mut self, id: &str, member: &Member) -> Result<Option<ChangeHash>, EditError> {
+        self.change(|tx, r| {
+            Self::expect(r, RecordKind::Household)?;
+            members::update(tx, id, member)
+        })
+    }
+
+    /// Removes member `id` from a household.
+    pub fn remove_member(&mut self, id: &str) -> Result<Option<ChangeHash>, EditError> {
+        self.change(|tx, r| {
+            Self::expect(r, RecordKind::Household)?;
+            members::remove(tx, id)
         })
     }
 
@@ -308,7 +345,7 @@ pub(super) fn existing(tx: &mut Transaction<'_>, key: &str, ty: ObjType) -> Resu
     }
 }
 
-fn put_str(tx: &mut Transaction<'_>, obj: &ObjId, key: &str, value: &str) -> Result<(), EditError> {
+pub(super) fn put_str(tx: &mut Transaction<'_>, obj: &ObjId, key: &str, value: &str) -> Result<(), EditError> {
     let same = matches!(tx.get(obj, key)?, Some((Value::Scalar(s), _)) if s.as_str() == Some(value));
     if !same {
         tx.put(obj, key, value)?;
@@ -386,7 +423,7 @@ pub(super) fn put_set(tx: &mut Transaction<'_>, list: &ObjId, values: &[String])
     Ok(())
 }
 
-pub(super) fn write_household(tx: &mut Transaction<'_>, f: &HouseholdFields) -> Result<(), EditError> {
+pub(super) fn write_household(tx: &mut Transaction<'_>, f: &HouseholdFields, now: i64) -> Result<(), EditError> {
     put_str(tx, &ROOT, "address", &f.address)?;
     put_str(tx, &ROOT, "head", &f.head)?;
     put_str(tx, &ROOT, "phone", &f.phone)?;
@@ -394,42 +431,7 @@ pub(super) fn write_household(tx: &mut Transaction<'_>, f: &HouseholdFields) -> 
     put_text(tx, "notes", &f.notes)?;
     let tags = existing(tx, "tags", ObjType::List)?;
     put_set(tx, &tags, &f.tags)?;
-    let list = existing(tx, "members", ObjType::List)?;
-    let len = tx.length(&list);
-    for (i, m) in f.members.iter().enumerate() {
-        let entry = if i < len {
-            match tx.get(&list, i)? {
-                Some((Value::Object(ObjType::Map), id)) => id,
-                _ => {
-                    tx.delete(&list, i)?;
-                    tx.insert_object(&list, i, ObjType::Map)?
-                }
-            }
-        } else {
-            tx.insert_object(&list, i, ObjType::Map)?
-        };
-        put_str(tx, &entry, "name", &m.name)?;
-        put_str(tx, &entry, "relation", &m.relation)?;
-        put_str(tx, &entry, "id_number", &m.id_number)?;
-        put_str(tx, &entry, "phone", &m.phone)?;
-    }
-    for i in (f.members.len()..len).rev() {
-        tx.delete(&list, i)?;
-    }
-    Ok(())
-}
-
-/// Writes the chosen value of a member's single-valued field
-/// (`<member id>.<field>`); members arrive with keyed members.
-pub(super) fn write_chosen_member(
-    _tx: &mut Transaction<'_>,
-    field: &str,
-    _value: &FieldValue,
-) -> Result<(), EditError> {
-    Err(EditError::Rejected(Rejection::new(
-        crate::rules::RejectReason::InvalidRecord,
-        format!("no member field `{field}`"),
-    )))
+    members::write_all(tx, &f.members, now)
 }
 
 pub(super) fn write_visit(tx: &mut Transaction<'_>, f: &VisitFields) -> Result<(), EditError> {

@@ -226,7 +226,7 @@ pub(super) fn write_chosen(
 ) -> Result<(), EditError> {
     let bad = |why: String| EditError::Rejected(Rejection::new(RejectReason::InvalidRecord, why));
     if let Some(rest) = field.strip_prefix("members.") {
-        return super::edit::write_chosen_member(tx, rest, value);
+        return super::members::write_chosen(tx, rest, value);
     }
     if merge_rule(record.kind(), field) != Some(MergeRule::Single) {
         return Err(bad(format!("`{field}` is not a single-valued field of a {}", record.kind())));

@@ -10,6 +10,7 @@
 //! phone can make.
 
 mod edit;
+mod members;
 mod merge;
 mod read;
 mod reauthor;
@@ -201,6 +202,11 @@ pub struct GeoPoint {
 #[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Member {
+    /// The member's id within the household, stable on every phone (empty for
+    /// a member not yet added: adding gives one). Members added since ids
+    /// exist have a UUID; members of households from before have the id of
+    /// their entry (`<counter>@<actor>`).
+    pub id: String,
     /// 姓名
     pub name: String,
     /// 与户主关系
@@ -209,6 +215,8 @@ pub struct Member {
     pub id_number: String,
     /// 联系电话 (personal information)
     pub phone: String,
+    /// Tags such as 残疾人, 低保 (a set: concurrent additions and removals merge).
+    pub tags: Vec<String>,
 }
 
 /// A household's editable fields.
@@ -223,7 +231,8 @@ pub struct HouseholdFields {
     pub phone: String,
     /// 户主身份证号 (personal information)
     pub id_number: String,
-    /// 家庭成员
+    /// 家庭成员, each with its id (added, edited and removed one by one:
+    /// [`Editor::add_member`], [`Editor::update_member`], [`Editor::remove_member`]).
     pub members: Vec<Member>,
     /// Tags such as 困难群众, 独居老人, 残疾人.
     pub tags: Vec<String>,

@@ -352,6 +352,7 @@ fn read(root: Obj<'_>) -> R<Record> {
                 "phone",
                 "id_number",
                 "members",
+                "members_by_id",
                 "tags",
                 "notes",
                 "voids",
@@ -363,15 +364,7 @@ fn read(root: Obj<'_>) -> R<Record> {
                     head: root.opt_str("head", limits::SHORT_CHARS)?.unwrap_or_default(),
                     phone: root.opt_str("phone", 40)?.unwrap_or_default(),
                     id_number: root.opt_str("id_number", 40)?.unwrap_or_default(),
-                    members: root.maps("members", |m| {
-                        m.only_keys(&["name", "relation", "id_number", "phone"])?;
-                        Ok(Member {
-                            name: m.opt_str("name", limits::SHORT_CHARS)?.unwrap_or_default(),
-                            relation: m.opt_str("relation", limits::SHORT_CHARS)?.unwrap_or_default(),
-                            id_number: m.opt_str("id_number", 40)?.unwrap_or_default(),
-                            phone: m.opt_str("phone", 40)?.unwrap_or_default(),
-                        })
-                    })?,
+                    members: members::read_all(root.doc, root.heads)?.into_iter().map(|(_, m)| m).collect(),
                     tags: root.tags("tags")?,
                     notes: root.text("notes")?,
                 },
@@ -515,11 +508,19 @@ fn read(root: Obj<'_>) -> R<Record> {
 /// The conflicts of a record's single-valued fields (see [`merge_rule`]).
 fn conflicts(root: &Obj<'_>, kind: RecordKind) -> Vec<FieldConflict> {
     let reader = merge::ConflictReader { doc: root.doc, heads: root.heads };
-    single_valued_fields(kind)
+    let mut out: Vec<FieldConflict> = single_valued_fields(kind)
         .iter()
         .filter_map(|&field| match field {
             "location" => reader.location(&root.obj),
             _ => reader.scalar(&root.obj, field, field.to_string()),
         })
-        .collect()
+        .collect();
+    if kind == RecordKind::Household {
+        for (id, obj) in members::member_objects(root.doc, root.heads).unwrap_or_default() {
+            for key in ["name", "relation", "id_number", "phone"] {
+                out.extend(reader.scalar(&obj, key, format!("members.{id}.{key}")));
+            }
+        }
+    }
+    out
 }

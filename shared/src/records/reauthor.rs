@@ -47,7 +47,12 @@ pub fn reauthor(
     }
     let mine = |by: &crate::PersonId| *by == author.person;
     match local {
-        Record::Household(h) => write_household(&mut tx, &h.fields)?,
+        Record::Household(h) => {
+            if before.is_none() {
+                tx.put_object(ROOT, "members_by_id", ObjType::Map)?;
+            }
+            write_household(&mut tx, &h.fields, now)?
+        }
         Record::VisitLog(v) => write_visit(&mut tx, &v.fields)?,
         Record::Case(c) => {
             // Only the reporter and reviewers edit a case's fields.
