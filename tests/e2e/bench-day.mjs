@@ -13,13 +13,15 @@
 // Prints one JSON line per profile and a summary.
 // Run: node tests/e2e/bench-day.mjs [--mode ui|api] [--profiles desktop,phone]
 //      [--latency 400] [--households 300] [--visits 30] [--cases 5] [--promises 10]
+//      [--history 0]  (earlier visit logs of the same person already on the phone)
 import { startServer, launchBrowser, newPhone, signIn, synced, shot } from './harness.mjs';
-import { arg, profiles, throttler, traffic, measuredCommit, serverBuild, stats } from './bench-lib.mjs';
+import { arg, profiles, throttler, traffic, measuredCommit, serverBuild, stats, load } from './bench-lib.mjs';
 
 const mode = arg('mode', 'ui');
 const latency = Number(arg('latency', 400));
 const wanted = arg('profiles', 'desktop,phone').split(',');
 const HOUSEHOLDS = Number(arg('households', 300));
+const HISTORY = Number(arg('history', 0)); // the person's earlier visit logs, on the phone and synced before the day
 const DAY = { visits: Number(arg('visits', 30)), cases: Number(arg('cases', 5)), promises: Number(arg('promises', 10)) };
 const P = profiles(latency);
 const STEP = { timeout: 20_000 };
@@ -39,17 +41,22 @@ async function headSeq(url) {
   return (await r.json()).head_seq;
 }
 
+// Records of each kind the phone held before the day (others' work, pulled at sign-in).
+const base = { visit_log: 0, case: 0, promise: 0 };
+
+/** This day's records of `kind` so far. */
 async function count(page, kind) {
-  return page.evaluate((k) => window.gridsync.phone.records(k).length, kind);
+  return (await page.evaluate((k) => window.gridsync.phone.records(k).length, kind)) - base[kind];
 }
 
 /** Makes `n` records of `kind` through window.gridsync.phone, each saved to IndexedDB like a form's save. */
-async function viaApi(page, kind, n, start) {
+async function viaApi(page, kind, n, start, saveMs) {
   if (n <= 0) return;
-  await page.evaluate(async ({ kind, n, start, NOTES }) => {
+  const ms = await page.evaluate(async ({ kind, n, start, NOTES }) => {
+    const took = [];
     const p = window.gridsync.phone;
     const hh = p.records('household').map((r) => r.id);
-    const visits = p.records('visit_log').map((r) => r.id);
+    const visits = p.records('visit_log').map((r) => r.id); // newest first: this day's
     for (let i = start; i < start + n; i++) {
       const household = hh[i % hh.length] || null;
       const rec =
@@ -58,10 +65,14 @@ async function viaApi(page, kind, n, start) {
           : kind === 'case'
             ? { type: 'case', kind: 'hazard', title: `楼道灯损坏 ${i + 1}`, description: '三单元二楼至四楼楼道灯均不亮，老人夜间出入不便。', household, visit: visits[i] ?? null, due_at: null }
             : { type: 'promise', content: `一周内协调物业修好楼道灯 ${i + 1}`, household, due_at: Date.now() + 7 * 86_400_000 };
+      const t0 = performance.now();
       p.create(rec, null, Date.now());
       await window.gridsync.flush();
+      took.push(Math.round(performance.now() - t0));
     }
+    return took;
   }, { kind, n, start, NOTES });
+  saveMs[{ visit_log: 'visit', case: 'case', promise: 'promise' }[kind]].push(...ms);
 }
 
 /** The day's work by tapping through the screens; returns what it did and how long saves took. */
@@ -78,6 +89,7 @@ async function viaUi(page, driven, saveMs) {
         await page.getByTestId('visit-concern-input').fill('楼道灯不亮', STEP);
         await page.getByTestId('visit-concern-add').click(STEP);
       }
+      await page.getByTestId('visit-save').click({ ...STEP, trial: true }); // tappable (no toast over it)
       const t0 = Date.now();
       await page.getByTestId('visit-save').click(STEP);
       await page.getByTestId('visit-saved').waitFor(STEP);
@@ -87,6 +99,7 @@ async function viaUi(page, driven, saveMs) {
         await page.getByTestId('case-kind-hazard').click(STEP);
         await page.getByTestId('case-title').fill(`楼道灯损坏，老人夜间出入不便 ${cases + 1}`, STEP);
         await page.getByTestId('case-description').fill('三单元二楼至四楼楼道灯均不亮。', STEP);
+        await page.getByTestId('case-save').click({ ...STEP, trial: true }); // tappable (no toast over it)
         const t1 = Date.now();
         await page.getByTestId('case-save').click(STEP);
         await page.getByTestId('case-detail-title').waitFor(STEP);
@@ -108,9 +121,10 @@ async function viaUi(page, driven, saveMs) {
       await page.evaluate((id) => (location.hash = `#/household/${id}`), hh[j % hh.length]);
       await page.getByTestId('promise-new').click(STEP);
       await page.getByTestId('promise-content').fill(`一周内协调物业修好楼道灯 ${j + 1}`, STEP);
+      await page.getByTestId('promise-save').click({ ...STEP, trial: true }); // tappable (no toast over it)
       const t0 = Date.now();
       await page.getByTestId('promise-save').click(STEP);
-      await page.waitForFunction((n) => window.gridsync.phone.records('promise').length > n, j, STEP);
+      await page.waitForFunction((n) => window.gridsync.phone.records('promise').length > n, base.promise + j, STEP);
       saveMs.promise.push(Date.now() - t0);
     }
     driven.promises = 'ui';
@@ -125,17 +139,31 @@ async function day(browser, server, profile) {
   await signIn(page, server.url, PERSON[profile.name]);
   await page.evaluate(() => navigator.serviceWorker.ready);
   await synced(page); // the grid's households come down
+  if (HISTORY) {
+    // Earlier months of this person's visits: ten a day, already on the server.
+    await page.evaluate(async (n) => {
+      const hh = window.gridsync.phone.records('household').map((r) => r.id);
+      for (let i = 0; i < n; i++) {
+        const at = Date.now() - (1 + Math.floor(i / 10)) * 86_400_000;
+        window.gridsync.phone.create({ type: 'visit_log', household: hh[i % hh.length] || null, visited_at: at, kind: 'routine', notes: `${i} 走访独居老人，身体状况良好，子女每周探望一次。`, concerns: [] }, null, Date.now());
+      }
+      await window.gridsync.flush();
+    }, HISTORY);
+    await synced(page);
+  }
   const t = await throttler(context, page);
   await t.apply(profile, { offline: true }); // slow all day, no signal until evening
   await page.waitForFunction(() => !navigator.onLine, null, STEP);
 
+  for (const kind of Object.keys(base)) base[kind] = 0;
+  for (const kind of Object.keys(base)) base[kind] = await count(page, kind);
   const driven = { visits: 'api', cases: 'api', promises: 'api' };
   const saveMs = { visit: [], case: [], promise: [] };
   const w0 = Date.now();
   if (mode === 'ui') await viaUi(page, driven, saveMs);
   for (const [kind, n] of [['visit_log', DAY.visits], ['case', DAY.cases], ['promise', DAY.promises]]) {
     const have = await count(page, kind);
-    await viaApi(page, kind, n - have, have);
+    await viaApi(page, kind, n - have, have, saveMs);
   }
   await page.evaluate(() => window.gridsync.flush());
   const workMs = Date.now() - w0;
@@ -162,8 +190,9 @@ async function day(browser, server, profile) {
   const out = {
     bench: 'day_of_work', profile: profile.name, cpu_rate: profile.cpu,
     ...(profile.net ? { net: profile.net } : { net: 'unthrottled' }), mode, driven_by: driven,
-    households_in_grid: HOUSEHOLDS, made, waiting_before_sync: waiting,
+    households_in_grid: HOUSEHOLDS, earlier_visits_on_phone: HISTORY, made, waiting_before_sync: waiting,
     work_ms: workMs,
+    save_ms_measures: mode === 'ui' ? 'tap on save until the saved screen shows (API fallback: create + IndexedDB write)' : 'create + IndexedDB write',
     save_ms_median: {
       visit: saveMs.visit.length ? stats(saveMs.visit).median : null,
       case: saveMs.case.length ? stats(saveMs.case).median : null,
@@ -172,7 +201,7 @@ async function day(browser, server, profile) {
     online_to_all_acknowledged_ms: syncMs, refused_by_server: refused.length,
     server_entries_added: head1 - head0,
     sync_requests: syncReqs.length, sync_traffic: traffic(syncReqs),
-    api_traffic: traffic(api), first_sync_request_after_online_ms: first,
+    api_traffic: traffic(api), first_sync_request_after_online_ms: first, load_avg: load(),
     ...common,
   };
   console.log(JSON.stringify(out));

@@ -2,6 +2,7 @@
 // phone, weak network" profile applied over the DevTools protocol, and the
 // network figures read from the same protocol session.
 import { execFileSync } from 'node:child_process';
+import os from 'node:os';
 import { root } from './harness.mjs';
 
 /**
@@ -42,6 +43,12 @@ export async function throttler(context, page) {
   cdp.on('Network.requestWillBeSent', (e) => {
     const body = (e.request.postDataEntries || []).reduce((n, p) => n + (p.bytes ? Buffer.from(p.bytes, 'base64').length : 0), 0);
     requests.set(e.requestId, { url: e.request.url, method: e.request.method, start: e.timestamp, wallMs: e.wallTime * 1000, upBytes: body, fromSW: false });
+  });
+  // The body as sent (Content-Length), where the body itself was not reported.
+  cdp.on('Network.requestWillBeSentExtraInfo', (e) => {
+    const r = requests.get(e.requestId);
+    const len = Number(e.headers['Content-Length'] || e.headers['content-length'] || 0);
+    if (r && len > r.upBytes) r.upBytes = len;
   });
   cdp.on('Network.responseReceived', (e) => {
     const r = requests.get(e.requestId);
@@ -103,8 +110,12 @@ export function traffic(reqs, filter = () => true) {
   };
 }
 
-/** The commit measured, with a mark when the working tree has changes to the app. */
+/**
+ * The commit measured, with a mark when the working tree has changes to the
+ * app; when the app is served from a copy (GRIDSYNC_E2E_APP_DIR), that copy is named.
+ */
 export function measuredCommit() {
+  if (process.env.GRIDSYNC_E2E_APP_DIR) return `app copy in ${process.env.GRIDSYNC_E2E_APP_DIR}`;
   try {
     const head = execFileSync('git', ['-C', root, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
     const dirty = execFileSync('git', ['-C', root, 'status', '--porcelain', '--', 'web', 'client-wasm', 'shared', 'server'], { encoding: 'utf8' }).trim();
@@ -118,6 +129,11 @@ export function measuredCommit() {
 export function serverBuild() {
   const bin = process.env.GRIDSYNC_SERVER_BIN || '';
   return bin.includes('/release/') ? 'release' : bin ? bin : 'debug';
+}
+
+/** The machine's 1-minute load average when a figure was taken (2 cores here: above 2, others were running). */
+export function load() {
+  return Math.round(os.loadavg()[0] * 10) / 10;
 }
 
 /** Median, min, max of numbers. */
