@@ -25,7 +25,11 @@ after(async () => {
 async function docShot(page, name, scrollTo) {
   await page.evaluate((testid) => {
     window.scrollTo(0, 0);
-    if (testid) document.querySelector(`[data-testid=${testid}]`).scrollIntoView();
+    if (testid) {
+      // Just below the sticky status bar.
+      const top = document.querySelector(`[data-testid=${testid}]`).getBoundingClientRect().top;
+      window.scrollTo(0, top - document.getElementById('status').offsetHeight - 8);
+    }
     document.querySelector('.toast')?.remove();
   }, scrollTo);
   await shot(page, name);
