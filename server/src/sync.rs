@@ -14,9 +14,10 @@ use gridsync_shared::protocol::{
     DocBody, DocUpdate, MAX_CHANGE_BYTES, MAX_PUSH_DOCS, PAGE_BYTES_RANGE, PushOutcome, PushResult, SyncRequest,
     SyncResponse,
 };
-use gridsync_shared::records::{Record, RecordKind};
+use gridsync_shared::records::{Record, RecordKind, read_record};
 use gridsync_shared::rules::{
-    PushVerdict, RejectReason, Rejection, check_new_id, check_push, check_reference, references,
+    PushVerdict, RejectReason, Rejection, check_assignee, check_new_id, check_push, check_reference, new_assignees,
+    references,
 };
 use gridsync_shared::{Author, DeviceId, DocId, TerritoryPath};
 use serde::{Deserialize, Serialize};
@@ -218,6 +219,7 @@ fn push_one(
         PushVerdict::Duplicate => Ok(PushOutcome::Duplicate),
         PushVerdict::Accept { merged, record } => {
             check_references_in_store(store, &record, author, push.doc, stored.is_some())?;
+            check_assignees_in_store(store, current.as_ref(), &record)?;
             store.commit_doc(
                 DocWrite {
                     doc: push.doc,
@@ -252,6 +254,26 @@ fn check_references_in_store(
         }
         let found = store.load_doc(rid)?;
         check_reference(rid, kind, found.as_ref().map(|d| (d.kind, &d.grid)), author)?;
+    }
+    Ok(())
+}
+
+/// Checks each assignee a push newly names on a case (交办) against the
+/// store, with the shared rule: an existing, enabled person whose territory
+/// holds the case's grid (a phone offline cannot know that).
+fn check_assignees_in_store(
+    store: &dyn Store,
+    current: Option<&automerge::Automerge>,
+    record: &Record,
+) -> Result<(), Failure> {
+    if new_assignees(None, record).is_empty() {
+        return Ok(());
+    }
+    let old = current.map(read_record).transpose().map_err(Rejection::from)?;
+    for person in new_assignees(old.as_ref(), record) {
+        let found = store.person(person)?;
+        let enabled = found.is_some() && store.person_disabled_at(person)?.is_none();
+        check_assignee(person, found.as_ref().map(|p| (&p.territory, enabled)), &record.meta().grid)?;
     }
     Ok(())
 }

@@ -6,11 +6,11 @@
 //! both valid and settle on the furthest step, while a phone that moves a case
 //! backwards without a reopen is refused.
 
-use crate::ids::DocId;
+use crate::ids::{DocId, PersonId};
 use crate::records::{META_KEYS, Record, RecordError, RecordKind, RecordMeta, read_record};
 use crate::roles::Author;
 use crate::territory::TerritoryPath;
-use crate::workflow::{Standing, StatusEntry, StatusMove, standing};
+use crate::workflow::{CaseStatus, Standing, StatusEntry, StatusMove, standing};
 use automerge::{ActorId, Automerge, Change, ChangeHash, ROOT, ReadDoc, Value};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
@@ -297,6 +297,16 @@ fn check_entries(old: Option<&Record>, new: &Record, author: &Author) -> Checked
 
 /// Checks one status move against where the case stood for its writer.
 fn check_move(at: Standing, entry: &StatusEntry, author: &Author) -> Checked<()> {
+    let assigns = entry.kind == StatusMove::Advance && entry.to == CaseStatus::Assigned;
+    match (assigns, entry.assignee) {
+        (true, None) => {
+            return Err(Rejection::new(RejectReason::InvalidRecord, "交办 (a move to assigned) names its assignee"));
+        }
+        (false, Some(_)) if entry.to != CaseStatus::Assigned => {
+            return Err(Rejection::new(RejectReason::InvalidRecord, "only a move to assigned names an assignee"));
+        }
+        _ => {}
+    }
     match entry.kind {
         StatusMove::Advance => {
             if entry.epoch != at.epoch || entry.to <= at.status {
@@ -495,6 +505,37 @@ pub fn check_reference(
         Some((_, grid)) if !author.covers(grid) => Err(Rejection::new(
             RejectReason::OutsideTerritory,
             format!("the referenced {} {id} is in grid {grid}, outside {}", kind.as_str(), author.territory),
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
+/// The assignments (交办) a push adds to a case: each new status entry that
+/// names an assignee, with that assignee. `old` is the case before the push
+/// (`None` for a new record). The server checks each one with [`check_assignee`].
+pub fn new_assignees(old: Option<&Record>, new: &Record) -> Vec<PersonId> {
+    let Record::Case(case) = new else { return Vec::new() };
+    let had: HashSet<uuid::Uuid> = match old {
+        Some(Record::Case(c)) => c.status_log.iter().map(|e| e.id).collect(),
+        _ => HashSet::new(),
+    };
+    case.status_log.iter().filter(|e| !had.contains(&e.id)).filter_map(|e| e.assignee).collect()
+}
+
+/// Checks the assignee of a case assigned (交办) in `grid`: a person the
+/// checker knows (`found`: their territory and whether they are enabled),
+/// enabled, whose territory holds the case's grid. Only the server can
+/// know this; a phone offline checks only that an assignee is named.
+pub fn check_assignee(assignee: PersonId, found: Option<(&TerritoryPath, bool)>, grid: &TerritoryPath) -> Checked<()> {
+    match found {
+        None => Err(Rejection::new(RejectReason::InvalidRecord, format!("the assignee {assignee} does not exist"))),
+        Some((_, false)) => Err(Rejection::new(
+            RejectReason::InvalidRecord,
+            format!("the assignee {assignee} is disabled and cannot take a case"),
+        )),
+        Some((territory, true)) if !territory.contains(grid) => Err(Rejection::new(
+            RejectReason::OutsideTerritory,
+            format!("the assignee {assignee} works in {territory}, which does not hold grid {grid}"),
         )),
         Some(_) => Ok(()),
     }

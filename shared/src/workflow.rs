@@ -117,6 +117,11 @@ pub struct StatusEntry {
     pub at: i64,
     /// Why (required for a reopen).
     pub reason: Option<String>,
+    /// Who the case is handed to (交办): required on an advance to
+    /// [`CaseStatus::Assigned`], absent on every other move. Entries written
+    /// before assignees existed have none.
+    #[serde(default)]
+    pub assignee: Option<PersonId>,
 }
 
 /// A case's current place in the workflow, computed from its log.
@@ -144,6 +149,16 @@ pub fn standing(log: &[StatusEntry]) -> Standing {
     Standing { status, epoch }
 }
 
+/// Who a case is assigned to (交办): the assignee of its latest assignment
+/// (by epoch, time, then id), while the case stands at assigned or later; none
+/// before it was assigned, or after a reopen took it back before assigned.
+pub fn assignee(log: &[StatusEntry]) -> Option<PersonId> {
+    if standing(log).status < CaseStatus::Assigned {
+        return None;
+    }
+    log.iter().filter(|e| e.assignee.is_some()).max_by_key(|e| (e.epoch, e.at, e.id)).and_then(|e| e.assignee)
+}
+
 /// The steps `role` may move a case to from where it stands: forward moves,
 /// and (for reviewers) the earlier steps a reopen may go back to.
 pub fn possible_moves(at: Standing, role: crate::roles::Role) -> Vec<(StatusMove, CaseStatus)> {
@@ -157,7 +172,7 @@ mod tests {
     use super::*;
 
     fn entry(kind: StatusMove, to: CaseStatus, epoch: u32) -> StatusEntry {
-        StatusEntry { id: Uuid::nil(), kind, to, epoch, by: PersonId(Uuid::nil()), at: 0, reason: None }
+        StatusEntry { id: Uuid::nil(), kind, to, epoch, by: PersonId(Uuid::nil()), at: 0, reason: None, assignee: None }
     }
 
     #[test]

@@ -257,6 +257,9 @@ const KEYS: &[&str] = &[
     "kept",
     "name",
     "relation",
+    "voids",
+    "members_by_id",
+    "assignee",
     "salary",
     "",
 ];
@@ -365,6 +368,8 @@ fn apply_edit(e: &mut Editor<'_>, edit: &Edit) -> bool {
     let result = match (edit, e.record()) {
         (_, Err(_)) => return false,
         (Edit::FollowUp(note, s), _) => e.add_follow_up(note, s.map(satisfaction)),
+        // 交办 names an assignee: here the creator, who works in the grid.
+        (Edit::Advance(to), _) if status(*to) == CaseStatus::Assigned => e.assign_case(creator().author.person),
         (Edit::Advance(to), _) => e.advance_case(status(*to)),
         (Edit::Reopen(to, reason), _) => e.reopen_case(status(*to), reason),
         (Edit::Outcome(kept), _) => e.record_promise_outcome(*kept, "回访"),
@@ -839,6 +844,7 @@ fn entries(r: &Record) -> HashMap<(&'static str, Uuid), String> {
         Record::Promise(p) => out.extend(p.outcomes.iter().map(|o| (("outcomes", o.id), format!("{o:?}")))),
         _ => {}
     }
+    out.extend(r.voids().iter().map(|v| (("voids", v.id), format!("{v:?}"))));
     out
 }
 
@@ -854,6 +860,9 @@ fn entry_authors(r: &Record) -> Vec<((&'static str, Uuid), PersonId)> {
         Record::Promise(p) => p.outcomes.iter().map(|o| (("outcomes", o.id), o.by)).collect(),
         _ => Vec::new(),
     }
+    .into_iter()
+    .chain(r.voids().iter().map(|v| (("voids", v.id), v.by)))
+    .collect()
 }
 
 fn same_fields(a: &Record, b: &Record) -> bool {

@@ -410,3 +410,23 @@ fn saving_a_household_form_again_does_not_add_its_members_twice() {
     Editor::new(&mut doc, &staff(), 3).update_household(&fields).expect("a form without members");
     assert_eq!(members_of(&doc).len(), 1, "members are removed only one by one");
 }
+
+#[test]
+fn assigning_a_case_names_the_assignee_and_a_move_to_assigned_without_one_is_refused() {
+    let (_, mut doc) =
+        new_record(ActorId::random(), &staff(), &grid(), 1, [14; 10], &NewRecord::Case(a_case())).expect("create");
+    let sup = supervisor_over("xg/xn/sh");
+    let err = Editor::new(&mut doc, &sup, 2).advance_case(CaseStatus::Assigned).expect_err("no assignee");
+    assert!(err.to_string().contains("invalid_record"), "{err}");
+    Editor::new(&mut doc, &sup, 3).assign_case(staff().person).expect("assign");
+    let Record::Case(c) = read_record(&doc).expect("read") else { panic!() };
+    assert_eq!((c.standing().status, c.assignee()), (CaseStatus::Assigned, Some(staff().person)));
+    assert_eq!(c.status_log[0].assignee, Some(staff().person));
+    // Reopened back before assigned: nobody holds it until it is assigned again.
+    Editor::new(&mut doc, &sup, 4).reopen_case(CaseStatus::Accepted, "需重新交办").expect("reopen");
+    let Record::Case(c) = read_record(&doc).expect("read") else { panic!() };
+    assert_eq!(c.assignee(), None);
+    Editor::new(&mut doc, &sup, 5).assign_case(other_staff().person).expect("assign again");
+    let Record::Case(c) = read_record(&doc).expect("read") else { panic!() };
+    assert_eq!(c.assignee(), Some(other_staff().person));
+}

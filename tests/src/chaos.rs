@@ -11,7 +11,7 @@ use gridsync_shared::records::{
     CaseFields, CaseKind, NewRecord, PromiseFields, Satisfaction, VisitFields, VisitKind, read_record,
 };
 use gridsync_shared::rules::Rejection;
-use gridsync_shared::workflow::{StatusMove, possible_moves};
+use gridsync_shared::workflow::{CaseStatus, StatusMove, possible_moves};
 use gridsync_shared::{DocId, Record, Role, TerritoryPath};
 use rand::Rng;
 use rand::seq::IndexedRandom;
@@ -245,6 +245,13 @@ impl Worker {
         let to = if rng.random_bool(0.3) { moves.choose(rng).map_or(to, |(_, s)| *s) } else { to };
         let result = if back {
             self.phone.edit(case, |e| e.reopen_case(to, "核查未通过，重新办理"))
+        } else if to == CaseStatus::Assigned {
+            // 交办 names an assignee: here the mover themselves.
+            let me = self.phone.replica.identity().map(|i| i.person);
+            self.phone.edit(case, |e| match me {
+                Some(me) => e.assign_case(me),
+                None => e.advance_case(to),
+            })
         } else {
             self.phone.edit(case, |e| e.advance_case(to))
         };

@@ -354,9 +354,19 @@ impl Phone {
         self.edit(case, |e| e.add_follow_up(note, Some(Satisfaction::Satisfied))).expect("follow-up");
     }
 
-    /// Moves a case forward, offline.
+    /// Moves a case forward, offline; a move to assigned (交办) assigns it to
+    /// this phone's own person (use [`Phone::assign`] to name someone else).
     pub fn advance(&mut self, case: DocId, to: CaseStatus) -> Result<(), ReplicaError> {
+        if to == CaseStatus::Assigned {
+            let me = self.replica.identity().ok_or(ReplicaError::NotSignedIn)?.person;
+            return self.assign(case, me);
+        }
         self.edit(case, |e| e.advance_case(to)).map(|_| ())
+    }
+
+    /// Assigns a case (交办) to `assignee`, offline.
+    pub fn assign(&mut self, case: DocId, assignee: gridsync_shared::PersonId) -> Result<(), ReplicaError> {
+        self.edit(case, |e| e.assign_case(assignee)).map(|_| ())
     }
 }
 

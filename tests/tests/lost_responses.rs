@@ -94,6 +94,7 @@ fn create(phone: &mut Phone, grid: &TerritoryPath, kind: RecordKind, n: usize) -
 fn apply(phone: &mut Phone, id: DocId, edit: Edit, n: usize) -> String {
     let mark = format!("第{n}次修改");
     let m = mark.clone();
+    let me = phone.replica.identity().expect("signed in").person;
     phone
         .edit(id, move |e| {
             let record = e.record()?;
@@ -131,7 +132,7 @@ fn apply(phone: &mut Phone, id: DocId, edit: Edit, n: usize) -> String {
                 },
                 (Edit::CaseReopen, Record::Case(c)) => {
                     if c.standing().status <= CaseStatus::Accepted {
-                        e.advance_case(CaseStatus::Assigned)
+                        e.assign_case(me)
                     } else {
                         e.reopen_case(CaseStatus::Accepted, &m)
                     }

@@ -97,3 +97,47 @@ async fn a_household_and_a_visit_naming_it_made_offline_go_up_together_even_when
     assert!(reports.iter().all(|r| r.rejected.is_empty()), "{reports:?}");
     assert!(server.document(home).is_some() && server.document(visit).is_some());
 }
+
+#[tokio::test]
+async fn a_case_is_assigned_only_to_an_enabled_person_whose_territory_holds_its_grid() {
+    use gridsync_shared::records::Record;
+    use gridsync_shared::workflow::CaseStatus;
+    let server = TestServer::start().await;
+    let grid = server.grid("g1");
+    let elsewhere = server.grid("g2");
+    let mut staff = server.phone_in(&grid).await;
+    let mut supervisor = server.supervisor_phone(&grid.parent().expect("community")).await;
+    let person = |username: &str| server.store().person_by_username(username).expect("store").expect("person").id;
+    let colleague = person(&server.person(gridsync_shared::Role::FieldStaff, &grid));
+    let other_grid = person(&server.person(gridsync_shared::Role::FieldStaff, &elsewhere));
+    let gone = person(&server.person(gridsync_shared::Role::FieldStaff, &grid));
+    server.store().set_person_disabled(gone, Some(1)).expect("disable");
+    let nobody = gridsync_shared::PersonId(uuid::Uuid::new_v4());
+    let case = staff.report_case("楼道堆放杂物");
+    staff.sync().await.expect("sync");
+    supervisor.sync().await.expect("sync");
+
+    let refused = supervisor.edit(case, |e| e.advance_case(CaseStatus::Assigned));
+    assert!(refused.is_err(), "交办 without an assignee is refused on the phone already");
+    for (assignee, reason) in [
+        (other_grid, RejectReason::OutsideTerritory),
+        (nobody, RejectReason::InvalidRecord),
+        (gone, RejectReason::InvalidRecord),
+    ] {
+        supervisor.assign(case, assignee).expect("the phone cannot know");
+        let reports = supervisor.sync().await.expect("sync");
+        let refused: Vec<_> = reports.iter().flat_map(|r| r.rejected.iter()).collect();
+        assert_eq!(refused.len(), 1, "{assignee}: {refused:?}");
+        assert_eq!(refused[0].1.reason, reason, "{assignee}: {}", refused[0].1.detail);
+        let Some(Record::Case(c)) = supervisor.replica.record(case) else { panic!("case") };
+        assert_eq!((c.standing().status, c.assignee()), (CaseStatus::Reported, None), "taken back");
+    }
+    supervisor.assign(case, colleague).expect("assign");
+    supervisor.sync().await.expect("sync");
+    staff.sync().await.expect("sync");
+    let server_case = gridsync_shared::records::read_record(&server.document(case).expect("doc")).expect("read");
+    let Record::Case(c) = server_case else { panic!("case") };
+    assert_eq!((c.standing().status, c.assignee()), (CaseStatus::Assigned, Some(colleague)));
+    let Some(Record::Case(c)) = staff.replica.record(case) else { panic!("case") };
+    assert_eq!(c.assignee(), Some(colleague), "the grid's phones see who it was handed to");
+}

@@ -8,7 +8,7 @@ use gridsync_shared::records::{
     CaseFields, FieldConflict, FieldValue, HouseholdFields, Member, NewRecord, PromiseFields, Satisfaction, VisitFields,
 };
 use gridsync_shared::workflow::{CaseStatus, StatusMove, possible_moves};
-use gridsync_shared::{DocId, Record, TerritoryPath};
+use gridsync_shared::{DocId, PersonId, Record, TerritoryPath};
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
@@ -20,6 +20,8 @@ struct Listed<'a> {
     /// For cases: the current step and its Chinese name.
     status: Option<&'static str>,
     status_name: Option<&'static str>,
+    /// For cases: who the case is assigned to (交办), a person id, or `null`.
+    assignee: Option<String>,
     /// `null`, or who voided the record (作废), when and why.
     voided: Option<Voided<'a>>,
     /// Single-valued fields changed by two people at once: `[{field, values}]`,
@@ -50,6 +52,10 @@ fn listed(id: DocId, record: &Record) -> Listed<'_> {
         summary: summarize(record),
         status: standing.map(CaseStatus::as_str),
         status_name: standing.map(CaseStatus::name_zh),
+        assignee: match record {
+            Record::Case(c) => c.assignee().map(|p| p.to_string()),
+            _ => None,
+        },
         voided: record.voided().map(|v| Voided { by: v.by.to_string(), at: v.at, reason: &v.reason }),
         conflicts: record.conflicts(),
         record,
@@ -171,6 +177,8 @@ impl Phone {
             kind: &'static str,
             to: &'static str,
             name: &'static str,
+            /// True for 交办: `moveCase` must name the assignee.
+            needs_assignee: bool,
         }
         let id = parse_id(id)?;
         let Some(Record::Case(case)) = self.replica.record(id) else { return Err(JsError::new("not a case")) };
@@ -181,17 +189,30 @@ impl Phone {
                 kind: if kind == StatusMove::Advance { "advance" } else { "reopen" },
                 to: to.as_str(),
                 name: to.name_zh(),
+                needs_assignee: kind == StatusMove::Advance && to == CaseStatus::Assigned,
             })
             .collect();
         to_js(&moves)
     }
 
-    /// Moves a case forward to `to`.
+    /// Moves a case forward to `to`; the move to `assigned` (交办) names the
+    /// person it is handed to (`assignee`, a person id from the directory).
     #[wasm_bindgen(js_name = moveCase)]
-    pub fn move_case(&mut self, id: &str, to: &str, now: f64) -> Result<(), JsError> {
+    pub fn move_case(&mut self, id: &str, to: &str, now: f64, assignee: Option<String>) -> Result<(), JsError> {
         let id = parse_id(id)?;
         let to: CaseStatus = to.parse().map_err(|e: String| JsError::new(&e))?;
-        self.journaled(id, |r| r.edit(id, now as i64, |e| e.advance_case(to))).map(|_| ())
+        let assignee = assignee
+            .filter(|a| !a.is_empty())
+            .map(|a| a.parse::<PersonId>().map_err(|_| JsError::new("not a person id")))
+            .transpose()?;
+        match (to, assignee) {
+            (CaseStatus::Assigned, Some(person)) => {
+                self.journaled(id, |r| r.edit(id, now as i64, |e| e.assign_case(person))).map(|_| ())
+            }
+            (CaseStatus::Assigned, None) => Err(JsError::new("交办需要选择承办人")),
+            (_, Some(_)) => Err(JsError::new("only 交办 names an assignee")),
+            (_, None) => self.journaled(id, |r| r.edit(id, now as i64, |e| e.advance_case(to))).map(|_| ()),
+        }
     }
 
     /// Reopens a case back to `to`, with a reason.

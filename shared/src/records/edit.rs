@@ -224,14 +224,22 @@ impl<'a> Editor<'a> {
         })
     }
 
-    /// Moves a case forward to `to` (which must be further than where it stands).
+    /// Moves a case forward to `to` (which must be further than where it
+    /// stands). A move to assigned (交办) names its assignee: [`Self::assign_case`].
     pub fn advance_case(&mut self, to: CaseStatus) -> Result<Option<ChangeHash>, EditError> {
-        self.status_entry(StatusMove::Advance, to, None)
+        self.status_entry(StatusMove::Advance, to, None, None)
+    }
+
+    /// Moves a case forward to assigned (交办), handing it to `assignee`. The
+    /// phone knows only that someone is named; the server checks that the
+    /// person exists, is enabled and works where the case is.
+    pub fn assign_case(&mut self, assignee: PersonId) -> Result<Option<ChangeHash>, EditError> {
+        self.status_entry(StatusMove::Advance, CaseStatus::Assigned, None, Some(assignee))
     }
 
     /// Reopens a case back to `to`, with a reason; recorded, never silent.
     pub fn reopen_case(&mut self, to: CaseStatus, reason: &str) -> Result<Option<ChangeHash>, EditError> {
-        self.status_entry(StatusMove::Reopen, to, Some(reason))
+        self.status_entry(StatusMove::Reopen, to, Some(reason), None)
     }
 
     fn status_entry(
@@ -239,6 +247,7 @@ impl<'a> Editor<'a> {
         kind: StatusMove,
         to: CaseStatus,
         reason: Option<&str>,
+        assignee: Option<PersonId>,
     ) -> Result<Option<ChangeHash>, EditError> {
         let (by, at) = (self.author.person, self.now);
         self.change(|tx, r| {
@@ -247,7 +256,7 @@ impl<'a> Editor<'a> {
             };
             let epoch = case.standing().epoch + u32::from(kind == StatusMove::Reopen);
             let reason = reason.map(str::to_string);
-            append_status_entry(tx, &StatusEntry { id: Uuid::new_v4(), kind, to, epoch, by, at, reason })
+            append_status_entry(tx, &StatusEntry { id: Uuid::new_v4(), kind, to, epoch, by, at, reason, assignee })
         })
     }
 
@@ -306,6 +315,9 @@ pub(super) fn append_status_entry(tx: &mut Transaction<'_>, e: &StatusEntry) -> 
     tx.put(&entry, "at", ScalarValue::Timestamp(e.at))?;
     if let Some(reason) = &e.reason {
         tx.put(&entry, "reason", reason.as_str())?;
+    }
+    if let Some(assignee) = &e.assignee {
+        tx.put(&entry, "assignee", assignee.to_string())?;
     }
     Ok(())
 }

@@ -381,6 +381,11 @@ impl Case {
     pub fn standing(&self) -> Standing {
         standing(&self.status_log)
     }
+
+    /// Who the case is assigned to (交办), see [`crate::workflow::assignee`].
+    pub fn assignee(&self) -> Option<PersonId> {
+        crate::workflow::assignee(&self.status_log)
+    }
 }
 
 /// A promise record, with its recorded outcomes.

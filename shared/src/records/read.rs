@@ -438,7 +438,7 @@ fn read(root: Obj<'_>) -> R<Record> {
                     due_at: root.opt_i64("due_at")?,
                 },
                 status_log: root.maps("status_log", |e| {
-                    e.only_keys(&["id", "kind", "to", "epoch", "by", "at", "reason"])?;
+                    e.only_keys(&["id", "kind", "to", "epoch", "by", "at", "reason", "assignee"])?;
                     let epoch = e.i64("epoch")?;
                     Ok(StatusEntry {
                         id: e.uuid("id")?,
@@ -454,6 +454,7 @@ fn read(root: Obj<'_>) -> R<Record> {
                         by: e.person("by")?,
                         at: e.i64("at")?,
                         reason: e.opt_str("reason", limits::SHORT_CHARS * 5)?,
+                        assignee: e.parsed::<Uuid>("assignee")?.map(PersonId),
                     })
                 })?,
                 follow_ups: root.maps("follow_ups", |f| {
