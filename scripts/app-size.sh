@@ -13,8 +13,8 @@ budget=${WASM_BR_BUDGET:-430000}
 [ -f "$wasm" ] || { echo "no $wasm: run scripts/build-wasm.sh first" >&2; exit 1; }
 for f in "$wasm.gz" "$wasm.br"; do
   [ -f "$f" ] || { echo "no $f: run scripts/build-wasm.sh first" >&2; exit 1; }
-  if [ "$wasm" -nt "$f" ]; then echo "note: $f is older than $wasm (a build in progress?)" >&2; fi
 done
+gzip -dc "$wasm.gz" | cmp -s - "$wasm" || echo "note: $wasm.gz is not $wasm compressed (a build in progress?): sizes may not match" >&2
 size() { wc -c < "$1" | tr -d ' '; }
 shell_raw=0; shell_gz=0
 while IFS= read -r -d '' f; do

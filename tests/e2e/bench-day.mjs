@@ -239,7 +239,10 @@ try {
   }));
   await check.context.close();
   const madeAll = { visits: 0, cases: 0, promises: 0 };
-  for (const r of Object.values(results)) for (const k of Object.keys(madeAll)) madeAll[k] += r.made[k];
+  for (const r of Object.values(results)) {
+    for (const k of Object.keys(madeAll)) madeAll[k] += r.made[k];
+    madeAll.visits += r.earlier_visits_on_phone;
+  }
   const serverHasAll = Object.keys(madeAll).every((k) => held[k] === madeAll[k]);
   if (!serverHasAll) console.error(`warning: the server holds ${JSON.stringify(held)}, the phones made ${JSON.stringify(madeAll)}`);
   const phone = results.phone;
@@ -248,7 +251,7 @@ try {
     desktop_sync_ms: results.desktop?.online_to_all_acknowledged_ms ?? null,
     phone_sync_ms: phone?.online_to_all_acknowledged_ms ?? null,
     phone_target_met: phone ? phone.online_to_all_acknowledged_ms < 10_000 : null,
-    server_holds: held, phones_made: madeAll, server_has_everything: serverHasAll,
+    server_holds: held, phones_made_with_earlier_visits: madeAll, server_has_everything: serverHasAll,
     ...common,
   }));
 } finally {
