@@ -161,8 +161,9 @@ async function day(browser, server, profile) {
   const saveMs = { visit: [], case: [], promise: [] };
   const w0 = Date.now();
   if (mode === 'ui') await viaUi(page, driven, saveMs);
-  for (const [kind, n] of [['visit_log', DAY.visits], ['case', DAY.cases], ['promise', DAY.promises]]) {
+  for (const [kind, n, key] of [['visit_log', DAY.visits, 'visits'], ['case', DAY.cases, 'cases'], ['promise', DAY.promises, 'promises']]) {
     const have = await count(page, kind);
+    if (mode === 'ui' && n > have && driven[key] === 'ui') driven[key] = `ui for ${have}, api for ${n - have}`;
     await viaApi(page, kind, n - have, have, saveMs);
   }
   await page.evaluate(() => window.gridsync.flush());
