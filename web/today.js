@@ -211,6 +211,19 @@ function promisesSection(promises, showGrid) {
 }
 
 /** Today's visits by me, short; the way into 民情日记. */
+/**
+ * My visits of today, parsing only today's visit logs (the phone knows every
+ * visit's time without parsing it): 今日 opens fast with years of visits.
+ */
+function todaysVisits() {
+  const today = new Date().setHours(0, 0, 0, 0);
+  return S.phone
+    .visitTimes()
+    .filter(([, at]) => at >= today && at < today + DAY)
+    .map(([vid]) => S.phone.record(vid))
+    .filter((v) => v && live(v) && isMine(v.record.meta.creator));
+}
+
 function diarySection(visits) {
   const today = new Date().setHours(0, 0, 0, 0);
   const mine = visits.filter((v) => v.record.fields.visited_at >= today && v.record.fields.visited_at < today + DAY);
@@ -254,7 +267,7 @@ export function todayView(params) {
     const handed = new Set(assigned.map((l) => l.id));
     const mine = open.filter((l) => isMine(l.record.meta.creator) && !handed.has(l.id)).sort(byUrgency);
     const overdue = [...assigned, ...mine].filter(isOverdue).length;
-    const myVisits = records('visit_log').filter(live).filter((v) => isMine(v.record.meta.creator));
+    const myVisits = todaysVisits();
     return h(
       'section.today',
       { testid: 'today', 'data-role': id.role },
@@ -271,7 +284,7 @@ export function todayView(params) {
   // A supervisor or administrator: the cases in their territory that need someone to act.
   const awaiting = open.filter((l) => l.status === 'reported').sort((a, b) => a.record.meta.created_at - b.record.meta.created_at);
   const overdue = open.filter((l) => isOverdue(l) && l.status !== 'reported').sort(byUrgency);
-  const myVisits = records('visit_log').filter(live).filter((v) => isMine(v.record.meta.creator));
+  const myVisits = todaysVisits();
   return h(
     'section.today',
     { testid: 'today', 'data-role': id.role },

@@ -397,6 +397,18 @@ impl<S: Storage> Replica<S> {
             .filter_map(|(id, d)| d.record().map(|r| (*id, r)))
     }
 
+    /// Every visit log's id and visit time (Unix ms), from what the phone
+    /// knows without parsing the documents: day views parse only their day's.
+    pub fn visit_times(&self) -> impl Iterator<Item = (DocId, i64)> + '_ {
+        self.docs.iter().filter_map(|(id, doc)| {
+            let h = doc.header();
+            match (h.kind, h.at) {
+                (Some(RecordKind::VisitLog), Some(at)) => Some((*id, at)),
+                _ => None,
+            }
+        })
+    }
+
     /// For each household, when it was last visited (Unix ms), from the visit
     /// logs on the phone — without parsing them.
     pub fn last_visits(&self) -> BTreeMap<DocId, i64> {

@@ -229,3 +229,23 @@ fn a_chosen_id_must_be_a_uuid_v7_and_a_repeat_must_be_the_same_kind() {
     assert!(r.create_with_id(id, None, 2, &case).is_err(), "a visit log cannot become a case");
     assert_eq!(r.records().count(), 1);
 }
+
+#[test]
+fn visit_times_list_every_visit_log_with_its_time_without_parsing_after_reopening() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (a, b) = {
+        let mut r = phone(FileStorage::open(dir.path()).expect("files"));
+        let at = |t: i64, notes: &str| {
+            NewRecord::VisitLog(VisitFields { visited_at: t, notes: notes.into(), ..Default::default() })
+        };
+        let a = r.create(None, 10, &at(1_000, "上午走访")).expect("create");
+        let b = r.create(None, 10, &at(2_000, "下午走访")).expect("create");
+        // A household beside them is not a visit (whether or not an empty one is accepted).
+        let _ = r.create(None, 10, &NewRecord::Household(Default::default()));
+        (a, b)
+    };
+    let r = Replica::open(FileStorage::open(dir.path()).expect("files")).expect("reopen");
+    let mut times: Vec<(gridsync_shared::DocId, i64)> = r.visit_times().collect();
+    times.sort_by_key(|t| t.1);
+    assert_eq!(times, vec![(a, 1_000), (b, 2_000)], "only visit logs, each with its visit time");
+}

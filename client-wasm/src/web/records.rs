@@ -82,6 +82,15 @@ impl Phone {
         to_js(&map)
     }
 
+    /// `[[visit log id, visit time (ms)], ...]` for every visit log, without
+    /// parsing them: a day's screen reads only that day's visits.
+    #[wasm_bindgen(js_name = visitTimes)]
+    pub fn visit_times(&self) -> Result<JsValue, JsError> {
+        let times: Vec<(String, f64)> =
+            self.replica.visit_times().map(|(id, at)| (id.to_string(), at as f64)).collect();
+        to_js(&times)
+    }
+
     /// One record, or null.
     pub fn record(&self, id: &str) -> Result<JsValue, JsError> {
         let id = parse_id(id)?;
