@@ -8,7 +8,6 @@ use crate::storage::{Storage, StoreOp};
 use gridsync_shared::directory::{Directory, short_id};
 use gridsync_shared::{DocId, PersonId, TerritoryPath};
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, HashSet};
 
 /// Storage key of the kept directory.
 pub(crate) const DIRECTORY_KEY: &str = "directory";
@@ -24,20 +23,17 @@ struct Stored {
     directory: Directory,
 }
 
-/// The directory in memory, with indexes for lookups by id and path.
+/// The directory in memory. Lookups go through the lists one by one: a
+/// directory holds hundreds of people, and an index would cost the phone's
+/// WebAssembly more than it saves.
 #[derive(Debug, Default)]
 pub(crate) struct KeptDirectory {
     stored: Option<Stored>,
-    people: HashMap<PersonId, usize>,
-    territories: HashMap<TerritoryPath, usize>,
 }
 
 impl KeptDirectory {
     fn new(stored: Stored) -> Self {
-        let d = &stored.directory;
-        let people = d.people.iter().enumerate().map(|(i, p)| (p.id, i)).collect();
-        let territories = d.territories.iter().enumerate().map(|(i, t)| (t.path.clone(), i)).collect();
-        Self { stored: Some(stored), people, territories }
+        Self { stored: Some(stored) }
     }
 
     /// The directory kept in storage; a damaged one is ignored (the next sync
@@ -51,7 +47,8 @@ impl KeptDirectory {
 }
 
 /// Records whose changes by others arrived, each with the time it last did
-/// (Unix ms, the phone's clock), oldest first; at most [`CHANGED_LIMIT`].
+/// (Unix ms, the phone's clock), in the order they arrived (oldest first);
+/// at most [`CHANGED_LIMIT`].
 #[derive(Debug, Default)]
 pub(crate) struct ChangeLog {
     entries: Vec<(DocId, i64)>,
@@ -70,10 +67,12 @@ impl ChangeLog {
         if ids.is_empty() {
             return;
         }
-        let fresh: HashSet<&DocId> = ids.iter().collect();
-        self.entries.retain(|(id, _)| !fresh.contains(id));
-        self.entries.extend(fresh.into_iter().map(|id| (*id, at)));
-        self.entries.sort_by_key(|&(id, at)| (at, id));
+        self.entries.retain(|(id, _)| !ids.contains(id));
+        for id in ids {
+            if !self.entries.iter().rev().take_while(|(_, t)| *t == at).any(|(e, _)| e == id) {
+                self.entries.push((*id, at));
+            }
+        }
         let excess = self.entries.len().saturating_sub(CHANGED_LIMIT);
         self.entries.drain(..excess);
         self.dirty = true;
@@ -119,8 +118,7 @@ impl<S: Storage> Replica<S> {
 
     /// A person's name from the directory, if listed.
     pub fn person_name(&self, id: PersonId) -> Option<&str> {
-        let i = *self.directory.people.get(&id)?;
-        self.directory().and_then(|d| d.people.get(i)).map(|p| p.name.as_str())
+        self.directory()?.person(id).map(|p| p.name.as_str())
     }
 
     /// A person as shown: their name, or the start of their id when the
@@ -134,8 +132,7 @@ impl<S: Storage> Replica<S> {
 
     /// A territory's name from the directory, if listed.
     pub fn territory_name(&self, path: &TerritoryPath) -> Option<&str> {
-        let i = *self.directory.territories.get(path)?;
-        self.directory().and_then(|d| d.territories.get(i)).map(|t| t.name.as_str())
+        self.directory()?.territory_name(path)
     }
 
     /// A territory as shown: its name, or its path when not listed.
@@ -159,8 +156,7 @@ impl<S: Storage> Replica<S> {
             .entries
             .iter()
             .rev()
-            .take_while(|(_, at)| *at > since)
-            .filter(|(id, _)| self.docs.contains_key(id))
+            .filter(|(id, at)| *at > since && self.docs.contains_key(id))
             .copied()
             .collect()
     }
