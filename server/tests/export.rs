@@ -557,6 +557,7 @@ fn named_items() -> Vec<SnapshotItem> {
             }),
             &|e| {
                 e.advance_case(CaseStatus::Accepted).expect("accept");
+                e.assign_case(staff().person).expect("assign");
                 e.add_follow_up("已上门调解", None).expect("follow-up");
             },
         ),
@@ -598,6 +599,8 @@ fn names_stand_beside_ids_and_voided_records_are_marked_in_csv_and_xlsx() {
     assert_eq!((kept[0]["作废原因"].as_str(), kept[0]["作废人"].as_str()), ("", ""));
     assert_eq!((cases[0]["最新跟进人"].as_str(), cases[0]["最近状态变更人"].as_str()), ("李主任", "李主任"));
     assert_eq!(promises[0]["最新结果记录人"], "李主任");
+    assert_eq!((cases[0]["承办人"].clone(), cases[0]["承办人姓名"].as_str()), (staff().person.to_string(), "王网格"));
+    assert_eq!(cases[0]["当前状态"], CaseStatus::Assigned.name_zh());
 
     // The same in the workbook.
     let (zip, _) = snapshot(Format::Xlsx, &source, false);
@@ -608,7 +611,9 @@ fn names_stand_beside_ids_and_voided_records_are_marked_in_csv_and_xlsx() {
         assert!(visits_sheet.contains(&format!("<t>{text}</t>")), "{text} in the visit logs sheet");
     }
     let cases_sheet = std::str::from_utf8(entry(&book, "xl/worksheets/sheet3.xml")).expect("UTF-8");
-    assert!(cases_sheet.contains("<t>李主任</t>") && cases_sheet.contains("<t>最新跟进人</t>"));
+    for text in ["李主任", "最新跟进人", "承办人姓名", "王网格"] {
+        assert!(cases_sheet.contains(&format!("<t>{text}</t>")), "{text} in the cases sheet");
+    }
 
     // A person the source does not know: the name column is empty beside the
     // id, and a column that stands alone shows the id.

@@ -4,7 +4,7 @@
 //! and the creator's name, and creation time (Beijing time); then come the
 //! record's own fields, flattened for people: lists joined with `；`,
 //! enumerations in Chinese, the household's head beside its id, a case's
-//! current status computed from its log, counts and the latest follow-up or
+//! current status computed from its log and its assignee (承办人), counts and the latest follow-up or
 //! outcome with who wrote it, and whether the case or promise is overdue at
 //! the snapshot's moment. Every row ends with whether the record was voided
 //! (作废), why, by whom and when: a voided record stays in the snapshot, marked.
@@ -107,7 +107,7 @@ const VISIT_LOG: [&str; 20] = [
     VOID[3],
 ];
 
-const CASE: [&str; 27] = [
+const CASE: [&str; 29] = [
     COMMON[0],
     COMMON[1],
     COMMON[2],
@@ -122,6 +122,8 @@ const CASE: [&str; 27] = [
     "来源走访",
     "办结期限",
     "当前状态",
+    "承办人",
+    "承办人姓名",
     "重新办理次数",
     "是否逾期",
     "最近状态变更时间",
@@ -267,6 +269,7 @@ fn case<'a>(c: &'a Case, as_of_ms: i64, names: &Names, cells: &mut Vec<Cell<'a>>
     let overdue = f.due_at.map(|due| due < as_of_ms && !standing.status.is_resolved());
     let last = latest(&c.follow_ups, false);
     let last_move = c.status_log.iter().max_by_key(|e| (e.at, e.id));
+    let assignee = c.assignee();
     cells.extend([
         Cell::text(f.kind.name_zh()),
         Cell::text(&f.title),
@@ -276,6 +279,8 @@ fn case<'a>(c: &'a Case, as_of_ms: i64, names: &Names, cells: &mut Vec<Cell<'a>>
         Cell::id(f.visit),
         Cell::time(f.due_at),
         Cell::text(standing.status.name_zh()),
+        Cell::id(assignee),
+        assignee.and_then(|a| names.person(a)).map_or(Cell::Empty, |n| Cell::owned(n.to_string())),
         Cell::Count(u64::from(standing.epoch)),
         Cell::yes_no(overdue),
         Cell::time(last_move.map(|e| e.at)),
