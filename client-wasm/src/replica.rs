@@ -291,18 +291,30 @@ impl<S: Storage> Replica<S> {
         let doc = self.docs.get_mut(&id).ok_or(ReplicaError::UnknownRecord(id))?.get_mut()?;
         let before = doc.get_heads();
         let result = f(&mut Editor::new(doc, &author, now))?;
-        let added: Vec<ChangeHash> = doc.get_changes(&before).iter().map(|c| c.hash()).collect();
-        for change in doc.get_changes(&before) {
+        self.edit_done(id, &before)?;
+        Ok(result)
+    }
+
+    /// The part of [`Self::edit`] after the editor ran: queues the new changes
+    /// for the server and saves the document, or takes them back if the save
+    /// fails. Not generic, so the wasm build holds it once rather than once
+    /// per kind of edit.
+    #[inline(never)]
+    fn edit_done(&mut self, id: DocId, before: &[ChangeHash]) -> Result<(), ReplicaError> {
+        let Some(doc) = self.docs.get_mut(&id) else { return Err(ReplicaError::UnknownRecord(id)) };
+        let doc = doc.get_mut()?;
+        let added: Vec<ChangeHash> = doc.get_changes(before).iter().map(|c| c.hash()).collect();
+        for change in doc.get_changes(before) {
             self.outbox_bytes.insert(change.hash(), change.raw_bytes().to_vec());
         }
         if !added.is_empty() {
             self.outbox.entry(id).or_default().extend(added.iter().copied());
             if let Err(e) = self.save_docs(&[id], false) {
-                self.forget_unsaved(id, &added, Some(&before));
+                self.forget_unsaved(id, &added, Some(before));
                 return Err(e);
             }
         }
-        Ok(result)
+        Ok(())
     }
 
     /// After a failed save, takes the unsaved changes back out of memory, so

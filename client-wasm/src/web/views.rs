@@ -3,15 +3,16 @@
 //! index (pickers, the household list) is cached per document and rebuilt only
 //! for documents whose stored bytes changed; the app keeps it across restarts.
 
-use super::{Phone, from_js, to_js};
+use super::{Phone, to_js};
 use gridsync_shared::{DocId, Record, RecordKind};
-use serde::{Deserialize, Serialize};
+use js_sys::{Array, Reflect};
+use serde::Serialize;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use wasm_bindgen::prelude::*;
 
 /// One household as lists and pickers show and search it.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize)]
 struct HouseholdRow {
     id: String,
     grid: String,
@@ -81,7 +82,37 @@ struct IndexAnswer<'a> {
 }
 
 /// The saved form of the index: `[id, fingerprint (hex), row]`.
-type SavedRow = (String, String, HouseholdRow);
+type SavedRow<'a> = (String, String, &'a HouseholdRow);
+
+/// Reads one saved entry `[id, fingerprint (hex), row]` back, or None if any
+/// part of it is missing or of the wrong type. Read by hand rather than by a
+/// serde visitor: this runs once per start and the visitor cost ~8 KB of wasm.
+fn saved_row(entry: &JsValue) -> Option<(DocId, u64, HouseholdRow)> {
+    let entry = entry.dyn_ref::<Array>()?;
+    let id = entry.get(0).as_string()?.parse::<DocId>().ok()?;
+    let fp = u64::from_str_radix(&entry.get(1).as_string()?, 16).ok()?;
+    let row = entry.get(2);
+    if !row.is_object() {
+        return None;
+    }
+    let field = |name: &str| Reflect::get(&row, &JsValue::from_str(name)).ok();
+    let text = |name: &str| field(name)?.as_string();
+    let texts = |name: &str| -> Option<Vec<String>> {
+        field(name)?.dyn_ref::<Array>()?.iter().map(|v| v.as_string()).collect()
+    };
+    let row = HouseholdRow {
+        id: text("id")?,
+        grid: text("grid")?,
+        head: text("head")?,
+        address: text("address")?,
+        phone: text("phone")?,
+        members: texts("members")?,
+        member_phones: texts("member_phones")?,
+        tags: texts("tags")?,
+        voided: field("voided")?.as_bool()?,
+    };
+    Some((id, fp, row))
+}
 
 #[wasm_bindgen]
 impl Phone {
@@ -127,21 +158,21 @@ impl Phone {
     pub fn household_index_state(&self) -> Result<JsValue, JsError> {
         INDEX.with_borrow(|index| {
             let saved: Vec<SavedRow> =
-                index.rows.iter().map(|(id, (fp, row))| (id.to_string(), format!("{fp:016x}"), row.clone())).collect();
+                index.rows.iter().map(|(id, (fp, row))| (id.to_string(), format!("{fp:016x}"), row)).collect();
             to_js(&saved)
         })
     }
 
     /// Takes in an index saved by an earlier run; rows whose document has
     /// changed since are read again at the next [`Phone::household_index`].
-    /// Malformed entries are skipped.
+    /// Anything but a list is refused; malformed entries are skipped.
     #[wasm_bindgen(js_name = seedHouseholdIndex)]
     pub fn seed_household_index(&mut self, saved: JsValue) -> Result<usize, JsError> {
-        let saved: Vec<SavedRow> = from_js(saved)?;
+        let saved =
+            saved.dyn_into::<Array>().map_err(|_| JsError::new("invalid input: the saved index is not a list"))?;
         INDEX.with_borrow_mut(|index| {
             let mut taken = 0;
-            for (id, fp, row) in saved {
-                let (Ok(id), Ok(fp)) = (id.parse::<DocId>(), u64::from_str_radix(&fp, 16)) else { continue };
+            for (id, fp, row) in saved.iter().filter_map(|entry| saved_row(&entry)) {
                 index.rows.entry(id).or_insert_with(|| {
                     taken += 1;
                     (fp, row)
