@@ -81,7 +81,12 @@ impl std::ops::Deref for Db<'_> {
 }
 
 fn engine(e: sled::Error) -> StoreError {
-    StoreError::Engine(e.to_string())
+    // An I/O error (a full disk met by sled's background flush, then
+    // returned to any later call) means the store cannot write: said as such.
+    match e {
+        sled::Error::Io(_) => StoreError::Unwritable(e.to_string()),
+        e => StoreError::Engine(e.to_string()),
+    }
 }
 
 /// A failed write: the database is poisoned until reopened.
