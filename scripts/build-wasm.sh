@@ -29,6 +29,16 @@ say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 warn() { printf '\033[1;33mwarning:\033[0m %s\n' "$*" >&2; }
 die() { printf '\033[1;31merror:\033[0m %s\n' "$*" >&2; exit 1; }
 
+# One build at a time: two runs share target/wasm and web/pkg (rm -rf, then
+# rewrite), so a second run waits here for the first to finish. The lock is
+# held on fd 9 until this script exits.
+mkdir -p "$TARGET_DIR"
+exec 9>"$TARGET_DIR/build-wasm.lock"
+if ! flock -n 9; then
+  say "another scripts/build-wasm.sh is running; waiting for its lock ($TARGET_DIR/build-wasm.lock)"
+  flock 9
+fi
+
 # rustup's cargo may not be on PATH in a fresh non-login shell.
 if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then
   export PATH="$HOME/.cargo/bin:$PATH"
