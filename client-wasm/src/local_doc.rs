@@ -8,7 +8,7 @@ use gridsync_shared::records::RecordSummary;
 use gridsync_shared::records::read_record;
 use gridsync_shared::{DocId, Record, RecordKind};
 use serde::{Deserialize, Serialize};
-use std::cell::OnceCell;
+use std::cell::{Cell, OnceCell};
 
 /// What the phone knows of a record without parsing its document: enough to
 /// pick records by kind and to find each household's last visit.
@@ -41,6 +41,9 @@ pub(crate) struct LocalDoc {
     stored: Option<Vec<u8>>,
     actor: Option<ActorId>,
     doc: OnceCell<Option<Automerge>>,
+    /// How many times the stored bytes were parsed (tests check that a
+    /// screen's query leaves the records it does not show unparsed).
+    parses: Cell<u32>,
 }
 
 fn corrupt(what: &str) -> ReplicaError {
@@ -51,20 +54,20 @@ impl LocalDoc {
     /// A document in memory.
     pub(crate) fn new(doc: Automerge) -> Self {
         let actor = Some(doc.get_actor().clone());
-        Self { header: DocHeader::of(&doc), stored: None, actor, doc: OnceCell::from(Some(doc)) }
+        Self { header: DocHeader::of(&doc), stored: None, actor, doc: OnceCell::from(Some(doc)), parses: Cell::new(0) }
     }
 
     /// A document as stored, parsed on first use with `actor` as its actor.
     pub(crate) fn stored(value: Vec<u8>, actor: Option<ActorId>) -> Result<Self, ReplicaError> {
         let (body, _) = split(&value)?;
         let header = postcard::from_bytes(body).map_err(|_| corrupt("header"))?;
-        Ok(Self { header, stored: Some(value), actor, doc: OnceCell::new() })
+        Ok(Self { header, stored: Some(value), actor, doc: OnceCell::new(), parses: Cell::new(0) })
     }
 
     /// A document received from the server, kept as bytes (a saved document
     /// and/or change chunks) with the header the server sent, parsed on first use.
     pub(crate) fn received(header: DocHeader, body: &[u8], actor: Option<ActorId>) -> Self {
-        Self { stored: Some(frame(&header, body)), header, actor, doc: OnceCell::new() }
+        Self { stored: Some(frame(&header, body)), header, actor, doc: OnceCell::new(), parses: Cell::new(0) }
     }
 
     /// True if the document is parsed in memory (else it is only bytes).
@@ -93,28 +96,40 @@ impl LocalDoc {
         true
     }
 
-    /// The header, known without parsing the document.
-    pub(crate) fn header(&self) -> &DocHeader {
-        &self.header
-    }
-
     /// The record's kind, known without parsing the document.
     pub(crate) fn kind(&self) -> Option<RecordKind> {
         self.header.kind
     }
 
+    /// The record's kind, household and time: from the header, or — for the
+    /// few documents stored without them (damaged or very old) — read from
+    /// the document, parsing it. None if it cannot be read at all.
+    pub(crate) fn summary(&self) -> Option<RecordSummary> {
+        match self.header {
+            DocHeader { kind: Some(kind), household, at: Some(at) } => Some(RecordSummary { kind, household, at }),
+            _ => self.record().map(|r| r.summary()),
+        }
+    }
+
+    /// How many times the stored bytes have been parsed.
+    pub(crate) fn parses(&self) -> u32 {
+        self.parses.get()
+    }
+
+    /// Parses the stored bytes with this phone's actor; None if damaged.
+    fn load(&self) -> Option<Automerge> {
+        let (_, bytes) = split(self.stored.as_deref()?).ok()?;
+        self.parses.set(self.parses.get().saturating_add(1));
+        let mut doc = Automerge::load(bytes).ok()?;
+        if let Some(a) = &self.actor {
+            doc.set_actor(a.clone());
+        }
+        Some(doc)
+    }
+
     /// The document, parsed now if needed; None if its stored bytes are damaged.
     pub(crate) fn get(&self) -> Option<&Automerge> {
-        self.doc
-            .get_or_init(|| {
-                let (_, bytes) = split(self.stored.as_deref()?).ok()?;
-                let mut doc = Automerge::load(bytes).ok()?;
-                if let Some(a) = &self.actor {
-                    doc.set_actor(a.clone());
-                }
-                Some(doc)
-            })
-            .as_ref()
+        self.doc.get_or_init(|| self.load()).as_ref()
     }
 
     /// Runs `f` on the document without keeping it parsed afterwards (a parsed
@@ -123,12 +138,7 @@ impl LocalDoc {
         if let Some(Some(doc)) = self.doc.get() {
             return Some(f(doc));
         }
-        let (_, bytes) = split(self.stored.as_deref()?).ok()?;
-        let mut doc = Automerge::load(bytes).ok()?;
-        if let Some(a) = &self.actor {
-            doc.set_actor(a.clone());
-        }
-        Some(f(&doc))
+        Some(f(&self.load()?))
     }
 
     /// The record as it reads now, without keeping the document parsed.

@@ -10,7 +10,9 @@ use crate::local_doc::LocalDoc;
 use crate::storage::{Storage, StorageError, StoreOp};
 use automerge::{ActorId, Automerge, ChangeHash, ReadDoc};
 use gridsync_shared::protocol::{DeviceRegistration, ProtocolError};
-use gridsync_shared::records::{EditError, Editor, NewRecord, Record, RecordKind, new_record_with_id, read_record};
+use gridsync_shared::records::{
+    EditError, Editor, NewRecord, Record, RecordKind, RecordSummary, new_record_with_id, read_record,
+};
 use gridsync_shared::rules::Rejection;
 use gridsync_shared::{Author, DocId, TerritoryPath};
 use serde::{Deserialize, Serialize};
@@ -401,38 +403,83 @@ impl<S: Storage> Replica<S> {
     }
 
     /// Every readable record of one kind (or all), by id; documents of other
-    /// kinds are not even parsed.
+    /// kinds are not even parsed (unless stored without a header).
     pub fn records_of(&self, kind: Option<RecordKind>) -> impl Iterator<Item = (DocId, Record)> + '_ {
-        self.docs
-            .iter()
-            .filter(move |(_, d)| kind.is_none() || d.kind() == kind)
-            .filter_map(|(id, d)| d.record().map(|r| (*id, r)))
+        self.summaries()
+            .filter(move |(_, _, s)| kind.is_none_or(|k| k == s.kind))
+            .filter_map(|(id, d, _)| d.record().map(|r| (id, r)))
+    }
+
+    /// Each record's id with its kind, household and time, from what the phone
+    /// knows without parsing (the few documents stored without that header
+    /// are parsed to learn it; damaged ones are left out).
+    fn summaries(&self) -> impl Iterator<Item = (DocId, &LocalDoc, RecordSummary)> + '_ {
+        self.docs.iter().filter_map(|(id, d)| d.summary().map(|s| (*id, d, s)))
     }
 
     /// Every visit log's id and visit time (Unix ms), from what the phone
     /// knows without parsing the documents: day views parse only their day's.
     pub fn visit_times(&self) -> impl Iterator<Item = (DocId, i64)> + '_ {
-        self.docs.iter().filter_map(|(id, doc)| {
-            let h = doc.header();
-            match (h.kind, h.at) {
-                (Some(RecordKind::VisitLog), Some(at)) => Some((*id, at)),
-                _ => None,
-            }
-        })
+        self.summaries().filter(|(_, _, s)| s.kind == RecordKind::VisitLog).map(|(id, _, s)| (id, s.at))
     }
 
     /// For each household, when it was last visited (Unix ms), from the visit
     /// logs on the phone — without parsing them.
     pub fn last_visits(&self) -> BTreeMap<DocId, i64> {
         let mut last = BTreeMap::new();
-        for doc in self.docs.values() {
-            let h = doc.header();
-            if let (Some(RecordKind::VisitLog), Some(household), Some(at)) = (h.kind, h.household, h.at) {
-                let e = last.entry(household).or_insert(at);
-                *e = (*e).max(at);
+        for (_, _, s) in self.summaries() {
+            if let (RecordKind::VisitLog, Some(household)) = (s.kind, s.household) {
+                let e = last.entry(household).or_insert(s.at);
+                *e = (*e).max(s.at);
             }
         }
         last
+    }
+
+    /// The records of one kind (or all) about one household, by id: only
+    /// those are parsed (a household page with thousands of visits elsewhere).
+    pub fn records_about(
+        &self,
+        household: DocId,
+        kind: Option<RecordKind>,
+    ) -> impl Iterator<Item = (DocId, Record)> + '_ {
+        self.summaries()
+            .filter(move |(_, _, s)| s.household == Some(household) && kind.is_none_or(|k| k == s.kind))
+            .filter_map(|(id, d, _)| d.record().map(|r| (id, r)))
+    }
+
+    /// The records of one kind whose time passes `keep`, oldest first (ties
+    /// by id), not yet parsed.
+    fn timed(&self, kind: RecordKind, keep: impl Fn(i64) -> bool) -> Vec<(i64, DocId, &LocalDoc)> {
+        let mut times: Vec<(i64, DocId, &LocalDoc)> =
+            self.summaries().filter(|(_, _, s)| s.kind == kind && keep(s.at)).map(|(id, d, s)| (s.at, id, d)).collect();
+        times.sort_unstable_by_key(|t| (t.0, t.1));
+        times
+    }
+
+    /// A page of records of one kind, newest first by their time (a visit
+    /// log's visit time, else creation; ties by id): the `limit` newest with a
+    /// time before `before` (any time when None), and whether older ones
+    /// remain. Only the page's records are parsed.
+    pub fn recent(&self, kind: RecordKind, before: Option<i64>, limit: usize) -> (Vec<(DocId, Record)>, bool) {
+        let times = self.timed(kind, |at| before.is_none_or(|b| at < b));
+        let more = times.len() > limit;
+        let page = times.into_iter().rev().take(limit).filter_map(|(_, id, d)| d.record().map(|r| (id, r))).collect();
+        (page, more)
+    }
+
+    /// The records of one kind whose time (as in [`Self::recent`]) falls in
+    /// `from..to` (Unix ms), oldest first: a diary's days parse only their own.
+    pub fn records_between(&self, kind: RecordKind, from: i64, to: i64) -> Vec<(DocId, Record)> {
+        let times = self.timed(kind, |at| (from..to).contains(&at));
+        times.into_iter().filter_map(|(_, id, d)| d.record().map(|r| (id, r))).collect()
+    }
+
+    /// How many times a record's stored bytes have been parsed since the app
+    /// opened (None if the phone does not hold it): shows which records a
+    /// screen's query read.
+    pub fn times_parsed(&self, id: DocId) -> Option<u32> {
+        self.docs.get(&id).map(LocalDoc::parses)
     }
 
     /// The Automerge document of a record (for comparisons and exports); it

@@ -14,7 +14,7 @@ use wasm_bindgen::prelude::*;
 
 /// A record as the app lists it.
 #[derive(Serialize)]
-struct Listed<'a> {
+pub(super) struct Listed<'a> {
     id: String,
     summary: String,
     /// For cases: the current step and its Chinese name.
@@ -38,11 +38,11 @@ struct Voided<'a> {
     reason: &'a str,
 }
 
-fn parse_id(id: &str) -> Result<DocId, JsError> {
+pub(super) fn parse_id(id: &str) -> Result<DocId, JsError> {
     id.parse().map_err(|_| JsError::new("not a record id"))
 }
 
-fn listed(id: DocId, record: &Record) -> Listed<'_> {
+pub(super) fn listed(id: DocId, record: &Record) -> Listed<'_> {
     let standing = match record {
         Record::Case(c) => Some(c.standing().status),
         _ => None,

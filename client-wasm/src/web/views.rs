@@ -3,6 +3,7 @@
 //! index (pickers, the household list) is cached per document and rebuilt only
 //! for documents whose stored bytes changed; the app keeps it across restarts.
 
+use super::records::{Listed, listed, parse_id};
 use super::{Phone, to_js};
 use gridsync_shared::{DocId, Record, RecordKind};
 use js_sys::{Array, Reflect};
@@ -114,8 +115,49 @@ fn saved_row(entry: &JsValue) -> Option<(DocId, u64, HouseholdRow)> {
     Some((id, fp, row))
 }
 
+fn parse_kind(kind: &str) -> Result<RecordKind, JsError> {
+    kind.parse().map_err(|e: String| JsError::new(&e))
+}
+
+fn listed_all<'a>(records: impl Iterator<Item = &'a (DocId, Record)>) -> Vec<Listed<'a>> {
+    records.map(|(id, r)| listed(*id, r)).collect()
+}
+
+/// What [`Phone::recent`] answers.
+#[derive(Serialize)]
+struct Page<'a> {
+    records: Vec<Listed<'a>>,
+    /// True if older records remain (ask again with `before`).
+    more: bool,
+}
+
 #[wasm_bindgen]
 impl Phone {
+    /// The records about one household (`kind`: `visit_log`, `case`,
+    /// `promise`, or all when absent), newest first, as [`Phone::records`]
+    /// lists them; only these are parsed.
+    #[wasm_bindgen(js_name = recordsOf)]
+    pub fn records_of(&self, household: &str, kind: Option<String>) -> Result<JsValue, JsError> {
+        let kind = kind.as_deref().map(parse_kind).transpose()?;
+        let all: Vec<(DocId, Record)> = self.replica.records_about(parse_id(household)?, kind).collect();
+        to_js(&listed_all(all.iter().rev()))
+    }
+
+    /// `{records, more}`: the `limit` newest records of `kind` by their time
+    /// (a visit's time, else creation) before `before` (Unix ms; any time when
+    /// absent), newest first, and whether older ones remain. Only the page is parsed.
+    pub fn recent(&self, kind: &str, limit: u32, before: Option<f64>) -> Result<JsValue, JsError> {
+        let (page, more) = self.replica.recent(parse_kind(kind)?, before.map(|b| b as i64), limit as usize);
+        to_js(&Page { records: listed_all(page.iter()), more })
+    }
+
+    /// The records of `kind` whose time (as in [`Phone::recent`]) falls in
+    /// `from..to` (Unix ms), oldest first: a diary's days parse only their own.
+    pub fn between(&self, kind: &str, from: f64, to: f64) -> Result<JsValue, JsError> {
+        let all = self.replica.records_between(parse_kind(kind)?, from as i64, to as i64);
+        to_js(&listed_all(all.iter()))
+    }
+
     /// Every household on the phone as a small row `{id, grid, head, address,
     /// phone, members, member_phones, tags, voided}`, newest first, and whether
     /// the index changed. Only households whose stored bytes changed since the
