@@ -4,11 +4,22 @@ import { clearAll, flush, openDb, persist, writesBlocked } from './db.js';
 import * as sync from './sync.js';
 import { S, explain, me, pendingRecords, territoryName, topbar } from './core.js';
 import { ROLE, ask, field, h, hhmm, toast, when } from './ui.js';
-import { householdForm, householdView, householdsView } from './households.js';
-import { visitForm, visitView, visitsView } from './visits.js';
-import { caseForm, caseView, casesView } from './cases.js';
-import { afterSync, badgeCount, diaryView, todayView } from './today.js';
-import { promisesView } from './promises.js';
+import initWasm, { Phone as WasmPhone } from './pkg/gridsync_client.js';
+
+// The WebAssembly first: index.html already started downloading and compiling
+// it (window.gsWasm) while these few modules loaded. The screens are imported
+// when first opened (lazy() below), so opening one screen loads only its modules;
+// the service worker caches every module on install, so they all work offline.
+const wasmReady = (async () => {
+  let module;
+  try {
+    module = await window.gsWasm;
+  } catch (e) {
+    console.warn('streaming compile failed, the glue fetches the WebAssembly itself:', e);
+  }
+  await initWasm(module ? { module_or_path: module } : undefined);
+  return WasmPhone;
+})();
 
 export const VERSION = '1.1.0'; // keep in step with VERSION in sw.js
 
@@ -33,23 +44,34 @@ const bannersEl = document.getElementById('banners');
 const nav = document.getElementById('nav');
 
 // ------------------------------------------------------------------ routing
-// [pattern, screen, section for the bottom nav, live (redrawn when sync brings data)]
+// A screen in a module loaded when first opened: `import()` needs a literal
+// path for the module to be found, so each module has its loader here.
+const MODULES = {
+  today: () => import('./today.js'),
+  promises: () => import('./promises.js'),
+  households: () => import('./households.js'),
+  visits: () => import('./visits.js'),
+  cases: () => import('./cases.js'),
+};
+const lazy = (module, name) => ({ module, name });
+
+// [pattern, screen (a function here, or lazy(module, export)), section for the bottom nav, live (redrawn when sync brings data)]
 const ROUTES = [
-  [/^today$/, todayView, 'today', true],
-  [/^diary$/, diaryView, 'today', true],
-  [/^promises$/, promisesView, 'today', true],
-  [/^households$/, householdsView, 'households', true],
-  [/^household\/new$/, householdForm, 'households', false],
-  [/^household\/([\w-]+)\/edit$/, householdForm, 'households', false],
-  [/^household\/([\w-]+)$/, householdView, 'households', true],
-  [/^visits$/, visitsView, 'visits', true],
-  [/^visit\/new$/, visitForm, 'visits', false],
-  [/^visit\/([\w-]+)\/edit$/, visitForm, 'visits', false],
-  [/^visit\/([\w-]+)$/, visitView, 'visits', true],
-  [/^cases$/, casesView, 'cases', true],
-  [/^case\/new$/, caseForm, 'cases', false],
-  [/^case\/([\w-]+)\/edit$/, caseForm, 'cases', false],
-  [/^case\/([\w-]+)$/, caseView, 'cases', true],
+  [/^today$/, lazy('today', 'todayView'), 'today', true],
+  [/^diary$/, lazy('today', 'diaryView'), 'today', true],
+  [/^promises$/, lazy('promises', 'promisesView'), 'today', true],
+  [/^households$/, lazy('households', 'householdsView'), 'households', true],
+  [/^household\/new$/, lazy('households', 'householdForm'), 'households', false],
+  [/^household\/([\w-]+)\/edit$/, lazy('households', 'householdForm'), 'households', false],
+  [/^household\/([\w-]+)$/, lazy('households', 'householdView'), 'households', true],
+  [/^visits$/, lazy('visits', 'visitsView'), 'visits', true],
+  [/^visit\/new$/, lazy('visits', 'visitForm'), 'visits', false],
+  [/^visit\/([\w-]+)\/edit$/, lazy('visits', 'visitForm'), 'visits', false],
+  [/^visit\/([\w-]+)$/, lazy('visits', 'visitView'), 'visits', true],
+  [/^cases$/, lazy('cases', 'casesView'), 'cases', true],
+  [/^case\/new$/, lazy('cases', 'caseForm'), 'cases', false],
+  [/^case\/([\w-]+)\/edit$/, lazy('cases', 'caseForm'), 'cases', false],
+  [/^case\/([\w-]+)$/, lazy('cases', 'caseView'), 'cases', true],
   [/^me$/, meView, 'me', true],
   [/^reports$/, reportsScreen, 'me', false],
   [/^password$/, passwordView, 'me', false],
@@ -74,9 +96,27 @@ function route() {
   return null;
 }
 
-function render() {
+/** The screen function of a route, importing its module the first time. */
+async function screenOf(screen) {
+  if (typeof screen === 'function') return screen;
+  const m = await MODULES[screen.module]();
+  return m[screen.name];
+}
+
+let renders = 0;
+
+/** Shows the screen the address names (once its module is loaded). */
+async function render() {
   const r = route();
   if (!r) return location.replace('#/today');
+  const mine = ++renders;
+  try {
+    r.screen = await screenOf(r.screen);
+  } catch (e) {
+    console.error(e);
+    r.screen = () => h('section', null, h('p.banner.warn', { testid: 'screen-load-failed' }, '页面加载失败：本机没有这个页面的文件。请联网后重新打开网格通。'));
+  }
+  if (mine !== renders) return; // the person went elsewhere meanwhile
   current = r;
   stale = false;
   draw();
@@ -166,12 +206,21 @@ function renderStatus() {
 }
 
 /** The 今日 tab's badge: how many records others changed since the person last looked. */
+// today.js is loaded after the first screen is drawn (or with 今日): until then no badge.
+let today = null;
+function loadToday() {
+  return MODULES.today().then((m) => {
+    today = m;
+    return m;
+  });
+}
+
 function renderBadge() {
   const badge = document.getElementById('today-badge');
-  if (!badge) return;
+  if (!badge || !today) return;
   let n = 0;
   try {
-    n = badgeCount(!!current && current.screen === todayView);
+    n = today.badgeCount(!!current && current.name === 'todayView');
   } catch (e) {
     console.error(e);
   }
@@ -205,7 +254,8 @@ function trackSync() {
   const start = syncStart;
   syncStart = null;
   if (st.outcome !== 'ok') return;
-  afterSync();
+  if (today) today.afterSync();
+  else loadToday().then((m) => m.afterSync(), (e) => console.error(e));
   const sent = Math.max(0, start.pending - pendingRecords());
   const brought = broughtSince(start.at);
   if (!sent && !brought) return;
@@ -609,13 +659,12 @@ function fatal(text, detail) {
     ),
   );
   resolveReady();
+  registerWorker(); // a fixed version can still arrive through it
 }
 
 async function boot() {
   try {
-    const wasm = await import('./pkg/gridsync_client.js');
-    await wasm.default();
-    Phone = wasm.Phone;
+    Phone = await wasmReady;
     performance.mark('gs-wasm-ready');
   } catch (e) {
     console.error(e);
@@ -645,10 +694,22 @@ async function boot() {
   addEventListener('offline', onNet);
   addEventListener('hashchange', render);
   nav.hidden = false;
-  render();
+  await render();
   performance.mark('gs-rendered');
   resolveReady();
   if (S.phone.identity()) sync.syncNow();
+  loadToday().then(renderBadge, (e) => console.error(e));
+  registerWorker();
+}
+
+/**
+ * The service worker is registered once the app is running: its install
+ * then fills its cache from the HTTP cache the page has just filled (see
+ * sw.js), instead of downloading the WebAssembly a second time beside the page.
+ */
+function registerWorker() {
+  if (!('serviceWorker' in navigator)) return;
+  navigator.serviceWorker.register('sw.js').catch((e) => console.warn('service worker:', e));
 }
 
 if ('serviceWorker' in navigator) {

@@ -134,28 +134,40 @@ export function isOverdue(l) {
 /** A record that still counts: not voided (作废). */
 export const live = (l) => !l.voided;
 
-/** Who a person is, in words: the directory's name, else my own name, else the start of their id. */
+// The one place names are worded (every screen imports these): the wasm
+// bindings answer from the directory the phone keeps; these add the words for
+// oneself and for what the directory does not list.
+
+/** A person's name (never an id): the directory's name, with （我） for oneself; 其他人员 when not listed. */
 export function personName(id) {
-  if (!id) return '';
+  if (!id) return '—';
+  let n = null;
   try {
-    const n = S.phone.knownPersonName && S.phone.knownPersonName(id);
-    if (n) return n;
+    n = S.phone.knownPersonName(id);
   } catch {}
-  if (me() && id === me().person) return me().name;
-  try {
-    if (S.phone.personName) return S.phone.personName(id);
-  } catch {}
-  return '其他人员';
+  const self = me();
+  if (self && id === self.person) return `${n || self.name}（我）`;
+  return n || '其他人员';
 }
 
-/** A territory in words (东湖社区第一网格); the last part of its path when the directory does not know it. */
+/** A territory's name (never a path code); an unlisted one is named by its nearest listed parent. */
 export function territoryName(path) {
-  if (!path) return '';
-  try {
-    const n = S.phone.knownTerritoryName && S.phone.knownTerritoryName(path);
-    if (n) return n;
-  } catch {}
-  return path.split('/').pop();
+  if (!path) return '—';
+  const known = (p) => {
+    try {
+      return S.phone.knownTerritoryName(p) || null;
+    } catch {
+      return null;
+    }
+  };
+  const n = known(path);
+  if (n) return n;
+  const parts = path.split('/');
+  for (let i = parts.length - 1; i > 0; i--) {
+    const up = known(parts.slice(0, i).join('/'));
+    if (up) return `${up}下属${['', '区县', '街道', '社区', '网格'][parts.length - 1] || '区域'}`;
+  }
+  return '未知区域';
 }
 
 /** The person a case was handed to (交办), from its status log; null when none. */

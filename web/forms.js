@@ -4,7 +4,7 @@
 // question before leaving unsaved input, the household picker, and people
 // and places in words.
 
-import { S, me, rec, records, householdName } from './core.js';
+import { S, me, rec, records, householdName, personName, territoryName as placeName } from './core.js';
 import { ROLE, ask, h, when } from './ui.js';
 
 // ------------------------------------------------------------ record ids
@@ -264,37 +264,8 @@ export function draftOffer(list, href, describe) {
 
 // --------------------------------------------------------- people, places
 
-/** A person's name (never an id): 我 for oneself, the directory's name, or 其他人员. */
-export function personName(id) {
-  if (!id) return '—';
-  const self = me();
-  if (self && id === self.person) return `${self.name}（我）`;
-  try {
-    const n = typeof S.phone.knownPersonName === 'function' ? S.phone.knownPersonName(id) : null;
-    if (n) return n;
-  } catch {}
-  return '其他人员';
-}
-
-/** A territory's name (never a path code); an unlisted one is named by its nearest listed parent. */
-export function placeName(path) {
-  if (!path) return '—';
-  const known = (p) => {
-    try {
-      return typeof S.phone.knownTerritoryName === 'function' ? S.phone.knownTerritoryName(p) : null;
-    } catch {
-      return null;
-    }
-  };
-  const n = known(path);
-  if (n) return n;
-  const parts = path.split('/');
-  for (let i = parts.length - 1; i > 0; i--) {
-    const up = known(parts.slice(0, i).join('/'));
-    if (up) return `${up}下属${['', '区县', '街道', '社区', '网格'][parts.length - 1] || '区域'}`;
-  }
-  return '未知区域';
-}
+// Names are worded in core.js (one definition); the record screens import them from here too.
+export { personName, placeName };
 
 /** The directory's people whose territory holds `grid`, field staff first, then by name. */
 export function peopleFor(grid) {

@@ -29,12 +29,35 @@ const SHELL = [
   'pkg/gridsync_client_bg.wasm',
 ];
 
+// Filling the cache costs no second download: each file is revalidated
+// (`no-cache`: the server answers a 304 without a body when the copy the page
+// just loaded into the HTTP cache is current, by its ETag), and every answer
+// must name this worker's BUILD (x-gridsync-build): a file of another build
+// (the server updated meanwhile) fails the install, nothing is kept, and the
+// browser installs the newer worker instead. Never a mix of two builds.
+async function fetchShell() {
+  return Promise.all(
+    SHELL.map(async (u) => {
+      const resp = await fetch(new Request(u, { cache: 'no-cache' }));
+      if (!resp.ok) throw new Error(`${u}: ${resp.status}`);
+      const build = resp.headers.get('x-gridsync-build');
+      if (build && build !== BUILD) throw new Error(`${u} is of build ${build}, this worker is ${BUILD}`);
+      return [u, resp];
+    }),
+  );
+}
+
 self.addEventListener('install', (event) => {
   event.waitUntil(
     (async () => {
+      const got = await fetchShell();
       const cache = await caches.open(CACHE);
-      // Bypass the HTTP cache: the shell must be one consistent version.
-      await cache.addAll(SHELL.map((u) => new Request(u, { cache: 'reload' })));
+      try {
+        for (const [u, resp] of got) await cache.put(u, resp);
+      } catch (e) {
+        await caches.delete(CACHE); // all of the shell or nothing
+        throw e;
+      }
       await self.skipWaiting();
     })(),
   );

@@ -71,7 +71,16 @@ fn build_id(dir: &Path) -> &'static str {
 }
 
 /// Serves one app file. `accept_encoding` picks a precompressed variant.
-pub async fn serve_file(dir: PathBuf, tail: String, accept_encoding: Option<String>) -> Response {
+/// Every answer carries a strong `ETag` (a hash of the bytes sent) and the
+/// build id (`x-gridsync-build`, the BUILD of sw.js): the service worker
+/// revalidates its install against the HTTP cache (a matching `If-None-Match`
+/// gets a body-less 304) and refuses a file from another build.
+pub async fn serve_file(
+    dir: PathBuf,
+    tail: String,
+    accept_encoding: Option<String>,
+    if_none_match: Option<String>,
+) -> Response {
     let not_found = || {
         let mut r = Response::new("not found".into());
         *r.status_mut() = StatusCode::NOT_FOUND;
@@ -90,16 +99,32 @@ pub async fn serve_file(dir: PathBuf, tail: String, accept_encoding: Option<Stri
     candidates.push((path.clone(), None));
     for (file, encoding) in candidates {
         if let Ok(mut bytes) = tokio::fs::read(&file).await {
-            if tail == "sw.js" && encoding.is_none() {
+            let build = {
                 let dir = dir.clone();
-                let id = tokio::task::spawn_blocking(move || build_id(&dir)).await.unwrap_or("0");
-                bytes = String::from_utf8_lossy(&bytes).replace("__GRIDSYNC_BUILD__", id).into_bytes();
+                tokio::task::spawn_blocking(move || build_id(&dir)).await.unwrap_or("0")
+            };
+            if tail == "sw.js" && encoding.is_none() {
+                bytes = String::from_utf8_lossy(&bytes).replace("__GRIDSYNC_BUILD__", build).into_bytes();
             }
-            let mut r = Response::new(bytes.into());
+            let etag = format!("\"{}\"", hex::encode(&Sha256::digest(&bytes)[..12]));
+            let unchanged = if_none_match.as_deref().is_some_and(|v| v.split(',').any(|t| t.trim() == etag));
+            let mut r = if unchanged {
+                let mut r = Response::new(Vec::<u8>::new().into());
+                *r.status_mut() = StatusCode::NOT_MODIFIED;
+                r
+            } else {
+                Response::new(bytes.into())
+            };
             let h = r.headers_mut();
             h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type(&path)));
             if let Some(enc) = encoding {
                 h.insert(header::CONTENT_ENCODING, HeaderValue::from_static(enc));
+            }
+            if let Ok(v) = HeaderValue::from_str(&etag) {
+                h.insert(header::ETAG, v);
+            }
+            if let Ok(v) = HeaderValue::from_str(build) {
+                h.insert("x-gridsync-build", v);
             }
             h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
             // The service worker keeps the app offline; the network copy is always revalidated.

@@ -293,13 +293,14 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = I
     let app = warp::get()
         .and(warp::path::tail())
         .and(warp::header::optional::<String>("accept-encoding"))
+        .and(warp::header::optional::<String>("if-none-match"))
         .and(with_state.clone())
-        .then(|tail: warp::path::Tail, ae, s: AppState| async move {
+        .then(|tail: warp::path::Tail, ae, inm, s: AppState| async move {
             let tail = tail.as_str().to_string();
             if tail == "v1" || tail.starts_with("v1/") {
                 return error_reply(&ApiError::NotFound("no such endpoint".into()));
             }
-            crate::app::serve_file(s.app_dir.clone(), tail, ae).await
+            crate::app::serve_file(s.app_dir.clone(), tail, ae, inm).await
         });
 
     health

@@ -69,15 +69,16 @@ async function marks(page) {
 
 /**
  * Counts what the service worker itself downloads (its install fills the cache
- * with the app shell). The page's throttling does not apply to the worker's
- * own fetches, so these bytes are reported, not timed.
+ * with the app shell, revalidating what the page already loaded: a 304 costs
+ * headers only). The page's throttling does not apply to the worker's own
+ * fetches, so these bytes are reported, not timed.
  */
 function watchWorker(context) {
   const seen = [];
   context.on('requestfinished', async (r) => {
     if (!r.serviceWorker()) return;
     const sz = await r.sizes().catch(() => null);
-    seen.push({ url: r.url(), bytes: sz ? sz.responseBodySize + sz.responseHeadersSize : 0 });
+    seen.push({ url: r.url(), bytes: sz ? sz.responseBodySize + sz.responseHeadersSize : 0, body: sz ? sz.responseBodySize : 0 });
   });
   return {
     reset: () => seen.splice(0),
@@ -85,7 +86,12 @@ function watchWorker(context) {
     async settle(page) {
       await page.evaluate(() => navigator.serviceWorker.ready.then(() => {}));
       await new Promise((r) => setTimeout(r, 300));
-      return { requests: seen.length, bytes: seen.reduce((n, x) => n + x.bytes, 0), wasm_again: seen.some((x) => x.url.endsWith('.wasm')) };
+      return {
+        requests: seen.length,
+        bytes: seen.reduce((n, x) => n + x.bytes, 0),
+        from_http_cache: seen.filter((x) => !x.body).length, // revalidated: headers only
+        wasm_again: seen.some((x) => x.url.endsWith('.wasm') && x.body > 1000),
+      };
     },
   };
 }
@@ -180,7 +186,8 @@ try {
       if (process.env.BENCH_DEBUG) console.error(t.requests());
       const reqs = t.requests().filter((r) => r.end && r.end - r.start >= 0);
       const wasm = reqs.find((r) => r.url.endsWith('.wasm'));
-      nets.push({ ...traffic(reqs, (r) => !r.url.includes('/v1/')), wasm_bytes: wasm?.downBytes ?? null, wasm_encoding: wasm?.encoding ?? null, then_service_worker_install: sw });
+      const app = traffic(reqs, (r) => !r.url.includes('/v1/'));
+      nets.push({ ...app, wasm_bytes: wasm?.downBytes ?? null, wasm_encoding: wasm?.encoding ?? null, then_service_worker_install: sw, with_install_bytes: app.down_bytes + sw.bytes });
     }
     const n = nets[0] || {};
     results.cold = report('cold', P.phone, 'slow3g', opens, { app_download: n });
@@ -200,7 +207,8 @@ try {
       opens.push(await marks(fresh.page));
       const sw = await worker.settle(fresh.page);
       if (process.env.BENCH_DEBUG) console.error(ft.requests());
-      net = { ...traffic(ft.requests().filter((r) => r.end)), then_service_worker_install: sw };
+      const all = traffic(ft.requests().filter((r) => r.end));
+      net = { ...all, then_service_worker_install: sw, with_install_bytes: all.down_bytes + sw.bytes };
       await fresh.context.close();
     }
     results.first_visit = report('first_visit', P.phone, 'slow3g', opens, { app_download: net });
