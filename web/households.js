@@ -1,6 +1,6 @@
 // 住户: my grid's households, one household with its visits, cases and promises, and the household form.
 
-import { S, attempt, back, empty, go, gridOf, gridPicker, householdName, isGridPerson, isOverdue, rec, records, saved, topbar } from './core.js';
+import { S, attempt, back, empty, go, gridOf, gridPicker, householdName, isGridPerson, isOverdue, rec, saved, topbar } from './core.js';
 import { CASE_KIND, DEFAULT_TAGS, VISIT_KIND, ask, daysAgo, dateOnly, field, h, maskId, toLocalInput, toast, when } from './ui.js';
 import {
   conflictsCard, draftOffer, draftsOf, householdRows, loadDraft, mayVoid, newRecordId, once, personName, placeName, rowName, saveRecord,
@@ -134,9 +134,10 @@ export function householdView({ id }) {
   if (!l || l.record.type !== 'household') return h('section', null, topbar('住户', '#/households'), empty('本机没有这户的记录。'));
   const f = l.record.fields;
   const voided = voidOf(l);
-  const visits = records('visit_log').filter((v) => v.record.fields.household === id && !voidOf(v));
-  const cases = records('case').filter((c) => c.record.fields.household === id && !voidOf(c));
-  const allPromises = records('promise').filter((p) => p.record.fields.household === id);
+  // Only this household's records are read (the phone finds them without parsing the others).
+  const visits = S.phone.recordsOf(id, 'visit_log').filter((v) => !voidOf(v));
+  const cases = S.phone.recordsOf(id, 'case').filter((c) => !voidOf(c));
+  const allPromises = S.phone.recordsOf(id, 'promise');
   const promises = promiseFilter.voided ? allPromises : allPromises.filter((p) => !voidOf(p));
   const idShown = h('span', null, maskId(f.id_number));
   const afterEdit = async (edit, text) => {

@@ -330,23 +330,46 @@ function diaryEntry(v) {
   );
 }
 
-/** 民情日记: my visits of one day (`?day=YYYY-MM-DD`, today when absent), and every earlier day with visits. */
+/** Local midnight of a `YYYY-MM-DD` day, `plus` days later (Unix ms). */
+function dayStart(key, plus = 0) {
+  const [y, m, d] = key.split('-').map(Number);
+  return new Date(y, m - 1, d + plus).getTime();
+}
+
+const DIARY_DAYS = 14; // days with visits read at first; 查看更早 reads as many again
+let diaryDays = DIARY_DAYS;
+
+/**
+ * 民情日记: my visits of one day (`?day=YYYY-MM-DD`, today when absent), and the
+ * days with my visits. Which days have visits comes from the visits' times
+ * (the phone knows them without parsing); only the visits of the newest days
+ * listed and of the day shown are read, then kept if mine — 查看更早 reads more days.
+ */
 export function diaryView({ day }) {
-  const mine = records('visit_log').filter(live).filter((v) => isMine(v.record.meta.creator));
-  const byDay = new Map();
-  for (const v of mine) {
-    const k = dayKey(v.record.fields.visited_at);
-    if (!byDay.has(k)) byDay.set(k, []);
-    byDay.get(k).push(v);
-  }
+  // Days with anyone's visits on the phone, newest first.
+  const allDays = [...new Set(S.phone.visitTimes().map(([, at]) => dayKey(at)))].sort().reverse();
   const today = dayKey(Date.now());
   const shown = /^\d{4}-\d{2}-\d{2}$/.test(day || '') ? day : today;
-  const days = [...byDay.keys()].sort().reverse(); // newest first
-  const entries = (byDay.get(shown) || []).sort((a, b) => a.record.fields.visited_at - b.record.fields.visited_at);
-  // Earlier / later: the nearest day with visits (today is always reachable).
-  const prev = days.find((d) => d < shown) || null;
-  const later = days.filter((d) => d > shown && d <= today);
+  const mineBetween = (from, to) => S.phone.between('visit_log', from, to).filter(live).filter((v) => isMine(v.record.meta.creator));
+  // My visits by day, over the newest `diaryDays` days with visits.
+  const readDays = allDays.slice(0, diaryDays);
+  const byDay = new Map();
+  if (readDays.length) {
+    for (const v of mineBetween(dayStart(readDays[readDays.length - 1]), dayStart(readDays[0], 1))) {
+      const k = dayKey(v.record.fields.visited_at);
+      if (!byDay.has(k)) byDay.set(k, []);
+      byDay.get(k).push(v);
+    }
+  }
+  const read = new Set(readDays);
+  const entries = read.has(shown) ? byDay.get(shown) || [] : mineBetween(dayStart(shown), dayStart(shown, 1));
+  // Earlier / later: the nearest day with my visits among the days read, else the nearest day not yet read (today is always reachable).
+  const candidate = (d) => (read.has(d) ? byDay.has(d) : true);
+  const prev = allDays.find((d) => d < shown && candidate(d)) || null;
+  const later = allDays.filter((d) => d > shown && d <= today && candidate(d));
   const next = later.length ? later[later.length - 1] : shown < today ? today : null;
+  const days = readDays.filter((d) => byDay.has(d));
+  const older = allDays.length > readDays.length;
   const goDay = (d) => location.replace(d === today ? '#/diary' : `#/diary?day=${d}`);
   const picker = h('input.input.diary-pick', {
     type: 'date',
@@ -376,11 +399,11 @@ export function diaryView({ day }) {
       ? h(
           'div.diary-days',
           null,
-          days.slice(0, 60).map((d) =>
+          days.map((d) =>
             h('a.chip', { href: d === today ? '#/diary' : `#/diary?day=${d}`, testid: 'diary-day-link', 'data-day': d, 'aria-selected': d === shown ? 'true' : 'false' }, `${dayTitle(d).replace(/星期.|（.*）/g, '')} · ${byDay.get(d).length}`),
           ),
         )
-      : empty('还没有走访记录'),
-    days.length > 60 ? h('p.muted.small', null, `更早的 ${days.length - 60} 天请用上方的日期选择`) : null,
+      : empty(older ? '最近没有走访记录' : '还没有走访记录'),
+    older ? h('button.btn.wide', { type: 'button', testid: 'diary-older', onclick: () => ((diaryDays += DIARY_DAYS), S.refresh()) }, '查看更早') : null,
   );
 }

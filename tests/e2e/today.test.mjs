@@ -158,7 +158,7 @@ test('今日 is the first tab and the screen after sign-in: a grid manager sees 
   await page.getByTestId('dialog-input').fill('救助申请材料不全，已转街道');
   await page.getByTestId('dialog-ok').click();
   await filter('not_kept', 1);
-  assert.match(await list.innerText(), /李红 .*记录未践诺：救助申请材料不全/);
+  assert.match(await list.innerText(), /李红(（我）)? .*记录未践诺：救助申请材料不全/);
   await filter('overdue', 0);
   await filter('all', 3);
   await docShot(page, 'today-promises');
@@ -355,4 +355,45 @@ test('践诺落实率 counts only promises already due, and the report says so i
   assert.match(await page.getByTestId('report-promise-note').innerText(), /已到期的承诺中已践诺的比例。期限未到的承诺不计入/);
   await docShot(page, 'today-report-promises');
   await context.close();
+});
+
+test('民情日记 reads the newest 14 days with visits; 查看更早 reads 14 more, and a day further back still opens', { timeout: 120_000 }, async () => {
+  const srv = await startServer();
+  try {
+    const { page, context } = await newPhone(browser);
+    await signIn(page, srv.url, 'li');
+    await synced(page);
+    // One visit at 09:00 on each of the 20 days before today.
+    await page.evaluate(async () => {
+      const p = window.gridsync.phone;
+      for (let n = 1; n <= 20; n++) {
+        const d = new Date();
+        d.setDate(d.getDate() - n);
+        d.setHours(9, 0, 0, 0);
+        p.create({ type: 'visit_log', household: null, visited_at: d.getTime(), kind: 'routine', location: null, notes: `${n}天前的走访`, concerns: [], findings: '' }, null, Date.now());
+      }
+      await window.gridsync.flush();
+    });
+    // A day beyond the 14 days read opens by its address; ‹ goes on to the day before it.
+    await page.evaluate((d) => (location.hash = `#/diary?day=${d}`), await day(page, -19));
+    await page.waitForFunction((d) => document.querySelector('[data-testid=diary-day]')?.dataset.day === d, await day(page, -19));
+    assert.match(await page.getByTestId('diary-entry').innerText(), /09:00[^]*19天前的走访/);
+    await page.getByTestId('diary-prev').click();
+    await page.waitForFunction((d) => document.querySelector('[data-testid=diary-day]')?.dataset.day === d, await day(page, -20));
+    assert.equal(await page.getByTestId('diary-entry').count(), 1);
+    assert.ok(await page.getByTestId('diary-prev').isDisabled(), 'nothing earlier');
+
+    await page.evaluate(() => (location.hash = '#/diary'));
+    await page.waitForFunction((d) => document.querySelector('[data-testid=diary-day]')?.dataset.day === d, await day(page, 0));
+    const chips = page.getByTestId('diary-day-link');
+    assert.equal(await chips.count(), 14, 'the newest 14 days with visits');
+    assert.equal(await chips.first().getAttribute('data-day'), await day(page, -1));
+    await page.getByTestId('diary-older').click();
+    await page.waitForFunction(() => document.querySelectorAll('[data-testid=diary-day-link]').length === 20);
+    assert.equal(await page.getByTestId('diary-older').count(), 0, 'no earlier days left');
+    assert.equal(await chips.last().getAttribute('data-day'), await day(page, -20));
+    await context.close();
+  } finally {
+    srv.stop();
+  }
 });
