@@ -17,7 +17,7 @@ use automerge::{ChangeHash, ReadDoc};
 use gridsync_client::{MemoryStorage, Replica, SyncReport};
 use gridsync_server::admin::add_territory;
 use gridsync_server::auth::{hash_password, register_device};
-use gridsync_server::store::{Person, SledStore, Store};
+use gridsync_server::store::{Person, SledStore, Store, Territory};
 use gridsync_shared::protocol::DeviceRegistration;
 use gridsync_shared::records::{
     CaseFields, CaseKind, HouseholdFields, Member, NewRecord, PromiseFields, Record, RecordKind, VisitFields, VisitKind,
@@ -64,8 +64,11 @@ fn cast_cases(store: &SledStore, first: usize, cases: usize) -> Vec<Cast> {
     for n in first..first + cases {
         let community: TerritoryPath = format!("{ROOT}/c{n}").parse().expect("community");
         let grid = community.child("g1").expect("grid");
-        add_territory(store, &community, &format!("第{n}社区")).expect("community");
-        add_territory(store, &grid, "第一网格").expect("grid");
+        // Written directly: `add_territory` reads every territory to find the
+        // parent, which thousands of cases make quadratic.
+        for (path, name) in [(&community, format!("第{n}社区")), (&grid, "第一网格".to_string())] {
+            store.put_territory(&Territory { path: path.clone(), name }).expect("territory");
+        }
         let person = |tag: &str, role: Role, territory: &TerritoryPath| {
             let p = Person {
                 id: PersonId(uuid::Uuid::new_v4()),
