@@ -75,8 +75,17 @@ build_args=(build --profile "$PROFILE" --target "$TARGET" -p gridsync-client --l
 wasm_rustflags='--cfg getrandom_backend="wasm_js"'
 
 if command -v rustup >/dev/null 2>&1 && rustup target list --installed 2>/dev/null | grep -q "^$TARGET\$"; then
-  say "compiling gridsync-client for $TARGET (rustup toolchain with the target)"
-  RUSTFLAGS="$wasm_rustflags" cargo "${build_args[@]}"
+  if rustup component list --installed 2>/dev/null | grep -q '^rust-src'; then
+    # With the std sources at hand, the same bare-trap panics as the Debian
+    # path below (~25 KB brotli smaller; see there).
+    say "compiling gridsync-client for $TARGET (rustup toolchain with the target, std built from rust-src)"
+    RUSTC_BOOTSTRAP=1 RUSTFLAGS="$wasm_rustflags -Zunstable-options -Cpanic=immediate-abort" \
+      cargo "${build_args[@]}" -Zbuild-std=std,panic_abort
+  else
+    say "compiling gridsync-client for $TARGET (rustup toolchain with the target)"
+    warn "no rust-src component: panics keep their formatting code (~25 KB brotli more); \`rustup component add rust-src\` avoids it"
+    RUSTFLAGS="$wasm_rustflags" cargo "${build_args[@]}"
+  fi
 else
   missing=$(debian_pkgs_missing)
   if [ -n "$missing" ]; then

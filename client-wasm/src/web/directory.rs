@@ -4,7 +4,8 @@
 //! (undefined when not listed), `changedSince`.
 
 use super::{Phone, js_err, to_js};
-use gridsync_shared::directory::Directory;
+use gridsync_shared::Role;
+use gridsync_shared::directory::{Directory, DirectoryPerson, DirectoryTerritory};
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
@@ -23,9 +24,7 @@ impl Phone {
             }
             None => directory,
         };
-        check_shape(&value)?;
-        let directory: Directory =
-            serde_wasm_bindgen::from_value(value).map_err(|e| JsError::new(&format!("invalid directory: {e}")))?;
+        let directory = read_directory(&value).map_err(|e| JsError::new(&format!("invalid directory: {e}")))?;
         self.replica.set_directory(directory, etag).map_err(js_err)
     }
 
@@ -88,20 +87,75 @@ impl Phone {
     }
 }
 
-/// Checks the outline serde cannot word well: an object whose `people` and
-/// `territories` are lists of objects.
-fn check_shape(value: &JsValue) -> Result<(), JsError> {
+/// Reads a directory out of the parsed JSON by hand, field by field (serde's
+/// derive through serde-wasm-bindgen cost the phone's WebAssembly ~8 KB raw).
+/// Accepts what the derive accepted: an object whose `people` are
+/// `{id, name, role, territory, enabled}` and whose `territories` are
+/// `{path, name}`, other fields ignored. The error names the entry and field.
+fn read_directory(value: &JsValue) -> Result<Directory, String> {
     if !value.is_object() {
-        return Err(JsError::new("invalid directory: expected an object {people, territories}"));
+        return Err("expected an object {people, territories}".into());
     }
-    for field in ["people", "territories"] {
-        let list = js_sys::Reflect::get(value, &JsValue::from_str(field)).unwrap_or(JsValue::UNDEFINED);
-        if !js_sys::Array::is_array(&list) {
-            return Err(JsError::new(&format!("invalid directory: `{field}` must be a list")));
-        }
-        if js_sys::Array::from(&list).iter().any(|entry| !entry.is_object()) {
-            return Err(JsError::new(&format!("invalid directory: every entry of `{field}` must be an object")));
-        }
+    let people = entries(value, "people", |p, at| {
+        // Exactly the roles' JSON names (Role::as_str), as serde's derive took them.
+        let role = text(p, at, "role")?;
+        let role = [Role::FieldStaff, Role::Supervisor, Role::Administrator]
+            .into_iter()
+            .find(|r| r.as_str() == role)
+            .ok_or_else(|| format!("{at}.role: unknown role {role:?}"))?;
+        let enabled =
+            field(p, at, "enabled")?.as_bool().ok_or_else(|| format!("{at}.enabled: expected true or false"))?;
+        Ok(DirectoryPerson {
+            id: parsed(p, at, "id")?,
+            name: text(p, at, "name")?,
+            role,
+            territory: parsed(p, at, "territory")?,
+            enabled,
+        })
+    })?;
+    let territories = entries(value, "territories", |t, at| {
+        Ok(DirectoryTerritory { path: parsed(t, at, "path")?, name: text(t, at, "name")? })
+    })?;
+    Ok(Directory { people, territories })
+}
+
+/// The entries of the list `key`, each an object read by `read` (given the
+/// entry and its name for messages, e.g. `people[3]`).
+fn entries<T>(
+    value: &JsValue,
+    key: &str,
+    read: impl Fn(&JsValue, &str) -> Result<T, String>,
+) -> Result<Vec<T>, String> {
+    let list = js_sys::Reflect::get(value, &JsValue::from_str(key)).unwrap_or(JsValue::UNDEFINED);
+    if !js_sys::Array::is_array(&list) {
+        return Err(format!("`{key}` must be a list"));
     }
-    Ok(())
+    let list = js_sys::Array::from(&list);
+    let mut out = Vec::with_capacity(list.length() as usize);
+    for (i, entry) in list.iter().enumerate() {
+        let at = format!("{key}[{i}]");
+        if !entry.is_object() {
+            return Err(format!("every entry of `{key}` must be an object ({at} is not)"));
+        }
+        out.push(read(&entry, &at)?);
+    }
+    Ok(out)
+}
+
+/// Field `key` of `entry`, which must be present.
+fn field(entry: &JsValue, at: &str, key: &str) -> Result<JsValue, String> {
+    match js_sys::Reflect::get(entry, &JsValue::from_str(key)) {
+        Ok(v) if !v.is_undefined() => Ok(v),
+        _ => Err(format!("{at}: missing field `{key}`")),
+    }
+}
+
+/// Text field `key` of `entry`.
+fn text(entry: &JsValue, at: &str, key: &str) -> Result<String, String> {
+    field(entry, at, key)?.as_string().ok_or_else(|| format!("{at}.{key}: expected text"))
+}
+
+/// Text field `key` of `entry`, parsed (an id or a territory path).
+fn parsed<T: std::str::FromStr<Err: std::fmt::Display>>(entry: &JsValue, at: &str, key: &str) -> Result<T, String> {
+    text(entry, at, key)?.parse().map_err(|e| format!("{at}.{key}: {e}"))
 }

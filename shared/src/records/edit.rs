@@ -112,10 +112,12 @@ impl<'a> Editor<'a> {
 
     /// Runs `f` on a fork, checks the result with the server's rules, and only
     /// then applies the change to the document. Returns the new change's hash.
-    fn change<F>(&mut self, f: F) -> Result<Option<ChangeHash>, EditError>
-    where
-        F: FnOnce(&mut Transaction<'_>, &Record) -> Result<(), EditError>,
-    {
+    /// `f` is taken as `&dyn` so that this body is compiled once, not once
+    /// per kind of edit (it weighs on the phone's WebAssembly).
+    fn change(
+        &mut self,
+        f: &dyn Fn(&mut Transaction<'_>, &Record) -> Result<(), EditError>,
+    ) -> Result<Option<ChangeHash>, EditError> {
         let before = read_record(self.doc)?;
         let mut fork = self.doc.fork();
         fork.set_actor(self.doc.get_actor().clone());
@@ -138,7 +140,7 @@ impl<'a> Editor<'a> {
     /// identical member is there); members not listed are kept.
     pub fn update_household(&mut self, fields: &HouseholdFields) -> Result<Option<ChangeHash>, EditError> {
         let now = self.now;
-        self.change(|tx, r| {
+        self.change(&|tx, r| {
             Self::expect(r, RecordKind::Household)?;
             write_household(tx, fields, now)
         })
@@ -150,7 +152,7 @@ impl<'a> Editor<'a> {
     pub fn add_member(&mut self, member: &Member) -> Result<String, EditError> {
         let id = if member.id.is_empty() { members::new_member_id(self.now) } else { member.id.clone() };
         let m = Member { id: id.clone(), ..member.clone() };
-        self.change(|tx, r| {
+        self.change(&|tx, r| {
             Self::expect(r, RecordKind::Household)?;
             members::write_all(tx, std::slice::from_ref(&m), 0)
         })?;
@@ -160,7 +162,7 @@ impl<'a> Editor<'a> {
     /// Writes member `id`'s fields (name, relation, ID number, phone, tags):
     /// only what changed, so another phone's edits of other fields survive.
     pub fn update_member(&mut self, id: &str, member: &Member) -> Result<Option<ChangeHash>, EditError> {
-        self.change(|tx, r| {
+        self.change(&|tx, r| {
             Self::expect(r, RecordKind::Household)?;
             members::update(tx, id, member)
         })
@@ -168,7 +170,7 @@ impl<'a> Editor<'a> {
 
     /// Removes member `id` from a household.
     pub fn remove_member(&mut self, id: &str) -> Result<Option<ChangeHash>, EditError> {
-        self.change(|tx, r| {
+        self.change(&|tx, r| {
             Self::expect(r, RecordKind::Household)?;
             members::remove(tx, id)
         })
@@ -176,7 +178,7 @@ impl<'a> Editor<'a> {
 
     /// Replaces a visit log's editable fields (text merges by diff).
     pub fn update_visit(&mut self, fields: &VisitFields) -> Result<Option<ChangeHash>, EditError> {
-        self.change(|tx, r| {
+        self.change(&|tx, r| {
             Self::expect(r, RecordKind::VisitLog)?;
             write_visit(tx, fields)
         })
@@ -184,7 +186,7 @@ impl<'a> Editor<'a> {
 
     /// Replaces a case's editable fields (text merges by diff).
     pub fn update_case(&mut self, fields: &CaseFields) -> Result<Option<ChangeHash>, EditError> {
-        self.change(|tx, r| {
+        self.change(&|tx, r| {
             Self::expect(r, RecordKind::Case)?;
             write_case(tx, fields)
         })
@@ -192,7 +194,7 @@ impl<'a> Editor<'a> {
 
     /// Replaces a promise's editable fields (its creator and reviewers only).
     pub fn update_promise(&mut self, fields: &PromiseFields) -> Result<Option<ChangeHash>, EditError> {
-        self.change(|tx, r| {
+        self.change(&|tx, r| {
             Self::expect(r, RecordKind::Promise)?;
             write_promise(tx, fields)
         })
@@ -218,7 +220,7 @@ impl<'a> Editor<'a> {
     ) -> Result<Option<ChangeHash>, EditError> {
         let entry =
             FollowUp { id: Uuid::new_v4(), by: self.author.person, at: self.now, note: note.into(), satisfaction };
-        self.change(|tx, r| {
+        self.change(&|tx, r| {
             Self::expect(r, RecordKind::Case)?;
             append_follow_up(tx, &entry)
         })
@@ -250,7 +252,7 @@ impl<'a> Editor<'a> {
         assignee: Option<PersonId>,
     ) -> Result<Option<ChangeHash>, EditError> {
         let (by, at) = (self.author.person, self.now);
-        self.change(|tx, r| {
+        self.change(&|tx, r| {
             let Record::Case(case) = r else {
                 return Err(EditError::WrongKind { expected: RecordKind::Case, found: r.kind() });
             };
@@ -265,7 +267,7 @@ impl<'a> Editor<'a> {
     pub fn void_record(&mut self, reason: &str) -> Result<Option<ChangeHash>, EditError> {
         let entry =
             VoidEntry { id: Uuid::new_v4(), by: self.author.person, at: self.now, reason: reason.trim().into() };
-        self.change(|tx, _| append_void(tx, &entry))
+        self.change(&|tx, _| append_void(tx, &entry))
     }
 
     /// Chooses `value` for the single-valued `field` (as a [`FieldConflict`]
@@ -273,14 +275,14 @@ impl<'a> Editor<'a> {
     /// gone on every phone once this edit reaches it. Only those who may edit
     /// the record's fields may choose.
     pub fn resolve_conflict(&mut self, field: &str, value: &FieldValue) -> Result<Option<ChangeHash>, EditError> {
-        self.change(|tx, r| super::merge::write_chosen(tx, r, field, value))
+        self.change(&|tx, r| super::merge::write_chosen(tx, r, field, value))
     }
 
     /// Records whether a promise was kept.
     pub fn record_promise_outcome(&mut self, kept: bool, note: &str) -> Result<Option<ChangeHash>, EditError> {
         let entry =
             PromiseOutcome { id: Uuid::new_v4(), kept, by: self.author.person, at: self.now, note: note.into() };
-        self.change(|tx, r| {
+        self.change(&|tx, r| {
             Self::expect(r, RecordKind::Promise)?;
             append_outcome(tx, &entry)
         })
@@ -416,18 +418,21 @@ pub(super) fn put_list(tx: &mut Transaction<'_>, list: &ObjId, values: &[String]
 /// added or removed. Readers take each tag once.
 pub(super) fn put_set(tx: &mut Transaction<'_>, list: &ObjId, values: &[String]) -> Result<(), EditError> {
     let current = strings_of(tx, list);
-    let mut seen = std::collections::HashSet::new();
+    // A list of the tags kept, not a hash set: a few tags, and less
+    // WebAssembly for the phone.
+    let mut seen: Vec<&str> = Vec::new();
     for (i, v) in current.iter().enumerate().rev() {
         let first = current[..i].iter().all(|c| c != v);
         if !values.contains(v) || !first {
             tx.delete(list, i)?;
         } else {
-            seen.insert(v.clone());
+            seen.push(v);
         }
     }
     let mut end = tx.length(list);
     for v in values {
-        if seen.insert(v.clone()) {
+        if !seen.contains(&v.as_str()) {
+            seen.push(v);
             tx.insert(list, end, v.as_str())?;
             end += 1;
         }

@@ -13,7 +13,7 @@ use super::edit::{EditError, put_set, put_str};
 use super::*;
 use crate::rules::{RejectReason, Rejection};
 use automerge::transaction::{Transactable, Transaction};
-use automerge::{ChangeHash, ObjId, ObjType, ROOT, ReadDoc, Value};
+use automerge::{ChangeHash, ObjId, ObjType, Prop, ROOT, ReadDoc, Value};
 
 /// The root key of the members map.
 pub(super) const MEMBERS_MAP: &str = "members_by_id";
@@ -21,6 +21,49 @@ pub(super) const MEMBERS_MAP: &str = "members_by_id";
 pub(super) const MEMBERS_LIST: &str = "members";
 /// The keys a member's map may hold.
 pub(super) const MEMBER_KEYS: [&str; 5] = ["name", "relation", "id_number", "phone", "tags"];
+
+/// What reading members asks of a document, as of some heads or now: the
+/// member-reading code below is compiled once for both the document and an
+/// open transaction (through `&dyn`), not once per kind of document.
+trait Source {
+    fn get(&self, obj: &ObjId, prop: Prop) -> Result<Option<(Value<'_>, ObjId)>, RecordError>;
+    fn get_all(&self, obj: &ObjId, key: &str) -> Result<Vec<(Value<'_>, ObjId)>, RecordError>;
+    fn keys(&self, obj: &ObjId) -> Vec<String>;
+    fn length(&self, obj: &ObjId) -> usize;
+}
+
+/// A document read as of the heads given (or now, for None).
+struct At<'a, D>(&'a D, Option<&'a [ChangeHash]>);
+
+fn doc_err(e: automerge::AutomergeError) -> RecordError {
+    RecordError::Document(e.to_string())
+}
+
+impl<D: ReadDoc> Source for At<'_, D> {
+    fn get(&self, obj: &ObjId, prop: Prop) -> Result<Option<(Value<'_>, ObjId)>, RecordError> {
+        match self.1 {
+            Some(h) => self.0.get_at(obj, prop, h),
+            None => self.0.get(obj, prop),
+        }
+        .map_err(doc_err)
+    }
+    fn get_all(&self, obj: &ObjId, key: &str) -> Result<Vec<(Value<'_>, ObjId)>, RecordError> {
+        match self.1 {
+            Some(h) => self.0.get_all_at(obj, key, h),
+            None => self.0.get_all(obj, key),
+        }
+        .map_err(doc_err)
+    }
+    fn keys(&self, obj: &ObjId) -> Vec<String> {
+        match self.1 {
+            Some(h) => self.0.keys_at(obj, h).collect(),
+            None => self.0.keys(obj).collect(),
+        }
+    }
+    fn length(&self, obj: &ObjId) -> usize {
+        self.1.map_or_else(|| self.0.length(obj), |h| self.0.length_at(obj, h))
+    }
+}
 
 /// Every member's id and map object, as of `heads` (or now): the earlier
 /// list's entries in order, then the map's members by id (ids are UUID v7, so
@@ -31,67 +74,49 @@ pub(super) fn member_objects<D: ReadDoc>(
     doc: &D,
     heads: Option<&[ChangeHash]>,
 ) -> Result<Vec<(String, ObjId)>, RecordError> {
-    let err = |e: automerge::AutomergeError| RecordError::Document(e.to_string());
-    let all = |obj: &ObjId, key: &str| match heads {
-        Some(h) => doc.get_all_at(obj, key, h),
-        None => doc.get_all(obj, key),
-    };
+    objects(&At(doc, heads))
+}
+
+fn objects(doc: &dyn Source) -> Result<Vec<(String, ObjId)>, RecordError> {
     let mut out = Vec::new();
-    match heads {
-        Some(h) => doc.get_at(ROOT, MEMBERS_LIST, h),
-        None => doc.get(ROOT, MEMBERS_LIST),
-    }
-    .map_err(err)?
-    .map(|(v, list)| {
+    if let Some((v, list)) = doc.get(&ROOT, MEMBERS_LIST.into())? {
         if !matches!(v, Value::Object(ObjType::List)) {
             return Err(RecordError::WrongType { field: MEMBERS_LIST.into(), expected: "a list" });
         }
-        let len = heads.map_or_else(|| doc.length(&list), |h| doc.length_at(&list, h));
+        let len = doc.length(&list);
         if len > limits::LIST_ENTRIES {
             return Err(RecordError::Invalid { field: MEMBERS_LIST.into(), problem: "too many members".into() });
         }
         for i in 0..len {
-            let item = match heads {
-                Some(h) => doc.get_at(&list, i, h),
-                None => doc.get(&list, i),
-            }
-            .map_err(err)?;
-            match item {
+            match doc.get(&list, i.into())? {
                 Some((Value::Object(ObjType::Map), id)) => out.push((id.to_string(), id)),
                 _ => return Err(RecordError::WrongType { field: format!("members[{i}]"), expected: "a map" }),
             }
         }
-        Ok(())
-    })
-    .transpose()?;
+    }
     let mut keyed = Vec::new();
-    for (v, map) in all(&ROOT, MEMBERS_MAP).map_err(err)? {
+    for (v, map) in doc.get_all(&ROOT, MEMBERS_MAP)? {
         if !matches!(v, Value::Object(ObjType::Map)) {
             return Err(RecordError::WrongType { field: MEMBERS_MAP.into(), expected: "a map" });
         }
-        let keys: Vec<String> = match heads {
-            Some(h) => doc.keys_at(&map, h).collect(),
-            None => doc.keys(&map).collect(),
-        };
-        for key in keys {
+        for key in doc.keys(&map) {
             if uuid::Uuid::parse_str(&key).is_err() {
                 return Err(RecordError::Invalid {
                     field: format!("{MEMBERS_MAP}.{key}"),
                     problem: "not a member id".into(),
                 });
             }
-            let item = match heads {
-                Some(h) => doc.get_at(&map, key.as_str(), h),
-                None => doc.get(&map, key.as_str()),
-            }
-            .map_err(err)?;
-            match item {
-                Some((Value::Object(ObjType::Map), id)) => keyed.push((key, id)),
+            match doc.get(&map, key.as_str().into())? {
+                // Kept in id order as they come: no sort (a sort's code,
+                // compiled for this one type, costs the phone's WebAssembly
+                // more than these few insertions cost it time).
+                Some((Value::Object(ObjType::Map), id)) => {
+                    keyed.insert(keyed.partition_point(|(k, _): &(String, ObjId)| *k <= key), (key, id))
+                }
                 _ => return Err(RecordError::WrongType { field: format!("{MEMBERS_MAP}.{key}"), expected: "a map" }),
             }
         }
     }
-    keyed.sort_by(|a, b| a.0.cmp(&b.0));
     out.extend(keyed);
     if out.len() > limits::LIST_ENTRIES {
         return Err(RecordError::Invalid { field: MEMBERS_MAP.into(), problem: "too many members".into() });
@@ -212,26 +237,20 @@ pub(super) fn write_all(tx: &mut Transaction<'_>, members: &[Member], now: i64) 
 
 /// Reads every member with its id, as of `heads` (or now).
 pub(super) fn read_all<D: ReadDoc>(doc: &D, heads: Option<&[ChangeHash]>) -> Result<Vec<(ObjId, Member)>, RecordError> {
-    member_objects(doc, heads)?.into_iter().map(|(id, obj)| read_one(doc, heads, &id, &obj).map(|m| (obj, m))).collect()
+    read_members(&At(doc, heads))
 }
 
-fn read_one<D: ReadDoc>(doc: &D, heads: Option<&[ChangeHash]>, id: &str, obj: &ObjId) -> Result<Member, RecordError> {
-    let err = |e: automerge::AutomergeError| RecordError::Document(e.to_string());
+fn read_members(doc: &dyn Source) -> Result<Vec<(ObjId, Member)>, RecordError> {
+    objects(doc)?.into_iter().map(|(id, obj)| read_one(doc, &id, &obj).map(|m| (obj, m))).collect()
+}
+
+fn read_one(doc: &dyn Source, id: &str, obj: &ObjId) -> Result<Member, RecordError> {
     let field = |key: &str| format!("members.{id}.{key}");
-    let keys: Vec<String> = match heads {
-        Some(h) => doc.keys_at(obj, h).collect(),
-        None => doc.keys(obj).collect(),
-    };
-    if let Some(k) = keys.iter().find(|k| !MEMBER_KEYS.contains(&k.as_str())) {
+    if let Some(k) = doc.keys(obj).iter().find(|k| !MEMBER_KEYS.contains(&k.as_str())) {
         return Err(RecordError::UnknownField(field(k)));
     }
     let text = |key: &str, max: usize| -> Result<String, RecordError> {
-        let got = match heads {
-            Some(h) => doc.get_at(obj, key, h),
-            None => doc.get(obj, key),
-        }
-        .map_err(err)?;
-        match got {
+        match doc.get(obj, key.into())? {
             None => Ok(String::new()),
             Some((Value::Scalar(s), _)) if s.is_null() => Ok(String::new()),
             Some((Value::Scalar(s), _)) => match s.as_ref() {
@@ -246,23 +265,12 @@ fn read_one<D: ReadDoc>(doc: &D, heads: Option<&[ChangeHash]>, id: &str, obj: &O
     };
     // Tags from every concurrently made list (a member from before tags), each once.
     let mut tags: Vec<String> = Vec::new();
-    let lists = match heads {
-        Some(h) => doc.get_all_at(obj, "tags", h),
-        None => doc.get_all(obj, "tags"),
-    }
-    .map_err(err)?;
-    for (v, list) in lists {
+    for (v, list) in doc.get_all(obj, "tags")? {
         if !matches!(v, Value::Object(ObjType::List)) {
             return Err(RecordError::WrongType { field: field("tags"), expected: "a list" });
         }
-        let len = heads.map_or_else(|| doc.length(&list), |h| doc.length_at(&list, h));
-        for i in 0..len.min(limits::LIST_ENTRIES) {
-            let item = match heads {
-                Some(h) => doc.get_at(&list, i, h),
-                None => doc.get(&list, i),
-            }
-            .map_err(err)?;
-            match item {
+        for i in 0..doc.length(&list).min(limits::LIST_ENTRIES) {
+            match doc.get(&list, i.into())? {
                 Some((Value::Scalar(s), _)) => match s.as_ref() {
                     automerge::ScalarValue::Str(t) if t.chars().count() <= limits::SHORT_CHARS => {
                         if !tags.iter().any(|x| x == t.as_str()) {

@@ -221,9 +221,15 @@ impl<'a> Obj<'a> {
     /// A set of tags: each once, in first-seen order (two phones adding the
     /// same tag at once leave it twice in the list).
     fn tags(&self, key: &str) -> R<Vec<String>> {
-        let mut tags = self.strings(key)?;
-        let mut seen = std::collections::HashSet::new();
-        tags.retain(|t| seen.insert(t.clone()));
+        // Pairwise, as members' tags are: a record has a few tags, and a hash
+        // set of strings would cost the phone's WebAssembly more code than this
+        // costs it time.
+        let mut tags = Vec::new();
+        for t in self.strings(key)? {
+            if !tags.contains(&t) {
+                tags.push(t);
+            }
+        }
         Ok(tags)
     }
 
