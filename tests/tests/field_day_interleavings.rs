@@ -18,6 +18,7 @@ use gridsync_client::{MemoryStorage, Replica, SyncReport};
 use gridsync_server::admin::add_territory;
 use gridsync_server::auth::{hash_password, register_device};
 use gridsync_server::store::{Person, SledStore, Store, Territory};
+use gridsync_shared::directory::Directory;
 use gridsync_shared::protocol::DeviceRegistration;
 use gridsync_shared::records::{
     CaseFields, CaseKind, HouseholdFields, Member, NewRecord, PromiseFields, Record, RecordKind, VisitFields, VisitKind,
@@ -216,6 +217,23 @@ impl Device {
             }
         }
     }
+}
+
+/// Fetches the directory of names (`GET /v1/directory`) and keeps it on the phone.
+async fn fetch_directory(phone: &mut Phone, url: &str) -> Result<(), String> {
+    let resp = reqwest::Client::new()
+        .get(format!("{url}/v1/directory"))
+        .bearer_auth(phone.token())
+        .send()
+        .await
+        .map_err(|e| format!("directory: {e}"))?;
+    if !resp.status().is_success() {
+        return Err(format!("directory: {}", resp.status()));
+    }
+    let etag = resp.headers().get("etag").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let directory: Directory = resp.json().await.map_err(|e| format!("directory: {e}"))?;
+    phone.replica.set_directory(directory, etag).map_err(|e| format!("directory: {e}"))?;
+    Ok(())
 }
 
 /// A record form: its id fixed when it opened, and what was last submitted.
@@ -490,7 +508,21 @@ impl Day {
         let Some((id, Record::Case(c))) = self.pick(device, Some(RecordKind::Case)) else { return };
         let status = c.standing().status;
         if status < CaseStatus::Assigned {
-            let to = *self.assignees.choose(&mut self.rng).expect("assignee");
+            // 交办 picks an assignee among the people of the case's grid, as
+            // the phone's directory lists them (kept across app restarts).
+            let grid = c.meta.grid.clone();
+            let candidates: Vec<PersonId> = self.devices[device]
+                .phone()
+                .replica
+                .directory()
+                .map(|d| d.people.iter().filter(|p| p.territory == grid && p.enabled).map(|p| p.id).collect())
+                .unwrap_or_default();
+            let mut sorted = candidates;
+            sorted.sort();
+            let mut expected = self.assignees.to_vec();
+            expected.sort();
+            assert_eq!(sorted, expected, "the directory lists the grid's two grid managers\n{}", self.trace.join("\n"));
+            let to = *sorted.choose(&mut self.rng).expect("assignee");
             self.edit(device, id, "交办 with an assignee", format!("交办 to {to}"), move |e| {
                 e.assign_case(to).map(|_| ())
             });
@@ -604,6 +636,10 @@ async fn run_case(server: &mut Server, cast: &Cast, seed: u64, tally: &mut Tally
             refusals: Vec::new(),
             voids: BTreeMap::new(),
         });
+    }
+    for d in &mut devices {
+        let phone = d.phone.as_mut().expect("phone");
+        fetch_directory(phone, &server.url).await?;
     }
     let steps = rng.random_range(15..45);
     let mut day = Day {
@@ -725,6 +761,17 @@ fn check_case(day: &Day, observer: &Phone) -> Vec<String> {
                 problems.push(format!("{}: record {id} has a different history than the server's", d.name));
             } else if phone.replica.record(*id) != observer.replica.record(*id) {
                 problems.push(format!("{}: record {id} reads differently than the server's", d.name));
+            }
+        }
+    }
+    // Who each case was handed to (交办) reads as a name on every phone.
+    for (id, record) in observer.replica.records() {
+        let Record::Case(c) = record else { continue };
+        let Some(assignee) = c.assignee() else { continue };
+        for d in &day.devices {
+            let phone = d.phone.as_ref().expect("phone");
+            if phone.replica.person_name(assignee).is_none() {
+                problems.push(format!("{}: case {id}'s assignee {assignee} has no name on the phone", d.name));
             }
         }
     }
