@@ -336,7 +336,7 @@ function dayStart(key, plus = 0) {
   return new Date(y, m - 1, d + plus).getTime();
 }
 
-const DIARY_DAYS = 14; // days with visits read at first; 查看更早 reads as many again
+const DIARY_DAYS = 7; // days with visits read at first; 查看更早 reads as many again
 let diaryDays = DIARY_DAYS;
 
 /**

@@ -8,7 +8,7 @@ import {
   visible, voidButton, voidOf, voidedNotice, voidedToggle,
 } from './forms.js';
 
-const PAGE = 50;
+const PAGE = 20; // visits read and listed at first; 显示更多 reads as many again
 let shown = PAGE;
 
 let showVoided = false;

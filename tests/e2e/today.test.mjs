@@ -357,16 +357,16 @@ test('践诺落实率 counts only promises already due, and the report says so i
   await context.close();
 });
 
-test('民情日记 reads the newest 14 days with visits; 查看更早 reads 14 more, and a day further back still opens', { timeout: 120_000 }, async () => {
+test('民情日记 reads the newest 7 days with visits; 查看更早 reads 7 more, and a day further back still opens', { timeout: 120_000 }, async () => {
   const srv = await startServer();
   try {
     const { page, context } = await newPhone(browser);
     await signIn(page, srv.url, 'li');
     await synced(page);
-    // One visit at 09:00 on each of the 20 days before today.
+    // One visit at 09:00 on each of the 10 days before today.
     await page.evaluate(async () => {
       const p = window.gridsync.phone;
-      for (let n = 1; n <= 20; n++) {
+      for (let n = 1; n <= 10; n++) {
         const d = new Date();
         d.setDate(d.getDate() - n);
         d.setHours(9, 0, 0, 0);
@@ -374,24 +374,24 @@ test('民情日记 reads the newest 14 days with visits; 查看更早 reads 14 m
       }
       await window.gridsync.flush();
     });
-    // A day beyond the 14 days read opens by its address; ‹ goes on to the day before it.
-    await page.evaluate((d) => (location.hash = `#/diary?day=${d}`), await day(page, -19));
-    await page.waitForFunction((d) => document.querySelector('[data-testid=diary-day]')?.dataset.day === d, await day(page, -19));
-    assert.match(await page.getByTestId('diary-entry').innerText(), /09:00[^]*19天前的走访/);
+    // A day beyond the 7 days read opens by its address; ‹ goes on to the day before it.
+    await page.evaluate((d) => (location.hash = `#/diary?day=${d}`), await day(page, -9));
+    await page.waitForFunction((d) => document.querySelector('[data-testid=diary-day]')?.dataset.day === d, await day(page, -9));
+    assert.match(await page.getByTestId('diary-entry').innerText(), /09:00[^]*9天前的走访/);
     await page.getByTestId('diary-prev').click();
-    await page.waitForFunction((d) => document.querySelector('[data-testid=diary-day]')?.dataset.day === d, await day(page, -20));
+    await page.waitForFunction((d) => document.querySelector('[data-testid=diary-day]')?.dataset.day === d, await day(page, -10));
     assert.equal(await page.getByTestId('diary-entry').count(), 1);
     assert.ok(await page.getByTestId('diary-prev').isDisabled(), 'nothing earlier');
 
     await page.evaluate(() => (location.hash = '#/diary'));
     await page.waitForFunction((d) => document.querySelector('[data-testid=diary-day]')?.dataset.day === d, await day(page, 0));
     const chips = page.getByTestId('diary-day-link');
-    assert.equal(await chips.count(), 14, 'the newest 14 days with visits');
+    assert.equal(await chips.count(), 7, 'the newest 7 days with visits');
     assert.equal(await chips.first().getAttribute('data-day'), await day(page, -1));
     await page.getByTestId('diary-older').click();
-    await page.waitForFunction(() => document.querySelectorAll('[data-testid=diary-day-link]').length === 20);
+    await page.waitForFunction(() => document.querySelectorAll('[data-testid=diary-day-link]').length === 10);
     assert.equal(await page.getByTestId('diary-older').count(), 0, 'no earlier days left');
-    assert.equal(await chips.last().getAttribute('data-day'), await day(page, -20));
+    assert.equal(await chips.last().getAttribute('data-day'), await day(page, -10));
     await context.close();
   } finally {
     srv.stop();
