@@ -663,6 +663,12 @@ function fatal(text, detail) {
 }
 
 async function boot() {
+  // Started together, not one after the other: the stored records, and the
+  // module of the screen the address names (its import is remembered).
+  const stored = openDb();
+  stored.catch(() => {}); // reported below, once the WebAssembly is there
+  const first = ROUTES.find(([re]) => re.test(parseHash().path));
+  if (first && typeof first[1] !== 'function') MODULES[first[1].module]().catch(() => {}); // render() says if it failed
   try {
     Phone = await wasmReady;
     performance.mark('gs-wasm-ready');
@@ -671,7 +677,7 @@ async function boot() {
     return fatal('应用组件加载失败。首次使用请在有网络时打开。', String(e && e.message));
   }
   try {
-    const entries = await openDb();
+    const entries = await stored;
     performance.mark('gs-db-read');
     S.phone = Phone.open(entries, persist);
     performance.mark('gs-replica-open');
@@ -698,8 +704,11 @@ async function boot() {
   performance.mark('gs-rendered');
   resolveReady();
   if (S.phone.identity()) sync.syncNow();
-  loadToday().then(renderBadge, (e) => console.error(e));
-  registerWorker();
+  // After the first screen is on the glass: the 今日 badge's module, the service worker.
+  setTimeout(() => {
+    loadToday().then(renderBadge, (e) => console.error(e));
+    registerWorker();
+  }, 300);
 }
 
 /**
