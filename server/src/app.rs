@@ -1,10 +1,13 @@
 //! Serves the phone app's files (the `web/` directory: pages, scripts, the
 //! service worker, and the WebAssembly package built into `web/pkg/`), with
-//! precompressed brotli or gzip variants when the browser accepts them.
+//! precompressed brotli or gzip variants when the browser accepts them, and
+//! the text files (scripts, pages, styles) gzipped once per content in memory.
 
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::io::Write;
 use std::path::{Component, Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 use warp::http::{HeaderValue, StatusCode, header};
 use warp::reply::Response;
 
@@ -34,6 +37,45 @@ fn content_type(path: &Path) -> &'static str {
         "ico" => "image/x-icon",
         _ => "application/octet-stream",
     }
+}
+
+/// True for the text files worth compressing (a first visit over a slow link
+/// downloads ~250 KB of scripts, a third of that gzipped).
+fn compressible(path: &Path) -> bool {
+    matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("html" | "js" | "mjs" | "css" | "webmanifest" | "json" | "svg")
+    )
+}
+
+/// `bytes` gzipped, from a cache keyed by the path and a hash of the content
+/// (so an edited file is compressed again, never served stale); None if
+/// compressing fails (the file then goes out as it is).
+async fn gzipped(path: &Path, bytes: &[u8]) -> Option<Arc<Vec<u8>>> {
+    type Cache = Mutex<HashMap<(PathBuf, [u8; 32]), Arc<Vec<u8>>>>;
+    static CACHE: OnceLock<Cache> = OnceLock::new();
+    let cache = CACHE.get_or_init(Cache::default);
+    let key = (path.to_path_buf(), <[u8; 32]>::from(Sha256::digest(bytes)));
+    if let Some(hit) = cache.lock().ok()?.get(&key) {
+        return Some(hit.clone());
+    }
+    let raw = bytes.to_vec();
+    let packed = tokio::task::spawn_blocking(move || {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all(&raw).ok()?;
+        gz.finish().ok()
+    })
+    .await
+    .ok()??;
+    let packed = Arc::new(packed);
+    let mut cache = cache.lock().ok()?;
+    // The app is a few dozen files; a directory edited over and over in
+    // development must not grow the cache without bound.
+    if cache.len() >= 256 {
+        cache.clear();
+    }
+    cache.insert(key, packed.clone());
+    Some(packed)
 }
 
 /// The file for a request path, or None if it escapes the directory.
@@ -97,7 +139,7 @@ pub async fn serve_file(
         candidates.push((PathBuf::from(format!("{}.gz", path.display())), Some("gzip")));
     }
     candidates.push((path.clone(), None));
-    for (file, encoding) in candidates {
+    for (file, mut encoding) in candidates {
         if let Ok(mut bytes) = tokio::fs::read(&file).await {
             let build = {
                 let dir = dir.clone();
@@ -105,6 +147,12 @@ pub async fn serve_file(
             };
             if tail == "sw.js" && encoding.is_none() {
                 bytes = String::from_utf8_lossy(&bytes).replace("__GRIDSYNC_BUILD__", build).into_bytes();
+            }
+            if encoding.is_none() && accepts("gzip") && compressible(&path) && bytes.len() > 1024 {
+                if let Some(packed) = gzipped(&path, &bytes).await {
+                    bytes = packed.as_ref().clone();
+                    encoding = Some("gzip");
+                }
             }
             let etag = format!("\"{}\"", hex::encode(&Sha256::digest(&bytes)[..12]));
             let unchanged = if_none_match.as_deref().is_some_and(|v| v.split(',').any(|t| t.trim() == etag));
