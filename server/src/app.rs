@@ -148,11 +148,14 @@ pub async fn serve_file(
             if tail == "sw.js" && encoding.is_none() {
                 bytes = String::from_utf8_lossy(&bytes).replace("__GRIDSYNC_BUILD__", build).into_bytes();
             }
-            if encoding.is_none() && accepts("gzip") && compressible(&path) && bytes.len() > 1024 {
-                if let Some(packed) = gzipped(&path, &bytes).await {
-                    bytes = packed.as_ref().clone();
-                    encoding = Some("gzip");
-                }
+            if encoding.is_none()
+                && accepts("gzip")
+                && compressible(&path)
+                && bytes.len() > 1024
+                && let Some(packed) = gzipped(&path, &bytes).await
+            {
+                bytes = packed.as_ref().clone();
+                encoding = Some("gzip");
             }
             let etag = format!("\"{}\"", hex::encode(&Sha256::digest(&bytes)[..12]));
             let unchanged = if_none_match.as_deref().is_some_and(|v| v.split(',').any(|t| t.trim() == etag));
