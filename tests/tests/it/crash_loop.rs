@@ -187,8 +187,11 @@ fn a_feed_position_seen_before_a_crash_is_never_handed_out_again() {
         commit_one(&store);
         store.flush().expect("flush");
     }
+    // This test's name as the harness knows it: its module path within the test binary.
+    let module = module_path!().split_once("::").map_or("", |(_, m)| m);
+    let name = format!("{module}::a_feed_position_seen_before_a_crash_is_never_handed_out_again");
     let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
-        .args(["--exact", "a_feed_position_seen_before_a_crash_is_never_handed_out_again", "--nocapture"])
+        .args(["--exact", name.as_str(), "--nocapture"])
         .env(CHILD_ENV, &data)
         .output()
         .expect("run the child");

@@ -1,0 +1,31 @@
+//! The integration tests, one module per behaviour, built as one test binary
+//! (one link instead of one per file: minutes off `./dev test` on two cores).
+//! Each module starts the real server it needs (in process or the binary) on loopback.
+
+mod app_files;
+mod cli_snapshot;
+mod concurrent_edits;
+mod connections;
+mod convergence;
+mod crash_loop;
+mod directory;
+mod disk_full;
+mod durability;
+mod faulty_network;
+mod fuzz_http;
+mod hostile_input;
+mod https;
+mod loadgen;
+mod lost_responses;
+mod overload;
+mod people;
+mod person_move;
+mod property;
+mod reauthor;
+mod references;
+mod rejections;
+mod reports;
+mod retries_and_paging;
+mod sign_in;
+mod snapshots;
+mod voiding;
