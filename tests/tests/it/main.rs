@@ -12,6 +12,7 @@ mod directory;
 mod disk_full;
 mod durability;
 mod faulty_network;
+mod field_day_interleavings;
 mod fuzz_http;
 mod hostile_input;
 mod https;
