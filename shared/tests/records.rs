@@ -433,3 +433,19 @@ fn assigning_a_case_names_the_assignee_and_a_move_to_assigned_without_one_is_ref
     let Record::Case(c) = read_record(&doc).expect("read") else { panic!() };
     assert_eq!(c.assignee(), Some(other_staff().person));
 }
+
+#[test]
+fn members_saved_together_or_added_in_the_same_millisecond_keep_the_order_given() {
+    let names = ["周丽", "周强", "周小明", "周小红", "王芳"];
+    for _ in 0..40 {
+        let mut fields = household();
+        fields.members = names.iter().map(|n| member(n, "家人")).collect();
+        let (_, mut doc) = new_record(ActorId::random(), &staff(), &grid(), 7, [12; 10], &NewRecord::Household(fields))
+            .expect("create");
+        for extra in ["李梅", "李华"] {
+            Editor::new(&mut doc, &staff(), 7).add_member(&member(extra, "租户")).expect("add in the same ms");
+        }
+        let read: Vec<String> = members_of(&doc).into_iter().map(|m| m.name).collect();
+        assert_eq!(read, ["周丽", "周强", "周小明", "周小红", "王芳", "李梅", "李华"]);
+    }
+}

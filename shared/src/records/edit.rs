@@ -150,7 +150,12 @@ impl<'a> Editor<'a> {
     /// given, a new UUID otherwise). Adding again with the same id updates
     /// that member, so a member form submitted twice adds one member.
     pub fn add_member(&mut self, member: &Member) -> Result<String, EditError> {
-        let id = if member.id.is_empty() { members::new_member_id(self.now) } else { member.id.clone() };
+        let id = if member.id.is_empty() {
+            let seq = members::member_objects(&*self.doc, None).map_or(0, |m| m.len());
+            members::new_member_id(self.now, seq)
+        } else {
+            member.id.clone()
+        };
         let m = Member { id: id.clone(), ..member.clone() };
         self.change(&|tx, r| {
             Self::expect(r, RecordKind::Household)?;

@@ -160,9 +160,15 @@ fn write_fields(tx: &mut Transaction<'_>, member: &ObjId, m: &Member) -> Result<
 }
 
 /// A fresh member id: a UUID v7 at `now`, so members list in the order added.
-pub(super) fn new_member_id(now: i64) -> String {
+/// `seq` (the number of members the household already has) fills the 12 bits
+/// after the time, so members added in the same millisecond — a household
+/// form saved with several new members — keep the order they were given.
+pub(super) fn new_member_id(now: i64, seq: usize) -> String {
     let mut random = [0u8; 10];
     random.copy_from_slice(&uuid::Uuid::new_v4().as_bytes()[..10]);
+    let seq = seq.min(0xfff);
+    random[0] = (seq >> 8) as u8; // the high nibble is the version's, set by the builder
+    random[1] = seq as u8;
     uuid::Builder::from_unix_timestamp_millis(u64::try_from(now).unwrap_or(0), &random).into_uuid().to_string()
 }
 
@@ -227,9 +233,9 @@ pub(super) fn write_all(tx: &mut Transaction<'_>, members: &[Member], now: i64) 
         let same = |had: &Member| {
             (&had.name, &had.relation, &had.id_number, &had.phone) == (&m.name, &m.relation, &m.id_number, &m.phone)
         };
-        let present = read_all(tx, None)?.iter().any(|(_, had)| same(had));
-        if !present {
-            add(tx, &new_member_id(now), m)?;
+        let had = read_all(tx, None)?;
+        if !had.iter().any(|(_, had)| same(had)) {
+            add(tx, &new_member_id(now, had.len()), m)?;
         }
     }
     Ok(())
