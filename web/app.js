@@ -704,10 +704,14 @@ async function boot() {
   performance.mark('gs-rendered');
   resolveReady();
   if (S.phone.identity()) sync.syncNow();
-  // After the first screen is on the glass: the 今日 badge's module, the service worker.
+  // After the first screen is on the glass: the 今日 badge's module, the
+  // service worker, and every other screen's module — once imported a module
+  // stays in memory, so the screens open even if the signal goes before the
+  // service worker has finished installing (a first visit, then a basement).
   setTimeout(() => {
     loadToday().then(renderBadge, (e) => console.error(e));
     registerWorker();
+    for (const load of Object.values(MODULES)) load().catch((e) => console.warn('screen module:', e));
   }, 300);
 }
 
