@@ -178,7 +178,17 @@ async fn a_full_disk_gets_503s_and_a_degraded_healthz_and_syncs_recover_without_
     tokio::time::sleep(Duration::from_millis(1500)).await;
     recorded.insert(phone.record_visit("仍然满"));
     assert_clear_503(&phone.sync().await.expect_err("still full"));
-    other.sync().await.expect("a pull needs no write");
+    // A pull writes nothing, but once sled's background flush has met the
+    // full disk, sled returns that error to every later call, reads too,
+    // until the store is reopened: the pull is then refused with the same
+    // clear 503, never an engine error (the fresh-clone CI met both outcomes).
+    match other.sync().await {
+        Ok(_) => println!("a pull while full: served"),
+        Err(e) => {
+            assert_clear_503(&e);
+            println!("a pull while full: 503, sled's flush had met the full disk");
+        }
+    }
 
     std::fs::remove_file(&filler).expect("free the space");
     let took = wait_healthy(&server.url, Duration::from_secs(20)).await;
