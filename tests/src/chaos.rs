@@ -74,8 +74,28 @@ pub struct Worker {
     promises: Vec<DocId>,
 }
 
-fn outbox_of(phone: &Phone) -> BTreeMap<DocId, Vec<ChangeHash>> {
+/// A phone's outbox: each document's changes waiting to be acknowledged.
+pub fn outbox_of(phone: &Phone) -> BTreeMap<DocId, Vec<ChangeHash>> {
     phone.replica.outbox().map(|(id, hashes)| (id, hashes.to_vec())).collect()
+}
+
+/// Adds to `acknowledged` the changes an exchange acknowledged: those in the
+/// outbox `before` it that left the outbox (`after`), except in documents the
+/// server refused (`refused`).
+pub fn record_acknowledged(
+    acknowledged: &mut BTreeMap<DocId, BTreeSet<ChangeHash>>,
+    before: BTreeMap<DocId, Vec<ChangeHash>>,
+    after: &BTreeMap<DocId, Vec<ChangeHash>>,
+    refused: &BTreeSet<DocId>,
+) {
+    for (id, hashes) in before {
+        if refused.contains(&id) {
+            continue;
+        }
+        let still = after.get(&id);
+        let gone = hashes.into_iter().filter(|h| !still.is_some_and(|s| s.contains(h)));
+        acknowledged.entry(id).or_default().extend(gone);
+    }
 }
 
 /// Picks among the most recent items more often: recent records are the ones
@@ -297,14 +317,7 @@ impl Worker {
         self.ledger.exchanges_ok += 1;
         let after = outbox_of(&self.phone);
         let refused: BTreeSet<DocId> = report.rejected.iter().map(|(id, _)| *id).collect();
-        for (id, hashes) in before {
-            if refused.contains(&id) {
-                continue;
-            }
-            let still = after.get(&id);
-            let gone = hashes.into_iter().filter(|h| !still.is_some_and(|s| s.contains(h)));
-            self.ledger.acknowledged.entry(id).or_default().extend(gone);
-        }
+        record_acknowledged(&mut self.ledger.acknowledged, before, &after, &refused);
         self.ledger.rejections.extend(report.rejected.iter().cloned());
         Ok(report)
     }

@@ -174,8 +174,7 @@ impl Device {
     }
 
     fn outbox(&self) -> BTreeMap<DocId, Vec<ChangeHash>> {
-        let phone = self.phone.as_ref().expect("phone");
-        phone.replica.outbox().map(|(id, h)| (id, h.to_vec())).collect()
+        gridsync_tests::chaos::outbox_of(self.phone.as_ref().expect("phone"))
     }
 
     /// One request and its response, logging what was acknowledged.
@@ -187,14 +186,7 @@ impl Device {
         let report = self.phone().replica.apply_response(&response, now).map_err(|e| e.to_string())?;
         let after = self.outbox();
         let refused: BTreeSet<DocId> = report.rejected.iter().map(|(id, _)| *id).collect();
-        for (id, hashes) in before {
-            if refused.contains(&id) {
-                continue;
-            }
-            let still = after.get(&id);
-            let gone = hashes.into_iter().filter(|h| !still.is_some_and(|s| s.contains(h)));
-            self.acknowledged.entry(id).or_default().extend(gone);
-        }
+        gridsync_tests::chaos::record_acknowledged(&mut self.acknowledged, before, &after, &refused);
         self.refusals.extend(report.rejected.iter().cloned());
         Ok(report)
     }
