@@ -17,10 +17,12 @@
 //! - [`reports`]: the figures administrators report, per grid, community and territory.
 //! - [`masking`]: masking of residents' ID and phone numbers in exports and screens.
 //! - [`directory`]: the names of people and territories in a person's scope.
+//! - [`photos`]: photos as evidence: references in records, and what a photo's bytes must be.
 
 pub mod directory;
 pub mod ids;
 pub mod masking;
+pub mod photos;
 pub mod protocol;
 pub mod records;
 pub mod reports;

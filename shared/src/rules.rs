@@ -7,6 +7,7 @@
 //! backwards without a reopen is refused.
 
 use crate::ids::{DocId, PersonId};
+use crate::photos;
 use crate::records::{META_KEYS, Record, RecordError, RecordKind, RecordMeta, read_record};
 use crate::roles::Author;
 use crate::territory::TerritoryPath;
@@ -251,6 +252,7 @@ fn check_entries(old: Option<&Record>, new: &Record, author: &Author) -> Checked
             return Err(Rejection::new(RejectReason::InvalidRecord, "voiding a record needs a reason"));
         }
     }
+    check_photos(old, new, author)?;
     match new {
         Record::Case(case) => {
             let (old_follow, old_log) = match old {
@@ -291,6 +293,47 @@ fn check_entries(old: Option<&Record>, new: &Record, author: &Author) -> Checked
             }
         }
         Record::Household(_) | Record::VisitLog(_) => {}
+    }
+    Ok(())
+}
+
+/// New photo references must be the author's own, by someone who may edit
+/// the record's fields (a follow-up's photos: that follow-up's author), of a
+/// size a photo may have, on a follow-up the case has, at most
+/// [`photos::limits::MAX_PHOTOS`] per attachment; old ones stay as they were.
+fn check_photos(old: Option<&Record>, new: &Record, author: &Author) -> Checked<()> {
+    let old_photos = old.map(Record::photos).unwrap_or_default();
+    let added = appended(old_photos, new.photos(), |p| p.id, "photo")?;
+    for p in &added {
+        if p.by != author.person {
+            return Err(Rejection::new(RejectReason::NotPermitted, "entries can only be added in your own name"));
+        }
+        photos::check_size(p.size).map_err(|e| Rejection::new(RejectReason::InvalidRecord, e.to_string()))?;
+        let allowed = match (new, p.follow_up) {
+            (_, None) => may_edit_fields(new, author),
+            (Record::Case(c), Some(f)) => match c.follow_ups.iter().find(|x| x.id == f) {
+                Some(follow_up) => follow_up.by == author.person,
+                None => {
+                    return Err(Rejection::new(RejectReason::InvalidRecord, "a photo names a follow-up the case lacks"));
+                }
+            },
+            (_, Some(_)) => {
+                return Err(Rejection::new(RejectReason::InvalidRecord, "only a case's follow-ups carry photos"));
+            }
+        };
+        if !allowed {
+            return Err(Rejection::new(
+                RejectReason::NotPermitted,
+                "photos are added by whoever may edit the record, or to a follow-up by its writer",
+            ));
+        }
+        let same_place = new.photos().iter().filter(|q| q.follow_up == p.follow_up).count();
+        if same_place > photos::limits::MAX_PHOTOS {
+            return Err(Rejection::new(
+                RejectReason::TooLarge,
+                format!("at most {} photos per record or follow-up", photos::limits::MAX_PHOTOS),
+            ));
+        }
     }
     Ok(())
 }

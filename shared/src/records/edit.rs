@@ -5,6 +5,7 @@
 
 use super::members;
 use super::*;
+use crate::photos::NewPhoto;
 use crate::roles::Author;
 use crate::rules::{self, Rejection};
 use crate::workflow::{CaseStatus, StatusEntry, StatusMove};
@@ -76,11 +77,15 @@ pub fn new_record_with_id(
             tx.put_object(ROOT, super::members::MEMBERS_MAP, ObjType::Map)?;
             write_household(&mut tx, f, now)?
         }
-        NewRecord::VisitLog(f) => write_visit(&mut tx, f)?,
+        NewRecord::VisitLog(f) => {
+            write_visit(&mut tx, f)?;
+            tx.put_object(ROOT, "photos", ObjType::List)?;
+        }
         NewRecord::Case(f) => {
             write_case(&mut tx, f)?;
             tx.put_object(ROOT, "status_log", ObjType::List)?;
             tx.put_object(ROOT, "follow_ups", ObjType::List)?;
+            tx.put_object(ROOT, "photos", ObjType::List)?;
         }
         NewRecord::Promise(f) => {
             write_promise(&mut tx, f)?;
@@ -231,6 +236,59 @@ impl<'a> Editor<'a> {
         })
     }
 
+    /// Appends a follow-up to a case with photos of its own (each as
+    /// [`Self::add_photos`] would attach it, to this follow-up), in one change;
+    /// returns the follow-up's id.
+    pub fn add_follow_up_with_photos(
+        &mut self,
+        note: &str,
+        satisfaction: Option<Satisfaction>,
+        photos: &[NewPhoto],
+    ) -> Result<Uuid, EditError> {
+        let entry =
+            FollowUp { id: Uuid::new_v4(), by: self.author.person, at: self.now, note: note.into(), satisfaction };
+        let refs: Vec<PhotoRef> =
+            photos.iter().map(|p| self.photo_ref(&NewPhoto { follow_up: Some(entry.id), ..p.clone() })).collect();
+        self.change(&|tx, r| {
+            Self::expect(r, RecordKind::Case)?;
+            append_follow_up(tx, &entry)?;
+            refs.iter().try_for_each(|p| append_photo(tx, p))
+        })?;
+        Ok(entry.id)
+    }
+
+    /// Attaches photos to a visit log or a case (or, with `follow_up`, to one
+    /// of a case's follow-ups), in one change. A photo already attached there
+    /// (same SHA-256) is not attached again, so a repeated submit adds nothing.
+    pub fn add_photos(&mut self, photos: &[NewPhoto]) -> Result<Option<ChangeHash>, EditError> {
+        let refs: Vec<PhotoRef> = photos.iter().map(|p| self.photo_ref(p)).collect();
+        self.change(&|tx, r| {
+            let mut added: Vec<&PhotoRef> = Vec::new();
+            for p in &refs {
+                let there = |q: &PhotoRef| q.sha256 == p.sha256 && q.follow_up == p.follow_up;
+                if !r.photos().iter().any(there) && !added.iter().any(|q| there(q)) {
+                    append_photo(tx, p)?;
+                    added.push(p);
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn photo_ref(&self, p: &NewPhoto) -> PhotoRef {
+        PhotoRef {
+            id: Uuid::new_v4(),
+            sha256: p.sha256.clone(),
+            size: p.size,
+            mime: p.mime,
+            taken_at: p.taken_at,
+            location: p.location,
+            by: self.author.person,
+            at: self.now,
+            follow_up: p.follow_up,
+        }
+    }
+
     /// Moves a case forward to `to` (which must be further than where it
     /// stands). A move to assigned (交办) names its assignee: [`Self::assign_case`].
     pub fn advance_case(&mut self, to: CaseStatus) -> Result<Option<ChangeHash>, EditError> {
@@ -339,6 +397,32 @@ pub(super) fn append_outcome(tx: &mut Transaction<'_>, o: &PromiseOutcome) -> Re
     tx.put(&entry, "by", o.by.to_string())?;
     tx.put(&entry, "at", ScalarValue::Timestamp(o.at))?;
     tx.put(&entry, "note", o.note.as_str())?;
+    Ok(())
+}
+
+/// Appends a photo reference to the record's `photos` list (made if a record
+/// from before photos has none).
+pub(super) fn append_photo(tx: &mut Transaction<'_>, p: &PhotoRef) -> Result<(), EditError> {
+    let list = existing(tx, "photos", ObjType::List)?;
+    let i = tx.length(&list);
+    let entry = tx.insert_object(&list, i, ObjType::Map)?;
+    tx.put(&entry, "id", p.id.to_string())?;
+    tx.put(&entry, "sha256", p.sha256.as_str())?;
+    tx.put(&entry, "size", p.size)?;
+    tx.put(&entry, "mime", p.mime.as_mime())?;
+    tx.put(&entry, "taken_at", ScalarValue::Timestamp(p.taken_at))?;
+    if let Some(at) = p.location {
+        tx.put(&entry, "lat", at.lat)?;
+        tx.put(&entry, "lon", at.lon)?;
+        if let Some(acc) = at.accuracy_m {
+            tx.put(&entry, "accuracy_m", acc)?;
+        }
+    }
+    tx.put(&entry, "by", p.by.to_string())?;
+    tx.put(&entry, "at", ScalarValue::Timestamp(p.at))?;
+    if let Some(f) = p.follow_up {
+        tx.put(&entry, "follow_up", f.to_string())?;
+    }
     Ok(())
 }
 

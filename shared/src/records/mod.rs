@@ -5,7 +5,8 @@
 //! `creator`, `created_at`), then the record's own fields. Free text is
 //! Automerge text (merges character by character); follow-ups, status moves and
 //! promise outcomes are append-only lists of entries with their own ids, so every
-//! entry from every phone survives a merge. [`read`] parses a document strictly
+//! entry from every phone survives a merge; so are photo references
+//! ([`crate::photos::PhotoRef`]). [`read`] parses a document strictly
 //! (unknown fields and wrong types are errors); [`edit`] makes every change a
 //! phone can make.
 
@@ -21,6 +22,7 @@ pub use read::{META_KEYS, RecordError, read_record, read_record_at};
 pub use reauthor::reauthor;
 
 use crate::ids::{DocId, PersonId};
+use crate::photos::PhotoRef;
 use crate::territory::TerritoryPath;
 use crate::workflow::{Standing, StatusEntry, standing};
 use serde::{Deserialize, Serialize};
@@ -353,6 +355,8 @@ pub struct VisitLog {
     pub meta: RecordMeta,
     /// Editable fields.
     pub fields: VisitFields,
+    /// Every photo attached, in document order.
+    pub photos: Vec<PhotoRef>,
     /// Every void entry (作废), in document order; empty unless voided.
     pub voids: Vec<VoidEntry>,
     /// Single-valued fields changed by two people at once, with every value.
@@ -370,6 +374,8 @@ pub struct Case {
     pub status_log: Vec<StatusEntry>,
     /// Every follow-up, in document order.
     pub follow_ups: Vec<FollowUp>,
+    /// Every photo attached, to the case or to one of its follow-ups, in document order.
+    pub photos: Vec<PhotoRef>,
     /// Every void entry (作废), in document order; empty unless voided.
     pub voids: Vec<VoidEntry>,
     /// Single-valued fields changed by two people at once, with every value.
@@ -447,6 +453,16 @@ impl Record {
             Record::VisitLog(r) => &r.voids,
             Record::Case(r) => &r.voids,
             Record::Promise(r) => &r.voids,
+        }
+    }
+
+    /// Every photo attached to the record (visit logs and cases; none on
+    /// households and promises), in document order.
+    pub fn photos(&self) -> &[PhotoRef] {
+        match self {
+            Record::VisitLog(r) => &r.photos,
+            Record::Case(r) => &r.photos,
+            Record::Household(_) | Record::Promise(_) => &[],
         }
     }
 

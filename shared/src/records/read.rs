@@ -293,6 +293,42 @@ impl<'a> Obj<'a> {
         })
     }
 
+    /// The record's photo references, from every `photos` list.
+    fn photos(&self) -> R<Vec<PhotoRef>> {
+        self.maps_in_all("photos", |p| {
+            p.only_keys(&[
+                "id",
+                "sha256",
+                "size",
+                "mime",
+                "taken_at",
+                "lat",
+                "lon",
+                "accuracy_m",
+                "by",
+                "at",
+                "follow_up",
+            ])?;
+            let size = u64::try_from(p.i64("size")?).map_err(|_| invalid(&p.field("size"), "negative"))?;
+            let location = match (p.opt_f64("lat")?, p.opt_f64("lon")?) {
+                (None, None) => None,
+                (Some(lat), Some(lon)) => Some(geo_point(&p.field("lat"), lat, lon, p.opt_f64("accuracy_m")?)?),
+                _ => return Err(invalid(&p.field("lat"), "a position needs both latitude and longitude")),
+            };
+            Ok(PhotoRef {
+                id: p.uuid("id")?,
+                sha256: p.required("sha256")?,
+                size,
+                mime: p.required("mime")?,
+                taken_at: p.i64("taken_at")?,
+                location,
+                by: p.person("by")?,
+                at: p.i64("at")?,
+                follow_up: p.parsed::<Uuid>("follow_up")?,
+            })
+        })
+    }
+
     fn map(&self, key: &str) -> R<Option<Obj<'a>>> {
         Ok(self.object(key, ObjType::Map, "a map")?.map(|id| Obj {
             doc: self.doc,
@@ -321,6 +357,14 @@ struct ListItem<'o, 'a> {
     parent: &'o Obj<'a>,
     field: String,
     value: Option<(Value<'a>, ObjId)>,
+}
+
+/// A position, if its latitude and longitude are in range.
+fn geo_point(field: &str, lat: f64, lon: f64, accuracy_m: Option<f64>) -> R<GeoPoint> {
+    if !(-90.0..=90.0).contains(&lat) || !(-180.0..=180.0).contains(&lon) {
+        return Err(invalid(field, "latitude or longitude out of range"));
+    }
+    Ok(GeoPoint { lat, lon, accuracy_m })
 }
 
 /// Root fields every record has, fixed at creation.
@@ -388,6 +432,7 @@ fn read(root: Obj<'_>) -> R<Record> {
                 "concerns",
                 "findings",
                 "voids",
+                "photos",
             ]))?;
             let location = match root.map("location")? {
                 None => None,
@@ -400,10 +445,7 @@ fn read(root: Obj<'_>) -> R<Record> {
                     loc.only_keys(&["lat", "lon", "accuracy_m"])?;
                     let lat = loc.opt_f64("lat")?.ok_or_else(|| RecordError::Missing(loc.field("lat")))?;
                     let lon = loc.opt_f64("lon")?.ok_or_else(|| RecordError::Missing(loc.field("lon")))?;
-                    if !(-90.0..=90.0).contains(&lat) || !(-180.0..=180.0).contains(&lon) {
-                        return Err(invalid("location", "latitude or longitude out of range"));
-                    }
-                    Some(GeoPoint { lat, lon, accuracy_m: loc.opt_f64("accuracy_m")? })
+                    Some(geo_point("location", lat, lon, loc.opt_f64("accuracy_m")?)?)
                 }
             };
             Record::VisitLog(VisitLog {
@@ -417,6 +459,7 @@ fn read(root: Obj<'_>) -> R<Record> {
                     concerns: root.strings("concerns")?,
                     findings: root.text("findings")?,
                 },
+                photos: root.photos()?,
                 voids: root.voids()?,
                 conflicts: Vec::new(),
             })
@@ -432,6 +475,7 @@ fn read(root: Obj<'_>) -> R<Record> {
                 "status_log",
                 "follow_ups",
                 "voids",
+                "photos",
             ]))?;
             Record::Case(Case {
                 meta,
@@ -473,6 +517,7 @@ fn read(root: Obj<'_>) -> R<Record> {
                         satisfaction: f.parsed("satisfaction")?,
                     })
                 })?,
+                photos: root.photos()?,
                 voids: root.voids()?,
                 conflicts: Vec::new(),
             })

@@ -4,8 +4,8 @@
 //! in the person's name instead of being refused as someone else's.
 
 use super::edit::{
-    append_follow_up, append_outcome, append_status_entry, append_void, existing, write_case, write_household,
-    write_promise, write_visit,
+    append_follow_up, append_outcome, append_photo, append_status_entry, append_void, existing, write_case,
+    write_household, write_promise, write_visit,
 };
 use super::*;
 use crate::roles::Author;
@@ -87,6 +87,14 @@ pub fn reauthor(
                 append_outcome(&mut tx, o)?;
             }
         }
+    }
+    let had: HashSet<_> = before.iter().flat_map(|b| b.photos().iter().map(|p| p.id)).collect();
+    let photos: Vec<&PhotoRef> = local.photos().iter().filter(|p| mine(&p.by) && !had.contains(&p.id)).collect();
+    if !photos.is_empty() || (before.is_none() && matches!(local.kind(), RecordKind::VisitLog | RecordKind::Case)) {
+        existing(&mut tx, "photos", ObjType::List)?;
+    }
+    for p in photos {
+        append_photo(&mut tx, p)?;
     }
     let voided: HashSet<_> = before.iter().flat_map(|b| b.voids().iter().map(|v| v.id)).collect();
     let voids: Vec<&VoidEntry> = local.voids().iter().filter(|v| mine(&v.by) && !voided.contains(&v.id)).collect();
