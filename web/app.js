@@ -1,6 +1,6 @@
 // 网格通: boot, routing, the status bar and banners, sign-in and 我的.
 
-import { clearAll, flush, openDb, persist, writesBlocked } from './db.js';
+import { clearAll, flush, openDb, pendingPhotos, persist, photoLocationOn, setPhotoLocation, writesBlocked } from './db.js';
 import * as sync from './sync.js';
 import { S, explain, me, pendingRecords, territoryName, topbar } from './core.js';
 import { ROLE, ask, field, h, hhmm, toast, when } from './ui.js';
@@ -171,6 +171,7 @@ function renderStatus() {
   const st = sync.state;
   const online = sync.isOnline();
   const pending = pendingRecords();
+  const photos = pendingPhotos();
   const last = S.phone.lastSyncAt();
   const label = st.outcome === 'auth' ? '需重新登录' : !online ? '离线' : st.outcome === 'error' ? '在线 · 同步出错' : '在线';
   // Offline is the whole bar's colour, not a dot: the person sees it at a glance.
@@ -187,8 +188,8 @@ function renderStatus() {
         h('span', { testid: 'status-online', class: `dot ${online && st.outcome !== 'auth' ? 'on' : 'off'}`, 'data-online': String(online) }, label),
         h(
           'span',
-          { testid: 'status-pending', class: pending ? 'st-pending' : 'st-done', 'data-count': pending },
-          pending ? `${pending} 条记录待同步` : '全部已同步',
+          { testid: 'status-pending', class: pending || photos ? 'st-pending' : 'st-done', 'data-count': pending, 'data-photos': photos },
+          pendingWords(pending, photos) || '全部已同步',
         ),
       ),
       done
@@ -203,6 +204,12 @@ function renderStatus() {
   );
   renderBanners(st);
   renderBadge();
+}
+
+/** "2 条记录、1 张照片待同步", or '' when nothing waits. */
+function pendingWords(records, photos) {
+  const parts = [records ? `${records} 条记录` : '', photos ? `${photos} 张照片` : ''].filter(Boolean);
+  return parts.length ? `${parts.join('、')}待同步` : '';
 }
 
 /** The 今日 tab's badge: how many records others changed since the person last looked. */
@@ -525,10 +532,17 @@ function meView() {
       null,
       h('dl.facts', null,
         h('dt', null, '本机数据'), h('dd', null, `住户 ${counts[0]} · 走访 ${counts[1]} · 事件 ${counts[2]}`),
-        h('dt', null, '待同步'), h('dd', { testid: 'me-pending' }, pending ? `${pending} 条记录` : '没有，全部已同步'),
+        h('dt', null, '待同步'), h('dd', { testid: 'me-pending' }, pendingWords(pending, pendingPhotos()).replace(/待同步$/, '') || '没有，全部已同步'),
         h('dt', null, '数据保存'), persisted,
         h('dt', null, '版本'), h('dd', { testid: 'app-version' }, `网格通 ${VERSION}`),
       ),
+    ),
+    h(
+      'label.card.setting',
+      { testid: 'me-photo-location' },
+      h('input', { type: 'checkbox', checked: photoLocationOn(), onchange: (e) => setPhotoLocation(e.target.checked) }),
+      ' 照片记录位置',
+      h('div.muted.small', null, '打开后，新拍的照片会记下拍摄地点（GPS）。照片本身不带位置等信息。'),
     ),
     id.role === 'administrator' ? h('a.btn.wide', { href: '#/reports', testid: 'me-reports' }, '统计与导出') : null,
     h('a.btn.wide', { href: '#/password', testid: 'me-password' }, '修改密码'),
@@ -624,15 +638,16 @@ function passwordView() {
 }
 
 async function signOut() {
-  let n = pendingRecords();
+  let n = pendingRecords() + pendingPhotos();
   if (n && navigator.onLine) {
     await sync.syncNow();
-    n = pendingRecords();
+    await sync.uploadPhotos();
+    n = pendingRecords() + pendingPhotos();
   }
   const ok = await ask({
     title: '退出登录',
     text: n
-      ? `还有 ${n} 条记录没有同步到服务器，退出后将永久丢失！建议先到有信号的地方同步。`
+      ? `还有${pendingWords(pendingRecords(), pendingPhotos()).replace(/待同步$/, '')}没有同步到服务器，退出后将永久丢失！建议先到有信号的地方同步。`
       : '退出后本机的网格数据将被清除，下次登录时重新下载。',
     ok: n ? '仍然退出' : '退出登录',
     danger: true,

@@ -1,12 +1,13 @@
 // 事件: cases by status, one case (status, follow-ups, moves), and the report form.
 
-import { S, assigneeOf, attempt, back, empty, go, gridOf, gridPicker, householdName, isOverdue, rec, records, saved, topbar } from './core.js';
+import { S, assigneeOf, attempt, back, empty, explain, go, gridOf, gridPicker, householdName, isOverdue, rec, records, saved, topbar } from './core.js';
 import { caseItem } from './households.js';
 import { CASE_KIND, SATISFACTION, STATUS, ask, chips, dateOnly, field, h, toLocalInput, toast, when } from './ui.js';
 import {
   choosePerson, conflictsCard, draftOffer, draftsOf, householdPicker, loadDraft, newRecordId, once, peopleFor, personName, placeName,
   saveRecord, track, visible, voidButton, voidOf, voidedNotice, voidedToggle,
 } from './forms.js';
+import { addFollowUp, attachPhotos, photoPicker, photoStrip, photosOf } from './photos.js';
 
 const OPEN = ['reported', 'accepted', 'assigned', 'in_progress'];
 let statusFilter = 'open';
@@ -142,6 +143,7 @@ export function caseView({ id }) {
         h('dt', null, '描述'),
         h('dd.pre', null, f.description || '—'),
       ),
+      photoStrip(photosOf(l), 'case-photos'),
     ),
     voided
       ? null
@@ -173,6 +175,7 @@ export function caseView({ id }) {
                   u.satisfaction ? h('span', { class: `tag ${u.satisfaction === 'dissatisfied' ? 'danger' : 'ok'}` }, SATISFACTION[u.satisfaction]) : null,
                 ),
                 h('div.pre', null, u.note),
+                photoStrip(photosOf(l, u.id), 'followup-photos'),
               ),
             )
         : empty('还没有跟进记录'),
@@ -207,7 +210,8 @@ function followUpForm(l) {
   const target = { id };
   const note = h('textarea.input', { rows: 3, placeholder: '处理进展、回访情况等', testid: 'followup-note', value: kept ? kept.values.note : '' });
   const sat = chips(SATISFACTION, kept ? kept.values.satisfaction : null, { testid: 'followup-satisfaction', allowNone: true, cols: 3 });
-  const read = () => ({ note: note.value, satisfaction: sat.value || null });
+  const photos = photoPicker({ picked: (kept && kept.values.photos) || [], testid: 'followup-photos' });
+  const read = () => ({ note: note.value, satisfaction: sat.value || null, photos: photos.value });
   const submit = h('button.btn.primary.wide', { type: 'button', testid: 'followup-save' }, '保存跟进');
   const card = h(
     'div.card',
@@ -215,6 +219,7 @@ function followUpForm(l) {
     kept ? h('p.muted.small', { testid: 'draft-restored' }, `已恢复 ${when(kept.at)} 未保存的跟进草稿`) : null,
     h('div.field', null, h('span.label', null, '添加跟进'), note),
     h('div.field', null, h('span.label', null, '群众满意度（回访时选择）'), sat.el),
+    h('div.field', null, h('span.label', null, '照片（可选）'), photos.el),
     submit,
   );
   if (kept) note.dataset.dirty = '1';
@@ -225,7 +230,18 @@ function followUpForm(l) {
         note.focus();
         return toast('请填写跟进内容', 'error');
       }
-      if (!attempt(() => S.phone.addFollowUp(id, note.value.trim(), sat.value || '', Date.now()))) return;
+      await photos.ready();
+      // The follow-up and its photos in one change: both kept, or neither.
+      const made = await addFollowUp(id, note.value.trim(), sat.value || '', photos.value).then(
+        () => true,
+        (e) => {
+          console.error(e);
+          const m = explain(e);
+          toast(/记录未保存/.test(m) ? m : `跟进未保存：${m}`, 'error'); // a storage failure says itself what happened
+          return false;
+        },
+      );
+      if (!made) return;
       if (await saved('跟进已保存')) {
         tracker.saved();
         S.refresh();
@@ -264,6 +280,8 @@ export function caseForm({ id, household, visit, draft }) {
   const hhPick = householdPicker(f.household, { testid: 'case-household' });
   const picker = l ? null : gridPicker('case-grid');
   const due = h('input.input', { type: 'date', value: f.due_at ? toLocalInput(f.due_at, false) : '', testid: 'case-due' });
+  // Photos picked and not yet saved ride in the draft (their bytes are in IndexedDB).
+  const photos = photoPicker({ attached: l ? photosOf(l) : [], picked: (kept && kept.values.photos) || [], testid: 'case-photos' });
   const read = () => ({
     kind: kind.value || null,
     title: title.value.trim(),
@@ -271,14 +289,16 @@ export function caseForm({ id, household, visit, draft }) {
     household: hhPick.value || null,
     visit: f.visit || null,
     due_at: due.value ? new Date(`${due.value}T23:59:59`).getTime() : null,
+    photos: photos.value,
   });
   const save = async () => {
+    await photos.ready();
     if (!kind.value) return toast('请选择事件类型', 'error');
     if (!title.value.trim()) {
       title.focus();
       return toast('请填写事件标题', 'error');
     }
-    const fields = read();
+    const { photos: picked, ...fields } = read();
     const grid = l ? null : (gridOf(fields.household, picker) ?? (v ? v.record.meta.grid : undefined));
     if (grid === undefined && picker) {
       picker.focus();
@@ -286,6 +306,13 @@ export function caseForm({ id, household, visit, draft }) {
       return toast('请选择住户或网格', 'error');
     }
     if (!attempt(() => saveRecord(target, { type: 'case', ...fields }, grid ?? null))) return;
+    const photoError = await attachPhotos(target.id, picked).then(() => null, (e) => e);
+    if (photoError) {
+      // The case is kept; the photos stay in the form to save again.
+      console.error(photoError);
+      if (await saved()) toast(`事件已保存，但照片未能添加：${explain(photoError)}。请再点一次保存。`, 'error');
+      return;
+    }
     if (!(await saved(l ? '已保存' : navigator.onLine ? '事件已上报' : '事件已保存，联网后自动上报'))) return;
     tracker.saved();
     if (l) back(`#/case/${id}`);
@@ -306,6 +333,7 @@ export function caseForm({ id, household, visit, draft }) {
     h('div.field', null, h('span.label', null, '涉及住户'), hhPick.el),
     picker && field('所属网格', picker, '不选住户时请选择网格'),
     field('办理期限（可选）', due),
+    h('div.field', null, h('span.label', null, '照片（可选）'), photos.el),
     v ? h('p.muted', null, `来自 ${when(v.record.fields.visited_at)} 的走访`) : null,
     submit,
   );

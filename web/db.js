@@ -16,9 +16,17 @@
 //   covers them;
 // - the failure is reported once ('gs-db-error'), and cleared by the next
 //   write that succeeds ('gs-db-ok').
+//
+// Photos live beside the records in a second store, `photos`, keyed by their
+// SHA-256: {sha256, mime, size, bytes: Blob, takenAt, location, record,
+// uploaded, pending?}. `pending: 1` (indexed; absent otherwise) marks a photo
+// attached to a record and not yet on the server: those count in 待同步.
+// A photo picked in a form not yet saved has neither (it rides in the draft).
 
 const DB_NAME = 'gridsync';
+const VERSION = 2; // 1: records only; 2: + photos
 const STORE = 'kv';
+const PHOTOS = 'photos';
 const RETRY_MS = 3000;
 
 /** What the grid manager reads when the phone's storage is full. */
@@ -74,9 +82,23 @@ async function readAll() {
 }
 
 async function connect() {
-  const open = indexedDB.open(DB_NAME, 1);
-  open.onupgradeneeded = () => open.result.createObjectStore(STORE);
-  db = await req(open);
+  const open = indexedDB.open(DB_NAME, VERSION);
+  // From nothing or from version 1: every store that is there stays as it is.
+  open.onupgradeneeded = () => {
+    const d = open.result;
+    if (!d.objectStoreNames.contains(STORE)) d.createObjectStore(STORE);
+    if (!d.objectStoreNames.contains(PHOTOS)) d.createObjectStore(PHOTOS, { keyPath: 'sha256' }).createIndex('pending', 'pending');
+  };
+  try {
+    db = await req(open);
+  } catch (e) {
+    // The upgrade could not be written (a full phone): the records are still
+    // read from the version there is; photos wait until the upgrade succeeds.
+    const old = indexedDB.open(DB_NAME);
+    old.onupgradeneeded = () => old.result.createObjectStore(STORE); // a brand-new database: records only
+    db = await req(old).catch(() => Promise.reject(e));
+    console.warn('IndexedDB not upgraded, photos unavailable for now:', e);
+  }
   db.onversionchange = () => db.close();
 }
 
@@ -88,7 +110,8 @@ document.addEventListener('visibilitychange', () => {
 /** Opens the database; returns every stored [key, Uint8Array] pair. */
 export async function openDb() {
   await connect();
-  return readAll();
+  const [entries] = await Promise.all([readAll(), countPending().catch((e) => console.warn('photos not counted', e))]);
+  return entries;
 }
 
 /**
@@ -215,5 +238,135 @@ export async function clearAll() {
   }
   tx.objectStore(STORE).clear();
   track(done(tx), ++batches);
-  return flush();
+  await flush();
+  // Another person's photos never stay on the phone either.
+  if (db.objectStoreNames.contains(PHOTOS)) {
+    try {
+      const ptx = db.transaction(PHOTOS, 'readwrite');
+      ptx.objectStore(PHOTOS).clear();
+      await done(ptx);
+    } catch (e) {
+      console.warn('photos not cleared', e);
+    }
+  }
+  photosPending = 0;
+}
+
+// ------------------------------------------------------------------ photos
+
+let photosPending = 0;
+
+/** How many photos attached to records are not on the server yet (待同步). */
+export function pendingPhotos() {
+  return photosPending;
+}
+
+async function countPending() {
+  if (!db.objectStoreNames.contains(PHOTOS)) return 0;
+  const tx = db.transaction(PHOTOS, 'readonly');
+  photosPending = await req(tx.objectStore(PHOTOS).index('pending').count());
+  return photosPending;
+}
+
+/** One transaction on the photos store; resolves with `fn`'s result once it is on disk. */
+async function photoTx(mode, fn) {
+  if (!db.objectStoreNames.contains(PHOTOS)) throw storageError(new Error('照片存储尚未建立'));
+  const tx = db.transaction(PHOTOS, mode, mode === 'readwrite' ? { durability: 'strict' } : undefined);
+  const result = fn(tx.objectStore(PHOTOS));
+  await done(tx);
+  const value = result instanceof IDBRequest ? result.result : result;
+  if (mode === 'readwrite') await countPending().catch(() => {});
+  return value;
+}
+
+/** The stored photo `sha256` ({sha256, mime, size, bytes: Blob, ...}), or null. */
+export async function getPhoto(sha256) {
+  return (await photoTx('readonly', (s) => s.get(sha256))) || null;
+}
+
+/**
+ * Keeps a photo's bytes (a Blob). A photo already stored keeps its state
+ * (attached, uploaded); only the bytes are written for a new one.
+ * Throws the storage error (a full phone) with its Chinese message.
+ */
+export async function putPhoto(photo) {
+  try {
+    await photoTx('readwrite', (s) => {
+      const r = s.get(photo.sha256);
+      r.onsuccess = () => {
+        if (!r.result) s.put({ record: null, uploaded: false, ...photo });
+        else if (!r.result.bytes && photo.bytes) s.put({ ...r.result, bytes: photo.bytes });
+      };
+    });
+  } catch (e) {
+    throw storageError(e);
+  }
+}
+
+/**
+ * Marks photos as attached to record `record` and waiting for upload (before
+ * the replica is told, so no attached photo is ever left out of the uploads).
+ * `undo` takes the mark back (the record refused the photo).
+ */
+export async function markAttached(hashes, record, undo = false) {
+  await photoTx('readwrite', (s) => {
+    for (const sha of hashes) {
+      const r = s.get(sha);
+      r.onsuccess = () => {
+        const p = r.result;
+        if (!p || p.uploaded) return;
+        if (undo) {
+          delete p.pending;
+          p.record = null;
+        } else {
+          p.pending = 1;
+          p.record = record;
+        }
+        s.put(p);
+      };
+    }
+  });
+}
+
+/** Marks a photo as on the server: it no longer counts in 待同步. */
+export async function markUploaded(sha256) {
+  await photoTx('readwrite', (s) => {
+    const r = s.get(sha256);
+    r.onsuccess = () => {
+      const p = r.result;
+      if (!p) return;
+      delete p.pending;
+      p.uploaded = true;
+      s.put(p);
+    };
+  });
+}
+
+/** The photos waiting for upload, oldest first by time taken. */
+export async function photosToUpload() {
+  const list = await photoTx('readonly', (s) => s.index('pending').getAll());
+  return list.sort((a, b) => (a.takenAt || 0) - (b.takenAt || 0));
+}
+
+// ---------------------------------------------------------------- settings
+
+const PHOTO_LOCATION = 'gs-photo-location';
+
+/** Whether a photo records where it was taken (我的 > 照片记录位置); off unless the grid manager switched it on. */
+export function photoLocationOn() {
+  try {
+    return localStorage.getItem(PHOTO_LOCATION) === '1';
+  } catch {
+    return false;
+  }
+}
+
+/** Switches 照片记录位置 on or off on this phone. */
+export function setPhotoLocation(on) {
+  try {
+    if (on) localStorage.setItem(PHOTO_LOCATION, '1');
+    else localStorage.removeItem(PHOTO_LOCATION);
+  } catch (e) {
+    console.warn('setting not kept', e);
+  }
 }

@@ -18,6 +18,7 @@ const SHELL = [
   'visits.js',
   'cases.js',
   'forms.js',
+  'photos.js',
   'today.js',
   'promises.js',
   'style.css',
@@ -77,7 +78,9 @@ self.addEventListener('activate', (event) => {
 self.addEventListener('fetch', (event) => {
   const req = event.request;
   const url = new URL(req.url);
-  // The API, other origins and non-GET requests: straight to the network, never cached.
+  // The API (photos too: /v1/photos/ answers depend on who asks; the app keeps
+  // photos in IndexedDB itself), other origins and non-GET requests: straight
+  // to the network, never cached.
   if (req.method !== 'GET' || url.origin !== location.origin || url.pathname.startsWith('/v1/') || url.pathname === '/healthz') return;
   if (req.mode === 'navigate') {
     event.respondWith(

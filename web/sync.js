@@ -6,8 +6,12 @@
 // When the server is busy (503/429 with Retry-After) the next try waits what
 // it asked, stretched by a random 0-25 % so that phones refused together do
 // not come back together; other failures back off exponentially, jittered.
+//
+// Photos go after each successful sync, on their own (a sync never waits
+// behind them): one at a time, chunk by chunk, each photo resuming where the
+// server says it stopped (see uploadPhotos below).
 
-import { flush } from './db.js';
+import { flush, markUploaded, photosToUpload } from './db.js';
 
 const OK_INTERVAL = 60_000; // pull others' changes every minute while things work
 const FIRST_BACKOFF = 15_000;
@@ -203,6 +207,7 @@ async function run() {
     await flush();
     if (await checkTerritory(phone, id.token, refused)) received = true;
     if (await checkDirectory(phone, id.token)) received = true;
+    uploadPhotos(); // not awaited: the records' sync is done
   } catch (e) {
     state.outcome = e.kind || 'error';
     state.message = e.message || String(e);
@@ -215,6 +220,133 @@ async function run() {
     state.syncing = false;
   }
   emit(received);
+}
+
+// ------------------------------------------------------------------ photos
+
+const CHUNK = 262_144; // shared::photos::limits::MAX_UPLOAD_CHUNK
+const SLOW_CHUNK = 65_536; // on a slow link: a cut request loses less, and each answers sooner
+const SLOW_BYTES_PER_S = 32_768; // a chunk slower than this makes the next ones small
+const PHOTO_TIMEOUT = 60_000;
+
+export const photoState = {
+  uploading: false,
+  retryAt: 0, // the server said busy: no upload before this (Date.now())
+  chunk: 0, // bytes per request last used
+  requests: 0, // upload requests made since the app opened (for tests and figures)
+  sentBytes: 0, // photo bytes sent since the app opened
+};
+let uploading = null;
+let photoTimer = 0;
+
+function slowLink() {
+  const c = navigator.connection;
+  return !!c && (c.saveData || ['slow-2g', '2g', '3g'].includes(c.effectiveType));
+}
+
+/** Why uploads stop for now (a reason), or the answer of a request. */
+class Halt extends Error {}
+
+async function photoFetch(url, init, token) {
+  const ctl = new AbortController();
+  const t = setTimeout(() => ctl.abort(), PHOTO_TIMEOUT);
+  let resp;
+  try {
+    resp = await fetch(url, { ...init, headers: { ...(init.headers || {}), Authorization: `Bearer ${token}` }, signal: ctl.signal, cache: 'no-store' });
+  } catch {
+    throw new Halt('network');
+  } finally {
+    clearTimeout(t);
+  }
+  if (resp.status === 401) throw new Halt('auth');
+  if (resp.status === 503 || resp.status === 429) {
+    const body = await errorBody(resp);
+    const secs = retryAfterOf(resp, body) || 30;
+    photoState.retryAt = Date.now() + secs * 1000 * (1 + Math.random() * 0.25);
+    clearTimeout(photoTimer);
+    photoTimer = setTimeout(uploadPhotos, photoState.retryAt - Date.now());
+    throw new Halt('busy');
+  }
+  return resp;
+}
+
+/**
+ * Uploads one photo, resuming where the server stopped. Returns 'stored', or
+ * 'later' (the server does not know a record with it yet: after the next sync).
+ */
+async function uploadOne(p, token) {
+  const url = `/v1/photos/${p.sha256}`;
+  const status = await photoFetch(`${url}/upload`, {}, token);
+  if (!status.ok) return 'later';
+  let { stored, received } = await status.json();
+  let chunk = slowLink() ? SLOW_CHUNK : CHUNK;
+  const bytes = p.bytes;
+  if (!bytes) return 'later'; // the bytes are not on this phone (never happens for a photo taken here)
+  while (!stored) {
+    const from = Math.max(0, Math.min(Number(received) || 0, p.size));
+    const part = bytes.slice(from, Math.min(p.size, from + chunk));
+    photoState.chunk = chunk;
+    photoState.requests++;
+    const t0 = Date.now();
+    const resp = await photoFetch(
+      url,
+      {
+        method: 'PUT',
+        headers: { 'Content-Type': p.mime || 'image/jpeg', 'X-Photo-Size': String(p.size), 'X-Upload-Offset': String(from) },
+        body: part,
+      },
+      token,
+    );
+    const body = await errorBody(resp);
+    if (resp.ok) {
+      photoState.sentBytes += part.size;
+      stored = !!body.stored;
+      received = body.received;
+      if (part.size / Math.max(0.001, (Date.now() - t0) / 1000) < SLOW_BYTES_PER_S) chunk = SLOW_CHUNK;
+      if (!stored && !(Number(received) > from)) return 'later'; // no progress: try again after the next sync
+    } else if (resp.status === 409 && body.error === 'upload_offset') {
+      received = body.received; // the server holds another amount: go on from there
+    } else if (resp.status === 409) {
+      return 'later'; // photo_not_referenced: the record is not on the server yet
+    } else if (resp.status === 413 && chunk > SLOW_CHUNK) {
+      chunk = SLOW_CHUNK;
+    } else {
+      console.warn(`photo ${p.sha256}: ${resp.status} ${body.error || ''} ${body.message || ''}`);
+      return 'later';
+    }
+  }
+  await markUploaded(p.sha256);
+  return 'stored';
+}
+
+/**
+ * Uploads the photos waiting for it, one at a time; resolves when done or
+ * stopped (no connection, the server busy or signed out: the next sync tries
+ * again). Never two loops at once.
+ */
+export function uploadPhotos() {
+  if (uploading) return uploading;
+  uploading = (async () => {
+    const id = getPhone()?.identity();
+    if (!id || Date.now() < photoState.retryAt) return;
+    photoState.uploading = true;
+    const skipped = new Set();
+    try {
+      for (;;) {
+        const next = (await photosToUpload()).find((p) => !skipped.has(p.sha256));
+        if (!next) break;
+        const outcome = await uploadOne(next, id.token);
+        if (outcome !== 'stored') skipped.add(next.sha256);
+        emit(false); // 待同步 changes
+      }
+    } catch (e) {
+      if (!(e instanceof Halt)) console.error('photo upload', e);
+    } finally {
+      photoState.uploading = false;
+      emit(false);
+    }
+  })().finally(() => (uploading = null));
+  return uploading;
 }
 
 /** Syncs now (or right after the sync under way); resolves when done. */

@@ -1,12 +1,13 @@
 // 走访: recent visits, recording a visit in a few taps, and one visit.
 
-import { S, attempt, back, empty, go, gridOf, gridPicker, householdName, rec, records, saved, topbar } from './core.js';
+import { S, attempt, back, empty, explain, go, gridOf, gridPicker, householdName, rec, records, saved, topbar } from './core.js';
 import { caseItem, visitItem } from './households.js';
 import { VISIT_KIND, chips, field, h, toLocalInput, toast, when } from './ui.js';
 import {
   conflictsCard, draftOffer, draftsOf, householdPicker, loadDraft, newRecordId, once, personName, placeName, saveRecord, track,
   visible, voidButton, voidOf, voidedNotice, voidedToggle,
 } from './forms.js';
+import { attachPhotos, photoPicker, photoStrip, photosOf } from './photos.js';
 
 const PAGE = 20; // visits read and listed at first; 显示更多 reads as many again
 let shown = PAGE;
@@ -61,6 +62,8 @@ export function visitForm({ id, household, draft }) {
     : l
       ? l.record.fields
       : { household: household || null, visited_at: Date.now(), kind: 'routine', location: null, notes: '', concerns: [], findings: '' };
+  // Photos picked and not yet saved ride in the draft (their bytes are in IndexedDB).
+  const photos = photoPicker({ attached: l ? photosOf(l) : [], picked: (kept && kept.values.photos) || [], testid: 'visit-photos' });
   const hh = rec(f.household);
   const hhPick = householdPicker(f.household, { testid: 'visit-household' });
   const picker = l ? null : gridPicker('visit-grid');
@@ -147,16 +150,19 @@ export function visitForm({ id, household, draft }) {
     notes: notes.value.trim(),
     concerns: [...concerns],
     findings: findings.value.trim(),
+    photos: photos.value,
   });
 
   const save = async () => {
     addConcern();
+    await photos.ready();
     if (!kind.value) return toast('请选择走访类型', 'error');
     if (!notes.value.trim() && !concerns.length && !findings.value.trim()) {
       notes.focus();
       return toast('请填写走访情况', 'error');
     }
-    const fields = { ...read(), visited_at: time.value ? new Date(time.value).getTime() : Date.now() };
+    const { photos: picked, ...rest } = read();
+    const fields = { ...rest, visited_at: time.value ? new Date(time.value).getTime() : Date.now() };
     const grid = l ? null : gridOf(fields.household, picker);
     if (grid === undefined) {
       picker.focus();
@@ -164,7 +170,13 @@ export function visitForm({ id, household, draft }) {
       return toast('请选择住户或网格', 'error');
     }
     if (!attempt(() => saveRecord(target, { type: 'visit_log', ...fields }, grid))) return;
+    const photoError = await attachPhotos(target.id, picked).then(() => null, (e) => e);
     if (!(await saved())) return;
+    if (photoError) {
+      // The visit is kept; the photos stay in the form to save again.
+      console.error(photoError);
+      return toast(`走访已保存，但照片未能添加：${explain(photoError)}。请再点一次保存。`, 'error');
+    }
     tracker.saved();
     if (l) back(`#/visit/${id}`);
     else location.replace(`#/visit/${target.id}?saved=1`);
@@ -187,6 +199,7 @@ export function visitForm({ id, household, draft }) {
     h('div.field', null, h('span.label', null, '群众诉求'), concernList, h('div.row.add', null, concernInput, h('button.btn', { type: 'button', testid: 'visit-concern-add', onclick: addConcern }, '添加'))),
     field('发现问题', findings),
     h('div.field', null, h('span.label', null, '位置（可选）'), h('div.row.center', null, locBtn, locText)),
+    h('div.field', null, h('span.label', null, '照片（可选）'), photos.el),
     submit,
   );
   form.addEventListener('submit', once(submit, save));
@@ -242,6 +255,7 @@ export function visitView({ id, saved: justSaved }) {
         f.findings ? [h('dt', null, '发现问题'), h('dd.pre', null, f.findings)] : null,
         f.location ? [h('dt', null, '位置'), h('dd', null, `${f.location.lat.toFixed(5)}, ${f.location.lon.toFixed(5)}`, f.location.accuracy_m ? ` ±${Math.round(f.location.accuracy_m)}米` : '')] : null,
       ),
+      photoStrip(photosOf(l), 'visit-photos'),
     ),
     justSaved
       ? h(
