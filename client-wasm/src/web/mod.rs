@@ -3,6 +3,7 @@
 //! as plain JS objects shaped like the shared crate's serde types.
 
 mod directory;
+mod photos;
 mod records;
 mod storage;
 mod sync;
