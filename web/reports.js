@@ -98,7 +98,10 @@ const COLUMNS = [
   ['走访覆盖户', (f) => f.households_covered],
   ['联系困难群众', (f) => f.needy_households_covered],
   ['走访次数', (f) => f.visits],
+  // Photo evidence: visit logs / cases of the period that reference a photo (— from a server without the figure).
+  ['有照片的走访', (f) => f.visits_with_photos ?? '—'],
   ['发现事件', (f) => f.cases_found],
+  ['有照片的事件', (f) => f.cases_with_photos ?? '—'],
   ['矛盾纠纷', (f) => f.cases_found_by_kind.dispute],
   ['安全隐患', (f) => f.cases_found_by_kind.hazard],
   ['信访', (f) => f.cases_found_by_kind.petition],
@@ -243,6 +246,7 @@ export function reportsView() {
   addEventListener('offline', onNet);
 
   const status = h('p.muted.small', { testid: 'report-status', role: 'status' });
+  const withPhotos = h('input', { type: 'checkbox', testid: 'snapshot-photos' });
   const result = h('div', { testid: 'report-result' });
   let shown = false;
   let seq = 0;
@@ -324,6 +328,12 @@ export function reportsView() {
     h('h2', null, '数据快照'),
     h('p.muted.small', null, '负责区域内全部记录的当前状态。身份证号、电话号码默认打码，每次导出都记入审计日志。'),
     h(
+      'label.toggle',
+      null,
+      withPhotos,
+      ' 包含照片（压缩包内 photos/ 目录，表格中“照片”列写明文件名；文件较大）',
+    ),
+    h(
       'div.downloads',
       null,
       SNAPSHOTS.map(([format, text, sub]) =>
@@ -331,7 +341,8 @@ export function reportsView() {
           `snapshot-${format}`,
           text,
           sub,
-          () => `/v1/admin/snapshot?format=${format}&territory=${encodeURIComponent(id.territory)}`,
+          () =>
+            `/v1/admin/snapshot?format=${format}&territory=${encodeURIComponent(id.territory)}${withPhotos.checked ? '&photos=true' : ''}`,
           `snapshot-${format}.zip`,
           '服务器暂不支持快照下载（需要升级服务器），请联系系统管理员。',
         ),

@@ -13,6 +13,11 @@
 //! ones the records carry (a visit's `visited_at`, a record's `created_at`, a
 //! status move's or follow-up's `at`), written by the phone's clock.
 //!
+//! Photo evidence (有照片的走访 / 有照片的事件) counts the visit logs and the
+//! cases of the period that reference at least one photo
+//! ([`crate::records::Record::photos`]; a case's follow-ups' photos count for
+//! the case), whether or not the photo's bytes have reached the server yet.
+//!
 //! A voided record (作废, [`crate::records::Record::voided`]) counts nowhere:
 //! not as a household, a visit, a case, a follow-up or a promise, whenever it
 //! was voided. The report's moment is the earlier of the period's end and
@@ -113,10 +118,19 @@ pub struct Figures {
     pub needy_households_covered: u64,
     /// 走访次数: visit logs with `visited_at` in the period.
     pub visits: u64,
+    /// 有照片的走访: of the visit logs in the period (`visits`), the ones that
+    /// reference at least one photo.
+    #[serde(default)]
+    pub visits_with_photos: u64,
     /// 发现事件（分类）: cases with `created_at` in the period, by kind.
     pub cases_found_by_kind: CasesByKind,
     /// 发现事件合计 (排查矛盾隐患): cases with `created_at` in the period.
     pub cases_found: u64,
+    /// 有照片的事件: of the cases found in the period (`cases_found`), the ones
+    /// that reference at least one photo, on the case itself or on one of its
+    /// follow-ups (whenever the follow-up was written).
+    #[serde(default)]
+    pub cases_with_photos: u64,
     /// 办结事件 (化解): cases (found in any period) whose status log has an
     /// `advance` entry to resolved or a later step with its `at` in the period,
     /// and whose current standing is still resolved or later. Each case counts
@@ -163,8 +177,10 @@ impl Figures {
         self.households_covered += o.households_covered;
         self.needy_households_covered += o.needy_households_covered;
         self.visits += o.visits;
+        self.visits_with_photos += o.visits_with_photos;
         self.cases_found_by_kind.add(&o.cases_found_by_kind);
         self.cases_found += o.cases_found;
+        self.cases_with_photos += o.cases_with_photos;
         self.cases_resolved += o.cases_resolved;
         self.overdue_cases += o.overdue_cases;
         self.promises_made += o.promises_made;
@@ -302,6 +318,7 @@ impl ReportBuilder {
             Record::VisitLog(v) => {
                 if period.contains(v.fields.visited_at) {
                     f.visits += 1;
+                    f.visits_with_photos += u64::from(!v.photos.is_empty());
                     if let Some(household) = v.fields.household {
                         self.visited.insert(household);
                     }
@@ -311,6 +328,7 @@ impl ReportBuilder {
                 if period.contains(c.meta.created_at) {
                     f.cases_found += 1;
                     f.cases_found_by_kind.count(c.fields.kind);
+                    f.cases_with_photos += u64::from(!c.photos.is_empty());
                 }
                 let status = c.standing().status;
                 let resolved_in_period = c
@@ -407,11 +425,13 @@ const COLUMNS: &[(&str, Cell)] = &[
     ("走访覆盖户数", |f| f.households_covered.to_string()),
     ("联系困难群众户数", |f| f.needy_households_covered.to_string()),
     ("走访次数", |f| f.visits.to_string()),
+    ("有照片的走访", |f| f.visits_with_photos.to_string()),
     ("矛盾纠纷", |f| f.cases_found_by_kind.dispute.to_string()),
     ("安全隐患", |f| f.cases_found_by_kind.hazard.to_string()),
     ("信访", |f| f.cases_found_by_kind.petition.to_string()),
     ("群众诉求", |f| f.cases_found_by_kind.request.to_string()),
     ("发现事件合计", |f| f.cases_found.to_string()),
+    ("有照片的事件", |f| f.cases_with_photos.to_string()),
     ("办结事件", |f| f.cases_resolved.to_string()),
     ("办结率", |f| percent(f.resolution_rate)),
     ("超期未办结", |f| f.overdue_cases.to_string()),

@@ -3,6 +3,7 @@
 //! and checks one definition of `gridsync_shared::reports`.
 
 use automerge::{ActorId, Automerge};
+use gridsync_shared::photos::{NewPhoto, PhotoHash, PhotoType};
 use gridsync_shared::records::*;
 use gridsync_shared::reports::{Period, Report, ReportBuilder, report};
 use gridsync_shared::territory::Level;
@@ -307,6 +308,79 @@ fn voided_records_count_nowhere_and_a_duplicate_voided_puts_the_rates_right() {
     let (_, r) = records.iter().find(|(id, _)| *id == w.id(promise_twice)).expect("still there");
     let void = r.voided().expect("voided");
     assert_eq!((void.by, void.reason.as_str()), (sup.person, "重复录入"));
+}
+
+/// A photo reference to attach (only the reference: reports never look at bytes).
+fn photo(n: u8) -> NewPhoto {
+    NewPhoto {
+        sha256: PhotoHash::parse(&format!("{n:02x}").repeat(32)).expect("hash"),
+        size: 1_000,
+        mime: PhotoType::Jpeg,
+        taken_at: FROM,
+        location: None,
+        follow_up: None,
+    }
+}
+
+#[test]
+fn photo_evidence_counts_visits_and_cases_of_the_period_with_a_photo_even_one_only_on_a_follow_up() {
+    let mut w = World::default();
+    let staff1 = staff(G1);
+    let staff2 = staff(G2);
+    // Visits in the period: two with photos (one with two photos), one without.
+    let v1 = w.visit(G1, FROM + 1, None);
+    w.edit(v1, &staff1, FROM + 20, |e| e.add_photos(&[photo(1), photo(2)]));
+    let v2 = w.visit(G2, FROM + 2, None);
+    w.edit(v2, &staff2, FROM + 20, |e| e.add_photos(&[photo(3)]));
+    w.visit(G1, FROM + 3, None);
+    // Outside the period, or voided: not counted, photos or not.
+    let before = w.visit(G1, FROM - 5, None);
+    w.edit(before, &staff1, FROM + 20, |e| e.add_photos(&[photo(4)]));
+    let voided = w.visit(G1, FROM + 4, None);
+    w.edit(voided, &staff1, FROM + 20, |e| e.add_photos(&[photo(5)]));
+    w.void(voided, &staff1, FROM + 30);
+    // Cases found in the period: one with a photo on the case, one with a
+    // photo only on a follow-up, one without any.
+    let c1 = w.case(G1, FROM + 5, CaseKind::Hazard, None);
+    w.edit(c1, &staff1, FROM + 20, |e| e.add_photos(&[photo(6)]));
+    let c2 = w.case(G1, FROM + 6, CaseKind::Dispute, None);
+    w.edit(c2, &staff1, FROM + 20, |e| e.add_follow_up_with_photos("现场已清理", None, &[photo(7)]));
+    let c3 = w.case(G2, FROM + 7, CaseKind::Request, None);
+    w.edit(c3, &staff2, FROM + 20, |e| e.add_follow_up("已联系物业", None).map(|_| ()));
+    // A case of an earlier period with photos is not this period's evidence.
+    let old = w.case(G1, FROM - 9, CaseKind::Hazard, None);
+    w.edit(old, &staff1, FROM + 20, |e| e.add_photos(&[photo(8)]));
+
+    let r = w.report(SUB);
+    let g1 = &r.row(&path(G1)).expect("g1").figures;
+    assert_eq!((g1.visits, g1.visits_with_photos), (2, 1));
+    assert_eq!((g1.cases_found, g1.cases_with_photos), (2, 2), "a follow-up's photo is the case's evidence");
+    let g2 = &r.row(&path(G2)).expect("g2").figures;
+    assert_eq!((g2.visits, g2.visits_with_photos, g2.cases_found, g2.cases_with_photos), (1, 1, 1, 0));
+    let community = &r.row(&path("xg/xn/sh/dh")).expect("community").figures;
+    assert_eq!((community.visits_with_photos, community.cases_with_photos), (2, 2));
+    assert_eq!((r.total.figures.visits_with_photos, r.total.figures.cases_with_photos), (2, 2));
+
+    let csv = r.to_csv();
+    let header = csv.trim_start_matches('\u{feff}').split("\r\n").next().expect("header").to_string();
+    let column = |name: &str| header.split(',').position(|h| h == name).unwrap_or_else(|| panic!("{name}: {header}"));
+    let total = csv.trim_end().rsplit("\r\n").next().expect("total").to_string();
+    let cells: Vec<&str> = total.split(',').collect();
+    assert_eq!(column("有照片的走访"), column("走访次数") + 1);
+    assert_eq!(column("有照片的事件"), column("发现事件合计") + 1);
+    assert_eq!((cells[column("有照片的走访")], cells[column("有照片的事件")]), ("2", "2"), "{total}");
+}
+
+#[test]
+fn figures_written_before_photo_evidence_existed_still_read() {
+    let mut w = World::default();
+    w.visit(G1, FROM + 1, None);
+    let mut old = serde_json::to_value(w.report(SUB).total.figures).expect("json");
+    let map = old.as_object_mut().expect("object");
+    map.remove("visits_with_photos");
+    map.remove("cases_with_photos");
+    let read: gridsync_shared::reports::Figures = serde_json::from_value(old).expect("old figures read");
+    assert_eq!((read.visits, read.visits_with_photos, read.cases_with_photos), (1, 0, 0));
 }
 
 #[test]
