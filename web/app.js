@@ -189,12 +189,15 @@ function renderStatus() {
         h(
           'span',
           { testid: 'status-pending', class: pending || photos ? 'st-pending' : 'st-done', 'data-count': pending, 'data-photos': photos },
-          pendingWords(pending, photos) || '全部已同步',
+          // The bar is narrow: photos on this line only when no record waits (else on the line below).
+          pending ? `${pending} 条记录待同步` : photos ? `${photos} 张照片待同步` : '全部已同步',
         ),
       ),
       done
         ? h('div.st-sub.st-synced', { testid: 'sync-done', 'data-count': done.count, role: 'status' }, `✓ ${done.text}`)
-        : h('div.st-sub', { testid: 'status-last-sync' }, !online && st.outcome !== 'auth' ? '记录存在本机，联网后自动同步' : last ? `上次同步 ${lastText(last)}` : '尚未同步'),
+        : pending && photos
+          ? h('div.st-sub', { testid: 'status-photos' }, `另有 ${photos} 张照片${!online && st.outcome !== 'auth' ? '，联网后自动同步' : '待同步'}`)
+          : h('div.st-sub', { testid: 'status-last-sync' }, !online && st.outcome !== 'auth' ? '记录存在本机，联网后自动同步' : last ? `上次同步 ${lastText(last)}` : '尚未同步'),
     ),
     h(
       'button.sync',

@@ -235,6 +235,7 @@ export const photoState = {
   chunk: 0, // bytes per request last used
   requests: 0, // upload requests made since the app opened (for tests and figures)
   sentBytes: 0, // photo bytes sent since the app opened
+  maxChunk: CHUNK, // the most bytes per request (the browser test lowers it to cut a photo mid-way)
 };
 let uploading = null;
 let photoTimer = 0;
@@ -279,7 +280,7 @@ async function uploadOne(p, token) {
   const status = await photoFetch(`${url}/upload`, {}, token);
   if (!status.ok) return 'later';
   let { stored, received } = await status.json();
-  let chunk = slowLink() ? SLOW_CHUNK : CHUNK;
+  let chunk = Math.min(photoState.maxChunk, slowLink() ? SLOW_CHUNK : CHUNK);
   const bytes = p.bytes;
   if (!bytes) return 'later'; // the bytes are not on this phone (never happens for a photo taken here)
   while (!stored) {
@@ -302,14 +303,14 @@ async function uploadOne(p, token) {
       photoState.sentBytes += part.size;
       stored = !!body.stored;
       received = body.received;
-      if (part.size / Math.max(0.001, (Date.now() - t0) / 1000) < SLOW_BYTES_PER_S) chunk = SLOW_CHUNK;
+      if (part.size / Math.max(0.001, (Date.now() - t0) / 1000) < SLOW_BYTES_PER_S) chunk = Math.min(chunk, SLOW_CHUNK);
       if (!stored && !(Number(received) > from)) return 'later'; // no progress: try again after the next sync
     } else if (resp.status === 409 && body.error === 'upload_offset') {
       received = body.received; // the server holds another amount: go on from there
     } else if (resp.status === 409) {
       return 'later'; // photo_not_referenced: the record is not on the server yet
     } else if (resp.status === 413 && chunk > SLOW_CHUNK) {
-      chunk = SLOW_CHUNK;
+      chunk = SLOW_CHUNK; // a server (or proxy) with a smaller budget
     } else {
       console.warn(`photo ${p.sha256}: ${resp.status} ${body.error || ''} ${body.message || ''}`);
       return 'later';

@@ -92,11 +92,11 @@ export async function launchPersistentPhone(dir) {
   return { context, page };
 }
 
-/** A phone: a 360×800 context with its own storage, like a separate device. */
-export async function newPhone(browser) {
+/** A phone: a 360×800 context with its own storage, like a separate device. `options` adds to the context's (e.g. `serviceWorkers: 'block'`). */
+export async function newPhone(browser, options = {}) {
   const context = await browser.newContext({
     viewport: { width: 360, height: 800 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true,
-    locale: 'zh-CN', timezoneId: 'Asia/Shanghai',
+    locale: 'zh-CN', timezoneId: 'Asia/Shanghai', ...options,
   });
   const page = await context.newPage();
   page.on('pageerror', (e) => console.error('page error:', e.message));

@@ -34,9 +34,9 @@ const SECRET = 'GPS 30.9245N 113.9160E HOME';
  * segment after SOI holding Orientation = 6 (rotate 90° clockwise to view)
  * and an ImageDescription naming a home position. Returns the bytes.
  */
-async function cameraJpeg(page, w = 4000, h = 3000) {
+async function cameraJpeg(page, w = 4000, h = 3000, seed0 = 12345) {
   const b64 = await page.evaluate(
-    async ({ w, h, secret }) => {
+    async ({ w, h, secret, seed0 }) => {
       const c = new OffscreenCanvas(w, h);
       const g = c.getContext('2d');
       const sky = g.createLinearGradient(0, 0, 0, h);
@@ -51,10 +51,10 @@ async function cameraJpeg(page, w = 4000, h = 3000) {
       }
       g.fillStyle = '#222';
       g.font = `${Math.round(h / 8)}px sans-serif`;
-      g.fillText('安全出口被堵', w * 0.1, h * 0.5);
+      g.fillText(`安全出口被堵 ${seed0}`, w * 0.1, h * 0.5);
       // Sensor noise, as a phone camera's photo has.
       const img = g.getImageData(0, 0, w, h);
-      let seed = 12345;
+      let seed = seed0;
       for (let i = 0; i < img.data.length; i += 4) {
         seed = (seed * 1103515245 + 12345) & 0x7fffffff;
         const n = (seed % 25) - 12;
@@ -90,7 +90,7 @@ async function cameraJpeg(page, w = 4000, h = 3000) {
       for (let i = 0; i < out.length; i += 0x8000) s += String.fromCharCode(...out.subarray(i, i + 0x8000));
       return btoa(s);
     },
-    { w, h, secret: SECRET },
+    { w, h, secret: SECRET, seed0 },
   );
   return Buffer.from(b64, 'base64');
 }
@@ -174,5 +174,257 @@ test('a 12-MP camera JPEG is shrunk in the page: long edge 1600, orientation app
   assert.ok(!figures.exif, 'no EXIF in the re-encoded bytes');
   assert.equal(figures.takenAt, Date.UTC(2026, 10, 30, 1, 15), 'the time taken is the file time');
   assert.match(figures.sha, /^[0-9a-f]{64}$/);
+  await context.close();
+});
+
+/** The phone's token, to ask the server as the phone does. */
+const tokenOf = (page) => page.evaluate(() => window.gridsync.phone.identity().token);
+
+/** Waits until no photo waits for upload (the status bar's figure). */
+async function photosUploaded(page) {
+  await page.evaluate(() => window.gridsync.syncNow());
+  await page.waitForFunction(() => document.querySelector('[data-testid=status-pending]')?.dataset.photos === '0', null, { timeout: 30_000 });
+}
+
+const shown = (page, strip) => page.locator(`[data-testid=${strip}] [data-testid=photo-tile][data-state=shown]`);
+
+test('offline: photos on a visit, its case and a follow-up survive a reload with the draft, count in 待同步, upload once online, and the supervisor sees them', { timeout: 120_000 }, async () => {
+  const { context, page } = await newPhone(browser);
+  await signIn(page, server.url, 'li');
+  await synced(page);
+  await installed(page);
+  const camera = await cameraJpeg(page);
+  const gallery = await cameraJpeg(page, 2400, 1800);
+
+  // In the basement: no signal.
+  await context.setOffline(true);
+  await page.getByTestId('nav-visits').click();
+  await page.getByTestId('visit-new').click();
+  await page.getByTestId('visit-kind-screening').click();
+  await page.getByTestId('visit-notes').fill('排查发现地下室安全出口被杂物堵塞');
+  // A file that is not an image is refused, with a message.
+  await page.getByTestId('visit-photos-gallery').setInputFiles({ name: '说明.txt', mimeType: 'text/plain', buffer: Buffer.from('不是照片') });
+  await page.getByTestId('toast').filter({ hasText: '不是图片' }).waitFor();
+  await page.getByTestId('visit-photos-camera').setInputFiles({ name: 'IMG_20261130_091500.jpg', mimeType: 'image/jpeg', buffer: camera });
+  await shown(page, 'visit-photos-tiles').waitFor({ timeout: 20_000 });
+  await docShot(page, 'visit-form');
+  let stored = await storedPhotos(page);
+  assert.equal(stored.length, 1, 'the photo is kept in IndexedDB');
+  const [visitPhoto] = stored;
+  assert.ok(visitPhoto.soi, 'a JPEG');
+  assert.ok(!visitPhoto.exif && !visitPhoto.exifText, 'no EXIF segment left');
+  assert.ok(!visitPhoto.secret, 'nothing of the EXIF content left');
+  assert.deepEqual([visitPhoto.width, visitPhoto.height], [1200, 1600], 'upright, long edge 1600');
+  assert.ok(visitPhoto.size <= 300_000 && visitPhoto.size === visitPhoto.real, `≤ 300 KB: ${visitPhoto.size}`);
+  assert.equal(visitPhoto.pending, 0, 'not waiting for upload before the visit is saved');
+  assert.equal((await pendingOf(page)).photos, 0);
+
+  // The phone reloads (the app killed in the background): the draft and its photo are still there.
+  await page.reload();
+  await page.evaluate(() => window.gridsync.ready);
+  await page.getByTestId('nav-visits').click();
+  await page.getByTestId('draft-continue').first().click();
+  await page.getByTestId('draft-restored').waitFor();
+  assert.equal(await page.getByTestId('visit-notes').inputValue(), '排查发现地下室安全出口被杂物堵塞');
+  await shown(page, 'visit-photos-tiles').waitFor();
+  assert.equal(await page.locator('[data-testid=visit-photos-tiles] [data-testid=photo-tile]').count(), 1);
+  // A double tap on 保存: one visit, the photo attached once.
+  await page.evaluate(() => {
+    const form = document.querySelector('[data-testid=visit-form]');
+    form.requestSubmit();
+    form.requestSubmit();
+  });
+  await page.getByTestId('visit-saved').waitFor();
+  await shown(page, 'visit-photos').waitFor();
+  const visits = await page.evaluate(() => window.gridsync.phone.records('visit_log'));
+  assert.equal(visits.length, 1, 'one visit');
+  assert.deepEqual(visits[0].record.photos.map((p) => p.sha256), [visitPhoto.sha256], 'the photo attached once');
+  assert.equal(visits[0].record.photos[0].taken_at > 0, true, 'with the time taken');
+  assert.equal(visits[0].record.photos[0].location, null, 'no position: 照片记录位置 is off by default');
+  assert.deepEqual(await pendingOf(page), { records: 1, photos: 1 }, '待同步: the visit and its photo');
+  await docShot(page, 'visit-saved');
+
+  // The case it leads to, with a photo from the gallery.
+  await page.getByTestId('visit-report-case').click();
+  await page.getByTestId('case-kind-hazard').click();
+  await page.getByTestId('case-title').fill('地下室安全出口被堵');
+  await page.getByTestId('case-photos-gallery').setInputFiles({ name: 'Screenshot_2026.jpg', mimeType: 'image/jpeg', buffer: gallery });
+  await shown(page, 'case-photos-tiles').waitFor({ timeout: 20_000 });
+  await page.getByTestId('case-save').click();
+  await page.getByTestId('case-detail-title').waitFor();
+  await shown(page, 'case-photos').waitFor();
+  // And a follow-up with a photo of the cleared exit.
+  await page.getByTestId('followup-note').fill('已通知物业清理');
+  await page.getByTestId('followup-photos-camera').setInputFiles({ name: 'IMG_20261130_101500.jpg', mimeType: 'image/jpeg', buffer: await cameraJpeg(page, 1600, 1200) });
+  await shown(page, 'followup-photos-tiles').waitFor({ timeout: 20_000 });
+  await page.getByTestId('followup-save').click();
+  await page.getByTestId('followup-item').filter({ hasText: '已通知物业清理' }).locator('[data-testid=followup-photos] [data-testid=photo-tile][data-state=shown]').waitFor();
+  assert.deepEqual(await pendingOf(page), { records: 2, photos: 3 }, '待同步: the visit, the case and three photos');
+  assert.equal(await page.getByTestId('status-pending').innerText(), '2 条记录待同步');
+  assert.equal(await page.getByTestId('status-photos').innerText(), '另有 3 张照片，联网后自动同步');
+  await docShot(page, 'case-offline');
+  stored = await storedPhotos(page);
+  assert.equal(stored.filter((p) => p.pending).length, 3);
+
+  // Signal again: the records sync, then the photos go up.
+  await context.setOffline(false);
+  await synced(page);
+  await photosUploaded(page);
+  stored = await storedPhotos(page);
+  assert.ok(stored.every((p) => p.uploaded && !p.pending), 'every photo marked uploaded');
+  const token = await tokenOf(page);
+  for (const p of stored) {
+    const r = await fetch(`${server.url}/v1/photos/${p.sha256}`, { headers: { Authorization: `Bearer ${token}` } });
+    assert.equal(r.status, 200, `the server has ${p.sha256}`);
+    const body = Buffer.from(await r.arrayBuffer());
+    assert.equal(body.length, p.size);
+    assert.equal((await import('node:crypto')).createHash('sha256').update(body).digest('hex'), p.sha256, 'the same bytes');
+  }
+  await context.close();
+
+  // The supervisor, on another phone: first in a lift (offline), then with signal.
+  const sup = await newPhone(browser);
+  await signIn(sup.page, server.url, 'wang');
+  await synced(sup.page);
+  await sup.context.setOffline(true);
+  await sup.page.getByTestId('nav-visits').click();
+  await sup.page.getByTestId('visit-item').first().click();
+  const tile = sup.page.locator('[data-testid=visit-photos] [data-testid=photo-tile]');
+  await tile.and(sup.page.locator('[data-state=offline]')).waitFor();
+  assert.equal(await tile.innerText(), '联网后显示');
+  await docShot(sup.page, 'supervisor-offline');
+  await sup.context.setOffline(false);
+  await tile.click(); // tapped again with signal: downloaded now
+  await shown(sup.page, 'visit-photos').waitFor();
+
+  await sup.page.getByTestId('nav-cases').click();
+  await sup.page.getByTestId('case-item').filter({ hasText: '地下室安全出口被堵' }).click();
+  await shown(sup.page, 'case-photos').waitFor();
+  await sup.page.locator('[data-testid=followup-photos] [data-testid=photo-tile][data-state=shown]').waitFor();
+  await docShot(sup.page, 'supervisor-case');
+  await shown(sup.page, 'case-photos').click();
+  await sup.page.getByTestId('photo-full').waitFor();
+  const full = await sup.page.getByTestId('photo-full-img').evaluate((img) => img.decode().then(() => [img.naturalWidth, img.naturalHeight]));
+  assert.deepEqual(full, [1200, 1600], 'the full view shows the whole photo (the gallery photo had EXIF orientation 6 too: upright)');
+  await docShot(sup.page, 'supervisor-full-view');
+  await sup.page.getByTestId('photo-full').click();
+  assert.equal(await sup.page.getByTestId('photo-full').count(), 0, 'a tap closes it');
+
+  // Shown once, kept: offline again, the photos are still there. Never in the service worker's cache.
+  const kept = await storedPhotos(sup.page);
+  assert.equal(kept.length, 3, 'the three photos shown are kept');
+  assert.ok(kept.every((p) => p.uploaded && !p.pending), 'others’ photos never wait for upload here');
+  assert.deepEqual(await pendingOf(sup.page), { records: 0, photos: 0 });
+  const cached = await sup.page.evaluate(async () => {
+    const urls = [];
+    for (const k of await caches.keys()) for (const r of await (await caches.open(k)).keys()) urls.push(r.url);
+    return urls.filter((u) => u.includes('/v1/'));
+  });
+  assert.deepEqual(cached, [], 'no /v1/ answer in the app cache');
+  await installed(sup.page);
+  await sup.context.setOffline(true);
+  await sup.page.reload();
+  await sup.page.evaluate(() => window.gridsync.ready);
+  await shown(sup.page, 'case-photos').waitFor();
+  await sup.context.close();
+});
+
+test('a photo cut off mid-upload resumes where the server stopped, and is not sent again once stored', { timeout: 90_000 }, async () => {
+  // Without the service worker, so that the test sees (and cuts) the page's requests.
+  const { context, page } = await newPhone(browser, { serviceWorkers: 'block' });
+  await signIn(page, server.url, 'zhou');
+  await synced(page);
+  const jpeg = await cameraJpeg(page, 4000, 3000, 777); // a photo the server does not have (another's same photo would not be sent at all)
+  await context.setOffline(true);
+  await page.getByTestId('nav-visits').click();
+  await page.getByTestId('visit-new').click();
+  await page.getByTestId('visit-notes').fill('续传测试');
+  await page.getByTestId('visit-photos-camera').setInputFiles({ name: 'IMG_1.jpg', mimeType: 'image/jpeg', buffer: jpeg });
+  await shown(page, 'visit-photos-tiles').waitFor({ timeout: 20_000 });
+  await page.getByTestId('visit-save').click();
+  await page.getByTestId('visit-saved').waitFor();
+  const [photo] = await storedPhotos(page);
+  const chunk = 65_536;
+  assert.ok(photo.size > 3 * chunk, `the photo needs more than three ${chunk}-byte requests: ${photo.size}`);
+  await page.evaluate((n) => import('/sync.js').then((m) => (m.photoState.maxChunk = n)), chunk);
+
+  // The link drops at the third chunk (and stays bad for it until let go).
+  const puts = []; // offsets of the chunks that reached the server
+  let cuts = 0;
+  let bad = true;
+  await page.route('**/v1/photos/**', async (route) => {
+    const req = route.request();
+    if (req.method() === 'PUT') {
+      const at = Number(req.headers()['x-upload-offset']);
+      if (bad && at >= 2 * chunk) {
+        cuts++;
+        return route.abort('connectionreset');
+      }
+      puts.push(at);
+    }
+    return route.continue();
+  });
+  await context.setOffline(false);
+  await synced(page);
+  for (let i = 0; i < 200 && !cuts; i++) await new Promise((r) => setTimeout(r, 50));
+  assert.ok(cuts >= 1, `the third chunk was cut (chunks through: ${puts})`);
+  await page.waitForFunction(() => import('/sync.js').then((m) => !m.photoState.uploading));
+  assert.equal((await pendingOf(page)).photos, 1, 'the photo still waits');
+  const token = await tokenOf(page);
+  const held = await (await fetch(`${server.url}/v1/photos/${photo.sha256}/upload`, { headers: { Authorization: `Bearer ${token}` } })).json();
+  assert.deepEqual(held, { stored: false, received: 2 * chunk }, 'the server holds the first two chunks');
+
+  // The link is good again; the next sync: the upload asks where to go on, and sends only the rest.
+  bad = false;
+  await photosUploaded(page);
+  const expected = [];
+  for (let at = 0; at < photo.size; at += chunk) expected.push(at);
+  assert.deepEqual(puts, expected, 'every chunk reached the server once: resumed at the cut one, nothing before it sent again');
+  const done = await (await fetch(`${server.url}/v1/photos/${photo.sha256}/upload`, { headers: { Authorization: `Bearer ${token}` } })).json();
+  assert.deepEqual(done, { stored: true, received: photo.size });
+
+  // Stored: a later sync sends nothing more.
+  const before = puts.length;
+  await page.evaluate(() => window.gridsync.syncNow());
+  await page.evaluate(() => import('/sync.js').then((m) => m.uploadPhotos()));
+  assert.equal(puts.length, before, 'no photo bytes sent again');
+  await context.close();
+});
+
+test('at most 9 photos a record: the tenth is refused with a message', { timeout: 60_000 }, async () => {
+  const { context, page } = await newPhone(browser);
+  await signIn(page, server.url, 'wu');
+  const files = [];
+  for (let i = 0; i < 10; i++) files.push({ name: `IMG_${i}.jpg`, mimeType: 'image/jpeg', buffer: await cameraJpeg(page, 400, 300, i + 1) });
+  await page.getByTestId('nav-cases').click();
+  await page.getByTestId('case-new').click();
+  await page.getByTestId('case-photos-gallery').setInputFiles(files);
+  await page.getByTestId('toast').filter({ hasText: '最多 9 张' }).waitFor();
+  await page.waitForFunction(() => document.querySelectorAll('[data-testid=case-photos-tiles] [data-testid=photo-tile][data-state=shown]').length === 9, null, { timeout: 30_000 });
+  assert.match(await page.getByTestId('case-photos-count').innerText(), /已有 9 张/);
+  await docShot(page, 'nine');
+  await context.close();
+});
+
+test('with 照片记录位置 switched on in 我的, a photo keeps where it was taken as a field, never in its bytes', { timeout: 60_000 }, async () => {
+  const { context, page } = await newPhone(browser, { permissions: ['geolocation'], geolocation: { latitude: 30.9245, longitude: 113.916, accuracy: 12 } });
+  await signIn(page, server.url, 'wu');
+  await page.getByTestId('nav-me').click();
+  const toggle = page.getByTestId('me-photo-location').locator('input');
+  assert.equal(await toggle.isChecked(), false, 'off by default');
+  await toggle.check();
+  await page.getByTestId('nav-visits').click();
+  await page.getByTestId('visit-new').click();
+  await page.getByTestId('visit-notes').fill('位置测试');
+  await page.getByTestId('visit-photos-camera').setInputFiles({ name: 'IMG_2.jpg', mimeType: 'image/jpeg', buffer: await cameraJpeg(page, 800, 600, 4242) });
+  await shown(page, 'visit-photos-tiles').waitFor({ timeout: 20_000 });
+  await page.getByTestId('visit-save').click();
+  await page.getByTestId('visit-saved').waitFor();
+  const visit = (await page.evaluate(() => window.gridsync.phone.records('visit_log'))).find((l) => l.record.fields.notes === '位置测试');
+  const [ref] = visit.record.photos;
+  assert.equal(ref.location.lat, 30.9245);
+  assert.equal(ref.location.lon, 113.916);
+  const [kept] = (await storedPhotos(page)).filter((p) => p.sha256 === ref.sha256);
+  assert.ok(!kept.exif, 'the bytes carry no EXIF (the position is a field of the record)');
   await context.close();
 });
