@@ -294,7 +294,7 @@ export async function putPhoto(photo) {
     await photoTx('readwrite', (s) => {
       const r = s.get(photo.sha256);
       r.onsuccess = () => {
-        if (!r.result) s.put({ record: null, uploaded: false, ...photo });
+        if (!r.result) s.put({ record: null, uploaded: false, keptAt: Date.now(), ...photo });
         else if (!r.result.bytes && photo.bytes) s.put({ ...r.result, bytes: photo.bytes });
       };
     });
@@ -340,6 +340,29 @@ export async function markUploaded(sha256) {
       s.put(p);
     };
   });
+}
+
+/**
+ * Deletes the photos picked in a form that was never saved (no record, not
+ * uploaded, kept before `before`), except those whose hash `keep` has (a
+ * draft's). Returns how many went.
+ */
+export async function pruneUnsaved(keep, before) {
+  let n = 0;
+  await photoTx('readwrite', (s) => {
+    const r = s.openCursor();
+    r.onsuccess = () => {
+      const c = r.result;
+      if (!c) return;
+      const p = c.value;
+      if (!p.record && !p.pending && !p.uploaded && (p.keptAt || 0) < before && !keep.has(p.sha256)) {
+        c.delete();
+        n++;
+      }
+      c.continue();
+    };
+  });
+  return n;
 }
 
 /** The photos waiting for upload, oldest first by time taken. */

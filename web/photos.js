@@ -8,7 +8,7 @@
 // of the metadata (on Android the camera writes the file when the photo is
 // taken, so the two agree for 拍照; a gallery file copied later carries the copy's time).
 
-import { getPhoto, markAttached, photoLocationOn, putPhoto } from './db.js';
+import { getPhoto, markAttached, photoLocationOn, pruneUnsaved, putPhoto } from './db.js';
 import { S, me } from './core.js';
 import { h, toast, when } from './ui.js';
 
@@ -296,6 +296,27 @@ export function photoStrip(refs, testid = 'photos') {
   if (!refs.length) return null;
   return h('div.photo-strip', { testid, 'data-count': refs.length }, refs.map((r) => tile(r)));
 }
+
+// ------------------------------------------------- photos of abandoned forms
+
+const PRUNE_AFTER = 86_400_000; // a photo picked in a form left unsaved for a day without a draft
+
+/**
+ * Deletes the bytes of photos picked in forms that were never saved and whose
+ * draft is gone (discarded): every draft of every person on this phone keeps its photos.
+ */
+export async function pruneAbandoned() {
+  const keep = new Set();
+  for (let i = 0; i < localStorage.length; i++) {
+    const key = localStorage.key(i);
+    if (!key || !key.startsWith('gs-draft/')) continue;
+    try {
+      for (const p of JSON.parse(localStorage.getItem(key))?.values?.photos || []) keep.add(p.sha256);
+    } catch {}
+  }
+  return pruneUnsaved(keep, Date.now() - PRUNE_AFTER);
+}
+setTimeout(() => pruneAbandoned().catch((e) => console.warn('photos not pruned', e)), 15_000);
 
 // ------------------------------------------------------------ the form's row
 

@@ -428,3 +428,57 @@ test('with 照片记录位置 switched on in 我的, a photo keeps where it was 
   assert.ok(!kept.exif, 'the bytes carry no EXIF (the position is a field of the record)');
   await context.close();
 });
+
+test('a phone from before photos (IndexedDB version 1, records only) keeps every record and its sign-in after the upgrade', { timeout: 60_000 }, async () => {
+  const { context, page } = await newPhone(browser, { serviceWorkers: 'block' });
+  await signIn(page, server.url, 'li');
+  await page.getByTestId('nav-visits').click();
+  await page.getByTestId('visit-new').click();
+  await page.getByTestId('visit-notes').fill('升级前的走访');
+  await page.getByTestId('visit-save').click();
+  await page.getByTestId('visit-saved').waitFor();
+  // What the phone holds, then the same database as the app before photos made it.
+  const count = () => page.evaluate(() => ['household', 'visit_log', 'case', 'promise'].reduce((n, k) => n + window.gridsync.phone.records(k).length, 0));
+  const before = await count();
+  assert.ok(before > 0, 'records to keep');
+  await page.goto(`${server.url}/healthz`); // same origin, no app holding the database open
+  const entries = await page.evaluate(async () => {
+    const open = (v, up) => new Promise((ok, fail) => {
+      const r = v ? indexedDB.open('gridsync', v) : indexedDB.open('gridsync');
+      if (up) r.onupgradeneeded = () => up(r.result);
+      r.onsuccess = () => ok(r.result);
+      r.onerror = () => fail(r.error);
+    });
+    const all = (store, what) => new Promise((ok) => {
+      const r = store[what]();
+      r.onsuccess = () => ok(r.result);
+    });
+    let db = await open();
+    const store = db.transaction('kv').objectStore('kv');
+    const [keys, values] = [await all(store, 'getAllKeys'), await all(db.transaction('kv').objectStore('kv'), 'getAll')];
+    db.close();
+    await new Promise((ok) => (indexedDB.deleteDatabase('gridsync').onsuccess = ok));
+    db = await open(1, (d) => d.createObjectStore('kv'));
+    const tx = db.transaction('kv', 'readwrite');
+    keys.forEach((k, i) => tx.objectStore('kv').put(values[i], k));
+    await new Promise((ok) => (tx.oncomplete = ok));
+    const version = db.version;
+    const stores = [...db.objectStoreNames];
+    db.close();
+    return { n: keys.length, version, stores };
+  });
+  assert.deepEqual([entries.version, entries.stores], [1, ['kv']], 'a version-1 database, records only');
+  await page.goto(server.url);
+  await page.evaluate(() => window.gridsync.ready);
+  await page.getByTestId('nav-households').waitFor();
+  assert.equal(await count(), before, 'every record still there');
+  const after = await page.evaluate(() => new Promise((ok) => {
+    const r = indexedDB.open('gridsync');
+    r.onsuccess = () => {
+      ok({ version: r.result.version, stores: [...r.result.objectStoreNames].sort() });
+      r.result.close();
+    };
+  }));
+  assert.deepEqual(after, { version: 2, stores: ['kv', 'photos'] }, 'upgraded: the photos store beside the records');
+  await context.close();
+});
