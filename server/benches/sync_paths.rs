@@ -293,6 +293,7 @@ fn validate_and_apply_one_change(c: &mut Criterion) {
                 heads: merged.get_heads(),
                 device: who.caller.device.id,
                 changes: raw,
+                photos: record.photos().to_vec(),
             };
             (write, *merged)
         };

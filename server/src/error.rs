@@ -60,6 +60,25 @@ pub enum ApiError {
         /// Seconds to wait before the next attempt.
         retry_after_s: u32,
     },
+    /// No such photo, or none the caller may see (the same answer, so a
+    /// photo's existence does not leak): 404 `photo_not_found`.
+    #[error("{0}")]
+    PhotoNotFound(String),
+    /// No record the caller may write references this photo with this size
+    /// and type: push the record first (409 `photo_not_referenced`).
+    #[error("{0}")]
+    PhotoNotReferenced(String),
+    /// An upload chunk that does not start where the bytes held end: resume
+    /// at `received` (409 `upload_offset`, with `received` in the body).
+    #[error("上传位置不对：服务器已收到 {received} 字节，请从这里继续 (resume the upload at byte {received})")]
+    UploadOffset {
+        /// Bytes the server holds of this upload.
+        received: u64,
+    },
+    /// The photo's bytes failed verification (size, type, SHA-256); the
+    /// upload was discarded (422 `photo_invalid`).
+    #[error("照片未保存：{0}")]
+    PhotoInvalid(#[from] gridsync_shared::photos::PhotoError),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -88,6 +107,9 @@ pub struct ErrorBody {
     /// For `busy` and `too_many_attempts`: seconds to wait (also the `Retry-After` header).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after_s: Option<u32>,
+    /// For `upload_offset`: the bytes of the upload the server holds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub received: Option<u64>,
 }
 
 impl ApiError {
@@ -110,6 +132,10 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
             ApiError::Busy { .. } => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
             ApiError::TooManyAttempts { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts"),
+            ApiError::PhotoNotFound(_) => (StatusCode::NOT_FOUND, "photo_not_found"),
+            ApiError::PhotoNotReferenced(_) => (StatusCode::CONFLICT, "photo_not_referenced"),
+            ApiError::UploadOffset { .. } => (StatusCode::CONFLICT, "upload_offset"),
+            ApiError::PhotoInvalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "photo_invalid"),
             ApiError::Store(StoreError::Conflict(_)) => (StatusCode::CONFLICT, "conflict"),
             ApiError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
@@ -128,7 +154,11 @@ impl ApiError {
 
     /// The response body.
     pub fn body(&self) -> ErrorBody {
-        ErrorBody { error: self.status().1, message: self.to_string(), retry_after_s: self.retry_after_s() }
+        let received = match self {
+            ApiError::UploadOffset { received } => Some(*received),
+            _ => None,
+        };
+        ErrorBody { error: self.status().1, message: self.to_string(), retry_after_s: self.retry_after_s(), received }
     }
 }
 

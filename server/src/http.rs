@@ -36,6 +36,8 @@ pub struct AppState {
     pub sync_gate: Arc<SyncGate>,
     /// What the connection layer has done, for `/healthz`.
     pub edge: Arc<ConnectionStats>,
+    /// Photo uploads in progress, bounded apart from the syncs.
+    pub upload_gate: Arc<crate::photos::UploadGate>,
 }
 
 impl AppState {
@@ -51,7 +53,14 @@ impl AppState {
         sync: SyncLimits,
         edge: Arc<ConnectionStats>,
     ) -> Self {
-        Self { app_dir, store, locks: Arc::new(DocLocks::default()), sync_gate: Arc::new(SyncGate::new(sync)), edge }
+        Self {
+            app_dir,
+            store,
+            locks: Arc::new(DocLocks::default()),
+            sync_gate: Arc::new(SyncGate::new(sync)),
+            edge,
+            upload_gate: Arc::new(crate::photos::UploadGate::new(crate::photos::PhotoLimits::default())),
+        }
     }
 }
 
@@ -315,6 +324,8 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = I
         .or(crate::http_admin::routes(state.clone()))
         .unify()
         .or(report)
+        .unify()
+        .or(crate::http_photos::routes(state.clone()))
         .unify()
         .or(app)
         .unify()

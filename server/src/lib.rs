@@ -18,6 +18,8 @@
 //!   rather than queued.
 //! - [`snapshot`]: consistent snapshots as of a feed position, bundle import;
 //!   [`http_admin`]: snapshot and audit downloads.
+//! - [`photos`]: who may read or upload a photo, an upload's checks and its
+//!   own bound; [`http_photos`]: the photo routes.
 //!
 //! [`run`] serves on a given listener until a shutdown future completes, so
 //! tests start a real server on `127.0.0.1:0` in one line; [`run_with`] takes
@@ -35,6 +37,8 @@ pub mod http;
 pub mod http_admin;
 pub mod http_auth;
 pub mod http_directory;
+pub mod http_photos;
+pub mod photos;
 pub mod reports;
 pub mod snapshot;
 pub mod store;
@@ -55,6 +59,8 @@ pub struct Limits {
     pub connections: connections::ConnectionLimits,
     /// Sync workers and their short queue.
     pub sync: backpressure::SyncLimits,
+    /// Photo uploads at once (apart from syncs).
+    pub photos: photos::PhotoLimits,
 }
 
 async fn serve(
@@ -65,7 +71,8 @@ async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let edge = Arc::new(connections::ConnectionStats::default());
-    let state = http::AppState::with_limits(store, app::default_app_dir(), limits.sync, edge.clone());
+    let mut state = http::AppState::with_limits(store, app::default_app_dir(), limits.sync, edge.clone());
+    state.upload_gate = Arc::new(photos::UploadGate::new(limits.photos));
     let routes = warp::service(http::routes(state));
     connections::serve(listener, tls, routes, limits.connections, edge, shutdown).await;
 }

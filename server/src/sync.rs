@@ -229,6 +229,7 @@ fn push_one(
                     heads: merged.get_heads(),
                     device: caller.device.id,
                     changes: new_changes,
+                    photos: record.photos().to_vec(),
                 },
                 now,
             )?;

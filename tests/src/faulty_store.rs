@@ -3,8 +3,10 @@
 //! machine (the tmpfs test needs `mount`).
 
 use gridsync_server::store::{
-    AuditEntry, Device, DocWrite, FeedEntry, Person, SledStore, Store, StoreError, StoreStats, StoredDoc, Territory,
+    AuditEntry, Device, DocWrite, FeedEntry, Person, PhotoReferrer, SledStore, Store, StoreError, StoreStats,
+    StoredDoc, Territory, UploadAppend,
 };
+use gridsync_shared::photos::{PhotoHash, PhotoType};
 use gridsync_shared::records::RecordSummary;
 use gridsync_shared::{DeviceId, DocId, PersonId, TerritoryPath};
 use std::path::Path;
@@ -134,6 +136,33 @@ impl Store for FaultyStore {
     fn flush(&self) -> Result<(), StoreError> {
         self.write()?;
         self.inner.flush()
+    }
+    fn photo(&self, hash: &PhotoHash) -> Result<Option<(PhotoType, Vec<u8>)>, StoreError> {
+        self.inner.photo(hash)
+    }
+    fn has_photo(&self, hash: &PhotoHash) -> Result<bool, StoreError> {
+        self.inner.has_photo(hash)
+    }
+    fn photo_referrers(&self, hash: &PhotoHash) -> Result<Vec<PhotoReferrer>, StoreError> {
+        self.inner.photo_referrers(hash)
+    }
+    fn upload_received(&self, hash: &PhotoHash) -> Result<u64, StoreError> {
+        self.inner.upload_received(hash)
+    }
+    fn append_upload(&self, hash: &PhotoHash, offset: u64, bytes: &[u8]) -> Result<UploadAppend, StoreError> {
+        self.write()?;
+        self.inner.append_upload(hash, offset, bytes)
+    }
+    fn upload_bytes(&self, hash: &PhotoHash) -> Result<Vec<u8>, StoreError> {
+        self.inner.upload_bytes(hash)
+    }
+    fn finish_upload(&self, hash: &PhotoHash, mime: PhotoType, bytes: &[u8]) -> Result<(), StoreError> {
+        self.write()?;
+        self.inner.finish_upload(hash, mime, bytes)
+    }
+    fn discard_upload(&self, hash: &PhotoHash) -> Result<(), StoreError> {
+        self.write()?;
+        self.inner.discard_upload(hash)
     }
     fn check_writable(&self) -> Result<(), StoreError> {
         match self.writes_left.load(Ordering::SeqCst) {

@@ -6,12 +6,19 @@
 //! document and appends a feed entry, indexed under each territory above the
 //! record's grid, so any scope's feed is one ordered range. Entries become
 //! visible in sequence order. Nothing assumes the process holds state in memory.
+//!
+//! Photos are blobs beside the records, named by their SHA-256: a commit also
+//! indexes which records reference which photo ([`Store::photo_referrers`]),
+//! an upload is kept durably chunk by chunk until its bytes are all there
+//! ([`Store::append_upload`]), and a verified photo is stored durably before
+//! it is acknowledged ([`Store::finish_upload`]).
 
 mod sled_store;
 
 pub use sled_store::SledStore;
 
 use automerge::ChangeHash;
+use gridsync_shared::photos::{PhotoHash, PhotoRef, PhotoType};
 use gridsync_shared::records::RecordSummary;
 use gridsync_shared::{DeviceId, DocId, PersonId, RecordKind, Role, TerritoryPath};
 use serde::{Deserialize, Serialize};
@@ -119,6 +126,40 @@ pub struct DocWrite {
     pub device: DeviceId,
     /// The raw changes that were new to the server.
     pub changes: Vec<Vec<u8>>,
+    /// Every photo the merged record references ([`Record::photos`]), indexed
+    /// in the same atomic write (empty for households and promises).
+    ///
+    /// [`Record::photos`]: gridsync_shared::records::Record::photos
+    pub photos: Vec<PhotoRef>,
+}
+
+/// A record that references a photo, as the photo index knows it: enough to
+/// decide who may read or upload the photo without loading the record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhotoReferrer {
+    /// The record.
+    pub doc: DocId,
+    /// Its grid as of its last commit.
+    pub grid: TerritoryPath,
+    /// The size the record gives the photo.
+    pub size: u64,
+    /// The type the record gives the photo.
+    pub mime: PhotoType,
+}
+
+/// What [`Store::append_upload`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UploadAppend {
+    /// The bytes were appended and are durable; `received` bytes are held now.
+    Appended {
+        /// Bytes held after the append.
+        received: u64,
+    },
+    /// Nothing was appended: the offset was not where the held bytes end.
+    WrongOffset {
+        /// Bytes held (where the next chunk must start).
+        received: u64,
+    },
 }
 
 /// One entry of the change feed.
@@ -229,6 +270,29 @@ pub trait Store: Send + Sync + 'static {
 
     /// Makes everything committed so far durable; returns once it is on disk.
     fn flush(&self) -> Result<(), StoreError>;
+
+    /// A stored photo's type and bytes.
+    fn photo(&self, hash: &PhotoHash) -> Result<Option<(PhotoType, Vec<u8>)>, StoreError>;
+    /// Whether the photo is stored (without reading its bytes).
+    fn has_photo(&self, hash: &PhotoHash) -> Result<bool, StoreError>;
+    /// Every record that references the photo, one entry per record and
+    /// distinct (size, type) it names; in record id order. Kept by
+    /// [`Store::commit_doc`] from [`DocWrite::photos`].
+    fn photo_referrers(&self, hash: &PhotoHash) -> Result<Vec<PhotoReferrer>, StoreError>;
+    /// Bytes of an unfinished upload held so far (0 if none), counted from
+    /// the photo's start without gaps.
+    fn upload_received(&self, hash: &PhotoHash) -> Result<u64, StoreError>;
+    /// Appends `bytes` to an unfinished upload if `offset` is where the held
+    /// bytes end (else appends nothing); durable when it returns
+    /// [`UploadAppend::Appended`], so an upload cut off resumes after a restart.
+    fn append_upload(&self, hash: &PhotoHash, offset: u64, bytes: &[u8]) -> Result<UploadAppend, StoreError>;
+    /// The bytes of an unfinished upload held so far.
+    fn upload_bytes(&self, hash: &PhotoHash) -> Result<Vec<u8>, StoreError>;
+    /// Stores a photo whose bytes the caller has verified (size, type,
+    /// SHA-256) and drops its unfinished upload; durable when it returns.
+    fn finish_upload(&self, hash: &PhotoHash, mime: PhotoType, bytes: &[u8]) -> Result<(), StoreError>;
+    /// Drops an unfinished upload (its bytes failed verification).
+    fn discard_upload(&self, hash: &PhotoHash) -> Result<(), StoreError>;
 
     /// Whether the store can write now, for `/healthz`: a cheap probe (an
     /// engine may answer from a probe made within the last second). A store

@@ -4,7 +4,9 @@
 //! Keys: `d/<doc>` document, `f/<seq>` feed entry, `i/<territory>\0<seq>` feed
 //! index under every territory above the grid, `g/<territory>\0<doc>` documents
 //! by territory, `h/<doc><seq>` heads after each change, `s/<doc>` summary, `p/`, `u/`, `v/`, `t/`
-//! people, usernames, devices and territories, `pd/<person>` disabled people, `a/<seq>` audit log, `m/*` counters.
+//! people, usernames, devices and territories, `pd/<person>` disabled people, `a/<seq>` audit log, `m/*` counters,
+//! `pr/<sha256 hex><doc>` the photo index (written in each commit's batch). Photo
+//! bytes live in trees of their own (see [`photos`]), so no existing key changed.
 //!
 //! A failed write (disk full, I/O error) poisons a sled 0.34 database for
 //! good: every later write returns the same error, though space was freed.
@@ -25,6 +27,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
+mod photos;
+
 /// A store in a sled database directory.
 pub struct SledStore {
     dir: PathBuf,
@@ -32,6 +36,9 @@ pub struct SledStore {
     db: RwLock<Option<sled::Db>>,
     /// Serialises writers so sequence numbers become visible in order.
     write: Mutex<()>,
+    /// Serialises photo uploads' appends (apart from `write`: a record's
+    /// commit never waits behind a photo).
+    uploads: Mutex<()>,
     /// Whether writing works, and when it was last probed.
     health: Mutex<Health>,
     /// The highest feed and audit positions this process handed out.
@@ -180,6 +187,7 @@ impl SledStore {
             dir: dir.to_path_buf(),
             db: RwLock::new(Some(db)),
             write: Mutex::new(()),
+            uploads: Mutex::new(()),
             health: Mutex::new(Health::default()),
             seq_floor: AtomicU64::new(0),
             audit_floor: AtomicU64::new(0),
@@ -419,6 +427,9 @@ impl Store for SledStore {
                     b.insert(key(&scope_key(b"g/", &scope), &[w.doc.as_bytes()]), Vec::new());
                 }
             }
+            for (k, v) in photos::index_entries(w.doc, &w.grid, &w.photos)? {
+                b.insert(k, v);
+            }
             let entry = FeedEntry { seq, at, doc: w.doc, grid: w.grid, device: w.device, changes: w.changes };
             b.insert(key(b"f/", &[&seq_be]), enc(&entry)?);
             // Visible to readers from here on, durable or not: never hand this position out again.
@@ -567,6 +578,38 @@ impl Store for SledStore {
             self.durable_seq.fetch_max(head, Ordering::AcqRel);
             Ok(())
         })
+    }
+
+    fn photo(&self, hash: &PhotoHash) -> Result<Option<(PhotoType, Vec<u8>)>, StoreError> {
+        self.photo_blob(hash)
+    }
+
+    fn has_photo(&self, hash: &PhotoHash) -> Result<bool, StoreError> {
+        self.photo_stored(hash)
+    }
+
+    fn photo_referrers(&self, hash: &PhotoHash) -> Result<Vec<PhotoReferrer>, StoreError> {
+        self.referrers(hash)
+    }
+
+    fn upload_received(&self, hash: &PhotoHash) -> Result<u64, StoreError> {
+        self.upload_held(hash)
+    }
+
+    fn append_upload(&self, hash: &PhotoHash, offset: u64, bytes: &[u8]) -> Result<UploadAppend, StoreError> {
+        self.upload_append(hash, offset, bytes)
+    }
+
+    fn upload_bytes(&self, hash: &PhotoHash) -> Result<Vec<u8>, StoreError> {
+        self.upload_assembled(hash)
+    }
+
+    fn finish_upload(&self, hash: &PhotoHash, mime: PhotoType, bytes: &[u8]) -> Result<(), StoreError> {
+        self.upload_finish(hash, mime, bytes)
+    }
+
+    fn discard_upload(&self, hash: &PhotoHash) -> Result<(), StoreError> {
+        self.upload_discard(hash)
     }
 
     fn check_writable(&self) -> Result<(), StoreError> {

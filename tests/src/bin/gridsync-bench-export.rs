@@ -86,6 +86,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 heads: doc.get_heads(),
                 device,
                 changes: doc.get_changes(&[]).iter().map(|c| c.raw_bytes().to_vec()).collect(),
+                photos: Vec::new(),
             },
             1_790_000_000_000,
         )?;

@@ -158,6 +158,7 @@ fn commit_one(store: &SledStore) -> u64 {
         bytes: doc.save(),
         device: gridsync_shared::DeviceId(uuid::Uuid::new_v4()),
         changes,
+        photos: Vec::new(),
     };
     store.commit_doc(write, gridsync_tests::now_ms()).expect("commit")
 }
