@@ -265,7 +265,10 @@ async function photoFetch(url, init, token) {
     const secs = retryAfterOf(resp, body) || 30;
     photoState.retryAt = Date.now() + secs * 1000 * (1 + Math.random() * 0.25);
     clearTimeout(photoTimer);
-    photoTimer = setTimeout(uploadPhotos, photoState.retryAt - Date.now());
+    photoTimer = setTimeout(() => {
+      photoState.retryAt = 0; // the time has come (a timer may fire a little early)
+      uploadPhotos();
+    }, photoState.retryAt - Date.now());
     throw new Halt('busy');
   }
   return resp;

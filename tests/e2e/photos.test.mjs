@@ -34,9 +34,9 @@ const SECRET = 'GPS 30.9245N 113.9160E HOME';
  * segment after SOI holding Orientation = 6 (rotate 90° clockwise to view)
  * and an ImageDescription naming a home position. Returns the bytes.
  */
-async function cameraJpeg(page, w = 4000, h = 3000, seed0 = 12345) {
+async function cameraJpeg(page, w = 4000, h = 3000, seed0 = 12345, noise = 25) {
   const b64 = await page.evaluate(
-    async ({ w, h, secret, seed0 }) => {
+    async ({ w, h, secret, seed0, noise }) => {
       const c = new OffscreenCanvas(w, h);
       const g = c.getContext('2d');
       const sky = g.createLinearGradient(0, 0, 0, h);
@@ -57,7 +57,7 @@ async function cameraJpeg(page, w = 4000, h = 3000, seed0 = 12345) {
       let seed = seed0;
       for (let i = 0; i < img.data.length; i += 4) {
         seed = (seed * 1103515245 + 12345) & 0x7fffffff;
-        const n = (seed % 25) - 12;
+        const n = (seed % noise) - (noise >> 1);
         img.data[i] += n;
         img.data[i + 1] += n;
         img.data[i + 2] += n;
@@ -90,7 +90,7 @@ async function cameraJpeg(page, w = 4000, h = 3000, seed0 = 12345) {
       for (let i = 0; i < out.length; i += 0x8000) s += String.fromCharCode(...out.subarray(i, i + 0x8000));
       return btoa(s);
     },
-    { w, h, secret: SECRET, seed0 },
+    { w, h, secret: SECRET, seed0, noise },
   );
   return Buffer.from(b64, 'base64');
 }
@@ -151,7 +151,7 @@ test('a 12-MP camera JPEG is shrunk in the page: long edge 1600, orientation app
   const { context, page } = await newPhone(browser);
   await signIn(page, server.url, 'li');
   const jpeg = await cameraJpeg(page);
-  const figures = await page.evaluate(async (b64) => {
+  const run = (times, photo = jpeg) => page.evaluate(async ({ b64, times }) => {
     const bin = atob(b64);
     const bytes = new Uint8Array(bin.length);
     for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
@@ -159,21 +159,32 @@ test('a 12-MP camera JPEG is shrunk in the page: long edge 1600, orientation app
     const file = new File([bytes], 'IMG_20261130_091500.jpg', { type: 'image/jpeg', lastModified: Date.UTC(2026, 10, 30, 1, 15) });
     const runs = [];
     let p;
-    for (let i = 0; i < 3; i++) {
+    for (let i = 0; i < times; i++) {
       p = await processPhoto(file);
       runs.push(p.ms);
     }
     const out = new Uint8Array(await p.blob.arrayBuffer());
     const text = new TextDecoder('latin1').decode(out);
     return { inBytes: bytes.length, outBytes: p.size, width: p.width, height: p.height, quality: p.quality, takenAt: p.takenAt, runs, exif: text.includes('Exif'), sha: p.sha256 };
-  }, jpeg.toString('base64'));
-  console.log(`12-MP JPEG (4000×3000, ${figures.inBytes} B, EXIF orientation 6): → ${figures.width}×${figures.height}, ${figures.outBytes} B at quality ${figures.quality}; ${figures.runs.join(' / ')} ms`);
+  }, { b64: photo.toString('base64'), times });
+  const figures = await run(3);
+  // A mid-range phone: the page's CPU 4× slower (as the benchmarks' phone profile).
+  const cdp = await context.newCDPSession(page);
+  await cdp.send('Emulation.setCPUThrottlingRate', { rate: 4 });
+  const slow = await run(1);
+  await cdp.send('Emulation.setCPUThrottlingRate', { rate: 1 });
+  console.log(`12-MP JPEG (4000×3000, ${figures.inBytes} B, EXIF orientation 6): → ${figures.width}×${figures.height}, ${figures.outBytes} B at quality ${figures.quality}; ${figures.runs.join(' / ')} ms; CPU 4× slower: ${slow.runs[0]} ms`);
   assert.equal(figures.width, 1200, 'turned upright (orientation 6): 3000 wide becomes 1200');
   assert.equal(figures.height, 1600, 'the long edge is 1600');
   assert.ok(figures.outBytes <= 300_000, `≤ 300 KB: ${figures.outBytes}`);
   assert.ok(!figures.exif, 'no EXIF in the re-encoded bytes');
   assert.equal(figures.takenAt, Date.UTC(2026, 10, 30, 1, 15), 'the time taken is the file time');
   assert.match(figures.sha, /^[0-9a-f]{64}$/);
+  // A grainy night shot: the quality steps down until it fits.
+  const grainy = await run(1, await cameraJpeg(page, 4000, 3000, 99, 120));
+  console.log(`grainy 12-MP JPEG (${grainy.inBytes} B): → ${grainy.outBytes} B at quality ${grainy.quality}, ${grainy.runs[0]} ms`);
+  assert.ok(grainy.quality < 0.85, `stepped down: ${grainy.quality}`);
+  assert.ok(grainy.outBytes <= 1_048_576, `within the hard limit: ${grainy.outBytes}`);
   await context.close();
 });
 
@@ -480,5 +491,33 @@ test('a phone from before photos (IndexedDB version 1, records only) keeps every
     };
   }));
   assert.deepEqual(after, { version: 2, stores: ['kv', 'photos'] }, 'upgraded: the photos store beside the records');
+  await context.close();
+});
+
+test('a busy server (503 with Retry-After) holds the photo uploads for the time it asks; they then go on by themselves', { timeout: 60_000 }, async () => {
+  const { context, page } = await newPhone(browser, { serviceWorkers: 'block' });
+  await signIn(page, server.url, 'wu');
+  await synced(page);
+  const asked = []; // when the phone asked where an upload stands
+  let busy = true;
+  await page.route('**/v1/photos/*/upload', async (route) => {
+    asked.push(Date.now());
+    if (busy) {
+      busy = false;
+      return route.fulfill({ status: 503, headers: { 'Retry-After': '2', 'Content-Type': 'application/json' }, body: JSON.stringify({ error: 'busy', message: '服务器繁忙', retry_after_s: 2 }) });
+    }
+    return route.continue();
+  });
+  await page.getByTestId('nav-visits').click();
+  await page.getByTestId('visit-new').click();
+  await page.getByTestId('visit-notes').fill('服务器繁忙时的照片');
+  await page.getByTestId('visit-photos-camera').setInputFiles({ name: 'IMG_3.jpg', mimeType: 'image/jpeg', buffer: await cameraJpeg(page, 800, 600, 5151) });
+  await shown(page, 'visit-photos-tiles').waitFor({ timeout: 20_000 });
+  await page.getByTestId('visit-save').click();
+  await page.getByTestId('visit-saved').waitFor();
+  await synced(page); // the record goes; its photo meets the busy server
+  await page.waitForFunction(() => document.querySelector('[data-testid=status-pending]')?.dataset.photos === '0', null, { timeout: 20_000 });
+  assert.ok(asked.length >= 2, `asked again after the wait: ${asked.length}`);
+  assert.ok(asked[1] - asked[0] >= 2000, `waited what the server asked: ${asked[1] - asked[0]} ms`);
   await context.close();
 });
