@@ -314,7 +314,10 @@ fn check_photos(old: Option<&Record>, new: &Record, author: &Author) -> Checked<
             (Record::Case(c), Some(f)) => match c.follow_ups.iter().find(|x| x.id == f) {
                 Some(follow_up) => follow_up.by == author.person,
                 None => {
-                    return Err(Rejection::new(RejectReason::InvalidRecord, "a photo names a follow-up the case lacks"));
+                    return Err(Rejection::new(
+                        RejectReason::InvalidRecord,
+                        "a photo names a follow-up the case lacks",
+                    ));
                 }
             },
             (_, Some(_)) => {
@@ -403,8 +406,12 @@ pub enum PushVerdict {
 /// Judges changes pushed by a device (whose actor is `actor`, acting as `author`)
 /// against the server's copy of the document (`None` if the server has none yet).
 /// Only the changes the server does not have are judged (the rest are
-/// duplicates); each of those must be the device's own; the edit is checked as
-/// its writer saw the document; the merged result must still be a valid record.
+/// duplicates); each of those must be the device's own. Each run of changes
+/// written one after another is checked as its writer saw the document — at
+/// the run's dependencies, never at a merge it did not see — so moves two
+/// phones made concurrently from one standing are both valid; the merged
+/// result must still be a valid record (its standing settles by
+/// [`crate::workflow::standing`]).
 pub fn check_push(
     current: Option<&Automerge>,
     changes: Vec<Change>,
@@ -431,79 +438,131 @@ pub fn check_push(
             format!("change by actor {} but this device is {}", c.actor_id(), actor),
         ));
     }
-    let pushed: HashSet<ChangeHash> = changes.iter().map(|c| c.hash()).collect();
-    let mut external: Vec<ChangeHash> =
-        changes.iter().flat_map(|c| c.deps().iter().copied()).filter(|d| !pushed.contains(d)).collect();
-    external.sort();
-    external.dedup();
-
-    // The usual case: the writer saw the server's latest version, so that
-    // version is what the changes are judged against and the merge is the result.
-    if let Some(doc) = current {
-        let mut heads = doc.get_heads();
-        heads.sort();
-        if !external.is_empty() && heads == external {
-            let mut after = doc.fork();
-            after.apply_changes(changes).map_err(|e| Rejection::new(RejectReason::Malformed, e.to_string()))?;
-            if !after.get_missing_deps(&[]).is_empty() {
-                return Err(Rejection::new(RejectReason::MissingDependencies, "changes depend on changes not sent"));
+    // Each run of changes is judged against the document as its writer saw
+    // it: the state at the run's dependencies, with the earlier runs of this
+    // push. A phone that merged someone's concurrent move before its own move
+    // went up wrote its move on the case as it stood before that merge, and
+    // its later follow-up on the merged case: each is judged where it was made.
+    let mut state: Option<Automerge> = None;
+    let mut last_record = None;
+    let mut concurrent = false;
+    for run in linear_runs(causal_order(changes)) {
+        let now = state.as_ref().or(current);
+        let mut deps = run.first().map(|c| c.deps().to_vec()).unwrap_or_default();
+        deps.sort();
+        let forked;
+        let (before, at_heads) = match now {
+            None if deps.is_empty() => (None, true),
+            None => return Err(Rejection::new(RejectReason::MissingDependencies, "document unknown to the server")),
+            Some(_) if deps.is_empty() => {
+                return Err(Rejection::new(RejectReason::FixedField, "a record with this id already exists"));
             }
-            let record = check_update(doc, &after, author)?;
-            return Ok(PushVerdict::Accept { merged: Box::new(after), record: Box::new(record) });
+            Some(doc) => {
+                if let Some(missing) = deps.iter().find(|h| doc.get_change_by_hash(h).is_none()) {
+                    return Err(Rejection::new(
+                        RejectReason::MissingDependencies,
+                        format!("depends on unknown change {missing}"),
+                    ));
+                }
+                let mut heads = doc.get_heads();
+                heads.sort();
+                if heads == deps {
+                    (Some(doc), true)
+                } else {
+                    forked = doc
+                        .fork_at(&deps)
+                        .map_err(|e| Rejection::new(RejectReason::MissingDependencies, e.to_string()))?;
+                    (Some(&forked), false)
+                }
+            }
+        };
+        let mut after = before.map_or_else(Automerge::new, Automerge::fork);
+        after.apply_changes(run.iter().cloned()).map_err(|e| Rejection::new(RejectReason::Malformed, e.to_string()))?;
+        if !after.get_missing_deps(&[]).is_empty() {
+            return Err(Rejection::new(RejectReason::MissingDependencies, "changes depend on changes not sent"));
+        }
+        let record = match before {
+            None => check_new(&after, author)?,
+            Some(b) => check_update(b, &after, author)?,
+        };
+        if at_heads {
+            // Written on the latest state: the judged result is the merge.
+            state = Some(after);
+            last_record = Some(record);
+        } else {
+            let mut next = now.map_or_else(Automerge::new, Automerge::fork);
+            next.apply_changes(run).map_err(|e| Rejection::new(RejectReason::Malformed, e.to_string()))?;
+            state = Some(next);
+            last_record = None;
+            concurrent = true;
         }
     }
-    let before = match current {
-        None if external.is_empty() => None,
-        None => return Err(Rejection::new(RejectReason::MissingDependencies, "document unknown to the server")),
-        Some(_) if external.is_empty() => {
-            return Err(Rejection::new(RejectReason::FixedField, "a record with this id already exists"));
-        }
-        Some(doc) => {
-            if let Some(missing) = external.iter().find(|h| doc.get_change_by_hash(h).is_none()) {
-                return Err(Rejection::new(
-                    RejectReason::MissingDependencies,
-                    format!("depends on unknown change {missing}"),
-                ));
-            }
-            Some(doc.fork_at(&external).map_err(|e| Rejection::new(RejectReason::MissingDependencies, e.to_string()))?)
-        }
+    let Some(merged) = state else { return Err(Rejection::new(RejectReason::Malformed, "no changes")) };
+    let record = match last_record {
+        Some(record) => record,
+        None => read_record(&merged)?,
     };
-
-    let mut after = match &before {
-        Some(b) => b.fork(),
-        None => Automerge::new(),
-    };
-    after.apply_changes(changes.clone()).map_err(|e| Rejection::new(RejectReason::Malformed, e.to_string()))?;
-    if !after.get_missing_deps(&[]).is_empty() {
-        return Err(Rejection::new(RejectReason::MissingDependencies, "changes depend on changes not sent"));
+    if let Some(doc) = current.filter(|_| concurrent) {
+        // Judged as its writer saw the document, an edit may restore a
+        // field's value and so look like no edit at all — yet its new put
+        // can win the merge over someone else's concurrent value. Whoever
+        // may not edit the fields must leave them as the server has them.
+        if !may_edit_fields(&record, author) {
+            check_field_rights(&read_record(doc)?, &record, author)?;
+        }
     }
-    let record = match &before {
-        None => check_new(&after, author)?,
-        Some(b) => check_update(b, &after, author)?,
-    };
-    let merged = match current {
-        None => after,
-        Some(doc) => {
-            let mut merged = doc.fork();
-            merged.apply_changes(changes).map_err(|e| Rejection::new(RejectReason::Malformed, e.to_string()))?;
-            merged
-        }
-    };
-    let record = match current {
-        None => record,
-        Some(doc) => {
-            let merged_record = read_record(&merged)?;
-            // Judged as its writer saw the document, an edit may restore a
-            // field's value and so look like no edit at all — yet its new put
-            // can win the merge over someone else's concurrent value. Whoever
-            // may not edit the fields must leave them as the server has them.
-            if !may_edit_fields(&merged_record, author) {
-                check_field_rights(&read_record(doc)?, &merged_record, author)?;
-            }
-            merged_record
-        }
-    };
     Ok(PushVerdict::Accept { merged: Box::new(merged), record: Box::new(record) })
+}
+
+/// The pushed changes in causal order: each after the pushed changes it
+/// depends on (a phone sends them so; a tampered request may not).
+fn causal_order(changes: Vec<Change>) -> Vec<Change> {
+    let index: std::collections::HashMap<ChangeHash, usize> =
+        changes.iter().enumerate().map(|(i, c)| (c.hash(), i)).collect();
+    // 0: not reached, 1: waiting for its dependencies, 2: placed.
+    let mut mark = vec![0u8; changes.len()];
+    let mut order = Vec::with_capacity(changes.len());
+    for start in 0..changes.len() {
+        if mark[start] != 0 {
+            continue;
+        }
+        mark[start] = 1;
+        let mut stack = vec![start];
+        while let Some(&i) = stack.last() {
+            let waiting = changes[i].deps().iter().filter_map(|d| index.get(d).copied()).find(|&j| mark[j] == 0);
+            match waiting {
+                Some(j) => {
+                    mark[j] = 1;
+                    stack.push(j);
+                }
+                None => {
+                    stack.pop();
+                    mark[i] = 2;
+                    order.push(i);
+                }
+            }
+        }
+    }
+    let mut slots: Vec<Option<Change>> = changes.into_iter().map(Some).collect();
+    order.into_iter().filter_map(|i| slots[i].take()).collect()
+}
+
+/// Splits changes in causal order into runs written one after another with
+/// nothing merged in between: a change whose only dependency is the change
+/// before it continues that run; any other starts a new one.
+fn linear_runs(changes: Vec<Change>) -> Vec<Vec<Change>> {
+    let mut runs: Vec<Vec<Change>> = Vec::new();
+    for change in changes {
+        let continues = match (runs.last().and_then(|r| r.last()), change.deps()) {
+            (Some(previous), [dep]) => *dep == previous.hash(),
+            _ => false,
+        };
+        match runs.last_mut() {
+            Some(run) if continues => run.push(change),
+            _ => runs.push(vec![change]),
+        }
+    }
+    runs
 }
 
 /// What a record references: another record's id and the kind it must be.
