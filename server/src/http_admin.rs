@@ -26,6 +26,8 @@ pub struct SnapshotQuery {
     pub unmask: Option<bool>,
     /// Why the unmasked export is needed (recorded in the audit log).
     pub reason: Option<String>,
+    /// Set to `true` to add every photo the records reference to the archive.
+    pub photos: Option<bool>,
 }
 
 /// Checks the caller is an administrator and the territory is theirs.
@@ -56,6 +58,7 @@ async fn snapshot_route(
         as_of: q.as_of,
         unmask: q.unmask.unwrap_or(false),
         reason: q.reason,
+        photos: q.photos.unwrap_or(false),
     };
     let store = state.store.clone();
     let actor = format!("person:{}", c.person.username);

@@ -70,6 +70,10 @@ enum Command {
         /// Why an unmasked export is needed.
         #[arg(long)]
         reason: Option<String>,
+        /// Also put every photo the records reference into the archive, as
+        /// photos/<sha256>.<ext>, listed in the manifest.
+        #[arg(long)]
+        photos: bool,
     },
     /// Load a bundle snapshot into this (empty) data directory; the server must be stopped.
     Import {
@@ -108,7 +112,7 @@ async fn main() -> ExitCode {
             }
         }
         Command::Admin(cmd) => admin_command(cli.data, cmd).await,
-        Command::Snapshot { format, out, territory, as_of, unmask, reason } => {
+        Command::Snapshot { format, out, territory, as_of, unmask, reason, photos } => {
             let as_of = match as_of.as_deref().map(gridsync_server::snapshot::parse_as_of).transpose() {
                 Ok(a) => a,
                 Err(e) => {
@@ -116,7 +120,7 @@ async fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            let req = SnapshotRequest { format, territory, as_of, unmask, reason };
+            let req = SnapshotRequest { format, territory, as_of, unmask, reason, photos };
             match snapshot_command(&cli.data, &req, &out).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

@@ -6,6 +6,9 @@
 //! never half-written and nothing that arrived later appears, however many
 //! phones sync while the export runs. Memory stays flat: documents are read
 //! page by page, one kind at a time, and written straight into the archive.
+//! A snapshot made with photos ([`SnapshotRequest::photos`]) takes the photos
+//! its records referenced at that moment from the store's photo blobs, one at
+//! a time (a photo is immutable, so any time after is as good as the moment).
 
 use crate::error::ApiError;
 use crate::export::names::Names;
@@ -56,6 +59,13 @@ impl SnapshotSource for StoreSnapshot<'_> {
         let people = self.store.people().map_err(source)?.into_iter().map(|p| (p.id, p.name));
         let territories = self.store.territories().map_err(source)?.into_iter().map(|t| (t.path, t.name));
         Ok(Names::new(people, territories))
+    }
+
+    fn photo(
+        &self,
+        hash: &gridsync_shared::photos::PhotoHash,
+    ) -> Result<Option<(gridsync_shared::photos::PhotoType, Vec<u8>)>, ExportError> {
+        self.store.photo(hash).map_err(|e| ExportError::Source(format!("photo {hash}: {e}")))
     }
 
     fn items(&self, kind: RecordKind) -> Box<dyn Iterator<Item = Result<SnapshotItem, ExportError>> + '_> {
@@ -139,6 +149,9 @@ pub struct SnapshotRequest {
     pub unmask: bool,
     /// Why an unmasked export is needed.
     pub reason: Option<String>,
+    /// Add every photo the records reference to the archive (`photos/<sha256>.<ext>`).
+    #[serde(default)]
+    pub photos: bool,
 }
 
 /// A validated, audited snapshot, ready to be written.
@@ -195,9 +208,10 @@ pub fn prepare(store: &dyn Store, req: &SnapshotRequest, actor: &str) -> Result<
     let as_of = req.as_of.unwrap_or(now);
     let seq = if req.as_of.is_some() { store.seq_at(as_of)? } else { store.head_seq()? };
     let detail = format!(
-        "format={} territory={scope} as_of={as_of} as_of_seq={seq} masked={}{}",
+        "format={} territory={scope} as_of={as_of} as_of_seq={seq} masked={}{}{}",
         req.format,
         !req.unmask,
+        if req.photos { " photos=true" } else { "" },
         if req.unmask { format!(" reason={reason}") } else { String::new() }
     );
     store.append_audit(actor, "snapshot.export", &detail, now)?;
@@ -208,6 +222,7 @@ pub fn prepare(store: &dyn Store, req: &SnapshotRequest, actor: &str) -> Result<
         generated_at_ms: now,
         generated_by: actor.to_string(),
         masked: !req.unmask,
+        photos: req.photos,
     };
     Ok(PreparedSnapshot { format, scope, seq, meta })
 }

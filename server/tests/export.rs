@@ -136,6 +136,7 @@ fn meta(masked: bool) -> SnapshotMeta {
         generated_at_ms: AS_OF + 5_000,
         generated_by: "admin".into(),
         masked,
+        photos: false,
     }
 }
 
@@ -622,4 +623,177 @@ fn names_stand_beside_ids_and_voided_records_are_marked_in_csv_and_xlsx() {
     let (_, cases) = parse_csv(entry(&all, "cases.csv"));
     assert_eq!(cases[0]["创建人姓名"], "");
     assert_eq!(cases[0]["最新跟进人"], supervisor().person.to_string());
+}
+
+/// A photo's bytes (magic bytes of its type, then filler) and what a record keeps of it.
+fn photo_bytes(seed: u8, mime: gridsync_shared::photos::PhotoType) -> Vec<u8> {
+    let mut bytes = match mime {
+        gridsync_shared::photos::PhotoType::Jpeg => vec![0xFF, 0xD8, 0xFF, 0xE0],
+        gridsync_shared::photos::PhotoType::Webp => b"RIFF\0\0\0\0WEBP".to_vec(),
+    };
+    bytes.extend((0..3_000u32).map(|i| (i as u8).wrapping_mul(seed)));
+    bytes
+}
+
+fn new_photo(bytes: &[u8], mime: gridsync_shared::photos::PhotoType) -> gridsync_shared::photos::NewPhoto {
+    gridsync_shared::photos::NewPhoto {
+        sha256: gridsync_shared::photos::PhotoHash::parse(&hex::encode(Sha256::digest(bytes))).expect("hash"),
+        size: bytes.len() as u64,
+        mime,
+        taken_at: CREATED_AT,
+        location: None,
+        follow_up: None,
+    }
+}
+
+/// Records with photos, and the photo store a source answers from.
+struct WithPhotos {
+    items: Vec<SnapshotItem>,
+    stored: HashMap<String, (gridsync_shared::photos::PhotoType, Vec<u8>)>,
+}
+
+impl SnapshotSource for WithPhotos {
+    fn items(&self, kind: RecordKind) -> Box<dyn Iterator<Item = Result<SnapshotItem, ExportError>> + '_> {
+        Box::new(self.items.iter().filter(move |i| i.record.kind() == kind).cloned().map(Ok))
+    }
+
+    fn photo(
+        &self,
+        hash: &gridsync_shared::photos::PhotoHash,
+    ) -> Result<Option<(gridsync_shared::photos::PhotoType, Vec<u8>)>, ExportError> {
+        Ok(self.stored.get(hash.as_str()).cloned())
+    }
+}
+
+/// Photos a (JPEG) and b (WebP) stored; c referenced, never uploaded; d
+/// stored, but its stored bytes are damaged. A visit shows a and c, a case a
+/// on itself and b on a follow-up, a voided visit d.
+struct PhotoWorld {
+    source: WithPhotos,
+    a: Vec<u8>,
+    b: Vec<u8>,
+    names: [String; 4],
+}
+
+fn photo_world() -> PhotoWorld {
+    use gridsync_shared::photos::PhotoType::{Jpeg, Webp};
+    let (a, b, c, d) = (photo_bytes(3, Jpeg), photo_bytes(5, Webp), photo_bytes(7, Jpeg), photo_bytes(9, Jpeg));
+    let (pa, pb, pc, pd) = (new_photo(&a, Jpeg), new_photo(&b, Webp), new_photo(&c, Jpeg), new_photo(&d, Jpeg));
+    let visit = VisitFields { visited_at: CREATED_AT, notes: "楼道堆物".into(), ..VisitFields::default() };
+    let case = CaseFields {
+        kind: CaseKind::Hazard,
+        title: "消防通道堵塞".into(),
+        description: String::new(),
+        household: None,
+        visit: None,
+        due_at: None,
+    };
+    let items = vec![
+        make(21, NewRecord::Household(odd_household()), |_| {}),
+        make(22, NewRecord::VisitLog(visit.clone()), |e| {
+            e.add_photos(&[pa.clone(), pc.clone()]).expect("photos");
+        }),
+        make(23, NewRecord::Case(case), |e| {
+            e.add_photos(std::slice::from_ref(&pa)).expect("photo");
+            e.add_follow_up_with_photos("已清理", None, std::slice::from_ref(&pb)).expect("follow-up photo");
+        }),
+        make(24, NewRecord::VisitLog(visit), |e| {
+            e.add_photos(std::slice::from_ref(&pd)).expect("photo");
+            e.void_record("重复录入").expect("void");
+        }),
+    ];
+    let name = |p: &gridsync_shared::photos::NewPhoto| export::table::photo_file_name(&p.sha256, p.mime);
+    let mut damaged = d.clone();
+    damaged[100] ^= 1;
+    let stored = HashMap::from([
+        (pa.sha256.to_string(), (Jpeg, a.clone())),
+        (pb.sha256.to_string(), (Webp, b.clone())),
+        (pd.sha256.to_string(), (Jpeg, damaged)),
+    ]);
+    PhotoWorld { source: WithPhotos { items, stored }, a, b, names: [name(&pa), name(&pb), name(&pc), name(&pd)] }
+}
+
+#[test]
+fn rows_name_their_photo_files_and_count_them_in_csv_xlsx_and_jsonl() {
+    let w = photo_world();
+    let [a, b, c, d] = &w.names;
+    assert!(a.starts_with("photos/") && a.ends_with(".jpg") && b.ends_with(".webp"), "{a} {b}");
+    let (zip, manifest) = snapshot(Format::Csv, &w.source, false);
+    let all = entries(&zip);
+    assert!(all.iter().all(|(n, _)| !n.starts_with("photos/")), "without photos, no photo files");
+    assert_eq!((manifest.photos, manifest.missing_photos.len()), (None, 0));
+    let manifest_text = std::str::from_utf8(entry(&all, MANIFEST_NAME)).expect("UTF-8");
+    assert!(!manifest_text.contains("photos"), "the manifest is as before: {manifest_text}");
+
+    let (headers, households) = parse_csv(entry(&all, "households.csv"));
+    assert!(!headers.iter().any(|h| h.starts_with("照片")) && households.len() == 1, "households have no photos");
+    let (headers, visits) = parse_csv(entry(&all, "visit_logs.csv"));
+    let at = |name: &str| headers.iter().position(|h| h == name).expect(name);
+    assert_eq!((at("照片") + 1, at("照片数") + 1), (at("照片数"), at("作废")), "before the voided columns");
+    assert_eq!((visits[0]["照片"].clone(), visits[0]["照片数"].as_str()), (format!("{a};{c}"), "2"));
+    assert_eq!((visits[1]["照片"].as_str(), visits[1]["作废"].as_str()), (d.as_str(), "是"), "voided, still named");
+    let (_, cases) = parse_csv(entry(&all, "cases.csv"));
+    assert_eq!(cases[0]["照片"], format!("{a};{b}"), "the case's own photo and its follow-up's");
+    assert_eq!(cases[0]["照片数"], "2");
+    let (_, promises) = parse_csv(entry(&all, "promises.csv"));
+    assert!(!promises.first().is_some_and(|p| p.contains_key("照片")));
+
+    let (zip, _) = snapshot(Format::Xlsx, &w.source, false);
+    let book = entries(entry(&entries(&zip), "snapshot.xlsx"));
+    let cases_sheet = std::str::from_utf8(entry(&book, "xl/worksheets/sheet3.xml")).expect("UTF-8");
+    assert!(cases_sheet.contains(&format!("<t>{a};{b}</t>")) && cases_sheet.contains("<t>照片数</t>"));
+
+    let (zip, _) = snapshot(Format::Jsonl, &w.source, false);
+    let all = entries(&zip);
+    let line: serde_json::Value =
+        serde_json::from_slice(entry(&all, "cases.jsonl").split(|b| *b == b'\n').next().expect("line")).expect("JSON");
+    assert_eq!(line["photo_files"], serde_json::json!([a, b]));
+    let household: serde_json::Value =
+        serde_json::from_slice(entry(&all, "households.jsonl").split(|b| *b == b'\n').next().expect("line"))
+            .expect("JSON");
+    assert!(household.get("photo_files").is_none());
+}
+
+#[test]
+fn a_snapshot_with_photos_holds_each_referenced_photo_once_and_lists_the_missing_ones_in_every_format() {
+    let w = photo_world();
+    let [a, b, c, d] = &w.names;
+    let mut with_photos = meta(false);
+    with_photos.photos = true;
+    for format in Format::ALL {
+        let mut zip = Vec::new();
+        let returned =
+            export::write_snapshot(&mut zip, format, &with_photos, &w.source, &mut |_| {}).expect("snapshot");
+        let all = entries(&zip);
+        let photos: Vec<&(String, Vec<u8>)> = all.iter().filter(|(n, _)| n.starts_with("photos/")).collect();
+        let names: Vec<&str> = photos.iter().map(|(n, _)| n.as_str()).collect();
+        let mut want = vec![a.as_str(), b.as_str()];
+        want.sort();
+        assert_eq!(names, want, "{format}: a and b, each once; c not uploaded, d damaged");
+        assert_eq!(entry(&all, a), w.a.as_slice(), "{format}: the photo's own bytes");
+        assert_eq!(entry(&all, b), w.b.as_slice(), "{format}");
+        assert_eq!(all.last().map(|(n, _)| n.as_str()), Some(MANIFEST_NAME), "{format}: the manifest stays last");
+
+        let manifest: Manifest = serde_json::from_slice(entry(&all, MANIFEST_NAME)).expect("manifest");
+        for (name, bytes) in &photos {
+            let file = manifest.files.iter().find(|f| &f.name == name).expect("listed");
+            let hash = name.strip_prefix("photos/").and_then(|n| n.split('.').next()).expect("photos/<sha256>.<ext>");
+            assert_eq!((file.size, file.sha256.as_str()), (bytes.len() as u64, hash), "{format}: named by its hash");
+            assert_eq!(file.sha256, hex::encode(Sha256::digest(bytes)));
+        }
+        let counts = manifest.photos.expect("photo counts");
+        assert_eq!((counts.referenced, counts.included, counts.missing), (4, 2, 2), "{format}");
+        assert_eq!(counts.bytes, (w.a.len() + w.b.len()) as u64);
+        let missing: Vec<(&str, export::MissingReason)> =
+            manifest.missing_photos.iter().map(|m| (m.name.as_str(), m.reason)).collect();
+        let mut want =
+            vec![(c.as_str(), export::MissingReason::NotUploaded), (d.as_str(), export::MissingReason::HashMismatch)];
+        want.sort_by_key(|(name, _)| *name);
+        assert_eq!(missing, want, "{format}");
+        let c_entry = manifest.missing_photos.iter().find(|m| &m.name == c).expect("c");
+        assert_eq!((c_entry.size, c_entry.referenced_by), (3_004, w.source.items[1].id));
+        // The returned manifest keeps the counts but not the per-photo entries.
+        assert_eq!((returned.photos, returned.missing_photos.len()), (Some(counts), 2));
+        assert!(returned.files.iter().all(|f| !f.name.starts_with("photos/")));
+    }
 }

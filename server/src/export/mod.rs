@@ -14,6 +14,17 @@
 //! per record type, and the name, size and SHA-256 of every other entry, hashed
 //! while the entry streams out.
 //!
+//! A snapshot made with photos ([`SnapshotMeta::photos`]) also holds every
+//! photo its records reference (as of the snapshot's moment, a case's
+//! follow-ups' photos included), each once, as `photos/<sha256>.<ext>` —
+//! the names the CSV and XLSX rows' 照片 column and the JSONL lines'
+//! `photo_files` give — after the record entries and before the manifest. They
+//! come from [`SnapshotSource::photo`] one at a time and are stored without
+//! recompressing. A referenced photo the server does not have (not uploaded
+//! yet), or whose stored bytes do not hash to its name, is not an error: the
+//! manifest lists it in `missing_photos`, and `photos` counts what is in.
+//! Without photos the archive is as it always was.
+//!
 //! Records come from a [`SnapshotSource`] one kind at a time and go straight
 //! into their entry; nothing collects them, so memory stays flat whatever the
 //! count. The archive is written by a small streaming zip writer with data
@@ -35,11 +46,14 @@ pub mod table;
 pub mod xlsx;
 mod zipstream;
 
+use gridsync_shared::photos::{PhotoHash, PhotoType};
 use gridsync_shared::{DocId, Record, RecordKind, TerritoryPath};
 use names::Names;
 use serde::ser::{Error as _, SerializeSeq};
 use serde::{Deserialize, Serialize, Serializer};
+use sha2::Digest as _;
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::io::{BufRead, BufReader, BufWriter, Seek, SeekFrom, Write};
 use std::str::FromStr;
@@ -83,6 +97,8 @@ pub struct SnapshotMeta {
     pub generated_by: String,
     /// Whether ID and phone numbers are masked in it.
     pub masked: bool,
+    /// Whether the archive also holds the photos its records reference.
+    pub photos: bool,
 }
 
 /// A snapshot's file format. Every format is a zip archive with a manifest.
@@ -173,6 +189,13 @@ pub trait SnapshotSource {
     fn names(&self) -> Result<Names, ExportError> {
         Ok(Names::default())
     }
+
+    /// A stored photo's type and bytes, `None` when the source does not have
+    /// it (not uploaded yet); asked only for snapshots made with photos, one
+    /// photo at a time. None by default.
+    fn photo(&self, _hash: &PhotoHash) -> Result<Option<(PhotoType, Vec<u8>)>, ExportError> {
+        Ok(None)
+    }
 }
 
 /// Why a snapshot could not be written. Whatever was written to `out` before is incomplete.
@@ -258,6 +281,44 @@ pub struct ManifestFile {
     pub sha256: String,
 }
 
+/// The photos of a snapshot made with photos.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhotoCounts {
+    /// Distinct photo files the snapshot's records reference.
+    pub referenced: u64,
+    /// Of those, the ones in the archive.
+    pub included: u64,
+    /// Of those, the ones not in it (listed in [`Manifest::missing_photos`]).
+    pub missing: u64,
+    /// The bytes of the photos in the archive, uncompressed.
+    pub bytes: u64,
+}
+
+/// Why a referenced photo is not in the archive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MissingReason {
+    /// The server does not have the photo's bytes: the phone has not uploaded it yet.
+    NotUploaded,
+    /// The stored bytes do not hash to the photo's name (damaged storage): left out.
+    HashMismatch,
+}
+
+/// A photo the snapshot's records reference but its archive does not hold.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MissingPhoto {
+    /// The entry it would have had, `photos/<sha256>.<ext>` (what the rows name).
+    pub name: String,
+    /// Its SHA-256, lowercase hex.
+    pub sha256: String,
+    /// Its size as the referencing record gives it.
+    pub size: u64,
+    /// The first record (in archive order) that references it.
+    pub referenced_by: DocId,
+    /// Why it is not in the archive.
+    pub reason: MissingReason,
+}
+
 /// `manifest.json`: what a snapshot is of, and a checksum of every other entry.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -283,10 +344,18 @@ pub struct Manifest {
     pub masked: bool,
     /// Records per type.
     pub counts: Counts,
+    /// For a snapshot made with photos: how many photos it references and
+    /// holds (absent otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub photos: Option<PhotoCounts>,
+    /// For a snapshot made with photos: the referenced photos it does not
+    /// hold, and why (absent when there are none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing_photos: Vec<MissingPhoto>,
     /// Every other entry of the archive, in archive order. In the value
     /// [`write_snapshot`] returns, a bundle's per-record entries (`records/…`)
-    /// are left out, as they grow with the record count; the archive's
-    /// `manifest.json` lists them all.
+    /// and the photos (`photos/…`) are left out, as they grow with the record
+    /// count; the archive's `manifest.json` lists them all.
     pub files: Vec<ManifestFile>,
 }
 
@@ -307,7 +376,8 @@ pub fn write_snapshot<W: Write>(
         return Err(ExportError::MaskedBundle);
     }
     let mut archive = Archive::new(out, meta.generated_at_ms);
-    let mut run = Run { counts: Counts::default(), progress, written: 0 };
+    let wanted = meta.photos.then(BTreeMap::new);
+    let mut run = Run { counts: Counts::default(), progress, written: 0, photos: wanted };
     match format {
         Format::Csv => {
             let names = source.names()?;
@@ -342,6 +412,13 @@ pub fn write_snapshot<W: Write>(
             }
         }
     }
+    let (photos, missing_photos) = match run.photos.take() {
+        Some(wanted) => {
+            let (counts, missing) = archive.photos(source, wanted)?;
+            (Some(counts), missing)
+        }
+        None => (None, Vec::new()),
+    };
     let manifest = Manifest {
         manifest_version: MANIFEST_VERSION,
         format,
@@ -354,6 +431,8 @@ pub fn write_snapshot<W: Write>(
         generated_by: meta.generated_by.clone(),
         masked: meta.masked,
         counts: run.counts,
+        photos,
+        missing_photos,
         files: Vec::new(),
     };
     archive.finish(manifest)
@@ -372,11 +451,20 @@ fn noting_heads<'a>(
     })
 }
 
-/// Counting and progress over every kind's items.
+/// A photo file the snapshot's records reference.
+struct WantedPhoto {
+    sha256: PhotoHash,
+    size: u64,
+    referenced_by: DocId,
+}
+
+/// Counting and progress over every kind's items, and (for a snapshot made
+/// with photos) the photo files they reference, by entry name.
 struct Run<'p> {
     counts: Counts,
     progress: &'p mut dyn FnMut(u64),
     written: u64,
+    photos: Option<BTreeMap<String, WantedPhoto>>,
 }
 
 impl Run<'_> {
@@ -394,6 +482,15 @@ impl Run<'_> {
                 return Err(ExportError::WrongKind { id: item.id, expected: kind, found });
             }
             self.counts.bump(kind);
+            if let Some(wanted) = self.photos.as_mut() {
+                for p in item.record.photos() {
+                    wanted.entry(table::photo_file_name(&p.sha256, p.mime)).or_insert_with(|| WantedPhoto {
+                        sha256: p.sha256.clone(),
+                        size: p.size,
+                        referenced_by: item.id,
+                    });
+                }
+            }
             self.written += 1;
             (self.progress)(self.written);
             Ok(item)
@@ -411,7 +508,7 @@ struct Archive<W: Write> {
 }
 
 /// Entries whose names start so are listed in `manifest.json` but not kept in memory.
-const PER_RECORD_PREFIX: &str = "records/";
+const NOT_KEPT_PREFIXES: [&str; 2] = ["records/", "photos/"];
 
 impl<W: Write> Archive<W> {
     fn new(out: W, generated_at_ms: i64) -> Self {
@@ -430,14 +527,58 @@ impl<W: Write> Archive<W> {
         large: bool,
         body: impl FnOnce(&mut dyn Write) -> Result<(), ExportError>,
     ) -> Result<(), ExportError> {
-        let digest = self.zip.entry(name, large, body)?;
+        self.entry_compressed(name, large, flate2::Compression::default(), body)
+    }
+
+    /// [`Archive::entry`] at a chosen deflate level.
+    fn entry_compressed(
+        &mut self,
+        name: &str,
+        large: bool,
+        level: flate2::Compression,
+        body: impl FnOnce(&mut dyn Write) -> Result<(), ExportError>,
+    ) -> Result<(), ExportError> {
+        let digest = self.zip.entry_compressed(name, large, level, body)?;
         let file = ManifestFile { name: name.to_string(), size: digest.size, sha256: digest.sha256 };
         serde_json::to_writer(&mut self.listed, &file)?;
         self.listed.write_all(b"\n")?;
-        if !name.starts_with(PER_RECORD_PREFIX) {
+        if !NOT_KEPT_PREFIXES.iter().any(|p| name.starts_with(p)) {
             self.kept.push(file);
         }
         Ok(())
+    }
+
+    /// Writes the `wanted` photos from `source`, one at a time, each stored
+    /// as it is (photos are compressed already); returns what went in and
+    /// what did not.
+    fn photos(
+        &mut self,
+        source: &dyn SnapshotSource,
+        wanted: BTreeMap<String, WantedPhoto>,
+    ) -> Result<(PhotoCounts, Vec<MissingPhoto>), ExportError> {
+        let mut counts = PhotoCounts { referenced: wanted.len() as u64, ..PhotoCounts::default() };
+        let mut missing = Vec::new();
+        for (name, want) in wanted {
+            let reason = match source.photo(&want.sha256)? {
+                Some((_, bytes)) if PhotoHash::from_digest(&sha2::Sha256::digest(&bytes).into()) == want.sha256 => {
+                    self.entry_compressed(&name, false, flate2::Compression::none(), |w| Ok(w.write_all(&bytes)?))?;
+                    counts.included += 1;
+                    counts.bytes += bytes.len() as u64;
+                    continue;
+                }
+                Some(_) => MissingReason::HashMismatch,
+                None => MissingReason::NotUploaded,
+            };
+            counts.missing += 1;
+            missing.push(MissingPhoto {
+                name,
+                sha256: want.sha256.to_string(),
+                size: want.size,
+                referenced_by: want.referenced_by,
+                reason,
+            });
+        }
+        Ok((counts, missing))
     }
 
     /// Writes `manifest` (with every entry listed) as the last entry, closes the
@@ -478,6 +619,10 @@ impl Serialize for StreamedManifest<'_> {
             generated_by: &'a str,
             masked: bool,
             counts: Counts,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            photos: Option<PhotoCounts>,
+            #[serde(skip_serializing_if = "<[MissingPhoto]>::is_empty")]
+            missing_photos: &'a [MissingPhoto],
             files: F,
         }
         let m = self.manifest;
@@ -493,6 +638,8 @@ impl Serialize for StreamedManifest<'_> {
             generated_by: &m.generated_by,
             masked: m.masked,
             counts: m.counts,
+            photos: m.photos,
+            missing_photos: &m.missing_photos,
             files: SpooledFiles(&self.files),
         }
         .serialize(serializer)
@@ -614,6 +761,7 @@ mod tests {
             generated_at_ms: 0,
             generated_by: "admin".into(),
             masked: true,
+            photos: false,
         };
         assert_eq!(Format::Csv.file_name(&meta), "gridsync-xg-xn-20231115-061320-seq42.csv.zip");
     }

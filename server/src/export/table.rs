@@ -6,17 +6,42 @@
 //! enumerations in Chinese, the household's head beside its id, a case's
 //! current status computed from its log and its assignee (承办人), counts and the latest follow-up or
 //! outcome with who wrote it, and whether the case or promise is overdue at
-//! the snapshot's moment. Every row ends with whether the record was voided
-//! (作废), why, by whom and when: a voided record stays in the snapshot, marked.
+//! the snapshot's moment. Visit logs and cases then name their photos (照片:
+//! `photos/<sha256>.<ext>` as the archive of a snapshot made with photos holds
+//! them, a case's follow-ups' photos included) and count them (照片数). Every
+//! row ends with whether the record was voided (作废), why, by whom and when: a
+//! voided record stays in the snapshot, marked.
 
 use super::SnapshotItem;
 use super::names::Names;
+use gridsync_shared::photos::{PhotoHash, PhotoRef, PhotoType};
 use gridsync_shared::records::{Case, FollowUp, Household, Member, Promise, Record, VisitLog};
 use gridsync_shared::{DocId, RecordKind};
 use std::borrow::Cow;
 
 /// Joins list entries in one cell.
 pub const LIST_SEPARATOR: &str = "；";
+
+/// Joins photo file names in the 照片 cell (ASCII, so scripts can split it).
+pub const PHOTO_SEPARATOR: &str = ";";
+
+/// Where a photo is in a snapshot archive: `photos/<sha256>.<ext>`.
+pub fn photo_file_name(sha256: &PhotoHash, mime: PhotoType) -> String {
+    format!("photos/{sha256}.{}", mime.ext())
+}
+
+/// The distinct photo files `photos` name, in the record's order (a photo
+/// attached both to a case and to one of its follow-ups is one file).
+pub fn photo_files(photos: &[PhotoRef]) -> Vec<String> {
+    let mut files: Vec<String> = Vec::with_capacity(photos.len());
+    for p in photos {
+        let name = photo_file_name(&p.sha256, p.mime);
+        if !files.contains(&name) {
+            files.push(name);
+        }
+    }
+    files
+}
 
 /// One cell of a row, typed so each format can show it best.
 #[derive(Clone, Debug, PartialEq)]
@@ -84,7 +109,10 @@ const HOUSEHOLD: [&str; 18] = [
     VOID[3],
 ];
 
-const VISIT_LOG: [&str; 20] = [
+/// Visit logs and cases name their photo files, then count them.
+const PHOTOS: [&str; 2] = ["照片", "照片数"];
+
+const VISIT_LOG: [&str; 22] = [
     COMMON[0],
     COMMON[1],
     COMMON[2],
@@ -101,13 +129,15 @@ const VISIT_LOG: [&str; 20] = [
     "走访情况",
     "群众诉求",
     "发现问题",
+    PHOTOS[0],
+    PHOTOS[1],
     VOID[0],
     VOID[1],
     VOID[2],
     VOID[3],
 ];
 
-const CASE: [&str; 29] = [
+const CASE: [&str; 31] = [
     COMMON[0],
     COMMON[1],
     COMMON[2],
@@ -133,6 +163,8 @@ const CASE: [&str; 29] = [
     "最新跟进人",
     "最新跟进",
     "回访满意度",
+    PHOTOS[0],
+    PHOTOS[1],
     VOID[0],
     VOID[1],
     VOID[2],
@@ -211,6 +243,10 @@ pub fn row<'a>(item: &'a SnapshotItem, as_of_ms: i64, names: &'a Names) -> Vec<C
         Record::VisitLog(v) => visit(v, names, &mut cells),
         Record::Case(c) => case(c, as_of_ms, names, &mut cells),
         Record::Promise(p) => promise(p, as_of_ms, names, &mut cells),
+    }
+    if matches!(item.record, Record::VisitLog(_) | Record::Case(_)) {
+        let files = photo_files(item.record.photos());
+        cells.extend([Cell::owned(files.join(PHOTO_SEPARATOR)), Cell::Count(files.len() as u64)]);
     }
     let voided = item.record.voided();
     cells.extend([

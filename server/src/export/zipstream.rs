@@ -153,6 +153,19 @@ impl<W: Write> ZipStream<W> {
         large: bool,
         body: impl FnOnce(&mut dyn Write) -> Result<(), E>,
     ) -> Result<EntryDigest, E> {
+        self.entry_compressed(name, large, flate2::Compression::default(), body)
+    }
+
+    /// [`ZipStream::entry`] at a chosen deflate level: `Compression::none()`
+    /// for bytes that are already compressed (photos), which deflate then
+    /// only frames in stored blocks, at copying speed.
+    pub(super) fn entry_compressed<E: From<io::Error>>(
+        &mut self,
+        name: &str,
+        large: bool,
+        level: flate2::Compression,
+        body: impl FnOnce(&mut dyn Write) -> Result<(), E>,
+    ) -> Result<EntryDigest, E> {
         let offset = self.out.at;
         let len = name_len(name)?;
         let out = &mut self.out;
@@ -177,7 +190,7 @@ impl<W: Write> ZipStream<W> {
         let data_start = out.at;
         let (crc, sha, size) = {
             let mut digesting = Digesting {
-                inner: DeflateEncoder::new(&mut self.out, flate2::Compression::default()),
+                inner: DeflateEncoder::new(&mut self.out, level),
                 crc: Crc::new(),
                 sha: Sha256::new(),
                 size: 0,

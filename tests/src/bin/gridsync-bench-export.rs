@@ -99,7 +99,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         reset_peak_rss();
         let before = peak_rss_kib();
         let t = Instant::now();
-        let req = SnapshotRequest { format: format.into(), territory: None, as_of: None, unmask: false, reason: None };
+        let req = SnapshotRequest {
+            format: format.into(),
+            territory: None,
+            as_of: None,
+            unmask: false,
+            reason: None,
+            photos: false,
+        };
         let prepared = prepare(&store, &req, "bench")?;
         let mut sink = std::io::sink();
         let manifest = prepared.write(&store, &mut sink, &mut |_| {})?;

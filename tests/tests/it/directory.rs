@@ -287,6 +287,7 @@ async fn a_snapshot_on_a_real_server_names_the_creator_the_grid_and_the_househol
         as_of: None,
         unmask: false,
         reason: None,
+        photos: false,
     };
     let prepared = gridsync_server::snapshot::prepare(server.store(), &request, "cli").expect("prepared");
     let mut zip = Vec::new();
