@@ -274,21 +274,32 @@ function tile(ref, extra) {
   return el;
 }
 
-/** The full view of one photo, over the screen; tap or 关闭 to close. */
+/**
+ * The full view of one photo, over the screen; a tap, 关闭 or the phone's
+ * back button closes it (it takes a history entry, so back does not leave the record).
+ */
 function fullView(ref, url) {
+  let open = true;
+  const remove = () => {
+    if (!open) return;
+    open = false;
+    view.remove();
+    removeEventListener('popstate', remove);
+  };
   const close = () => {
-    back.remove();
-    removeEventListener('hashchange', close);
+    if (open && history.state && history.state.gsPhoto) history.back(); // popstate removes it
+    else remove();
   };
   const facts = [ref.takenAt ? `拍摄于 ${when(ref.takenAt)}` : null, ref.location ? `位置 ${Number(ref.location.lat).toFixed(5)}, ${Number(ref.location.lon).toFixed(5)}` : null].filter(Boolean).join(' · ');
-  const back = h(
+  const view = h(
     'div.photo-full',
     { testid: 'photo-full', role: 'dialog', 'aria-modal': 'true', 'aria-label': '照片', onclick: close },
     h('img', { src: url, alt: '照片', testid: 'photo-full-img' }),
     h('div.photo-full-bar', null, h('span', null, facts), h('button.btn.small', { type: 'button', testid: 'photo-full-close' }, '关闭')),
   );
-  addEventListener('hashchange', close);
-  document.body.append(back);
+  history.pushState({ ...(history.state || {}), gsPhoto: true }, '');
+  addEventListener('popstate', remove);
+  document.body.append(view);
 }
 
 /** Thumbnails of `refs` (a record's, or a follow-up's); null when there are none. */

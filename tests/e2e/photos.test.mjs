@@ -319,7 +319,15 @@ test('offline: photos on a visit, its case and a follow-up survive a reload with
   assert.deepEqual(full, [1200, 1600], 'the full view shows the whole photo (the gallery photo had EXIF orientation 6 too: upright)');
   await docShot(sup.page, 'supervisor-full-view');
   await sup.page.getByTestId('photo-full').click();
-  assert.equal(await sup.page.getByTestId('photo-full').count(), 0, 'a tap closes it');
+  await sup.page.getByTestId('photo-full').waitFor({ state: 'detached' }); // a tap closes it
+  assert.match(await sup.page.evaluate(() => location.hash), /^#\/case\//, 'still on the case');
+  // The phone's back button closes the full view too, and stays on the case.
+  await shown(sup.page, 'case-photos').click();
+  await sup.page.getByTestId('photo-full').waitFor();
+  await sup.page.goBack();
+  await sup.page.getByTestId('photo-full').waitFor({ state: 'detached' });
+  await sup.page.getByTestId('case-detail-title').waitFor();
+  assert.match(await sup.page.evaluate(() => location.hash), /^#\/case\//, 'back closed the photo, not the case');
 
   // Shown once, kept: offline again, the photos are still there. Never in the service worker's cache.
   const kept = await storedPhotos(sup.page);
