@@ -421,6 +421,7 @@ test('at most 9 photos a record: the tenth is refused with a message', { timeout
   await page.getByTestId('toast').filter({ hasText: '最多 9 张' }).waitFor();
   await page.waitForFunction(() => document.querySelectorAll('[data-testid=case-photos-tiles] [data-testid=photo-tile][data-state=shown]').length === 9, null, { timeout: 30_000 });
   assert.match(await page.getByTestId('case-photos-count').innerText(), /已有 9 张/);
+  await page.getByTestId('case-photos-count').scrollIntoViewIfNeeded();
   await docShot(page, 'nine');
   await context.close();
 });
@@ -432,6 +433,8 @@ test('with 照片记录位置 switched on in 我的, a photo keeps where it was 
   const toggle = page.getByTestId('me-photo-location').locator('input');
   assert.equal(await toggle.isChecked(), false, 'off by default');
   await toggle.check();
+  await page.getByTestId('me-photo-location').scrollIntoViewIfNeeded();
+  await docShot(page, 'me-location-setting');
   await page.getByTestId('nav-visits').click();
   await page.getByTestId('visit-new').click();
   await page.getByTestId('visit-notes').fill('位置测试');
