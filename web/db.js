@@ -18,10 +18,11 @@
 //   write that succeeds ('gs-db-ok').
 //
 // Photos live beside the records in a second store, `photos`, keyed by their
-// SHA-256: {sha256, mime, size, bytes: Blob, takenAt, location, record,
-// uploaded, pending?}. `pending: 1` (indexed; absent otherwise) marks a photo
-// attached to a record and not yet on the server: those count in 待同步.
-// A photo picked in a form not yet saved has neither (it rides in the draft).
+// SHA-256: {sha256, mime, size, bytes: Blob, thumb?: Blob (a 320 px copy for
+// tiles), takenAt, keptAt, record, uploaded, pending?}. `pending: 1`
+// (indexed; absent otherwise) marks a photo attached to a record and not yet
+// on the server: those count in 待同步. A photo picked in a form not yet
+// saved has neither (it rides in the form's draft).
 
 const DB_NAME = 'gridsync';
 const VERSION = 2; // 1: records only; 2: + photos
@@ -301,6 +302,16 @@ export async function putPhoto(photo) {
   } catch (e) {
     throw storageError(e);
   }
+}
+
+/** Adds `patch` (say, a thumbnail) to a stored photo; nothing if it is not stored. */
+export async function updatePhoto(sha256, patch) {
+  await photoTx('readwrite', (s) => {
+    const r = s.get(sha256);
+    r.onsuccess = () => {
+      if (r.result) s.put({ ...r.result, ...patch, sha256 });
+    };
+  });
 }
 
 /**

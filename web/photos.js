@@ -8,7 +8,7 @@
 // of the metadata (on Android the camera writes the file when the photo is
 // taken, so the two agree for 拍照; a gallery file copied later carries the copy's time).
 
-import { getPhoto, markAttached, photoLocationOn, pruneUnsaved, putPhoto } from './db.js';
+import { getPhoto, markAttached, photoLocationOn, pruneUnsaved, putPhoto, updatePhoto } from './db.js';
 import { S, me } from './core.js';
 import { h, toast, when } from './ui.js';
 
@@ -19,6 +19,7 @@ export const MAX_PHOTO_BYTES = 1_048_576;
 const TARGET_BYTES = 300_000; // what phones aim at
 const LONG_EDGE = 1600;
 const QUALITIES = [0.85, 0.78, 0.7, 0.62, 0.55, 0.5];
+const THUMB_EDGE = 320; // a tile is ~110 CSS px wide, ~330 device px on a 3× screen
 
 // ------------------------------------------------------------ the pipeline
 
@@ -71,7 +72,27 @@ async function shrink(bitmap, edge) {
     blob = await encode(canvas, quality);
     if (blob.size <= TARGET_BYTES) break;
   }
-  return { blob, width: w, height: ht, quality };
+  return { blob, width: w, height: ht, quality, canvas };
+}
+
+/** A small JPEG of `source` (a canvas or bitmap of `w`×`ht`) for tiles: decoding nine 1,600 px photos for a list of tiles costs ~70 MB. */
+async function thumbOf(source, w, ht) {
+  const scale = Math.min(1, THUMB_EDGE / Math.max(w, ht));
+  const c = canvasOf(Math.max(1, Math.round(w * scale)), Math.max(1, Math.round(ht * scale)));
+  const ctx = c.getContext('2d');
+  ctx.imageSmoothingQuality = 'high';
+  ctx.drawImage(source, 0, 0, c.width, c.height);
+  return encode(c, 0.75);
+}
+
+/** The thumbnail of a kept photo's bytes. */
+async function thumbOfBlob(blob) {
+  const bmp = await createImageBitmap(blob);
+  try {
+    return await thumbOf(bmp, bmp.width, bmp.height);
+  } finally {
+    bmp.close();
+  }
 }
 
 /**
@@ -97,6 +118,7 @@ export async function processPhoto(file) {
     bitmap.close();
   }
   if (out.blob.size > MAX_PHOTO_BYTES) throw new PhotoError('照片压缩后仍超过 1MB，未添加');
+  const thumb = await thumbOf(out.canvas, out.width, out.height);
   const buf = await out.blob.arrayBuffer();
   const blob = new Blob([buf], { type: 'image/jpeg' });
   return {
@@ -104,6 +126,7 @@ export async function processPhoto(file) {
     size: buf.byteLength,
     mime: 'image/jpeg',
     blob,
+    thumb,
     takenAt: file.lastModified || Date.now(),
     width: out.width,
     height: out.height,
@@ -195,31 +218,46 @@ export async function addFollowUp(caseId, note, satisfaction, picked) {
 
 // ------------------------------------------------------------------ showing
 
-const urls = new Map(); // sha256 -> object URL of the kept bytes (for this page's life)
-const loading = new Map(); // sha256 -> Promise<url> (one download per photo at a time)
+// Object URLs for this page's life, per kind: 'thumb' for tiles, 'full' for the full view.
+const urls = { thumb: new Map(), full: new Map() };
+const loading = new Map(); // `${kind}:${sha256}` -> Promise<url> (one download per photo at a time)
 
 /**
- * The object URL of photo `ref` ({sha256, size}): from IndexedDB, else
- * downloaded with the token, its hash checked, and kept. Throws with
- * `.offline` when there is no connection, `.missing` when the server has not
- * got it (yet).
+ * The object URL of photo `ref` ({sha256, size}), its thumbnail (`kind`
+ * 'thumb') or the whole photo ('full'): from IndexedDB, else downloaded with
+ * the token, its hash checked, and kept (a thumbnail is made once and kept
+ * too). Throws with `.offline` when there is no connection, `.missing` when
+ * the server has not got it (yet).
  */
-export function photoUrl(ref) {
+export function photoUrl(ref, kind = 'full') {
   const sha = ref.sha256;
-  if (urls.has(sha)) return Promise.resolve(urls.get(sha));
-  if (!loading.has(sha)) {
+  const cache = urls[kind];
+  if (cache.has(sha)) return Promise.resolve(cache.get(sha));
+  const key = `${kind}:${sha}`;
+  if (!loading.has(key)) {
     const p = (async () => {
       const kept = await getPhoto(sha).catch(() => null);
-      let blob = kept && kept.bytes;
-      if (!blob) blob = await download(ref);
+      let blob = kind === 'thumb' && kept && kept.thumb;
+      if (!blob) {
+        const full = (kept && kept.bytes) || (await download(ref));
+        blob = full;
+        if (kind === 'thumb') {
+          try {
+            blob = await thumbOfBlob(full);
+            updatePhoto(sha, { thumb: blob }).catch((e) => console.warn('thumbnail not kept', e));
+          } catch (e) {
+            console.warn('no thumbnail, the photo itself is shown', e);
+          }
+        }
+      }
       const url = URL.createObjectURL(blob);
-      urls.set(sha, url);
+      cache.set(sha, url);
       return url;
     })();
-    loading.set(sha, p);
-    p.finally(() => loading.delete(sha)).catch(() => {});
+    loading.set(key, p);
+    p.finally(() => loading.delete(key)).catch(() => {});
   }
-  return loading.get(sha);
+  return loading.get(key);
 }
 
 async function download(ref) {
@@ -252,19 +290,24 @@ function tile(ref, extra) {
     el.dataset.state = 'shown';
     el.replaceChildren(img, ...(extra || []));
   };
-  const known = urls.get(ref.sha256);
+  const known = urls.thumb.get(ref.sha256);
   if (known) show(known);
   else {
     el.dataset.state = 'loading';
     el.replaceChildren(h('span.photo-note', null, '…'), ...(extra || []));
-    photoUrl(ref).then(show, (e) => {
+    photoUrl(ref, 'thumb').then(show, (e) => {
       el.dataset.state = e.offline ? 'offline' : e.missing ? 'missing' : 'error';
       el.replaceChildren(h('span.photo-note', { testid: 'photo-unavailable' }, e.message), ...(extra || []));
     });
   }
   el.addEventListener('click', (e) => {
     if (e.target.closest('.photo-x')) return;
-    if (el.dataset.state === 'shown') fullView(ref, img.src);
+    if (el.dataset.state === 'shown') {
+      photoUrl(ref, 'full').then(
+        (url) => fullView(ref, url),
+        (err) => toast(err.message, 'error'),
+      );
+    }
     else if (el.dataset.state !== 'loading') {
       // Offline before: tapping again tries again (the connection may be back).
       const again = tile(ref, extra);
@@ -400,8 +443,8 @@ export function photoPicker({ attached = [], picked = [], testid = 'photos' } = 
     for (const file of files) {
       try {
         const p = await processPhoto(file);
-        await putPhoto({ sha256: p.sha256, size: p.size, mime: p.mime, bytes: p.blob, takenAt: p.takenAt });
-        urls.set(p.sha256, urls.get(p.sha256) || URL.createObjectURL(p.blob));
+        await putPhoto({ sha256: p.sha256, size: p.size, mime: p.mime, bytes: p.blob, thumb: p.thumb, takenAt: p.takenAt });
+        if (!urls.thumb.has(p.sha256)) urls.thumb.set(p.sha256, URL.createObjectURL(p.thumb));
         if (value.some((x) => x.sha256 === p.sha256) || attached.some((x) => x.sha256 === p.sha256)) errors.push('同一张照片已添加过');
         else {
           const entry = { sha256: p.sha256, size: p.size, mime: p.mime, takenAt: p.takenAt, location: null };

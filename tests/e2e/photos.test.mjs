@@ -313,6 +313,8 @@ test('offline: photos on a visit, its case and a follow-up survive a reload with
   await shown(sup.page, 'case-photos').waitFor();
   await sup.page.locator('[data-testid=followup-photos] [data-testid=photo-tile][data-state=shown]').waitFor();
   await docShot(sup.page, 'supervisor-case');
+  const thumb = await shown(sup.page, 'case-photos').locator('img').evaluate((img) => img.decode().then(() => Math.max(img.naturalWidth, img.naturalHeight)));
+  assert.equal(thumb, 320, 'tiles show a 320 px thumbnail, not the whole photo');
   await shown(sup.page, 'case-photos').click();
   await sup.page.getByTestId('photo-full').waitFor();
   const full = await sup.page.getByTestId('photo-full-img').evaluate((img) => img.decode().then(() => [img.naturalWidth, img.naturalHeight]));
