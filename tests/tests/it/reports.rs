@@ -5,6 +5,7 @@
 //! creates them, per grid, per community and in total, as JSON and as CSV;
 //! and nobody but an administrator gets it.
 
+use gridsync_shared::photos::{NewPhoto, PhotoHash, PhotoType};
 use gridsync_shared::records::{
     CaseFields, CaseKind, HouseholdFields, NewRecord, PromiseFields, Satisfaction, VisitFields, VisitKind,
 };
@@ -26,11 +27,13 @@ struct Tally {
     households_covered: u64,
     needy_households_covered: u64,
     visits: u64,
+    visits_with_photos: u64,
     dispute: u64,
     hazard: u64,
     petition: u64,
     request: u64,
     cases_found: u64,
+    cases_with_photos: u64,
     cases_resolved: u64,
     overdue_cases: u64,
     promises_made: u64,
@@ -46,11 +49,13 @@ impl Tally {
         self.households_covered += o.households_covered;
         self.needy_households_covered += o.needy_households_covered;
         self.visits += o.visits;
+        self.visits_with_photos += o.visits_with_photos;
         self.dispute += o.dispute;
         self.hazard += o.hazard;
         self.petition += o.petition;
         self.request += o.request;
         self.cases_found += o.cases_found;
+        self.cases_with_photos += o.cases_with_photos;
         self.cases_resolved += o.cases_resolved;
         self.overdue_cases += o.overdue_cases;
         self.promises_made += o.promises_made;
@@ -79,11 +84,13 @@ impl Tally {
             households_covered: n("households_covered"),
             needy_households_covered: n("needy_households_covered"),
             visits: n("visits"),
+            visits_with_photos: n("visits_with_photos"),
             dispute: kind("dispute"),
             hazard: kind("hazard"),
             petition: kind("petition"),
             request: kind("request"),
             cases_found: n("cases_found"),
+            cases_with_photos: n("cases_with_photos"),
             cases_resolved: n("cases_resolved"),
             overdue_cases: n("overdue_cases"),
             promises_made: n("promises_made"),
@@ -113,11 +120,13 @@ impl Tally {
             self.households_covered.to_string(),
             self.needy_households_covered.to_string(),
             self.visits.to_string(),
+            self.visits_with_photos.to_string(),
             self.dispute.to_string(),
             self.hazard.to_string(),
             self.petition.to_string(),
             self.request.to_string(),
             self.cases_found.to_string(),
+            self.cases_with_photos.to_string(),
             self.cases_resolved.to_string(),
             pct(resolution),
             self.overdue_cases.to_string(),
@@ -158,10 +167,22 @@ fn household(phone: &mut Phone, created: i64, needy: bool) -> DocId {
     phone.replica.create(None, created, &NewRecord::Household(fields)).expect("household")
 }
 
-fn visit(phone: &mut Phone, visited: i64, household: Option<DocId>) {
+fn visit(phone: &mut Phone, visited: i64, household: Option<DocId>) -> DocId {
     let fields =
         VisitFields { household, visited_at: visited, kind: Some(VisitKind::Routine), ..VisitFields::default() };
-    phone.replica.create(None, visited + HOUR, &NewRecord::VisitLog(fields)).expect("visit");
+    phone.replica.create(None, visited + HOUR, &NewRecord::VisitLog(fields)).expect("visit")
+}
+
+/// A photo reference (the report counts references; no bytes are uploaded).
+fn photo(n: u64, taken_at: i64) -> NewPhoto {
+    NewPhoto {
+        sha256: PhotoHash::parse(&format!("{n:064x}")).expect("hash"),
+        size: 2_000,
+        mime: PhotoType::Jpeg,
+        taken_at,
+        location: None,
+        follow_up: None,
+    }
 }
 
 fn case(phone: &mut Phone, created: i64, kind: CaseKind, due_at: Option<i64>) -> DocId {
@@ -225,13 +246,19 @@ async fn city() -> City {
         // the new one only before it, the later one in it (not in the stock),
         // one visit to nobody in particular, one after the period.
         for (i, (id, needy)) in old.iter().take(k as usize).enumerate() {
-            visit(&mut phone, inside(2 + i as i64), Some(*id));
+            let v = visit(&mut phone, inside(2 + i as i64), Some(*id));
+            if i == 0 {
+                // The first visit of each grid has photo evidence.
+                at(&mut phone, inside(29)).edit(v, |e| e.add_photos(&[photo(k, inside(29))])).expect("photo");
+                t.visits_with_photos += 1;
+            }
             t.visits += 1;
             t.households_covered += 1;
             t.needy_households_covered += u64::from(*needy);
         }
         visit(&mut phone, inside(20), Some(old[0].0));
-        visit(&mut phone, before, Some(new));
+        let old_visit = visit(&mut phone, before, Some(new));
+        at(&mut phone, inside(29)).edit(old_visit, |e| e.add_photos(&[photo(10 + k, inside(29))])).expect("photo");
         visit(&mut phone, inside(21), Some(later));
         visit(&mut phone, inside(22), None);
         visit(&mut phone, after, Some(old[0].0));
@@ -255,6 +282,14 @@ async fn city() -> City {
         let older = case(&mut phone, before, CaseKind::Hazard, Some(before + DAY));
         case(&mut phone, after, CaseKind::Petition, None);
         t.overdue_cases += 1 + u64::from(k >= 2); // found[1], and found[3] where it exists
+        // Photo evidence: found[0] on the case itself, found[1] only on a
+        // follow-up; the older case's photo is not this period's.
+        at(&mut phone, inside(29)).edit(found[0], |e| e.add_photos(&[photo(20 + k, inside(29))])).expect("photo");
+        at(&mut phone, inside(29))
+            .edit(found[1], |e| e.add_follow_up_with_photos("现场照片", None, &[photo(30 + k, inside(29))]))
+            .expect("follow-up photo");
+        at(&mut phone, inside(29)).edit(older, |e| e.add_photos(&[photo(40 + k, inside(29))])).expect("photo");
+        t.cases_with_photos += 2;
 
         // found[0]: resolved in the period (then verified and closed by the supervisor).
         phone.advance(found[0], CaseStatus::InProgress).expect("in progress");
@@ -415,8 +450,8 @@ async fn the_csv_report_is_a_bom_prefixed_attachment_with_the_same_figures_and_c
     let lines: Vec<&str> = text.split("\r\n").filter(|l| !l.is_empty()).collect();
     assert_eq!(
         lines[0],
-        "区域,名称,层级,住户数,困难群众户数,走访覆盖户数,联系困难群众户数,走访次数,矛盾纠纷,安全隐患,信访,群众诉求,\
-         发现事件合计,办结事件,办结率,超期未办结,承诺事项,到期承诺数,践诺数,践诺落实率,回访评价数,满意数,群众满意率"
+        "区域,名称,层级,住户数,困难群众户数,走访覆盖户数,联系困难群众户数,走访次数,有照片的走访,矛盾纠纷,安全隐患,信访,群众诉求,\
+         发现事件合计,有照片的事件,办结事件,办结率,超期未办结,承诺事项,到期承诺数,践诺数,践诺落实率,回访评价数,满意数,群众满意率"
     );
     assert_eq!(lines.len(), 1 + 5 + 1, "header, two communities and three grids, total");
     for line in &lines[1..] {

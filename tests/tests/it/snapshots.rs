@@ -223,3 +223,131 @@ async fn field_staff_and_supervisors_get_403_from_the_admin_routes() {
     let anonymous = reqwest::get(format!("{}/v1/admin/audit", server.url)).await.expect("request");
     assert_eq!(anonymous.status().as_u16(), 401);
 }
+
+/// A JPEG-typed photo's bytes (its magic bytes, then filler) and what a record keeps of it.
+fn photo(seed: u8) -> (Vec<u8>, gridsync_shared::photos::NewPhoto) {
+    let mut bytes = vec![0xFF, 0xD8, 0xFF, 0xE0];
+    bytes.extend((0..40_000u32).map(|i| (i % 251) as u8 ^ seed));
+    let new = gridsync_shared::photos::NewPhoto {
+        sha256: gridsync_server::photos::photo_hash(&bytes),
+        size: bytes.len() as u64,
+        mime: gridsync_shared::photos::PhotoType::Jpeg,
+        taken_at: gridsync_tests::now_ms(),
+        location: None,
+        follow_up: None,
+    };
+    (bytes, new)
+}
+
+/// Uploads a photo in one chunk through `PUT /v1/photos/{sha256}`, as a phone does.
+async fn upload(server: &TestServer, token: &str, bytes: &[u8], photo: &gridsync_shared::photos::NewPhoto) {
+    let r = reqwest::Client::new()
+        .put(format!("{}/v1/photos/{}", server.url, photo.sha256))
+        .bearer_auth(token)
+        .header("content-type", "image/jpeg")
+        .header("x-photo-size", bytes.len().to_string())
+        .header("x-upload-offset", "0")
+        .body(bytes.to_vec())
+        .send()
+        .await
+        .expect("upload");
+    let status = r.status();
+    let body = r.text().await.unwrap_or_default();
+    assert_eq!(status, 200, "upload refused: {body}");
+    assert!(body.contains("\"stored\":true"), "{body}");
+}
+
+fn photo_name(p: &gridsync_shared::photos::NewPhoto) -> String {
+    format!("photos/{}.jpg", p.sha256)
+}
+
+/// The rows of a CSV entry, each as header → decoded value.
+fn csv_rows(zip: &[u8], name: &str) -> Vec<std::collections::HashMap<String, String>> {
+    let bytes = entry(zip, name);
+    let mut reader = csv::ReaderBuilder::new().from_reader(&bytes[3..]);
+    let headers: Vec<String> = reader.headers().expect("headers").iter().map(str::to_string).collect();
+    reader
+        .records()
+        .map(|r| headers.iter().cloned().zip(r.expect("row").iter().map(|c| decode_cell(c).into_owned())).collect())
+        .collect()
+}
+
+fn entry_names(zip: &[u8]) -> Vec<String> {
+    let archive = zip::ZipArchive::new(Cursor::new(zip)).expect("a zip archive");
+    archive.file_names().map(|n| n.expect("an entry name").into_owned()).collect()
+}
+
+#[tokio::test]
+async fn a_snapshot_with_photos_holds_a_cases_two_photos_as_of_its_moment_listed_in_the_manifest_and_named_in_the_csv()
+{
+    let server = TestServer::start().await;
+    let grid = server.grid("g1");
+    let mut phone = server.phone_in(&grid).await;
+    let ((own, own_ref), (follow, follow_ref), (_, never_ref), (later, later_ref)) =
+        (photo(1), photo(2), photo(3), photo(4));
+    let case = phone.report_case("消防通道堵塞");
+    phone.edit(case, |e| e.add_photos(std::slice::from_ref(&own_ref))).expect("the case's photo");
+    phone
+        .edit(case, |e| e.add_follow_up_with_photos("物业已清理", None, std::slice::from_ref(&follow_ref)))
+        .expect("a follow-up's photo");
+    let visit = phone.record_visit("楼道堆放纸箱");
+    phone.edit(visit, |e| e.add_photos(std::slice::from_ref(&never_ref))).expect("a photo never uploaded");
+    phone.sync().await.expect("sync");
+    upload(&server, phone.token(), &own, &own_ref).await;
+    upload(&server, phone.token(), &follow, &follow_ref).await;
+    let moment = gridsync_tests::now_ms();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    // After the snapshot's moment: a second follow-up photo, uploaded too.
+    phone
+        .edit(case, |e| e.add_follow_up_with_photos("复查", None, std::slice::from_ref(&later_ref)))
+        .expect("a later photo");
+    phone.sync().await.expect("sync");
+    upload(&server, phone.token(), &later, &later_ref).await;
+    let admin = admin(&server).await;
+
+    let (status, zip) = download(&server, admin.token(), &format!("format=csv&photos=true&as_of={moment}")).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&zip));
+    let photos: Vec<String> = entry_names(&zip).into_iter().filter(|n| n.starts_with("photos/")).collect();
+    let mut want = vec![photo_name(&own_ref), photo_name(&follow_ref)];
+    want.sort();
+    assert_eq!(photos, want, "both of the case's photos, and not the one added after the moment");
+    assert_eq!(entry(&zip, &photo_name(&own_ref)), own, "the photo's own bytes");
+    assert_eq!(entry(&zip, &photo_name(&follow_ref)), follow);
+    let m = manifest(&zip);
+    for (bytes, p) in [(&own, &own_ref), (&follow, &follow_ref)] {
+        let listed = m["files"].as_array().expect("files").iter().find(|f| f["name"] == photo_name(p)).expect("listed");
+        assert_eq!(listed["size"], bytes.len() as u64);
+        assert_eq!(listed["sha256"], gridsync_server::photos::photo_hash(bytes).as_str());
+        assert_eq!(listed["sha256"], p.sha256.as_str());
+    }
+    assert_eq!(
+        m["photos"],
+        serde_json::json!({"referenced": 3, "included": 2, "missing": 1, "bytes": own.len() + follow.len()})
+    );
+    let missing = &m["missing_photos"][0];
+    assert_eq!(
+        (missing["name"].as_str(), missing["reason"].as_str()),
+        (Some(photo_name(&never_ref).as_str()), Some("not_uploaded"))
+    );
+    assert_eq!(missing["referenced_by"], visit.to_string());
+
+    let cases = csv_rows(&zip, "cases.csv");
+    assert_eq!(cases[0]["照片"], format!("{};{}", photo_name(&own_ref), photo_name(&follow_ref)));
+    assert_eq!(cases[0]["照片数"], "2");
+    assert_eq!(csv_rows(&zip, "visit_logs.csv")[0]["照片"], photo_name(&never_ref), "named even though not uploaded");
+
+    // Now, and without photos=true: no photo files; the rows still name the three photos of the case.
+    let (status, zip) = download(&server, admin.token(), "format=csv").await;
+    assert_eq!(status, 200);
+    assert!(entry_names(&zip).iter().all(|n| !n.starts_with("photos/")), "{:?}", entry_names(&zip));
+    assert!(manifest(&zip).get("photos").is_none());
+    let cases = csv_rows(&zip, "cases.csv");
+    assert_eq!(cases[0]["照片数"], "3");
+    assert!(cases[0]["照片"].ends_with(&photo_name(&later_ref)));
+    let audit: Vec<_> = server.store().audit_after(0, 100).expect("audit");
+    assert_eq!(
+        audit.iter().filter(|e| e.detail.contains("photos=true")).count(),
+        1,
+        "the audit log says which had photos"
+    );
+}
