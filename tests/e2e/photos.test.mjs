@@ -534,3 +534,36 @@ test('a busy server (503 with Retry-After) holds the photo uploads for the time 
   assert.ok(asked[1] - asked[0] >= 2000, `waited what the server asked: ${asked[1] - asked[0]} ms`);
   await context.close();
 });
+
+test('a photo the server does not yet know a record for (409 photo_not_referenced) waits for the next sync, then goes', { timeout: 60_000 }, async () => {
+  const { context, page } = await newPhone(browser, { serviceWorkers: 'block' });
+  await signIn(page, server.url, 'zhou');
+  await synced(page);
+  let refuse = true;
+  let refused = 0;
+  await page.route('**/v1/photos/*', async (route) => {
+    if (route.request().method() === 'PUT' && refuse) {
+      refused++;
+      return route.fulfill({ status: 409, headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ error: 'photo_not_referenced', message: '请先同步引用此照片的记录' }) });
+    }
+    return route.continue();
+  });
+  await page.getByTestId('nav-visits').click();
+  await page.getByTestId('visit-new').click();
+  await page.getByTestId('visit-notes').fill('记录未到服务器时的照片');
+  await page.getByTestId('visit-photos-camera').setInputFiles({ name: 'IMG_4.jpg', mimeType: 'image/jpeg', buffer: await cameraJpeg(page, 800, 600, 6262) });
+  await shown(page, 'visit-photos-tiles').waitFor({ timeout: 20_000 });
+  await page.getByTestId('visit-save').click();
+  await page.getByTestId('visit-saved').waitFor();
+  await synced(page);
+  for (let i = 0; i < 200 && !refused; i++) await new Promise((r) => setTimeout(r, 50));
+  await page.waitForFunction(() => import('/sync.js').then((m) => !m.photoState.uploading));
+  const n = refused;
+  await new Promise((r) => setTimeout(r, 1500));
+  assert.equal(refused, n, 'left for the next sync: no retry loop against the server');
+  assert.equal((await pendingOf(page)).photos, 1, 'still counted in 待同步');
+  refuse = false;
+  await photosUploaded(page); // the next sync
+  assert.equal(refused, n);
+  await context.close();
+});
