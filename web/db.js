@@ -317,22 +317,37 @@ export async function updatePhoto(sha256, patch) {
 /**
  * Marks photos as attached to record `record` and waiting for upload (before
  * the replica is told, so no attached photo is ever left out of the uploads).
- * `undo` takes the mark back (the record refused the photo).
+ * Resolves with what each photo was before, for `unmark` (the replica refused).
  */
-export async function markAttached(hashes, record, undo = false) {
+export async function markAttached(hashes, record) {
+  const before = [];
   await photoTx('readwrite', (s) => {
     for (const sha of hashes) {
       const r = s.get(sha);
       r.onsuccess = () => {
         const p = r.result;
         if (!p || p.uploaded) return;
-        if (undo) {
-          delete p.pending;
-          p.record = null;
-        } else {
-          p.pending = 1;
-          p.record = record;
-        }
+        before.push({ sha256: sha, record: p.record ?? null, pending: p.pending });
+        p.pending = 1;
+        p.record = record;
+        s.put(p);
+      };
+    }
+  });
+  return before;
+}
+
+/** Puts back what `markAttached` changed (`before`, as it returned). */
+export async function unmark(before) {
+  await photoTx('readwrite', (s) => {
+    for (const b of before) {
+      const r = s.get(b.sha256);
+      r.onsuccess = () => {
+        const p = r.result;
+        if (!p || p.uploaded) return;
+        p.record = b.record;
+        if (b.pending) p.pending = b.pending;
+        else delete p.pending;
         s.put(p);
       };
     }

@@ -8,7 +8,7 @@
 // of the metadata (on Android the camera writes the file when the photo is
 // taken, so the two agree for 拍照; a gallery file copied later carries the copy's time).
 
-import { getPhoto, markAttached, photoLocationOn, pruneUnsaved, putPhoto, updatePhoto } from './db.js';
+import { getPhoto, markAttached, photoLocationOn, pruneUnsaved, putPhoto, unmark, updatePhoto } from './db.js';
 import { S, me } from './core.js';
 import { h, toast, when } from './ui.js';
 
@@ -184,12 +184,11 @@ function newPhoto(p, followUp) {
  * again) and its error is thrown.
  */
 async function withUploadMarks(docId, photos, edit) {
-  const hashes = photos.map((p) => p.sha256);
-  await markAttached(hashes, docId);
+  const before = await markAttached(photos.map((p) => p.sha256), docId);
   try {
     return edit();
   } catch (e) {
-    await markAttached(hashes, docId, true).catch(() => {});
+    await unmark(before).catch(() => {});
     throw e;
   }
 }

@@ -412,7 +412,7 @@ test('a photo cut off mid-upload resumes where the server stopped, and is not se
   await context.close();
 });
 
-test('at most 9 photos a record: the tenth is refused with a message', { timeout: 60_000 }, async () => {
+test('at most 9 photos a record: the tenth is refused with a message; a photo the replica refuses to attach is not left waiting for upload', { timeout: 60_000 }, async () => {
   const { context, page } = await newPhone(browser);
   await signIn(page, server.url, 'wu');
   const files = [];
@@ -425,6 +425,24 @@ test('at most 9 photos a record: the tenth is refused with a message', { timeout
   assert.match(await page.getByTestId('case-photos-count').innerText(), /已有 9 张/);
   await page.getByTestId('case-photos-count').scrollIntoViewIfNeeded();
   await docShot(page, 'nine');
+
+  // A photo the replica refuses to attach (here: no such record) is not left waiting for an upload.
+  const refused = await page.evaluate(async () => {
+    const photos = await import('/photos.js');
+    const db = await import('/db.js');
+    const sha = document.querySelector('[data-testid=case-photos-tiles] [data-sha]').dataset.sha;
+    const kept = await db.getPhoto(sha);
+    let error = null;
+    try {
+      await photos.attachPhotos('0190f5c2-0000-7000-8000-000000000000', [{ sha256: sha, size: kept.size, mime: 'image/jpeg', takenAt: 1 }]);
+    } catch (e) {
+      error = String(e.message || e);
+    }
+    const after = await db.getPhoto(sha);
+    return { error, pending: after.pending || 0, record: after.record, waiting: db.pendingPhotos() };
+  });
+  assert.ok(refused.error, 'the replica refused');
+  assert.deepEqual([refused.pending, refused.record, refused.waiting], [0, null, 0], 'the photo is back as it was: not waiting for upload');
   await context.close();
 });
 
