@@ -4,7 +4,10 @@
 // with the form's draft across a reload, attached once on save, counted in
 // 待同步, uploaded chunk by chunk (resuming after a cut) once the records have
 // synced, and seen by the supervisor on another phone (thumbnail, full view;
-// 联网后显示 while offline). Reviewed screenshots: docs/screenshots/photos-*.png.
+// 联网后显示 while offline). Also: at most 9, the position only when allowed,
+// a version-1 IndexedDB upgraded without losing a record, a busy server's
+// Retry-After and a 409 photo_not_referenced honoured by the uploads.
+// Reviewed screenshots: docs/screenshots/photos-*.png.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
