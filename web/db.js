@@ -391,6 +391,39 @@ export async function pruneUnsaved(keep, before) {
   return n;
 }
 
+/**
+ * Keeps the photos already on the server (uploaded, or downloaded to be
+ * shown) within `maxBytes`: the oldest kept go first; they download again
+ * when shown. Photos waiting for upload or in a draft are never touched.
+ * Returns how many went.
+ */
+export async function trimUploaded(maxBytes) {
+  const onServer = [];
+  await photoTx('readonly', (s) => {
+    const r = s.openCursor();
+    r.onsuccess = () => {
+      const c = r.result;
+      if (!c) return;
+      const p = c.value;
+      if (p.uploaded && !p.pending) onServer.push({ sha256: p.sha256, bytes: (p.size || 0) + ((p.thumb && p.thumb.size) || 0), at: p.keptAt || 0 });
+      c.continue();
+    };
+  });
+  let total = onServer.reduce((n, p) => n + p.bytes, 0);
+  if (total <= maxBytes) return 0;
+  onServer.sort((a, b) => a.at - b.at);
+  const gone = [];
+  for (const p of onServer) {
+    if (total <= maxBytes) break;
+    gone.push(p.sha256);
+    total -= p.bytes;
+  }
+  await photoTx('readwrite', (s) => {
+    for (const sha of gone) s.delete(sha);
+  });
+  return gone.length;
+}
+
 /** The photos waiting for upload, oldest first by time taken. */
 export async function photosToUpload() {
   const list = await photoTx('readonly', (s) => s.index('pending').getAll());

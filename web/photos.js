@@ -8,7 +8,7 @@
 // of the metadata (on Android the camera writes the file when the photo is
 // taken, so the two agree for 拍照; a gallery file copied later carries the copy's time).
 
-import { getPhoto, markAttached, photoLocationOn, pruneUnsaved, putPhoto, unmark, updatePhoto } from './db.js';
+import { getPhoto, markAttached, photoLocationOn, pruneUnsaved, putPhoto, trimUploaded, unmark, updatePhoto } from './db.js';
 import { S, me } from './core.js';
 import { h, toast, when } from './ui.js';
 
@@ -369,7 +369,14 @@ export async function pruneAbandoned() {
   }
   return pruneUnsaved(keep, Date.now() - PRUNE_AFTER);
 }
-setTimeout(() => pruneAbandoned().catch((e) => console.warn('photos not pruned', e)), 15_000);
+/** The most bytes of photos already on the server a phone keeps (~700 photos); the oldest kept go first. */
+export const KEEP_UPLOADED_BYTES = 200 * 1024 * 1024;
+
+setTimeout(() => {
+  pruneAbandoned()
+    .then(() => trimUploaded(KEEP_UPLOADED_BYTES))
+    .catch((e) => console.warn('photos not pruned', e));
+}, 15_000);
 
 // ------------------------------------------------------------ the form's row
 

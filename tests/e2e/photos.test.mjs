@@ -556,7 +556,7 @@ test('a busy server (503 with Retry-After) holds the photo uploads for the time 
   await context.close();
 });
 
-test('a photo the server does not yet know a record for (409 photo_not_referenced) waits for the next sync, then goes', { timeout: 60_000 }, async () => {
+test('a photo the server does not yet know a record for (409 photo_not_referenced) waits for the next sync, then goes; abandoned and over-budget photos are cleared', { timeout: 60_000 }, async () => {
   const { context, page } = await newPhone(browser, { serviceWorkers: 'block' });
   await signIn(page, server.url, 'zhou');
   await synced(page);
@@ -586,5 +586,23 @@ test('a photo the server does not yet know a record for (409 photo_not_reference
   refuse = false;
   await photosUploaded(page); // the next sync
   assert.equal(refused, n);
+
+  // Housekeeping: a photo picked in a form abandoned a day ago (no draft) goes; one on the
+  // server goes when over the phone's budget, and downloads again when shown.
+  const kept = await page.evaluate(async () => {
+    const db = await import('/db.js');
+    const photos = await import('/photos.js');
+    const stray = 'f'.repeat(64);
+    await db.putPhoto({ sha256: stray, size: 1, mime: 'image/jpeg', bytes: new Blob(['x']), keptAt: 1 });
+    const pruned = await photos.pruneAbandoned();
+    const strayLeft = !!(await db.getPhoto(stray));
+    const trimmed = await db.trimUploaded(0);
+    return { pruned, strayLeft, trimmed };
+  });
+  assert.deepEqual(kept, { pruned: 1, strayLeft: false, trimmed: 1 });
+  await page.reload();
+  await page.evaluate(() => window.gridsync.ready);
+  await shown(page, 'visit-photos').waitFor();
+  assert.equal((await storedPhotos(page)).length, 1, 'downloaded again and kept');
   await context.close();
 });
