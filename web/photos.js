@@ -475,6 +475,8 @@ export function photoPicker({ attached = [], picked = [], testid = 'photos' } = 
 
   const input = (attrs, label, suffix) => {
     const inp = h('input', { type: 'file', accept: 'image/*', hidden: true, testid: `${testid}-${suffix}`, ...attrs });
+    // Not the form's input either: the row marks itself dirty while it holds picked photos.
+    inp.addEventListener('input', (e) => e.stopPropagation());
     inp.addEventListener('change', (e) => {
       e.stopPropagation(); // not the form's input: the row announces its own change
       const files = inp.files;
