@@ -135,14 +135,13 @@ async fn main() -> ExitCode {
                 let f = std::fs::File::open(&file).map_err(|e| format!("{}: {e}", file.display()))?;
                 let n = gridsync_server::snapshot::import_bundle(&store, std::io::BufReader::new(f), now_ms())
                     .map_err(|e| e.to_string())?;
-                store
-                    .append_audit("cli", "bundle.import", &format!("{} records from {}", n, file.display()), now_ms())
-                    .map_err(|e| e.to_string())?;
+                let what = format!("{} records and {} photos from {}", n.records, n.photos, file.display());
+                store.append_audit("cli", "bundle.import", &what, now_ms()).map_err(|e| e.to_string())?;
                 Ok(n)
             });
             match result {
                 Ok(n) => {
-                    println!("imported {n} records");
+                    println!("imported {} records and {} photos", n.records, n.photos);
                     ExitCode::SUCCESS
                 }
                 Err(e) => {

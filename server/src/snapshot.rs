@@ -101,15 +101,37 @@ impl SnapshotSource for StoreSnapshot<'_> {
     }
 }
 
-/// Loads a bundle snapshot (`records/<id>.automerge` entries in a zip) into
-/// `store`, which should be empty; returns how many records were imported.
-/// Every document is checked to be a valid record before it is stored.
-pub fn import_bundle(store: &dyn Store, bundle: impl Read + std::io::Seek, now: i64) -> Result<u64, ApiError> {
+/// What [`import_bundle`] loaded.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Imported {
+    /// Records (documents) stored.
+    pub records: u64,
+    /// Photos stored (a bundle made with photos).
+    pub photos: u64,
+}
+
+/// Loads a bundle snapshot (`records/<id>.automerge` entries in a zip, and
+/// `photos/<sha256>.<ext>` entries if it was made with photos) into `store`,
+/// which should be empty. Every document is checked to be a valid record
+/// before it is stored; every photo to be a JPEG or WebP of at most
+/// [`MAX_PHOTO_BYTES`] whose SHA-256 is its name, referenced by a record
+/// stored before it (photos come after the records in a bundle), and is
+/// stored as a verified upload would be.
+///
+/// [`MAX_PHOTO_BYTES`]: gridsync_shared::photos::limits::MAX_PHOTO_BYTES
+pub fn import_bundle(store: &dyn Store, bundle: impl Read + std::io::Seek, now: i64) -> Result<Imported, ApiError> {
     let mut zip = zip::ZipArchive::new(bundle).map_err(|e| ApiError::BadRequest(format!("not a bundle: {e}")))?;
     let mut count = 0;
+    let mut photos = 0;
     for i in 0..zip.len() {
         let mut entry = zip.by_index(i).map_err(|e| ApiError::BadRequest(format!("bundle entry {i}: {e}")))?;
         let name = entry.name().map_err(|e| ApiError::BadRequest(format!("bundle entry {i}: {e}")))?.to_string();
+        if let Some(file) = name.strip_prefix("photos/") {
+            import_photo(store, file, &mut entry)
+                .map_err(|e| ApiError::BadRequest(format!("bundle entry {name}: {e}")))?;
+            photos += 1;
+            continue;
+        }
         let Some(id) = name.strip_prefix("records/").and_then(|n| n.strip_suffix(".automerge")) else { continue };
         let id: DocId =
             id.parse().map_err(|_| ApiError::BadRequest(format!("bundle entry {name}: not a record id")))?;
@@ -133,7 +155,26 @@ pub fn import_bundle(store: &dyn Store, bundle: impl Read + std::io::Seek, now: 
         count += 1;
     }
     store.flush()?;
-    Ok(count)
+    Ok(Imported { records: count, photos })
+}
+
+/// Checks and stores one photo of a bundle, named `<sha256>.<ext>`.
+fn import_photo(store: &dyn Store, file: &str, entry: &mut impl Read) -> Result<(), String> {
+    use gridsync_shared::photos::{PhotoHash, PhotoType, check_photo_bytes, limits::MAX_PHOTO_BYTES};
+    let (hash, ext) = file.split_once('.').ok_or("not photos/<sha256>.<ext>")?;
+    let hash = PhotoHash::parse(hash).map_err(|e| e.to_string())?;
+    let mut bytes = Vec::new();
+    entry.take(MAX_PHOTO_BYTES + 1).read_to_end(&mut bytes).map_err(|e| e.to_string())?;
+    let mime =
+        PhotoType::sniff(&bytes).filter(|t| t.ext() == ext).ok_or("not a JPEG or WebP photo of its named type")?;
+    check_photo_bytes(&bytes, bytes.len() as u64, mime).map_err(|e| e.to_string())?;
+    if crate::photos::photo_hash(&bytes) != hash {
+        return Err("its bytes do not hash to its name".into());
+    }
+    if store.photo_referrers(&hash).map_err(|e| e.to_string())?.is_empty() {
+        return Err("no record in the bundle references it".into());
+    }
+    store.finish_upload(&hash, mime, &bytes).map_err(|e| e.to_string())
 }
 
 /// A snapshot asked for on the command line or over the admin socket.

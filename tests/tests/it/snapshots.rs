@@ -125,7 +125,7 @@ async fn a_bundle_loaded_into_an_empty_server_gives_identical_documents() {
     let dir = tempfile::tempdir().expect("tmp");
     let fresh = SledStore::open(dir.path()).expect("empty store");
     let n = gridsync_server::snapshot::import_bundle(&fresh, Cursor::new(zip_ok), 1).expect("import");
-    assert_eq!(n, 3, "the case, the visit and the household");
+    assert_eq!((n.records, n.photos), (3, 0), "the case, the visit and the household");
     for id in server.doc_ids(&grid) {
         let original = server.document(id).expect("original");
         let rebuilt =
@@ -350,4 +350,51 @@ async fn a_snapshot_with_photos_holds_a_cases_two_photos_as_of_its_moment_listed
         1,
         "the audit log says which had photos"
     );
+}
+
+#[tokio::test]
+async fn a_bundle_with_photos_rebuilds_the_photos_too_and_a_damaged_photo_is_refused() {
+    let server = TestServer::start().await;
+    let grid = server.grid("g1");
+    let mut phone = server.phone_in(&grid).await;
+    let (bytes, p) = photo(9);
+    let (_, not_uploaded) = photo(10);
+    let case = phone.report_case("墙体开裂");
+    phone.edit(case, |e| e.add_photos(&[p.clone(), not_uploaded.clone()])).expect("photos");
+    phone.sync().await.expect("sync");
+    upload(&server, phone.token(), &bytes, &p).await;
+    let admin = admin(&server).await;
+    let (status, zip) =
+        download(&server, admin.token(), "format=bundle&unmask=true&reason=%E5%A4%87%E4%BB%BD&photos=true").await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&zip));
+
+    let dir = tempfile::tempdir().expect("tmp");
+    let fresh = SledStore::open(dir.path()).expect("empty store");
+    let n = gridsync_server::snapshot::import_bundle(&fresh, Cursor::new(zip.clone()), 1).expect("import");
+    assert_eq!((n.records, n.photos), (1, 1));
+    let (mime, stored) = fresh.photo(&p.sha256).expect("read").expect("the photo is in the rebuilt store");
+    assert_eq!((mime, stored), (p.mime, bytes.clone()));
+    assert!(!fresh.has_photo(&not_uploaded.sha256).expect("read"), "what was never uploaded is still missing");
+    assert_eq!(fresh.photo_referrers(&p.sha256).expect("index").len(), 1, "and the record references it");
+
+    // The same bundle with the photo's bytes altered (a valid zip whose entry is not what its name says): refused.
+    let mut source = zip::ZipArchive::new(Cursor::new(zip)).expect("zip");
+    let mut rewritten = zip::ZipWriter::new(Cursor::new(Vec::new()));
+    for i in 0..source.len() {
+        let mut e = source.by_index(i).expect("entry");
+        let name = e.name().expect("name").into_owned();
+        let mut body = Vec::new();
+        e.read_to_end(&mut body).expect("read");
+        if name.starts_with("photos/") {
+            body[1_000] ^= 0xFF;
+        }
+        rewritten.start_file(name, zip::write::SimpleFileOptions::default()).expect("entry");
+        std::io::Write::write_all(&mut rewritten, &body).expect("write");
+    }
+    let damaged = rewritten.finish().expect("zip").into_inner();
+    let dir = tempfile::tempdir().expect("tmp");
+    let fresh = SledStore::open(dir.path()).expect("empty store");
+    let refused = gridsync_server::snapshot::import_bundle(&fresh, Cursor::new(damaged), 1);
+    assert!(refused.as_ref().is_err_and(|e| e.to_string().contains("hash")), "{refused:?}");
+    assert!(!fresh.has_photo(&p.sha256).expect("read"));
 }
