@@ -21,6 +21,7 @@ mod lost_responses;
 mod overload;
 mod people;
 mod person_move;
+mod photos;
 mod property;
 mod reauthor;
 mod references;
