@@ -231,3 +231,124 @@ impl SledStore {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gridsync_shared::photos::PhotoRef;
+    use gridsync_shared::{DeviceId, PersonId, RecordKind};
+
+    fn hash(n: u8) -> PhotoHash {
+        PhotoHash::from_digest(&[n; 32])
+    }
+
+    fn photo_ref(h: &PhotoHash, size: u64, mime: PhotoType) -> PhotoRef {
+        PhotoRef {
+            id: uuid::Uuid::new_v4(),
+            sha256: h.clone(),
+            size,
+            mime,
+            taken_at: 1,
+            location: None,
+            by: PersonId(uuid::Uuid::nil()),
+            at: 1,
+            follow_up: None,
+        }
+    }
+
+    fn commit(store: &SledStore, doc: DocId, grid: &str, photos: Vec<PhotoRef>) {
+        let write = DocWrite {
+            doc,
+            grid: grid.parse().expect("grid"),
+            summary: RecordSummary { kind: RecordKind::VisitLog, household: None, at: 1 },
+            bytes: Vec::new(),
+            heads: Vec::new(),
+            device: DeviceId(uuid::Uuid::nil()),
+            changes: Vec::new(),
+            photos,
+        };
+        store.commit_doc(write, 1).expect("commit");
+    }
+
+    #[test]
+    fn an_upload_appends_only_where_the_held_bytes_end_and_survives_reopening() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let h = hash(1);
+        {
+            let store = SledStore::open(dir.path()).expect("open");
+            assert_eq!(store.upload_received(&h).expect("received"), 0);
+            assert_eq!(
+                store.append_upload(&h, 0, &[1; 100]).expect("append"),
+                UploadAppend::Appended { received: 100 }
+            );
+            assert_eq!(
+                store.append_upload(&h, 50, &[9; 10]).expect("append"),
+                UploadAppend::WrongOffset { received: 100 }
+            );
+            assert_eq!(
+                store.append_upload(&h, 100, &[2; 150]).expect("append"),
+                UploadAppend::Appended { received: 250 }
+            );
+        }
+        let store = SledStore::open(dir.path()).expect("reopen");
+        assert_eq!(store.upload_received(&h).expect("received"), 250);
+        let held = store.upload_bytes(&h).expect("bytes");
+        assert_eq!((held.len(), held[99], held[100]), (250, 1, 2));
+    }
+
+    #[test]
+    fn chunks_beyond_a_gap_do_not_count_and_are_replaced_by_the_next_append() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = SledStore::open(dir.path()).expect("open");
+        let h = hash(2);
+        store.append_upload(&h, 0, &[1; 100]).expect("append");
+        // A chunk at 200 whose predecessor was lost (as a crash before a flush could leave it).
+        let uploads = SledStore::tree(&store.db().expect("db"), UPLOADS).expect("tree");
+        uploads.insert(chunk_key(&h, 200), vec![7u8; 50]).expect("insert");
+        assert_eq!(store.upload_received(&h).expect("received"), 100);
+        assert_eq!(store.append_upload(&h, 100, &[3; 100]).expect("append"), UploadAppend::Appended { received: 200 });
+        assert_eq!(store.upload_received(&h).expect("received"), 200, "the stale chunk at 200 was dropped");
+        assert_eq!(store.upload_bytes(&h).expect("bytes"), [[1u8; 100], [3u8; 100]].concat());
+    }
+
+    #[test]
+    fn finishing_stores_the_photo_and_drops_its_chunks_and_discarding_drops_them() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = SledStore::open(dir.path()).expect("open");
+        let (a, b) = (hash(3), hash(4));
+        store.append_upload(&a, 0, &[0xFF, 0xD8, 0xFF, 1]).expect("append");
+        store.finish_upload(&a, PhotoType::Jpeg, &[0xFF, 0xD8, 0xFF, 1]).expect("finish");
+        assert!(store.has_photo(&a).expect("has"));
+        assert_eq!(store.photo(&a).expect("photo"), Some((PhotoType::Jpeg, vec![0xFF, 0xD8, 0xFF, 1])));
+        assert_eq!(store.upload_received(&a).expect("received"), 0);
+        store.append_upload(&b, 0, &[5; 10]).expect("append");
+        store.discard_upload(&b).expect("discard");
+        assert_eq!(store.upload_received(&b).expect("received"), 0);
+        assert!(!store.has_photo(&b).expect("has"));
+        assert_eq!(store.photo(&b).expect("photo"), None);
+    }
+
+    #[test]
+    fn the_index_names_each_referring_record_once_per_size_and_type_with_its_latest_grid() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = SledStore::open(dir.path()).expect("open");
+        let (h, other) = (hash(5), hash(6));
+        let (d1, d2) = (DocId::from_bytes([1; 16]), DocId::from_bytes([2; 16]));
+        commit(&store, d1, "c/g1", vec![photo_ref(&h, 10, PhotoType::Jpeg), photo_ref(&h, 10, PhotoType::Jpeg)]);
+        commit(&store, d2, "c/g2", vec![photo_ref(&h, 10, PhotoType::Jpeg), photo_ref(&other, 3, PhotoType::Webp)]);
+        commit(&store, d2, "c/g3", vec![photo_ref(&h, 10, PhotoType::Jpeg), photo_ref(&h, 11, PhotoType::Webp)]);
+        let refs = store.photo_referrers(&h).expect("referrers");
+        let seen: Vec<(DocId, &str, u64, PhotoType)> =
+            refs.iter().map(|r| (r.doc, r.grid.as_str(), r.size, r.mime)).collect();
+        assert_eq!(
+            seen,
+            vec![
+                (d1, "c/g1", 10, PhotoType::Jpeg),
+                (d2, "c/g3", 10, PhotoType::Jpeg),
+                (d2, "c/g3", 11, PhotoType::Webp)
+            ]
+        );
+        assert_eq!(store.photo_referrers(&other).expect("referrers").len(), 1);
+        assert!(store.photo_referrers(&hash(7)).expect("referrers").is_empty());
+    }
+}
