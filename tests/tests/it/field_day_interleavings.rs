@@ -2,7 +2,9 @@
 //! several phones (a grid manager on two phones, a second grid manager, the
 //! community's supervisor) create records (tapped twice, submitted again after
 //! a lost response), edit fields, void, add, edit and remove household
-//! members, hand cases over (交办) and choose between conflicting values,
+//! members, hand cases over (交办), move cases on and reopen them (grid
+//! managers and the supervisor at once, some moves made while a sync is on
+//! its way) and choose between conflicting values,
 //! while responses are lost, phones are killed and reopened from storage, and
 //! the real server binary is killed with SIGKILL and restarted. After each
 //! case everything syncs and must hold: nothing acknowledged or made is
@@ -25,7 +27,7 @@ use gridsync_shared::records::{
 };
 use gridsync_shared::reports::{Period, report};
 use gridsync_shared::rules::Rejection;
-use gridsync_shared::workflow::CaseStatus;
+use gridsync_shared::workflow::{CaseStatus, StatusMove, possible_moves};
 use gridsync_shared::{DocId, PersonId, Role, TerritoryPath};
 use gridsync_tests::Phone;
 use gridsync_tests::chaos::audit_store;
@@ -181,6 +183,12 @@ impl Device {
     async fn exchange(&mut self) -> Result<SyncReport, String> {
         let before = self.outbox();
         let request = self.phone().replica.build_request();
+        self.send(before, request).await
+    }
+
+    /// Sends a request built when the outbox was `before`, applies the
+    /// response and logs what it acknowledged.
+    async fn send(&mut self, before: BTreeMap<DocId, Vec<ChangeHash>>, request: Vec<u8>) -> Result<SyncReport, String> {
         let response = self.phone().post_sync(&request).await.map_err(|e| e.to_string())?;
         let now = self.tick();
         let report = self.phone().replica.apply_response(&response, now).map_err(|e| e.to_string())?;
@@ -495,33 +503,61 @@ impl Day {
         }
     }
 
-    /// The supervisor hands a case over (交办) to a grid manager, or moves it on.
+    /// A case moved as the phone's role allows from where it stands: the
+    /// supervisor hands it over (交办) to a grid manager, moves it on or (now
+    /// and then) reopens it; a grid manager moves it to 办理中 or 已办结 —
+    /// often the same case as another phone at the same time.
     fn move_case(&mut self, device: usize) {
         let Some((id, Record::Case(c))) = self.pick(device, Some(RecordKind::Case)) else { return };
-        let status = c.standing().status;
-        if status < CaseStatus::Assigned {
-            // 交办 picks an assignee among the people of the case's grid, as
-            // the phone's directory lists them (kept across app restarts).
-            let grid = c.meta.grid.clone();
-            let candidates: Vec<PersonId> = self.devices[device]
-                .phone()
-                .replica
-                .directory()
-                .map(|d| d.people.iter().filter(|p| p.territory == grid && p.enabled).map(|p| p.id).collect())
-                .unwrap_or_default();
-            let mut sorted = candidates;
-            sorted.sort();
-            let mut expected = self.assignees.to_vec();
-            expected.sort();
-            assert_eq!(sorted, expected, "the directory lists the grid's two grid managers\n{}", self.trace.join("\n"));
-            let to = *sorted.choose(&mut self.rng).expect("assignee");
-            self.edit(device, id, "交办 with an assignee", format!("交办 to {to}"), move |e| {
-                e.assign_case(to).map(|_| ())
-            });
-        } else if let Some(&to) = CaseStatus::ALL.iter().find(|s| **s > status) {
-            self.edit(device, id, "other status moves", format!("moves to {to}"), move |e| {
-                e.advance_case(to).map(|_| ())
-            });
+        let role = self.devices[device].role;
+        let moves = possible_moves(c.standing(), role);
+        let forward: Vec<(StatusMove, CaseStatus)> =
+            moves.iter().copied().filter(|m| m.0 == StatusMove::Advance).collect();
+        // Mostly one step on (交办 before anything after it), sometimes a
+        // jump, now and then a reopen.
+        let choice = if self.rng.random_bool(0.6) && !forward.is_empty() {
+            forward.first().copied()
+        } else if self.rng.random_bool(0.6) && !forward.is_empty() {
+            forward.choose(&mut self.rng).copied()
+        } else {
+            moves.choose(&mut self.rng).copied()
+        };
+        match choice {
+            None => {}
+            Some((StatusMove::Advance, CaseStatus::Assigned)) => {
+                // 交办 picks an assignee among the people of the case's grid, as
+                // the phone's directory lists them (kept across app restarts).
+                let grid = c.meta.grid.clone();
+                let candidates: Vec<PersonId> = self.devices[device]
+                    .phone()
+                    .replica
+                    .directory()
+                    .map(|d| d.people.iter().filter(|p| p.territory == grid && p.enabled).map(|p| p.id).collect())
+                    .unwrap_or_default();
+                let mut sorted = candidates;
+                sorted.sort();
+                let mut expected = self.assignees.to_vec();
+                expected.sort();
+                assert_eq!(
+                    sorted,
+                    expected,
+                    "the directory lists the grid's two grid managers\n{}",
+                    self.trace.join("\n")
+                );
+                let to = *sorted.choose(&mut self.rng).expect("assignee");
+                self.edit(device, id, "交办 with an assignee", format!("交办 to {to}"), move |e| {
+                    e.assign_case(to).map(|_| ())
+                });
+            }
+            Some((StatusMove::Advance, to)) => {
+                let label = if role.reviews() { "other status moves" } else { "grid managers' status moves" };
+                self.edit(device, id, label, format!("moves to {to}"), move |e| e.advance_case(to).map(|_| ()));
+            }
+            Some((StatusMove::Reopen, to)) => {
+                self.edit(device, id, "reopens", format!("reopens to {to}"), move |e| {
+                    e.reopen_case(to, "复核未通过，退回重办").map(|_| ())
+                });
+            }
         }
     }
 
@@ -542,9 +578,7 @@ impl Day {
         });
     }
 
-    /// Some work on `device`, as its role allows: status moves are the
-    /// supervisor's alone (two phones moving one case at once is refused by
-    /// design: a move the case has passed).
+    /// Some work on `device`, as its role allows.
     fn work(&mut self, device: usize) {
         let supervisor = self.devices[device].role.reviews();
         let conflicted = self.devices[device].phone().replica.records().any(|(_, r)| !r.conflicts().is_empty());
@@ -558,7 +592,8 @@ impl Day {
             50..57 => self.void(device),
             57..72 => self.member(device),
             72..90 if supervisor => self.move_case(device),
-            72..85 => self.follow_up(device),
+            72..78 => self.move_case(device),
+            78..85 => self.follow_up(device),
             _ => self.resolve_conflict(device),
         }
     }
@@ -567,6 +602,30 @@ impl Day {
         match self.devices[device].exchange().await {
             Ok(r) => self.log(format!(
                 "{}: syncs ({} acknowledged, {} received)",
+                self.devices[device].name, r.acknowledged, r.received
+            )),
+            Err(e) => self.log(format!("{}: sync failed: {e}", self.devices[device].name)),
+        }
+    }
+
+    /// A sync goes out; while it is on its way the person keeps working
+    /// (a move made now meets the others' moves in the response before it
+    /// goes up itself); then the response arrives.
+    async fn sync_while_working(&mut self, device: usize) {
+        let before = self.devices[device].outbox();
+        let request = self.devices[device].phone().replica.build_request();
+        self.log(format!("{}: a sync goes out; meanwhile:", self.devices[device].name));
+        *self.did.entry("work while a sync was on its way").or_default() += 1;
+        for _ in 0..self.rng.random_range(1..3) {
+            if self.devices[device].role.reviews() || self.rng.random_bool(0.5) {
+                self.move_case(device);
+            } else {
+                self.work(device);
+            }
+        }
+        match self.devices[device].send(before, request).await {
+            Ok(r) => self.log(format!(
+                "{}: the response arrives ({} acknowledged, {} received)",
                 self.devices[device].name, r.acknowledged, r.received
             )),
             Err(e) => self.log(format!("{}: sync failed: {e}", self.devices[device].name)),
@@ -651,7 +710,8 @@ async fn run_case(server: &mut Server, cast: &Cast, seed: u64, tally: &mut Tally
     for _ in 0..steps {
         let device = rng.random_range(0..4);
         match rng.random_range(0..100) {
-            0..55 => day.work(device),
+            0..50 => day.work(device),
+            50..55 => day.sync_while_working(device).await,
             55..72 => day.sync(device).await,
             72..89 => day.lose_response(device).await,
             89..98 => day.reopen(device),

@@ -5,6 +5,7 @@
 mod app_files;
 mod cli_snapshot;
 mod concurrent_edits;
+mod concurrent_moves;
 mod connections;
 mod convergence;
 mod crash_loop;
