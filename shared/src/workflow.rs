@@ -5,7 +5,10 @@
 //! status log, never an overwrite, so concurrent moves from two phones both
 //! survive; the case's status is computed from the log and settles on the
 //! furthest step. Going back is a *reopen* entry that starts a new epoch: moves
-//! made in an older epoch no longer count.
+//! made in an older epoch no longer count. Each move is judged against the
+//! standing its writer saw (`rules::check_push` judges a push at the changes'
+//! own dependencies), never against a merge its writer had not seen; the
+//! merged standing then follows from the log alone, the same on every replica.
 
 use crate::ids::PersonId;
 use serde::{Deserialize, Serialize};
