@@ -195,8 +195,15 @@ pub fn admit(store: &dyn Store, caller: &Caller, chunk: &Chunk) -> Result<Admitt
 /// it durably. A photo that fails verification is discarded and refused with
 /// [`ApiError::PhotoInvalid`].
 pub fn accept_chunk(store: &dyn Store, chunk: &Chunk, bytes: &[u8]) -> Result<UploadStatus, ApiError> {
+    // Another request may have finished the photo while this body arrived.
+    let stored = UploadStatus { stored: true, received: chunk.size };
+    if store.has_photo(&chunk.hash)? {
+        return Ok(stored);
+    }
     let received = match store.append_upload(&chunk.hash, chunk.offset, bytes)? {
         UploadAppend::Appended { received } => received,
+        // Another request finished the photo meanwhile: it is stored, whatever this chunk held.
+        UploadAppend::WrongOffset { .. } if store.has_photo(&chunk.hash)? => return Ok(stored),
         UploadAppend::WrongOffset { received } => return Err(ApiError::UploadOffset { received }),
     };
     if received < chunk.size {
@@ -260,5 +267,89 @@ impl UploadGate {
             message: UPLOAD_BUSY_MESSAGE.into(),
             retry_after_s: self.limits.retry_after_s.max(1),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::SledStore;
+
+    fn jpeg(n: usize) -> Vec<u8> {
+        let mut b = vec![0xFF, 0xD8, 0xFF];
+        b.resize(n, 3);
+        b
+    }
+
+    fn chunk_of(bytes: &[u8], offset: u64, length: u64) -> Chunk {
+        Chunk { hash: photo_hash(bytes), mime: PhotoType::Jpeg, size: bytes.len() as u64, offset, length }
+    }
+
+    #[test]
+    fn a_chunk_of_a_photo_stored_meanwhile_is_answered_stored_and_appends_nothing() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = SledStore::open(dir.path()).expect("open");
+        let bytes = jpeg(1000);
+        // Two requests passed the checks at offset 0; the first completes the photo.
+        let first = accept_chunk(&store, &chunk_of(&bytes, 0, 1000), &bytes).expect("first");
+        assert_eq!(first, UploadStatus { stored: true, received: 1000 });
+        let late = accept_chunk(&store, &chunk_of(&bytes, 0, 500), &bytes[..500]).expect("late");
+        assert_eq!(late, UploadStatus { stored: true, received: 1000 });
+        assert_eq!(store.upload_received(&photo_hash(&bytes)).expect("received"), 0);
+    }
+
+    #[test]
+    fn a_completed_upload_whose_bytes_fail_is_discarded_with_the_reason() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = SledStore::open(dir.path()).expect("open");
+        let bytes = jpeg(1000);
+        let mut named = chunk_of(&bytes, 0, 600);
+        named.mime = PhotoType::Webp;
+        assert_eq!(
+            accept_chunk(&store, &named, &bytes[..600]).expect("part"),
+            UploadStatus { stored: false, received: 600 }
+        );
+        let last = Chunk { offset: 600, length: 400, ..named };
+        let refused = accept_chunk(&store, &last, &bytes[600..]);
+        assert!(matches!(refused, Err(ApiError::PhotoInvalid(PhotoError::NotThatType("image/webp")))), "{refused:?}");
+        assert_eq!(store.upload_received(&photo_hash(&bytes)).expect("received"), 0);
+        assert!(!store.has_photo(&photo_hash(&bytes)).expect("has"));
+    }
+
+    #[test]
+    fn upload_headers_are_refused_with_the_header_named_before_any_body() {
+        let h = photo_hash(b"x").to_string();
+        let parse = |ct: Option<&str>, size: Option<&str>, off: Option<&str>, len: Option<&str>| {
+            Chunk::parse(&h, ct, size, off, len, None)
+        };
+        assert!(parse(Some("image/jpeg"), Some("1000"), Some("0"), Some("1000")).is_ok());
+        assert!(matches!(
+            parse(Some("image/png"), Some("1000"), Some("0"), Some("10")),
+            Err(ApiError::UnsupportedMediaType(_))
+        ));
+        assert!(
+            matches!(parse(Some("image/jpeg"), None, Some("0"), Some("10")), Err(ApiError::BadRequest(m)) if m.contains("X-Photo-Size"))
+        );
+        assert!(matches!(
+            parse(Some("image/jpeg"), Some("2000000"), Some("0"), Some("10")),
+            Err(ApiError::PayloadTooLarge(_))
+        ));
+        assert!(matches!(
+            parse(Some("image/jpeg"), Some("1000000"), Some("0"), Some("300000")),
+            Err(ApiError::PayloadTooLarge(_))
+        ));
+        assert!(matches!(
+            parse(Some("image/jpeg"), Some("1000"), Some("900"), Some("200")),
+            Err(ApiError::BadRequest(_))
+        ));
+        assert!(matches!(parse(Some("image/jpeg"), Some("0"), Some("0"), Some("0")), Err(ApiError::BadRequest(_))));
+        assert!(matches!(
+            Chunk::parse("abc", Some("image/jpeg"), Some("1"), Some("0"), Some("1"), None),
+            Err(ApiError::BadRequest(_))
+        ));
+        assert!(matches!(
+            Chunk::parse(&h, Some("image/jpeg"), Some("1"), Some("0"), Some("1"), Some("gzip")),
+            Err(ApiError::UnsupportedMediaType(_))
+        ));
     }
 }
