@@ -797,3 +797,87 @@ fn a_snapshot_with_photos_holds_each_referenced_photo_once_and_lists_the_missing
         assert!(returned.files.iter().all(|f| !f.name.starts_with("photos/")));
     }
 }
+
+/// Incompressible photo-like bytes (JPEG magic, then xorshift noise) for photo `n`.
+fn noise_photo(n: u64, len: usize) -> Vec<u8> {
+    let mut x = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut bytes = vec![0xFF, 0xD8, 0xFF, 0xE0];
+    while bytes.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        bytes.extend_from_slice(&x.to_le_bytes());
+    }
+    bytes.truncate(len);
+    bytes
+}
+
+/// `count` visit logs, each with its own photo of `len` bytes, made on demand
+/// from a template (the photo's bytes regenerated when asked for).
+struct GeneratedPhotos {
+    template: SnapshotItem,
+    hashes: Vec<gridsync_shared::photos::PhotoHash>,
+    index: HashMap<gridsync_shared::photos::PhotoHash, u64>,
+    len: usize,
+}
+
+impl SnapshotSource for GeneratedPhotos {
+    fn items(&self, kind: RecordKind) -> Box<dyn Iterator<Item = Result<SnapshotItem, ExportError>> + '_> {
+        if kind != RecordKind::VisitLog {
+            return Box::new(std::iter::empty());
+        }
+        Box::new(self.hashes.iter().map(|hash| {
+            let mut item = self.template.clone();
+            if let Record::VisitLog(v) = &mut item.record {
+                v.photos[0].sha256 = hash.clone();
+            }
+            Ok(item)
+        }))
+    }
+
+    fn photo(
+        &self,
+        hash: &gridsync_shared::photos::PhotoHash,
+    ) -> Result<Option<(gridsync_shared::photos::PhotoType, Vec<u8>)>, ExportError> {
+        Ok(self.index.get(hash).map(|n| (gridsync_shared::photos::PhotoType::Jpeg, noise_photo(*n, self.len))))
+    }
+}
+
+#[test]
+#[ignore = "large: run with --release -- --ignored --nocapture --test-threads=1"]
+fn a_thousand_300_kb_photos_stream_into_the_archive_one_at_a_time_in_flat_memory() {
+    const COUNT: u64 = 1_000;
+    const LEN: usize = 300 * 1024;
+    let hashes: Vec<_> = (0..COUNT)
+        .map(|n| gridsync_shared::photos::PhotoHash::parse(&hex::encode(Sha256::digest(noise_photo(n, LEN)))))
+        .collect::<Result<_, _>>()
+        .expect("hashes");
+    let index = hashes.iter().cloned().zip(0..).collect();
+    let first = new_photo(&noise_photo(0, LEN), gridsync_shared::photos::PhotoType::Jpeg);
+    let visit = VisitFields { visited_at: CREATED_AT, notes: "楼道堆物".into(), ..VisitFields::default() };
+    let template = make(31, NewRecord::VisitLog(visit), |e| {
+        e.add_photos(&[first]).expect("photo");
+    });
+    let source = GeneratedPhotos { template, hashes, index, len: LEN };
+    let mut with_photos = meta(false);
+    with_photos.photos = true;
+    export::write_snapshot(std::io::sink(), Format::Csv, &with_photos, &source, &mut |_| {}).expect("warm-up");
+    for (label, m) in [("without photos", meta(false)), ("with photos", with_photos)] {
+        let before = peak_rss_kib();
+        let started = std::time::Instant::now();
+        let mut out = CountingSink(0);
+        let manifest = export::write_snapshot(&mut out, Format::Csv, &m, &source, &mut |_| {}).expect("snapshot");
+        let secs = started.elapsed().as_secs_f64();
+        let grew = peak_rss_kib().saturating_sub(before);
+        println!(
+            "csv {label}: {COUNT} visit logs, {:?} photos, in {secs:.2} s, {:.1} MiB archive, peak RSS +{grew} KiB",
+            manifest.photos.map(|p| p.included),
+            out.0 as f64 / 1_048_576.0
+        );
+        if m.photos {
+            assert_eq!(manifest.photos.map(|p| p.included), Some(COUNT));
+            assert!(out.0 > COUNT * LEN as u64 && out.0 < COUNT * LEN as u64 * 101 / 100, "stored, ~no overhead");
+        }
+        assert!(grew < 32 * 1024, "{label}: memory grew by {grew} KiB");
+    }
+}
