@@ -233,7 +233,17 @@ test('an administrator sees the report and downloads a snapshot from the app', a
   const { readFileSync } = await import('node:fs');
   const bytes = readFileSync(path);
   assert.equal(bytes.subarray(0, 2).toString(), 'PK', 'a zip archive');
+  // Photo evidence has its columns; 包含照片 asks for the photos in the archive.
+  const headers = await page.getByTestId('report-table').locator('thead th').allInnerTexts();
+  assert.ok(headers.includes('有照片的走访') && headers.includes('有照片的事件'), headers.join(','));
+  await page.getByTestId('snapshot-photos').check();
+  const [withPhotos] = await Promise.all([
+    page.waitForEvent('download', { timeout: 20000 }),
+    page.getByTestId('snapshot-csv').click(),
+  ]);
+  assert.equal(readFileSync(await withPhotos.path()).subarray(0, 2).toString(), 'PK');
   const audit = cli(server.data, 'audit');
   assert.match(audit, /snapshot\.export/);
+  assert.match(audit, /photos=true/, 'the download with 包含照片 asked for photos');
   await context.close();
 });
