@@ -18,9 +18,11 @@
 //! - [`masking`]: masking of residents' ID and phone numbers in exports and screens.
 //! - [`directory`]: the names of people and territories in a person's scope.
 //! - [`photos`]: photos as evidence: references in records, and what a photo's bytes must be.
+//! - [`imports`]: the city's spreadsheets: template columns and row checks for bulk imports.
 
 pub mod directory;
 pub mod ids;
+pub mod imports;
 pub mod masking;
 pub mod photos;
 pub mod protocol;
