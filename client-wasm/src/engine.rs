@@ -62,8 +62,9 @@ impl<S: Storage> Replica<S> {
             Some(RecordKind::VisitLog) => 1,
             _ => 2,
         };
-        let mut order: Vec<(&DocId, &Vec<automerge::ChangeHash>)> = self.outbox.iter().collect();
-        order.sort_by_key(|(id, _)| (rank(id), **id));
+        // The outbox is in id order: one pass per rank orders by (rank, id)
+        // without a sort (each sorted type adds its own sort code to the wasm).
+        let order = (0..3).flat_map(|r| self.outbox.iter().filter(move |(id, _)| rank(id) == r));
         for (id, hashes) in order {
             let kept: Option<Vec<Vec<u8>>> = hashes.iter().map(|h| self.outbox_bytes.get(h).cloned()).collect();
             let Some(changes) = kept.or_else(|| {
@@ -108,14 +109,14 @@ impl<S: Storage> Replica<S> {
         let mut report = SyncReport { more: response.more, ..SyncReport::default() };
         let mut touched: Vec<DocId> = Vec::new();
         // The server sends its copy of a record with a refusal of it.
-        let server_copies: std::collections::BTreeMap<DocId, &[u8]> = response
-            .updates
-            .iter()
-            .filter_map(|u| match &u.body {
-                DocBody::Snapshot(bytes) => Some((u.doc, bytes.as_slice())),
-                DocBody::Changes(_) => None,
-            })
-            .collect();
+        // (Inserted one by one, the last copy of a record winning as with
+        // `collect`, which would sort them first: more sort code in the wasm.)
+        let mut server_copies: std::collections::BTreeMap<DocId, &[u8]> = std::collections::BTreeMap::new();
+        for u in &response.updates {
+            if let DocBody::Snapshot(bytes) = &u.body {
+                server_copies.insert(u.doc, bytes.as_slice());
+            }
+        }
 
         for result in response.results {
             let id = result.doc;
@@ -236,7 +237,11 @@ impl<S: Storage> Replica<S> {
         }
         self.changed.note(&report.changed_by_others, now);
 
-        touched.sort();
+        let mut touched = crate::order::sorted_by_key(touched, |id| {
+            let mut k = [0u8; 28];
+            k[..16].copy_from_slice(id.0.as_bytes());
+            k
+        });
         touched.dedup();
         self.cursor = Some(response.cursor);
         self.mark_synced(now);

@@ -20,6 +20,7 @@ mod chunks;
 pub mod directory;
 pub mod engine;
 mod local_doc;
+mod order;
 pub mod replica;
 pub mod storage;
 #[cfg(target_arch = "wasm32")]

@@ -451,10 +451,14 @@ impl<S: Storage> Replica<S> {
     /// The records of one kind whose time passes `keep`, oldest first (ties
     /// by id), not yet parsed.
     fn timed(&self, kind: RecordKind, keep: impl Fn(i64) -> bool) -> Vec<(i64, DocId, &LocalDoc)> {
-        let mut times: Vec<(i64, DocId, &LocalDoc)> =
+        let times: Vec<(i64, DocId, &LocalDoc)> =
             self.summaries().filter(|(_, _, s)| s.kind == kind && keep(s.at)).map(|(id, d, s)| (s.at, id, d)).collect();
-        times.sort_unstable_by_key(|t| (t.0, t.1));
-        times
+        crate::order::sorted_by_key(times, |(at, id, _)| {
+            let mut k = [0u8; 28];
+            k[..8].copy_from_slice(&crate::order::i64_key(*at));
+            k[8..24].copy_from_slice(id.0.as_bytes());
+            k
+        })
     }
 
     /// A page of records of one kind, newest first by their time (a visit

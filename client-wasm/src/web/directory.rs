@@ -98,11 +98,7 @@ fn read_directory(value: &JsValue) -> Result<Directory, String> {
     }
     let people = entries(value, "people", |p, at| {
         // Exactly the roles' JSON names (Role::as_str), as serde's derive took them.
-        let role = text(p, at, "role")?;
-        let role = [Role::FieldStaff, Role::Supervisor, Role::Administrator]
-            .into_iter()
-            .find(|r| r.as_str() == role)
-            .ok_or_else(|| format!("{at}.role: unknown role {role:?}"))?;
+        let role = role(p, at)?;
         let enabled =
             field(p, at, "enabled")?.as_bool().ok_or_else(|| format!("{at}.enabled: expected true or false"))?;
         Ok(DirectoryPerson {
@@ -142,8 +138,18 @@ fn entries<T>(
     Ok(out)
 }
 
+/// Field `role` of `entry`: exactly the roles' JSON names (Role::as_str), as
+/// serde's derive took them.
+pub(super) fn role(entry: &JsValue, at: &str) -> Result<Role, String> {
+    let role = text(entry, at, "role")?;
+    [Role::FieldStaff, Role::Supervisor, Role::Administrator]
+        .into_iter()
+        .find(|r| r.as_str() == role)
+        .ok_or_else(|| format!("{at}.role: unknown role {role:?}"))
+}
+
 /// Field `key` of `entry`, which must be present.
-fn field(entry: &JsValue, at: &str, key: &str) -> Result<JsValue, String> {
+pub(super) fn field(entry: &JsValue, at: &str, key: &str) -> Result<JsValue, String> {
     match js_sys::Reflect::get(entry, &JsValue::from_str(key)) {
         Ok(v) if !v.is_undefined() => Ok(v),
         _ => Err(format!("{at}: missing field `{key}`")),
@@ -151,11 +157,15 @@ fn field(entry: &JsValue, at: &str, key: &str) -> Result<JsValue, String> {
 }
 
 /// Text field `key` of `entry`.
-fn text(entry: &JsValue, at: &str, key: &str) -> Result<String, String> {
+pub(super) fn text(entry: &JsValue, at: &str, key: &str) -> Result<String, String> {
     field(entry, at, key)?.as_string().ok_or_else(|| format!("{at}.{key}: expected text"))
 }
 
 /// Text field `key` of `entry`, parsed (an id or a territory path).
-fn parsed<T: std::str::FromStr<Err: std::fmt::Display>>(entry: &JsValue, at: &str, key: &str) -> Result<T, String> {
+pub(super) fn parsed<T: std::str::FromStr<Err: std::fmt::Display>>(
+    entry: &JsValue,
+    at: &str,
+    key: &str,
+) -> Result<T, String> {
     text(entry, at, key)?.parse().map_err(|e| format!("{at}.{key}: {e}"))
 }

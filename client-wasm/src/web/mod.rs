@@ -53,6 +53,26 @@ pub(crate) fn from_js<T: serde::de::DeserializeOwned>(value: JsValue) -> Result<
     serde_wasm_bindgen::from_value(value).map_err(|e| JsError::new(&format!("invalid input: {e}")))
 }
 
+/// Reads sign-in's device registration `{device, token, actor, person, name,
+/// role, territory}` by hand (the fields serde's derive took, others ignored),
+/// without a serde-wasm-bindgen decoder for it in the wasm.
+fn read_registration(value: &JsValue) -> Result<DeviceRegistration, String> {
+    use directory::{parsed, role, text};
+    if !value.is_object() {
+        return Err("expected a device registration object".into());
+    }
+    let at = "registration";
+    Ok(DeviceRegistration {
+        device: parsed(value, at, "device")?,
+        token: text(value, at, "token")?,
+        actor: text(value, at, "actor")?,
+        person: parsed(value, at, "person")?,
+        name: text(value, at, "name")?,
+        role: role(value, at)?,
+        territory: parsed(value, at, "territory")?,
+    })
+}
+
 pub(crate) fn js_err(e: ReplicaError) -> JsError {
     match e {
         // The app's own message for a refused write, as it gave it.
@@ -104,7 +124,7 @@ impl Phone {
 
     /// Keeps the device registration returned by sign-in.
     pub fn register(&mut self, registration: JsValue) -> Result<(), JsError> {
-        let reg: DeviceRegistration = from_js(registration)?;
+        let reg = read_registration(&registration).map_err(|e| JsError::new(&format!("invalid input: {e}")))?;
         self.replica.register(reg).map_err(js_err)
     }
 

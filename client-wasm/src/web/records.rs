@@ -8,7 +8,7 @@ use gridsync_shared::records::{
     CaseFields, FieldConflict, FieldValue, HouseholdFields, Member, NewRecord, PromiseFields, Satisfaction, VisitFields,
 };
 use gridsync_shared::workflow::{CaseStatus, StatusMove, possible_moves};
-use gridsync_shared::{DocId, PersonId, Record, TerritoryPath};
+use gridsync_shared::{DocId, PersonId, Record, RecordKind, TerritoryPath};
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
@@ -62,6 +62,73 @@ pub(super) fn listed(id: DocId, record: &Record) -> Listed<'_> {
     }
 }
 
+/// Reads `{type, ...fields}` as the fields of that kind of record: the same
+/// shapes serde's tagged `NewRecord` took (other keys ignored), without the
+/// buffering a tagged enum's derive needs (~10 KB of WebAssembly).
+fn new_record(new: JsValue) -> Result<NewRecord, JsError> {
+    let kind = js_sys::Reflect::get(&new, &JsValue::from_str("type")).ok().and_then(|t| t.as_string());
+    let Some(kind) = kind else { return Err(JsError::new("invalid input: missing field `type`")) };
+    let kind: RecordKind = kind.parse().map_err(|e: String| JsError::new(&format!("invalid input: {e}")))?;
+    Ok(match kind {
+        RecordKind::Household => NewRecord::Household(from_js(new)?),
+        RecordKind::VisitLog => NewRecord::VisitLog(from_js(new)?),
+        RecordKind::Case => NewRecord::Case(from_js(new)?),
+        RecordKind::Promise => NewRecord::Promise(from_js(new)?),
+    })
+}
+
+/// The fields `updateMember` changes; None leaves a field as it is.
+struct MemberPatch {
+    name: Option<String>,
+    relation: Option<String>,
+    id_number: Option<String>,
+    phone: Option<String>,
+    tags: Option<Vec<String>>,
+}
+
+/// Reads `updateMember`'s fields by hand, as serde's derive with
+/// `deny_unknown_fields` did: an object whose keys are among `name`,
+/// `relation`, `id_number`, `phone` (text) and `tags` (a list of text), each
+/// absent, null or undefined for "unchanged"; any other key is refused.
+fn member_patch(value: &JsValue) -> Result<MemberPatch, String> {
+    const KEYS: [&str; 5] = ["name", "relation", "id_number", "phone", "tags"];
+    let Some(object) = value.dyn_ref::<js_sys::Object>().filter(|_| !js_sys::Array::is_array(value)) else {
+        return Err("expected an object of member fields".into());
+    };
+    for key in js_sys::Object::keys(object).iter() {
+        let key = key.as_string().unwrap_or_default();
+        if !KEYS.contains(&key.as_str()) {
+            return Err(format!(
+                "unknown field `{key}`, expected one of `name`, `relation`, `id_number`, `phone`, `tags`"
+            ));
+        }
+    }
+    let get = |key: &str| {
+        js_sys::Reflect::get(value, &JsValue::from_str(key)).ok().filter(|v| !v.is_null() && !v.is_undefined())
+    };
+    let text = |key: &str| match get(key) {
+        None => Ok(None),
+        Some(v) => v.as_string().map(Some).ok_or_else(|| format!("`{key}`: expected text")),
+    };
+    let tags = match get("tags") {
+        None => None,
+        Some(v) if js_sys::Array::is_array(&v) => Some(
+            js_sys::Array::from(&v)
+                .iter()
+                .map(|t| t.as_string().ok_or_else(|| "`tags`: expected a list of text".to_string()))
+                .collect::<Result<Vec<String>, String>>()?,
+        ),
+        Some(_) => return Err("`tags`: expected a list of text".into()),
+    };
+    Ok(MemberPatch {
+        name: text("name")?,
+        relation: text("relation")?,
+        id_number: text("id_number")?,
+        phone: text("phone")?,
+        tags,
+    })
+}
+
 #[wasm_bindgen]
 impl Phone {
     /// Every record, or those of one kind (`household`, `visit_log`, `case`,
@@ -77,9 +144,13 @@ impl Phone {
     /// without parsing the visit logs.
     #[wasm_bindgen(js_name = lastVisits)]
     pub fn last_visits(&self) -> Result<JsValue, JsError> {
-        let map: std::collections::BTreeMap<String, i64> =
-            self.replica.last_visits().into_iter().map(|(k, v)| (k.to_string(), v)).collect();
-        to_js(&map)
+        // Built directly (in id order, as before): no map serializer in the wasm.
+        let out = js_sys::Object::new();
+        for (household, at) in self.replica.last_visits() {
+            js_sys::Reflect::set(&out, &JsValue::from_str(&household.to_string()), &JsValue::from_f64(at as f64))
+                .map_err(|_| JsError::new("lastVisits: could not build the result"))?;
+        }
+        Ok(out.into())
     }
 
     /// `[[visit log id, visit time (ms)], ...]` for every visit log, without
@@ -120,7 +191,7 @@ impl Phone {
         now: f64,
         id: Option<String>,
     ) -> Result<String, JsError> {
-        let new: NewRecord = from_js(new)?;
+        let new = new_record(new)?;
         let grid = grid.map(|g| g.parse::<TerritoryPath>().map_err(|e| JsError::new(&e.to_string()))).transpose()?;
         let now = now as i64;
         let id = match id.filter(|s| !s.is_empty()) {
@@ -273,17 +344,8 @@ impl Phone {
     /// `id_number`, `phone`, `tags`; the others stay as they are.
     #[wasm_bindgen(js_name = updateMember)]
     pub fn update_member(&mut self, household: &str, member: &str, fields: JsValue, now: f64) -> Result<(), JsError> {
-        #[derive(serde::Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct Patch {
-            name: Option<String>,
-            relation: Option<String>,
-            id_number: Option<String>,
-            phone: Option<String>,
-            tags: Option<Vec<String>>,
-        }
         let id = parse_id(household)?;
-        let patch: Patch = from_js(fields)?;
+        let patch = member_patch(&fields).map_err(|e| JsError::new(&format!("invalid input: {e}")))?;
         let Some(Record::Household(h)) = self.replica.record(id) else { return Err(JsError::new("not a household")) };
         let current = h.fields.members.into_iter().find(|m| m.id == member);
         let current = current.ok_or_else(|| JsError::new("no such member in this household"))?;

@@ -187,8 +187,8 @@ impl Phone {
                 changed = true;
             }
             let before = index.rows.len();
-            let keep: std::collections::HashSet<DocId> = seen.iter().copied().collect();
-            index.rows.retain(|id, _| keep.contains(id));
+            // `seen` is in id order (the documents' map): searched, not hashed.
+            index.rows.retain(|id, _| seen.binary_search(id).is_ok());
             changed |= index.rows.len() != before;
             let rows = seen.iter().rev().filter_map(|id| index.rows.get(id).map(|(_, r)| r)).collect();
             to_js(&IndexAnswer { rows, changed })
