@@ -37,7 +37,9 @@ pub mod http;
 pub mod http_admin;
 pub mod http_auth;
 pub mod http_directory;
+pub mod http_imports;
 pub mod http_photos;
+pub mod imports;
 pub mod photos;
 pub mod reports;
 pub mod snapshot;
@@ -158,9 +160,13 @@ pub async fn serve_admin_socket(path: PathBuf, store: Arc<dyn Store>) -> std::io
                 stream_snapshot(store, req, write).await;
                 return;
             }
+            if let Ok(SocketRequest::ImportCity(req)) = request {
+                imports::cli::serve(store, req, write).await;
+                return;
+            }
             let reply = match request.and_then(|r| match r {
                 SocketRequest::Admin(cmd) => Ok(cmd),
-                SocketRequest::Snapshot(_) => Err("unreachable".into()),
+                SocketRequest::Snapshot(_) | SocketRequest::ImportCity(_) => Err("unreachable".into()),
             }) {
                 Err(e) => AdminReply { ok: false, output: e },
                 Ok(cmd) => {
@@ -186,6 +192,8 @@ pub enum SocketRequest {
     Admin(admin::AdminCommand),
     /// A snapshot; answered with an [`AdminReply`] line, then (if ok) the archive's bytes until EOF.
     Snapshot(snapshot::SnapshotRequest),
+    /// A city import (`import-city`); answered with progress lines, then its end.
+    ImportCity(imports::cli::ImportCityRequest),
 }
 
 async fn stream_snapshot(

@@ -80,8 +80,50 @@ enum Command {
         /// The bundle archive written by `snapshot --format bundle`.
         file: PathBuf,
     },
+    /// Import a city's spreadsheets (XLSX or CSV in UTF-8 or GBK): territories,
+    /// people or households; or write a template. Works on a stopped server and,
+    /// through its admin socket, on a running one.
+    #[command(subcommand)]
+    ImportCity(ImportCityCommand),
     #[command(flatten)]
     Admin(AdminCommand),
+}
+
+/// `import-city` subcommands.
+#[derive(Subcommand)]
+enum ImportCityCommand {
+    /// 网格划分表: districts, sub-districts, communities and grids under the city.
+    Territories(ImportFileArgs),
+    /// 网格员名册: people; new ones get random initial passwords (needs --passwords-out).
+    People(ImportFileArgs),
+    /// 人口信息表: households and their members, one row per resident.
+    Households(ImportFileArgs),
+    /// Write the template of territories, people or households (.xlsx or .csv by --out's extension).
+    Template {
+        /// territories, people or households.
+        kind: String,
+        /// Where to write it, e.g. 人口信息表.xlsx.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(clap::Args)]
+struct ImportFileArgs {
+    /// The spreadsheet (.xlsx, or .csv in UTF-8, UTF-8 with BOM, or GBK).
+    file: PathBuf,
+    /// Check every row and report; write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Import the rows without problems and skip the others (default: a file with problems imports nothing).
+    #[arg(long)]
+    skip_problems: bool,
+    /// Where to write new people's initial passwords (CSV; created with mode 600).
+    #[arg(long)]
+    passwords_out: Option<PathBuf>,
+    /// Import as this administrator (default: the administrator nearest the city's root).
+    #[arg(long = "as")]
+    as_user: Option<String>,
 }
 
 fn init_logs() {
@@ -112,6 +154,14 @@ async fn main() -> ExitCode {
             }
         }
         Command::Admin(cmd) => admin_command(cli.data, cmd).await,
+        Command::ImportCity(cmd) => match import_city(&cli.data, cmd).await {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Snapshot { format, out, territory, as_of, unmask, reason, photos } => {
             let as_of = match as_of.as_deref().map(gridsync_server::snapshot::parse_as_of).transpose() {
                 Ok(a) => a,
@@ -297,4 +347,83 @@ async fn snapshot_command(data: &std::path::Path, req: &SnapshotRequest, out: &s
         }
         Err(e) => Err(e.to_string()),
     }
+}
+
+/// `import-city`: a template, or an import on the stopped store or through the
+/// running server's admin socket, with a progress bar. Ok(false): refused or
+/// (for a dry run) problems found.
+async fn import_city(data: &std::path::Path, cmd: ImportCityCommand) -> Result<bool, String> {
+    use gridsync_server::imports::{self, cli::ImportCityRequest};
+    use gridsync_shared::imports::ImportKind;
+    let (kind, args) = match cmd {
+        ImportCityCommand::Template { kind, out } => {
+            let kind = ImportKind::parse(&kind).ok_or("kind must be territories, people or households")?;
+            let bytes = match out.extension().and_then(|e| e.to_str()) {
+                Some("csv") => imports::templates::csv(kind),
+                _ => imports::templates::xlsx(kind).map_err(|e| e.to_string())?,
+            };
+            std::fs::write(&out, bytes).map_err(|e| format!("{}: {e}", out.display()))?;
+            println!("{} 模板已写入 {}", kind.name_zh(), out.display());
+            return Ok(true);
+        }
+        ImportCityCommand::Territories(a) => (ImportKind::Territories, a),
+        ImportCityCommand::People(a) => (ImportKind::People, a),
+        ImportCityCommand::Households(a) => (ImportKind::Households, a),
+    };
+    if kind == ImportKind::People && !args.dry_run && args.passwords_out.is_none() {
+        return Err("a people import needs --passwords-out <file> for the new people's initial passwords".into());
+    }
+    let file = std::fs::canonicalize(&args.file).map_err(|e| format!("{}: {e}", args.file.display()))?;
+    let req = ImportCityRequest {
+        kind,
+        file,
+        dry_run: args.dry_run,
+        skip_problems: args.skip_problems,
+        as_user: args.as_user,
+    };
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} ({per_sec}, {elapsed}, 还需 {eta})")
+            .map_err(|e| e.to_string())?,
+    );
+    let progress_bar = bar.clone();
+    let mut progress = move |done: u64, total: u64| {
+        progress_bar.set_length(total);
+        progress_bar.set_position(done);
+    };
+    let end = match SledStore::open(data) {
+        Ok(store) => {
+            let store: Arc<dyn Store> = Arc::new(store);
+            let task = tokio::task::spawn_blocking(move || {
+                imports::cli::execute(store.as_ref(), &req, &mut progress).map_err(|e| e.to_string())
+            });
+            task.await.map_err(|e| e.to_string())??
+        }
+        Err(StoreError::Locked(_)) => imports::cli::send(&admin_socket_path(data), &req, &mut progress)
+            .await
+            .map_err(|e| format!("the store is in use but the running server's admin socket did not answer: {e}"))?,
+        Err(e) => return Err(e.to_string()),
+    };
+    bar.finish_and_clear();
+    print!("{}", end.output);
+    if let (Some(csv), Some(out)) = (&end.passwords_csv, &args.passwords_out) {
+        write_private(out, csv.as_bytes()).map_err(|e| format!("{}: {e}", out.display()))?;
+        println!("新人员的初始密码已写入 {}（只此一份，请妥善分发）", out.display());
+    }
+    Ok(end.ok)
+}
+
+/// Writes a file only its owner may read.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut f = options.open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
 }

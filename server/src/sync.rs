@@ -220,7 +220,9 @@ fn push_one(
         PushVerdict::Accept { merged, record } => {
             check_references_in_store(store, &record, author, push.doc, stored.is_some())?;
             check_assignees_in_store(store, current.as_ref(), &record)?;
-            store.commit_doc(
+            // A household's head ID number is indexed with it, so an import finds it.
+            let keys = crate::imports::commit_keys(push.doc, &record);
+            store.commit_doc_with_keys(
                 DocWrite {
                     doc: push.doc,
                     grid: record.meta().grid.clone(),
@@ -232,6 +234,7 @@ fn push_one(
                     photos: record.photos().to_vec(),
                 },
                 now,
+                &keys,
             )?;
             Ok(PushOutcome::Accepted)
         }

@@ -195,6 +195,29 @@ pub struct AuditEntry {
     pub detail: String,
 }
 
+/// One entry of the household key index: a stable key of a household (its
+/// 户号, or its head's ID number) as a SHA-256, so that no ID number is a key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HouseholdKey {
+    /// SHA-256 of the key text (`no:<户号>` or `id:<ID number>`).
+    pub key: [u8; 32],
+    /// What the key names.
+    pub entry: HouseholdKeyEntry,
+    /// Replace an existing entry (an import's), or only add a missing one (a
+    /// commit's head-ID key: the first household with that head keeps it).
+    pub replace: bool,
+}
+
+/// What a household key names.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HouseholdKeyEntry {
+    /// The household record.
+    pub doc: DocId,
+    /// SHA-256 of the rows last imported for it (None when the key was
+    /// indexed at a commit): the same rows again change nothing.
+    pub digest: Option<[u8; 32]>,
+}
+
 /// The durable state of a gridsync server.
 pub trait Store: Send + Sync + 'static {
     /// Adds or renames a territory node.
@@ -293,6 +316,62 @@ pub trait Store: Send + Sync + 'static {
     fn finish_upload(&self, hash: &PhotoHash, mime: PhotoType, bytes: &[u8]) -> Result<(), StoreError>;
     /// Drops an unfinished upload (its bytes failed verification).
     fn discard_upload(&self, hash: &PhotoHash) -> Result<(), StoreError>;
+
+    /// As [`Store::commit_doc`], and in the same atomic write indexes the
+    /// household keys given. An engine without the index ignores them.
+    fn commit_doc_with_keys(&self, write: DocWrite, at: i64, keys: &[HouseholdKey]) -> Result<u64, StoreError> {
+        let _ = keys;
+        self.commit_doc(write, at)
+    }
+    /// Commits many documents (an import's batch), each with its household
+    /// keys, as one atomic write where the engine allows; returns the last sequence number.
+    fn commit_docs(&self, writes: Vec<(DocWrite, Vec<HouseholdKey>)>, at: i64) -> Result<u64, StoreError> {
+        let mut last = 0;
+        for (w, keys) in writes {
+            last = self.commit_doc_with_keys(w, at, &keys)?;
+        }
+        Ok(last)
+    }
+    /// The household a key (SHA-256 of `no:<户号>` or `id:<ID number>`) names.
+    fn household_key(&self, key: &[u8; 32]) -> Result<Option<HouseholdKeyEntry>, StoreError> {
+        let _ = key;
+        Ok(None)
+    }
+    /// Keeps an import run (JSON, the engine's [`crate::imports::ImportRun`]), durably.
+    fn put_import_run(&self, id: &str, created_at: i64, run: &[u8]) -> Result<(), StoreError> {
+        let _ = (id, created_at, run);
+        Err(StoreError::Engine("this store keeps no import runs".into()))
+    }
+    /// An import run by id.
+    fn import_run(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let _ = id;
+        Ok(None)
+    }
+    /// Import runs, newest first, at most `limit`.
+    fn import_runs(&self, limit: usize) -> Result<Vec<Vec<u8>>, StoreError> {
+        let _ = limit;
+        Ok(Vec::new())
+    }
+    /// Keeps an import's secret (the initial passwords file) until taken, durably.
+    fn put_import_secret(&self, id: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        let _ = (id, bytes);
+        Err(StoreError::Engine("this store keeps no import secrets".into()))
+    }
+    /// Takes an import's secret: returned once, then gone (durably).
+    fn take_import_secret(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let _ = id;
+        Ok(None)
+    }
+    /// The device an administrator's imports write with, if made.
+    fn import_device(&self, person: PersonId) -> Result<Option<DeviceId>, StoreError> {
+        let _ = person;
+        Ok(None)
+    }
+    /// Records the device an administrator's imports write with.
+    fn set_import_device(&self, person: PersonId, device: DeviceId) -> Result<(), StoreError> {
+        let _ = (person, device);
+        Err(StoreError::Engine("this store keeps no import devices".into()))
+    }
 
     /// Whether the store can write now, for `/healthz`: a cheap probe (an
     /// engine may answer from a probe made within the last second). A store

@@ -7,6 +7,7 @@
 //! people, usernames, devices and territories, `pd/<person>` disabled people, `a/<seq>` audit log, `m/*` counters,
 //! `pr/<sha256 hex><doc>` the photo index (written in each commit's batch). Photo
 //! bytes live in trees of their own (see [`photos`]), so no existing key changed.
+//! Household keys and import runs live in trees of their own too (see [`imports`]).
 //!
 //! A failed write (disk full, I/O error) poisons a sled 0.34 database for
 //! good: every later write returns the same error, though space was freed.
@@ -27,6 +28,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
+mod imports;
 mod photos;
 
 /// A store in a sled database directory.
@@ -400,43 +402,47 @@ impl Store for SledStore {
     }
 
     fn commit_doc(&self, w: DocWrite, at: i64) -> Result<u64, StoreError> {
-        let _w = self.lock();
-        self.write_op(|db| {
-            let seq = counter(db, SEQ)? + 1;
-            let seq_be = seq.to_be_bytes();
-            let at = match db.get_lt(b"g/").map_err(engine)? {
-                // Keep feed time non-decreasing even if the clock steps back.
-                Some((k, v)) if k.starts_with(b"f/") => at.max(dec::<FeedEntry>(&v)?.at),
-                _ => at,
-            };
-            let new_doc = db.get(key(b"d/", &[w.doc.as_bytes()])).map_err(engine)?.is_none();
-            let mut b = sled::Batch::default();
-            b.insert(SEQ, seq_be.to_vec());
-            b.insert(
-                key(b"d/", &[w.doc.as_bytes()]),
-                enc(&StoredDoc { grid: w.grid.clone(), kind: w.summary.kind, seq, bytes: w.bytes })?,
-            );
-            b.insert(key(b"s/", &[w.doc.as_bytes()]), enc(&w.summary)?);
-            let heads: Vec<[u8; 32]> = w.heads.iter().map(|h| h.0).collect();
-            b.insert(key(b"h/", &[w.doc.as_bytes(), &seq_be]), enc(&heads)?);
-            for scope in w.grid.ancestors_and_self() {
-                let mut v = w.doc.as_bytes().to_vec();
-                v.extend_from_slice(w.device.as_bytes());
-                b.insert(key(&scope_key(b"i/", &scope), &[&seq_be]), v);
-                if new_doc {
-                    b.insert(key(&scope_key(b"g/", &scope), &[w.doc.as_bytes()]), Vec::new());
-                }
-            }
-            for (k, v) in photos::index_entries(w.doc, &w.grid, &w.photos)? {
-                b.insert(k, v);
-            }
-            let entry = FeedEntry { seq, at, doc: w.doc, grid: w.grid, device: w.device, changes: w.changes };
-            b.insert(key(b"f/", &[&seq_be]), enc(&entry)?);
-            // Visible to readers from here on, durable or not: never hand this position out again.
-            self.seq_floor.fetch_max(seq, Ordering::AcqRel);
-            db.apply_batch(b).map_err(unwritable)?;
-            Ok(seq)
-        })
+        self.commit_docs_keyed(vec![(w, Vec::new())], at)
+    }
+
+    fn commit_doc_with_keys(&self, w: DocWrite, at: i64, keys: &[HouseholdKey]) -> Result<u64, StoreError> {
+        self.commit_docs_keyed(vec![(w, keys.to_vec())], at)
+    }
+
+    fn commit_docs(&self, writes: Vec<(DocWrite, Vec<HouseholdKey>)>, at: i64) -> Result<u64, StoreError> {
+        self.commit_docs_keyed(writes, at)
+    }
+
+    fn household_key(&self, key: &[u8; 32]) -> Result<Option<HouseholdKeyEntry>, StoreError> {
+        self.household_key_entry(key)
+    }
+
+    fn put_import_run(&self, id: &str, created_at: i64, run: &[u8]) -> Result<(), StoreError> {
+        self.import_run_put(id, created_at, run)
+    }
+
+    fn import_run(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.import_run_get(id)
+    }
+
+    fn import_runs(&self, limit: usize) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.import_runs_newest(limit)
+    }
+
+    fn put_import_secret(&self, id: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        self.import_secret_put(id, bytes)
+    }
+
+    fn take_import_secret(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.import_secret_take(id)
+    }
+
+    fn import_device(&self, person: PersonId) -> Result<Option<DeviceId>, StoreError> {
+        self.import_device_get(person)
+    }
+
+    fn set_import_device(&self, person: PersonId, device: DeviceId) -> Result<(), StoreError> {
+        self.import_device_set(person, device)
     }
 
     fn summary(&self, id: DocId) -> Result<Option<RecordSummary>, StoreError> {

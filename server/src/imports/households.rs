@@ -1,0 +1,480 @@
+//! 人口信息表: one row per resident, grouped into households by a stable key
+//! (户号, else the head's ID number). Rows are checked and spilled into a
+//! temporary sled database ordered by household, so memory stays flat for any
+//! file size; each household is then created, updated (only what the file
+//! adds or changes, written through the shared `Editor`, so phones' edits
+//! merge) or left alone (the same rows as last imported).
+
+use super::*;
+use crate::store::DocWrite;
+use automerge::{ActorId, Automerge};
+use gridsync_shared::imports::{HeaderMap, ResidentRow, is_blank, match_headers, resident_row};
+use gridsync_shared::records::{Editor, HouseholdFields, Member, NewRecord, new_record_with_id, read_record};
+
+/// Households written per store batch (and split between the two build threads).
+const BATCH: usize = 512;
+
+/// A checked resident row as spilled to the temporary database.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Resident {
+    row: u64,
+    key: String,
+    household_no: String,
+    grid: TerritoryPath,
+    address: String,
+    name: String,
+    relation: String,
+    id_number: String,
+    phone: String,
+    tags: Vec<String>,
+    notes: String,
+}
+
+impl Resident {
+    fn from_row(row: u64, key: String, grid: TerritoryPath, r: ResidentRow) -> Self {
+        Self {
+            row,
+            key,
+            household_no: r.household_no.unwrap_or_default(),
+            grid,
+            address: r.address,
+            name: r.name,
+            relation: r.relation,
+            id_number: r.id_number.unwrap_or_default(),
+            phone: r.phone,
+            tags: r.tags,
+            notes: r.notes,
+        }
+    }
+
+    fn is_head(&self) -> bool {
+        self.relation == gridsync_shared::imports::HEAD_RELATION
+    }
+}
+
+/// What a household's rows come to.
+enum Action {
+    Create,
+    Update(DocId),
+    Unchanged,
+}
+
+/// One household's rows, judged.
+struct Judged {
+    rows: Vec<Resident>,
+    problems: Vec<RowProblem>,
+    action: Action,
+    digest: [u8; 32],
+}
+
+fn temp_db() -> Result<sled::Db, ImportError> {
+    sled::Config::new()
+        .temporary(true)
+        .cache_capacity(16 * 1024 * 1024)
+        .flush_every_ms(None)
+        .open()
+        .map_err(|e| ImportError::Internal(format!("temporary database: {e}")))
+}
+
+fn tmp(e: sled::Error) -> ImportError {
+    ImportError::Internal(format!("temporary database: {e}"))
+}
+
+/// The digest of a household's rows (without row numbers: the same people
+/// moved to other lines of the sheet are the same household).
+fn digest(rows: &[Resident]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for r in rows {
+        let r = Resident { row: 0, ..r.clone() };
+        h.update(postcard::to_allocvec(&r).unwrap_or_default());
+        h.update([0xff]);
+    }
+    h.finalize().into()
+}
+
+fn judge(store: &dyn Store, rows: Vec<Resident>) -> Result<Judged, ImportError> {
+    let mut problems = Vec::new();
+    let d = digest(&rows);
+    let Some(head) = rows.iter().find(|r| r.is_head()) else {
+        let first = rows.first().map_or(0, |r| r.row);
+        problems.push(RowProblem::new(first, "与户主关系", "该户没有户主一行（或户主一行有问题）"));
+        return Ok(Judged { rows, problems, action: Action::Unchanged, digest: d });
+    };
+    for r in rows.iter().filter(|r| r.grid != head.grid) {
+        problems.push(RowProblem::new(r.row, "所属网格", format!("与本户户主（第{}行）的网格不同", head.row)));
+    }
+    let mut entry = store.household_key(&key_hash(&head.key))?;
+    if entry.is_none() && head.key.starts_with("no:") {
+        entry = match head_key(&head.id_number) {
+            Some(k) => store.household_key(&k)?,
+            None => None,
+        };
+    }
+    let action = match entry {
+        None => Action::Create,
+        Some(e) => match store.load_doc(e.doc)? {
+            None => Action::Create,
+            Some(doc) if doc.grid != head.grid => {
+                problems.push(RowProblem::new(head.row, "所属网格", "此户已登记在另一网格，不能通过导入迁移"));
+                Action::Unchanged
+            }
+            Some(_) if e.digest == Some(d) => Action::Unchanged,
+            Some(_) => Action::Update(e.doc),
+        },
+    };
+    Ok(Judged { rows, problems, action, digest: d })
+}
+
+/// Reads the file into the temporary database; returns the report so far.
+fn spill(store: &dyn Store, who: &Importer, path: &Path, db: &sled::Db) -> Result<(Report, bool), ImportError> {
+    let territories = Territories::load(store)?;
+    let rows_t = db.open_tree("rows").map_err(tmp)?;
+    let ids_t = db.open_tree("ids").map_err(tmp)?;
+    let heads_t = db.open_tree("heads").map_err(tmp)?;
+    let mut report = Report::default();
+    let mut header: Option<HeaderMap> = None;
+    let mut last_head: Option<(String, TerritoryPath)> = None;
+    let mut grids: HashMap<String, Option<TerritoryPath>> = HashMap::new();
+    let result = super::read::read_rows(path, &mut |number, row| {
+        let Some(map) = &header else {
+            match match_headers(ImportKind::Households, &row) {
+                Ok(m) => {
+                    report.unknown_columns = m.unknown.clone();
+                    header = Some(m);
+                    return Ok(());
+                }
+                Err(ps) => {
+                    report.problems(ps);
+                    return Err(ImportError::Refused(String::new()));
+                }
+            }
+        };
+        if is_blank(&row) {
+            return Ok(());
+        }
+        report.counts.rows += 1;
+        let r = match resident_row(map, number, &row) {
+            Ok(r) => r,
+            Err(ps) => {
+                report.problems(ps);
+                return Ok(());
+            }
+        };
+        let grid = grids.entry(r.grid.clone()).or_insert_with(|| territories.resolve(&r.grid)).clone();
+        if let Some(p) = territory_problem(who, grid.as_ref(), true, number, "所属网格") {
+            report.problem(p);
+            return Ok(());
+        }
+        let Some(grid) = grid else { return Ok(()) };
+        if let Some(id) = &r.id_number {
+            if let Some(first) = ids_t.get(id.as_bytes()).map_err(tmp)? {
+                let first = u64::from_be_bytes(first.as_ref().try_into().unwrap_or([0; 8]));
+                report.problem(RowProblem::new(number, "身份证号", format!("身份证号与第{first}行重复")));
+                return Ok(());
+            }
+            ids_t.insert(id.as_bytes(), &number.to_be_bytes()).map_err(tmp)?;
+        }
+        let key = match r.household_key() {
+            Some(k) => k,
+            // A member row right under its household's rows belongs to the last head above it.
+            None => match &last_head {
+                Some((k, g)) if *g == grid => k.clone(),
+                _ => {
+                    report.problem(RowProblem::new(number, "户号", "无法确定所属户：请填写户号或户主身份证号"));
+                    return Ok(());
+                }
+            },
+        };
+        let k = key_hash(&key);
+        if r.is_head() {
+            if let Some(first) = heads_t.insert(k, &number.to_be_bytes()).map_err(tmp)? {
+                let first = u64::from_be_bytes(first.as_ref().try_into().unwrap_or([0; 8]));
+                report.problem(RowProblem::new(number, "与户主关系", format!("同一户有两个户主（另见第{first}行）")));
+                return Ok(());
+            }
+            last_head = Some((key.clone(), grid.clone()));
+        }
+        let resident = Resident::from_row(number, key, grid, r);
+        let bytes = postcard::to_allocvec(&resident).map_err(|e| ImportError::Internal(e.to_string()))?;
+        rows_t.insert([k.as_slice(), &number.to_be_bytes()].concat(), bytes).map_err(tmp)?;
+        Ok(())
+    });
+    match result {
+        Ok(()) => {}
+        Err(ImportError::Refused(m)) if m.is_empty() => return Ok((report, false)),
+        Err(e) => return Err(e),
+    }
+    if header.is_none() {
+        report.problem(RowProblem::new(1, "", "文件是空的：第一行应为表头"));
+        return Ok((report, false));
+    }
+    Ok((report, true))
+}
+
+/// Calls `f` with each household's rows, in key order.
+fn for_each_household(
+    db: &sled::Db,
+    f: &mut dyn FnMut(Vec<Resident>) -> Result<(), ImportError>,
+) -> Result<(), ImportError> {
+    let rows_t = db.open_tree("rows").map_err(tmp)?;
+    let mut current: Option<[u8; 32]> = None;
+    let mut group = Vec::new();
+    for kv in rows_t.iter() {
+        let (k, v) = kv.map_err(tmp)?;
+        let key: [u8; 32] = k.get(..32).and_then(|s| s.try_into().ok()).unwrap_or([0; 32]);
+        if current != Some(key) && !group.is_empty() {
+            f(std::mem::take(&mut group))?;
+        }
+        current = Some(key);
+        group.push(postcard::from_bytes::<Resident>(&v).map_err(|e| ImportError::Internal(e.to_string()))?);
+    }
+    if !group.is_empty() {
+        f(group)?;
+    }
+    Ok(())
+}
+
+pub(super) fn run(
+    store: &dyn Store,
+    who: &Importer,
+    path: &Path,
+    mode: Mode,
+    now: i64,
+    progress: &mut ProgressFn<'_>,
+) -> Result<Outcome, ImportError> {
+    let admin = who.admin.clone().ok_or_else(|| {
+        ImportError::Refused("导入住户需要一位管理员：请先创建管理员（person add --role administrator）".into())
+    })?;
+    let db = temp_db()?;
+    let (mut report, read) = spill(store, who, path, &db)?;
+    if read {
+        for_each_household(&db, &mut |rows| {
+            let j = judge(store, rows)?;
+            if j.problems.is_empty() {
+                match j.action {
+                    Action::Create => report.counts.create += 1,
+                    Action::Update(_) => report.counts.update += 1,
+                    Action::Unchanged => report.counts.unchanged += 1,
+                }
+            } else {
+                report.problems(j.problems);
+            }
+            Ok(())
+        })?;
+    }
+    report.finish();
+    let mut outcome = Outcome { report, ..Outcome::default() };
+    if !read || !mode.writes() || !may_write(&outcome.report, mode) {
+        return Ok(outcome);
+    }
+    let device = import_device(store, &admin, now)?;
+    let actor = ActorId::from(device.actor.as_slice());
+    let author = author_of(&admin);
+    let total = outcome.report.counts.create + outcome.report.counts.update + outcome.report.counts.unchanged;
+    let mut written = Counts { rows: outcome.report.counts.rows, ..Counts::default() };
+    let mut batch: Vec<Judged> = Vec::with_capacity(BATCH);
+    let flush_batch = |batch: &mut Vec<Judged>, written: &mut Counts| -> Result<(), ImportError> {
+        let jobs = std::mem::take(batch);
+        let half = jobs.len().div_ceil(2);
+        let mut jobs = jobs;
+        let second = jobs.split_off(half);
+        let build_all = |jobs: Vec<Judged>| -> Result<Vec<Built>, ImportError> {
+            jobs.into_iter().map(|j| build(store, &author, &actor, device.id, now, j)).collect()
+        };
+        let (a, b) = std::thread::scope(|s| {
+            let other = s.spawn(|| build_all(second));
+            let mine = build_all(jobs);
+            (mine, other.join().unwrap_or_else(|_| Err(ImportError::Internal("build thread panicked".into()))))
+        });
+        let mut writes = Vec::new();
+        for built in a?.into_iter().chain(b?) {
+            match built {
+                Built::Write(w, keys, created) => {
+                    if created {
+                        written.create += 1;
+                    } else {
+                        written.update += 1;
+                    }
+                    writes.push((*w, keys));
+                }
+                Built::Unchanged => written.unchanged += 1,
+            }
+        }
+        if !writes.is_empty() {
+            store.commit_docs(writes, now)?;
+        }
+        Ok(())
+    };
+    let mut done = 0u64;
+    for_each_household(&db, &mut |rows| {
+        let j = judge(store, rows)?;
+        if !j.problems.is_empty() {
+            return Ok(()); // skipped (only reached with skip_problems)
+        }
+        batch.push(j);
+        if batch.len() >= BATCH {
+            done += batch.len() as u64;
+            flush_batch(&mut batch, &mut written)?;
+            progress(done, total);
+        }
+        Ok(())
+    })?;
+    done += batch.len() as u64;
+    flush_batch(&mut batch, &mut written)?;
+    store.flush()?;
+    progress(done, total);
+    outcome.written = written;
+    Ok(outcome)
+}
+
+enum Built {
+    Write(Box<DocWrite>, Vec<HouseholdKey>, bool),
+    Unchanged,
+}
+
+fn nz(new: &str, old: &str) -> String {
+    if new.is_empty() { old.to_string() } else { new.to_string() }
+}
+
+fn union(old: &[String], new: &[String]) -> Vec<String> {
+    let mut out = old.to_vec();
+    for t in new {
+        if !out.contains(t) {
+            out.push(t.clone());
+        }
+    }
+    out
+}
+
+fn member_of(r: &Resident) -> Member {
+    Member {
+        id: String::new(),
+        name: r.name.clone(),
+        relation: r.relation.clone(),
+        id_number: r.id_number.clone(),
+        phone: r.phone.clone(),
+        tags: r.tags.clone(),
+    }
+}
+
+/// The fields the file gives over `old` (None: a new household): values the
+/// file leaves empty keep what is there; tags and members are only added to;
+/// notes the record lacks are appended.
+fn fields_for(rows: &[Resident], old: Option<&HouseholdFields>) -> HouseholdFields {
+    let empty = HouseholdFields::default();
+    let old = old.unwrap_or(&empty);
+    let head = rows.iter().find(|r| r.is_head()).unwrap_or(&rows[0]);
+    let notes = if head.notes.is_empty() || old.notes.contains(&head.notes) {
+        old.notes.clone()
+    } else if old.notes.is_empty() {
+        head.notes.clone()
+    } else {
+        format!("{}\n{}", old.notes, head.notes)
+    };
+    let mut matched: Vec<&str> = Vec::new();
+    let mut members = Vec::new();
+    for r in rows {
+        let by_id = old.members.iter().find(|m| !r.id_number.is_empty() && m.id_number == r.id_number);
+        let by_name =
+            || old.members.iter().find(|m| m.name == r.name && (m.id_number.is_empty() || r.id_number.is_empty()));
+        match by_id.or_else(by_name).filter(|m| !matched.contains(&m.id.as_str())) {
+            Some(m) => {
+                matched.push(m.id.as_str());
+                members.push(Member {
+                    id: m.id.clone(),
+                    name: nz(&r.name, &m.name),
+                    relation: nz(&r.relation, &m.relation),
+                    id_number: nz(&r.id_number, &m.id_number),
+                    phone: nz(&r.phone, &m.phone),
+                    tags: union(&m.tags, &r.tags),
+                });
+            }
+            None => members.push(member_of(r)),
+        }
+    }
+    HouseholdFields {
+        address: nz(&head.address, &old.address),
+        head: nz(&head.name, &old.head),
+        phone: nz(&head.phone, &old.phone),
+        id_number: nz(&head.id_number, &old.id_number),
+        members,
+        tags: union(&old.tags, &head.tags),
+        notes,
+    }
+}
+
+fn keys_for(j: &Judged, doc: DocId) -> Vec<HouseholdKey> {
+    let head = j.rows.iter().find(|r| r.is_head());
+    let own = head.map_or_else(|| j.rows[0].key.clone(), |h| h.key.clone());
+    let mut keys = vec![HouseholdKey {
+        key: key_hash(&own),
+        entry: HouseholdKeyEntry { doc, digest: Some(j.digest) },
+        replace: true,
+    }];
+    if let Some(k) = head.and_then(|h| head_key(&h.id_number))
+        && k != keys[0].key
+    {
+        keys.push(HouseholdKey { key: k, entry: HouseholdKeyEntry { doc, digest: None }, replace: false });
+    }
+    keys
+}
+
+fn rule_error(row: u64, e: impl std::fmt::Display) -> ImportError {
+    // The rules' text may quote a value: only the row goes out.
+    tracing::warn!(row, error = %e, "import: a household broke the record rules");
+    ImportError::Refused(format!("第{row}行的住户不符合记录规则，导入已停止"))
+}
+
+fn build(
+    store: &dyn Store,
+    author: &Author,
+    actor: &ActorId,
+    device: gridsync_shared::DeviceId,
+    now: i64,
+    j: Judged,
+) -> Result<Built, ImportError> {
+    let head_row = j.rows.iter().find(|r| r.is_head()).map_or(0, |r| r.row);
+    let grid = j.rows[0].grid.clone();
+    let (doc_id, doc, before, created) = match j.action {
+        Action::Unchanged => return Ok(Built::Unchanged),
+        Action::Create => {
+            let mut random = [0u8; 10];
+            random.copy_from_slice(&uuid::Uuid::new_v4().as_bytes()[..10]);
+            let id = DocId::new_v7(u64::try_from(now).unwrap_or(0), random);
+            let fields = fields_for(&j.rows, None);
+            let doc = new_record_with_id(id, actor.clone(), author, &grid, now, &NewRecord::Household(fields))
+                .map_err(|e| rule_error(head_row, e))?;
+            (id, doc, Vec::new(), true)
+        }
+        Action::Update(id) => {
+            let stored = store.load_doc(id)?.ok_or_else(|| ImportError::Internal("household vanished".into()))?;
+            let mut doc = Automerge::load(&stored.bytes).map_err(|e| ImportError::Internal(e.to_string()))?;
+            doc.set_actor(actor.clone());
+            let before = doc.get_heads();
+            let old = match read_record(&doc).map_err(|e| rule_error(head_row, e))? {
+                Record::Household(h) => h.fields,
+                _ => return Err(ImportError::Refused(format!("第{head_row}行：该户号对应的记录不是住户"))),
+            };
+            let fields = fields_for(&j.rows, Some(&old));
+            let mut editor = Editor::new(&mut doc, author, now);
+            let changed = editor.update_household(&fields).map_err(|e| rule_error(head_row, e))?;
+            if changed.is_none() {
+                return Ok(Built::Unchanged);
+            }
+            (id, doc, before, false)
+        }
+    };
+    let record = read_record(&doc).map_err(|e| rule_error(head_row, e))?;
+    let changes = doc.get_changes(&before).iter().map(|c| c.raw_bytes().to_vec()).collect();
+    let write = DocWrite {
+        doc: doc_id,
+        grid,
+        summary: record.summary(),
+        bytes: doc.save(),
+        heads: doc.get_heads(),
+        device,
+        changes,
+        photos: Vec::new(),
+    };
+    Ok(Built::Write(Box::new(write), keys_for(&j, doc_id), created))
+}
