@@ -3,6 +3,7 @@
 //! as plain JS objects shaped like the shared crate's serde types.
 
 mod directory;
+mod fields;
 mod photos;
 mod records;
 mod storage;
@@ -47,10 +48,6 @@ struct EditStart {
 
 pub(crate) fn to_js<T: Serialize + ?Sized>(value: &T) -> Result<JsValue, JsError> {
     value.serialize(&serde_wasm_bindgen::Serializer::json_compatible()).map_err(|e| JsError::new(&e.to_string()))
-}
-
-pub(crate) fn from_js<T: serde::de::DeserializeOwned>(value: JsValue) -> Result<T, JsError> {
-    serde_wasm_bindgen::from_value(value).map_err(|e| JsError::new(&format!("invalid input: {e}")))
 }
 
 /// Reads sign-in's device registration `{device, token, actor, person, name,

@@ -2,11 +2,9 @@
 //! replica and the shared editor, so the app cannot make a change the server
 //! would refuse for reasons the phone can know.
 
-use super::{Phone, from_js, to_js};
+use super::{Phone, fields, to_js};
 use crate::replica::summarize;
-use gridsync_shared::records::{
-    CaseFields, FieldConflict, FieldValue, HouseholdFields, Member, NewRecord, PromiseFields, Satisfaction, VisitFields,
-};
+use gridsync_shared::records::{FieldConflict, FieldValue, Member, NewRecord, Satisfaction};
 use gridsync_shared::workflow::{CaseStatus, StatusMove, possible_moves};
 use gridsync_shared::{DocId, PersonId, Record, RecordKind, TerritoryPath};
 use serde::Serialize;
@@ -62,6 +60,11 @@ pub(super) fn listed(id: DocId, record: &Record) -> Listed<'_> {
     }
 }
 
+/// A refused input, as the app sees it.
+fn invalid(e: String) -> JsError {
+    JsError::new(&format!("invalid input: {e}"))
+}
+
 /// Reads `{type, ...fields}` as the fields of that kind of record: the same
 /// shapes serde's tagged `NewRecord` took (other keys ignored), without the
 /// buffering a tagged enum's derive needs (~10 KB of WebAssembly).
@@ -70,11 +73,12 @@ fn new_record(new: JsValue) -> Result<NewRecord, JsError> {
     let Some(kind) = kind else { return Err(JsError::new("invalid input: missing field `type`")) };
     let kind: RecordKind = kind.parse().map_err(|e: String| JsError::new(&format!("invalid input: {e}")))?;
     Ok(match kind {
-        RecordKind::Household => NewRecord::Household(from_js(new)?),
-        RecordKind::VisitLog => NewRecord::VisitLog(from_js(new)?),
-        RecordKind::Case => NewRecord::Case(from_js(new)?),
-        RecordKind::Promise => NewRecord::Promise(from_js(new)?),
-    })
+        RecordKind::Household => fields::household(&new).map(NewRecord::Household),
+        RecordKind::VisitLog => fields::visit(&new).map(NewRecord::VisitLog),
+        RecordKind::Case => fields::case(&new).map(NewRecord::Case),
+        RecordKind::Promise => fields::promise(&new).map(NewRecord::Promise),
+    }
+    .map_err(invalid)?)
 }
 
 /// The fields `updateMember` changes; None leaves a field as it is.
@@ -213,19 +217,19 @@ impl Phone {
         use gridsync_shared::RecordKind as K;
         match kind {
             K::Household => {
-                let f: HouseholdFields = from_js(fields)?;
+                let f = fields::household(&fields).map_err(invalid)?;
                 self.journaled(id, |r| r.edit(id, now as i64, |e| e.update_household(&f)))
             }
             K::VisitLog => {
-                let f: VisitFields = from_js(fields)?;
+                let f = fields::visit(&fields).map_err(invalid)?;
                 self.journaled(id, |r| r.edit(id, now as i64, |e| e.update_visit(&f)))
             }
             K::Case => {
-                let f: CaseFields = from_js(fields)?;
+                let f = fields::case(&fields).map_err(invalid)?;
                 self.journaled(id, |r| r.edit(id, now as i64, |e| e.update_case(&f)))
             }
             K::Promise => {
-                let f: PromiseFields = from_js(fields)?;
+                let f = fields::promise(&fields).map_err(invalid)?;
                 self.journaled(id, |r| r.edit(id, now as i64, |e| e.update_promise(&f)))
             }
         }
@@ -325,7 +329,7 @@ impl Phone {
         } else if let Some(n) = value.as_f64() {
             FieldValue::Number(n as i64)
         } else {
-            FieldValue::Point(from_js(value)?)
+            FieldValue::Point(fields::geo_point(&value).map_err(invalid)?)
         };
         self.journaled(id, |r| r.edit(id, now as i64, |e| e.resolve_conflict(field, &value))).map(|_| ())
     }
@@ -336,7 +340,7 @@ impl Phone {
     #[wasm_bindgen(js_name = addMember)]
     pub fn add_member(&mut self, household: &str, member: JsValue, now: f64) -> Result<String, JsError> {
         let id = parse_id(household)?;
-        let member: Member = from_js(member)?;
+        let member = fields::member(&member).map_err(invalid)?;
         self.journaled(id, |r| r.edit(id, now as i64, |e| e.add_member(&member)))
     }
 
