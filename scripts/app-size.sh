@@ -3,13 +3,14 @@
 # module (raw, gzip -9, brotli -q 11 as served) and the app shell (every other
 # file under web/, each gzipped on its own). Run after scripts/build-wasm.sh.
 # Then checks the budget: the brotli WebAssembly (what a phone downloads) must
-# not grow past WASM_BR_BUDGET bytes (default 430,000: issue 11 measured
-# ≈ 416 KB). Over it, a clear warning line is printed; the exit status stays 0
-# (a benchmark reports, it does not fail a build).
+# not grow past WASM_BR_BUDGET bytes (default 416,000: issue 11's "does not
+# grow past today's ≈ 416 KB"; measured 411,039 on 2026-11-30). Over it, a
+# clear warning line is printed; the exit status stays 0 (a benchmark
+# reports, it does not fail a build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 wasm=web/pkg/gridsync_client_bg.wasm
-budget=${WASM_BR_BUDGET:-430000}
+budget=${WASM_BR_BUDGET:-416000}
 [ -f "$wasm" ] || { echo "no $wasm: run scripts/build-wasm.sh first" >&2; exit 1; }
 for f in "$wasm.gz" "$wasm.br"; do
   [ -f "$f" ] || { echo "no $f: run scripts/build-wasm.sh first" >&2; exit 1; }
