@@ -327,6 +327,8 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = I
         .unify()
         .or(crate::http_photos::routes(state.clone()))
         .unify()
+        .or(crate::http_imports::routes(state.clone()))
+        .unify()
         .or(app)
         .unify()
         .recover(recover)

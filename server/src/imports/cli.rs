@@ -75,6 +75,7 @@ pub fn execute(
         outcome: None,
         error: None,
         passwords_ready: false,
+        scope: who.admin.as_ref().map(|a| a.territory.clone()),
     };
     let outcome = apply(store, &who, &mut run, &req.file, req.skip_problems, progress)?;
     let ok = run.status == Status::Done;

@@ -168,6 +168,10 @@ pub struct ImportRun {
     pub error: Option<String>,
     /// Whether a people import's initial passwords wait to be downloaded (once).
     pub passwords_ready: bool,
+    /// The territory of the administrator who ran it (None: the command line,
+    /// the whole city): who else may see it.
+    #[serde(default)]
+    pub scope: Option<TerritoryPath>,
 }
 
 impl ImportRun {
@@ -208,7 +212,7 @@ pub struct Importer {
 
 impl Importer {
     /// The territory the rows must fall in (None: the whole city).
-    fn scope(&self) -> Option<&TerritoryPath> {
+    pub fn scope(&self) -> Option<&TerritoryPath> {
         self.admin.as_ref().map(|a| &a.territory)
     }
 
@@ -434,6 +438,7 @@ pub fn dry_run(
         outcome: None,
         error: None,
         passwords_ready: false,
+        scope: who.scope().cloned(),
     };
     run.save(store)?;
     store.append_audit(&who.actor, "import.dry_run", &audit_detail(&run, None), crate::http::now_ms())?;
