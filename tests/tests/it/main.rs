@@ -3,6 +3,7 @@
 //! Each module starts the real server it needs (in process or the binary) on loopback.
 
 mod app_files;
+mod city_import;
 mod cli_snapshot;
 mod concurrent_edits;
 mod concurrent_moves;
