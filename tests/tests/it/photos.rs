@@ -493,37 +493,50 @@ async fn record_syncs_keep_going_while_photos_upload_and_a_flood_of_uploads_gets
 
 /// Run by hand: `GRIDSYNC_OLD_SERVER_BIN=<a gridsync-server built from the
 /// commit before photos> cargo test -p gridsync-tests --test it -- --ignored
-/// a_data_directory_from_before_photos`.
+/// a_data_directory_from_before_photos`. The old server writes the store (its
+/// demo city's records, a person, a device); the new one opens it, serves it,
+/// and takes photos in it.
 #[tokio::test]
 #[ignore = "needs GRIDSYNC_OLD_SERVER_BIN: a gridsync-server built from a commit before photos"]
-async fn a_data_directory_from_before_photos_opens_and_its_old_records_take_photos() {
+async fn a_data_directory_from_before_photos_opens_keeps_its_records_and_devices_and_takes_photos() {
     let old = std::path::PathBuf::from(std::env::var_os("GRIDSYNC_OLD_SERVER_BIN").expect("GRIDSYNC_OLD_SERVER_BIN"));
     let dir = tempfile::tempdir().expect("tmp");
     let data = dir.path().join("data");
-    let cli = |args: &[&str]| {
-        let out = std::process::Command::new(&old).arg("--data").arg(&data).args(args).output().expect("old cli");
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    };
-    for (path, name) in [("xg", "孝感市"), ("xg/g1", "第一网格")] {
-        cli(&["territory", "add", path, name]);
-    }
-    let person = ["--name", "李", "--role", "field_staff", "--territory", "xg/g1", "--password", "password-li"];
-    cli(&[&["person", "add", "--username", "li"][..], &person[..]].concat());
     let port = free_port();
-    let server = ServerProcess::start_binary(&old, &data, port, &[], None).await;
-    let mut phone = Phone::sign_in(&server.url, "li", "password-li").await.expect("sign in to the old server");
-    let visits: Vec<DocId> = (0..3).map(|i| phone.record_visit(&format!("旧版本的第{i}次走访"))).collect();
+    let server = ServerProcess::start_binary(&old, &data, port, &["--demo"], None).await;
+    let person = [
+        "person",
+        "add",
+        "--username",
+        "zhao",
+        "--name",
+        "赵网格",
+        "--role",
+        "field_staff",
+        "--territory",
+        "demo/cq/cn/dh/g01",
+        "--password",
+        "password-zhao",
+    ];
+    let out = std::process::Command::new(&old).arg("--data").arg(&data).args(person).output().expect("old cli");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut phone = Phone::sign_in(&server.url, "zhao", "password-zhao").await.expect("sign in to the old server");
     phone.sync().await.expect("sync with the old server");
+    let before: Vec<DocId> = phone.replica.document_ids().collect();
+    assert!(!before.is_empty(), "the old server's demo records arrive");
     server.kill().await;
 
     let server = ServerProcess::start(&data, port, &[]).await;
-    let mut other = Phone::sign_in(&server.url, "li", "password-li").await.expect("sign in to the new server");
+    // The device registered by the old server still syncs; a new sign-in gets every old record.
+    phone.sync().await.expect("the old device syncs with the new server");
+    let mut other = Phone::sign_in(&server.url, "zhao", "password-zhao").await.expect("sign in to the new server");
     other.sync().await.expect("sync");
-    for id in &visits {
+    for id in &before {
         assert!(other.replica.document(*id).is_some(), "old record {id} is there");
     }
+    let visit = phone.record_visit("新版本的走访");
     let bytes = jpeg(100_000, 40);
-    let hash = attach(&mut phone, visits[0], &bytes, PhotoType::Jpeg).await;
+    let hash = attach(&mut phone, visit, &bytes, PhotoType::Jpeg).await;
     assert_eq!(upload(&server.url, phone.token(), &bytes, "image/jpeg", 262_144).await.0, 200);
     let resp = download(&server.url, other.token(), &hash).await;
     assert_eq!(resp.status(), 200);
