@@ -630,6 +630,18 @@ impl Day {
             )),
             Err(e) => self.log(format!("{}: sync failed: {e}", self.devices[device].name)),
         }
+        // The note for the move, written on the case as it now reads (with
+        // whatever the response brought), before the move itself went up.
+        let waiting: Vec<DocId> = self.devices[device].outbox().into_keys().collect();
+        let cases: Vec<DocId> = waiting
+            .into_iter()
+            .filter(|id| matches!(self.devices[device].phone().replica.record(*id), Some(Record::Case(_))))
+            .collect();
+        if let Some(&id) = cases.choose(&mut self.rng) {
+            self.edit(device, id, "follow-ups after a merge", "follows up on the merged case".into(), |e| {
+                e.add_follow_up("已处理，补记情况", None).map(|_| ())
+            });
+        }
     }
 
     async fn lose_response(&mut self, device: usize) {
