@@ -11,7 +11,9 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { startServer, launchBrowser, newPhone, signIn, synced, root } from './harness.mjs';
+import { startServer, launchBrowser, launchPersistentPhone, newPhone, signIn, synced, root } from './harness.mjs';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 
 let server;
 let browser;
@@ -413,6 +415,50 @@ test('a photo cut off mid-upload resumes where the server stopped, and is not se
   await page.evaluate(() => import('/sync.js').then((m) => m.uploadPhotos()));
   assert.equal(puts.length, before, 'no photo bytes sent again');
   await context.close();
+});
+
+test('a photo taken offline survives closing and restarting the browser: still 待同步, then uploaded with the same bytes', { timeout: 90_000 }, async () => {
+  const profile = mkdtempSync(join(tmpdir(), 'gridsync-photo-profile-'));
+  let phone = await launchPersistentPhone(profile);
+  await signIn(phone.page, server.url, 'li');
+  await synced(phone.page);
+  await installed(phone.page);
+  const camera = await cameraJpeg(phone.page, 1600, 1200, 777);
+  await phone.context.setOffline(true);
+  await phone.page.getByTestId('nav-visits').click();
+  await phone.page.getByTestId('visit-new').click();
+  await phone.page.getByTestId('visit-kind-routine').click();
+  await phone.page.getByTestId('visit-notes').fill('重启浏览器前拍的照片');
+  await phone.page.getByTestId('visit-photos-camera').setInputFiles({ name: 'IMG_restart.jpg', mimeType: 'image/jpeg', buffer: camera });
+  await shown(phone.page, 'visit-photos-tiles').waitFor({ timeout: 20_000 });
+  await phone.page.getByTestId('visit-save').click();
+  await phone.page.getByTestId('visit-saved').waitFor();
+  const [before] = await storedPhotos(phone.page);
+  assert.deepEqual(await pendingOf(phone.page), { records: 1, photos: 1 });
+  await phone.context.close();
+
+  // The browser process is gone; started again on the same profile, still offline.
+  phone = await launchPersistentPhone(profile);
+  await phone.context.setOffline(true);
+  await phone.page.goto(server.url);
+  await phone.page.evaluate(() => window.gridsync.ready);
+  assert.deepEqual(await pendingOf(phone.page), { records: 1, photos: 1 }, 'the visit and its photo still wait');
+  const [after] = await storedPhotos(phone.page);
+  assert.equal(after.sha256, before.sha256, 'the same photo, kept across the restart');
+  assert.equal(after.real, before.size);
+  await phone.page.getByTestId('nav-visits').click();
+  await phone.page.getByTestId('visit-item').filter({ hasText: '重启浏览器前拍的照片' }).click();
+  await shown(phone.page, 'visit-photos').waitFor({ timeout: 20_000 });
+
+  await phone.context.setOffline(false);
+  await synced(phone.page);
+  await photosUploaded(phone.page);
+  const token = await tokenOf(phone.page);
+  const r = await fetch(`${server.url}/v1/photos/${before.sha256}`, { headers: { Authorization: `Bearer ${token}` } });
+  assert.equal(r.status, 200);
+  const body = Buffer.from(await r.arrayBuffer());
+  assert.equal((await import('node:crypto')).createHash('sha256').update(body).digest('hex'), before.sha256);
+  await phone.context.close();
 });
 
 test('at most 9 photos a record: the tenth is refused with a message; a photo the replica refuses to attach is not left waiting for upload', { timeout: 60_000 }, async () => {
