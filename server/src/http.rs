@@ -102,7 +102,9 @@ pub(crate) async fn blocking<T: Send + 'static>(
 
 pub(crate) async fn caller(state: &AppState, authorization: Option<String>) -> Result<Caller, ApiError> {
     let store = state.store.clone();
-    blocking(move || auth::authenticate(store.as_ref(), authorization.as_deref())).await
+    let c = blocking(move || auth::authenticate(store.as_ref(), authorization.as_deref())).await?;
+    crate::http_admin::note_seen(c.device.id);
+    Ok(c)
 }
 
 /// Reads a request body, gunzipping it if it says so, refusing anything that
