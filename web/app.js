@@ -52,6 +52,7 @@ const MODULES = {
   households: () => import('./households.js'),
   visits: () => import('./visits.js'),
   cases: () => import('./cases.js'),
+  admin: () => import('./admin.js'), // 管理控制台 (administrators; needs the network, not cached for offline)
 };
 const lazy = (module, name) => ({ module, name });
 
@@ -74,6 +75,8 @@ const ROUTES = [
   [/^case\/([\w-]+)$/, lazy('cases', 'caseView'), 'cases', true],
   [/^me$/, meView, 'me', true],
   [/^reports$/, reportsScreen, 'me', false],
+  [/^admin$/, lazy('admin', 'consoleView'), 'me', false],
+  [/^admin\/(\w+)$/, lazy('admin', 'consoleView'), 'me', false],
   [/^password$/, passwordView, 'me', false],
 ];
 
@@ -547,6 +550,7 @@ function meView() {
       ' 照片记录位置',
       h('div.muted.small', null, '打开后，新拍的照片会记下拍摄地点（GPS）。照片本身不带位置等信息。'),
     ),
+    id.role === 'administrator' ? h('a.btn.wide', { href: '#/admin', testid: 'me-console' }, '管理控制台') : null,
     id.role === 'administrator' ? h('a.btn.wide', { href: '#/reports', testid: 'me-reports' }, '统计与导出') : null,
     h('a.btn.wide', { href: '#/password', testid: 'me-password' }, '修改密码'),
     h('button.btn.wide.danger', { type: 'button', testid: 'signout', onclick: signOut }, '退出登录'),
