@@ -413,6 +413,7 @@ async function importsPage(body) {
     const resp = await attempt(() => api(`/v1/admin/imports?kind=${importKind}&name=${encodeURIComponent(f.name)}`, { method: 'POST', body: f }));
     if (!resp) return report.replaceChildren();
     showRun(report, await resp.json(), () => loadHistory(history));
+    report.scrollIntoView({ block: 'start' });
     loadHistory(history);
   };
   body.replaceChildren(

@@ -32,7 +32,7 @@ const VIEWPORTS = {
   phone: {},
 };
 
-const docShot = (page, name) => page.screenshot({ path: join(docs, `admin-${name}.png`), fullPage: true });
+const docShot = (page, name) => page.screenshot({ path: join(docs, `admin-${name}.png`) });
 
 async function signInApi(username, password, device = '测试手机') {
   const r = await fetch(`${server.url}/v1/auth/sign-in`, {

@@ -2,6 +2,7 @@
 //! (one link instead of one per file: minutes off `./dev test` on two cores).
 //! Each module starts the real server it needs (in process or the binary) on loopback.
 
+mod admin_console;
 mod app_files;
 mod city_import;
 mod cli_snapshot;

@@ -1,0 +1,303 @@
+//! The administration console's routes against a real server: the territory
+//! tree with counts, adding and renaming territories, people search, adding
+//! and moving people, devices with when each was last seen, and the audit log
+//! filtered and as CSV. Each is refused to non-administrators and outside the
+//! administrator's territory, and each action writes its audit line.
+
+use gridsync_shared::records::{CaseFields, CaseKind, HouseholdFields, NewRecord};
+use gridsync_shared::{Role, TerritoryPath};
+use gridsync_tests::server::CITY;
+use gridsync_tests::{PASSWORD, TestServer};
+use serde_json::{Value, json};
+
+async fn token(url: &str, username: &str, password: &str) -> String {
+    let resp = reqwest::Client::new()
+        .post(format!("{url}/v1/auth/sign-in"))
+        .json(&json!({ "username": username, "password": password, "device_name": "测试电脑" }))
+        .send()
+        .await
+        .expect("sign in");
+    assert_eq!(resp.status().as_u16(), 200, "{username} signs in");
+    let body: Value = resp.json().await.expect("json");
+    body["token"].as_str().expect("token").to_string()
+}
+
+async fn post(url: &str, path: &str, token: &str, body: Value) -> (u16, Value) {
+    let resp =
+        reqwest::Client::new().post(format!("{url}{path}")).bearer_auth(token).json(&body).send().await.expect("post");
+    (resp.status().as_u16(), resp.json().await.unwrap_or(Value::Null))
+}
+
+async fn get(url: &str, path: &str, token: &str) -> (u16, Value) {
+    let resp = reqwest::Client::new().get(format!("{url}{path}")).bearer_auth(token).send().await.expect("get");
+    (resp.status().as_u16(), resp.json().await.unwrap_or(Value::Null))
+}
+
+fn audited(server: &TestServer, action: &str) -> Vec<String> {
+    let entries = server.store().audit_after(0, usize::MAX).expect("audit");
+    entries.into_iter().filter(|e| e.action == action).map(|e| format!("{} {}", e.actor, e.detail)).collect()
+}
+
+fn community(name: &str) -> TerritoryPath {
+    format!("{CITY}/{name}").parse().expect("community")
+}
+
+fn household(head: &str) -> NewRecord {
+    NewRecord::Household(HouseholdFields {
+        address: "东湖路12号".into(),
+        head: head.into(),
+        phone: "13807120011".into(),
+        id_number: String::new(),
+        tags: vec![],
+        notes: String::new(),
+        members: vec![],
+    })
+}
+
+#[tokio::test]
+async fn the_territory_tree_counts_people_households_and_open_cases_of_each_node_with_its_descendants() {
+    let server = TestServer::start().await;
+    let (g1, g2) = (server.grid_in("c1", "g1"), server.grid_in("c1", "g2"));
+    let admin = server.person(Role::Administrator, &community("c1"));
+    let admin_token = token(&server.url, &admin, PASSWORD).await;
+    let staff = server.person(Role::FieldStaff, &g1);
+    server.person(Role::FieldStaff, &g2);
+    let mut phone = server.phone_for(&staff).await;
+    let h = phone.create(&household("周建国")).expect("household");
+    phone.create(&household("李梅")).expect("household");
+    phone
+        .create(&NewRecord::Case(CaseFields {
+            kind: CaseKind::Hazard,
+            title: "楼道堆放杂物".into(),
+            description: String::new(),
+            household: Some(h),
+            visit: None,
+            due_at: None,
+        }))
+        .expect("case");
+    phone.sync().await.expect("sync");
+
+    let (status, body) = get(&server.url, "/v1/admin/territories", &admin_token).await;
+    assert_eq!(status, 200, "{body}");
+    let node = |path: &TerritoryPath| {
+        body["nodes"].as_array().expect("nodes").iter().find(|n| n["path"] == path.as_str()).cloned().expect("node")
+    };
+    let (c1, n1, n2) = (node(&community("c1")), node(&g1), node(&g2));
+    assert_eq!(
+        (n1["people"].as_u64(), n1["households"].as_u64(), n1["open_cases"].as_u64()),
+        (Some(1), Some(2), Some(1))
+    );
+    assert_eq!((n2["people"].as_u64(), n2["households"].as_u64()), (Some(1), Some(0)));
+    assert_eq!((c1["people"].as_u64(), c1["households"].as_u64()), (Some(3), Some(2)), "the community sums its grids");
+    assert_eq!(c1["level"], "社区/村");
+    assert!(
+        !body["nodes"]
+            .as_array()
+            .expect("nodes")
+            .iter()
+            .any(|n| !community("c1").contains(&n["path"].as_str().expect("p").parse().expect("path"))),
+        "only the administrator's territory: {body}"
+    );
+}
+
+#[tokio::test]
+async fn an_administrator_adds_and_renames_territories_adds_searches_and_moves_people_and_each_is_audited() {
+    let server = TestServer::start().await;
+    let g1 = server.grid_in("c1", "g1");
+    let admin = server.person(Role::Administrator, &community("c1"));
+    let admin_token = token(&server.url, &admin, PASSWORD).await;
+
+    let g9 = format!("{}/g9", community("c1"));
+    let (status, body) =
+        post(&server.url, "/v1/admin/territories", &admin_token, json!({ "path": g9, "name": "第九网格" })).await;
+    assert_eq!((status, &body["renamed"]), (200, &json!(false)), "{body}");
+    let (status, body) =
+        post(&server.url, "/v1/admin/territories", &admin_token, json!({ "path": g9, "name": "东湖第九网格" })).await;
+    assert_eq!((status, &body["renamed"]), (200, &json!(true)), "{body}");
+    assert!(server.store().territories().expect("t").iter().any(|t| t.path.as_str() == g9 && t.name == "东湖第九网格"));
+    let (status, body) = post(
+        &server.url,
+        "/v1/admin/territories",
+        &admin_token,
+        json!({ "path": format!("{}/g1/x", community("c1")), "name": "x" }),
+    )
+    .await;
+    assert_eq!(status, 400, "a grid has no children: {body}");
+
+    let (status, body) = post(
+        &server.url,
+        "/v1/admin/people",
+        &admin_token,
+        json!({ "username": "wangfang", "name": "王芳", "role": "field_staff", "territory": g1.as_str() }),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let password = body["password"].as_str().expect("initial password shown once").to_string();
+    let id = body["person"]["id"].as_str().expect("id").to_string();
+    let wangfang = token(&server.url, "wangfang", &password).await; // the initial password signs in
+    let (status, _) = get(&server.url, "/v1/directory", &wangfang).await;
+    assert_eq!(status, 200, "the new phone's first request: seen now");
+
+    let (status, body) = get(&server.url, "/v1/admin/people/search?q=王芳", &admin_token).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["total"], 1, "{body}");
+    assert!(body["people"][0]["last_seen"].is_i64(), "signed in just now: {body}");
+    let (_, body) = get(&server.url, "/v1/admin/people/search?limit=1&offset=1", &admin_token).await;
+    assert_eq!((body["total"].as_u64(), body["people"].as_array().map(Vec::len)), (Some(2), Some(1)), "paged: {body}");
+
+    let (status, body) =
+        post(&server.url, &format!("/v1/admin/people/{id}/move"), &admin_token, json!({ "territory": g9 })).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(server.store().person_by_username("wangfang").expect("s").expect("p").territory.as_str(), g9);
+    let (status, body) = post(
+        &server.url,
+        &format!("/v1/admin/people/{id}/move"),
+        &admin_token,
+        json!({ "territory": community("c1").as_str() }),
+    )
+    .await;
+    assert_eq!(status, 400, "field staff belong to a grid: {body}");
+
+    let (status, body) = get(&server.url, "/v1/admin/devices", &admin_token).await;
+    assert_eq!(status, 200, "{body}");
+    let dev = body["devices"]
+        .as_array()
+        .expect("devices")
+        .iter()
+        .find(|d| d["username"] == "wangfang")
+        .cloned()
+        .expect("device");
+    assert!(dev["last_seen"].is_i64() && dev["pending_changes"].is_null(), "{dev}");
+
+    assert_eq!(audited(&server, "territory.add").len(), 1);
+    assert_eq!(audited(&server, "territory.rename").len(), 1);
+    assert!(audited(&server, "person.add")[0].starts_with(&format!("person:{admin} wangfang")));
+    assert!(!audited(&server, "person.add")[0].contains(&password), "the password is never audited");
+    assert!(audited(&server, "person.move")[0].contains(&format!("-> {g9}")));
+
+    let (status, body) =
+        get(&server.url, &format!("/v1/admin/audit/search?action=person.&actor={admin}"), &admin_token).await;
+    assert_eq!(status, 200, "{body}");
+    let actions: Vec<_> =
+        body["entries"].as_array().expect("entries").iter().map(|e| e["action"].as_str().unwrap_or("")).collect();
+    assert_eq!(actions, ["person.move", "person.add"], "newest first, filtered by action");
+    let (_, body) = get(&server.url, "/v1/admin/audit/search?action=person.&limit=1", &admin_token).await;
+    assert!(body["next_before"].is_u64(), "a next page: {body}");
+
+    let resp = reqwest::Client::new()
+        .get(format!("{}/v1/admin/audit.csv?action=territory.", server.url))
+        .bearer_auth(&admin_token)
+        .send()
+        .await
+        .expect("csv");
+    assert_eq!(resp.status().as_u16(), 200);
+    assert!(resp.headers()["content-type"].to_str().expect("ct").starts_with("text/csv"));
+    let csv = resp.text().await.expect("text");
+    assert!(csv.starts_with("\u{feff}序号,时间(UTC),操作人,操作,详情\n"), "{csv}");
+    assert_eq!(csv.lines().count(), 3, "header + add + rename: {csv}");
+    assert!(csv.contains("territory.rename"));
+    assert_eq!(audited(&server, "audit.download").len(), 1, "the download is audited");
+}
+
+#[tokio::test]
+async fn the_console_refuses_non_administrators_and_anything_outside_the_administrators_territory() {
+    let server = TestServer::start().await;
+    let (g1, g2) = (server.grid_in("c1", "g1"), server.grid_in("c2", "g2"));
+    let admin = server.person(Role::Administrator, &community("c1"));
+    let admin_token = token(&server.url, &admin, PASSWORD).await;
+    let supervisor = server.person(Role::Supervisor, &community("c1"));
+    let supervisor_token = token(&server.url, &supervisor, PASSWORD).await;
+    let staff = server.person(Role::FieldStaff, &g1);
+    let staff_token = token(&server.url, &staff, PASSWORD).await;
+    let outsider = server.person(Role::FieldStaff, &g2);
+    let outsider_id = server.store().person_by_username(&outsider).expect("s").expect("p").id.to_string();
+    let inside_id = server.store().person_by_username(&staff).expect("s").expect("p").id.to_string();
+    let before = server.store().audit_after(0, usize::MAX).expect("audit").len();
+
+    for t in [&supervisor_token, &staff_token] {
+        for path in ["/v1/admin/territories", "/v1/admin/people/search", "/v1/admin/devices", "/v1/admin/audit/search"]
+        {
+            let (status, body) = get(&server.url, path, t).await;
+            assert_eq!(status, 403, "{path}: {body}");
+            assert!(body["message"].as_str().expect("message").contains("管理员"), "a Chinese reason: {body}");
+        }
+        let resp = reqwest::Client::new()
+            .get(format!("{}/v1/admin/audit.csv", server.url))
+            .bearer_auth(t)
+            .send()
+            .await
+            .expect("csv");
+        assert_eq!(resp.status().as_u16(), 403);
+        let (status, _) = post(
+            &server.url,
+            "/v1/admin/territories",
+            t,
+            json!({ "path": format!("{}/g7", community("c1")), "name": "x" }),
+        )
+        .await;
+        assert_eq!(status, 403);
+        let (status, _) = post(
+            &server.url,
+            "/v1/admin/people",
+            t,
+            json!({ "username": "x1", "name": "x", "role": "field_staff", "territory": g1.as_str() }),
+        )
+        .await;
+        assert_eq!(status, 403);
+        let (status, _) =
+            post(&server.url, &format!("/v1/admin/people/{inside_id}/move"), t, json!({ "territory": g1.as_str() }))
+                .await;
+        assert_eq!(status, 403);
+    }
+    // Another territory: refused, in Chinese.
+    let (status, body) = post(
+        &server.url,
+        "/v1/admin/territories",
+        &admin_token,
+        json!({ "path": format!("{}/g8", community("c2")), "name": "x" }),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body["message"].as_str().expect("m").contains("不在您管理的区域"), "{body}");
+    let (status, _) = post(
+        &server.url,
+        "/v1/admin/people",
+        &admin_token,
+        json!({ "username": "x2", "name": "x", "role": "field_staff", "territory": g2.as_str() }),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, _) = post(
+        &server.url,
+        &format!("/v1/admin/people/{outsider_id}/move"),
+        &admin_token,
+        json!({ "territory": g1.as_str() }),
+    )
+    .await;
+    assert_eq!(status, 403, "moving someone from another territory in");
+    let (status, _) = post(
+        &server.url,
+        &format!("/v1/admin/people/{inside_id}/move"),
+        &admin_token,
+        json!({ "territory": g2.as_str() }),
+    )
+    .await;
+    assert_eq!(status, 403, "moving someone out to another territory");
+    let (status, _) =
+        get(&server.url, &format!("/v1/admin/people/search?territory={}", community("c2")), &admin_token).await;
+    assert_eq!(status, 403);
+    let (_, body) = get(&server.url, "/v1/admin/people/search", &admin_token).await;
+    assert!(!body["people"].as_array().expect("people").iter().any(|p| p["username"] == outsider.as_str()), "{body}");
+    let (_, body) = get(&server.url, "/v1/admin/devices", &admin_token).await;
+    assert!(!body["devices"].as_array().expect("devices").iter().any(|d| d["username"] == outsider.as_str()), "{body}");
+
+    assert_eq!(
+        server.store().audit_after(0, usize::MAX).expect("audit").len(),
+        before,
+        "nothing refused is audited as done"
+    );
+    assert!(
+        server.store().person_by_username("x1").expect("s").is_none()
+            && server.store().person_by_username("x2").expect("s").is_none()
+    );
+}
