@@ -270,12 +270,14 @@ pub fn execute(store: &dyn Store, command: AdminCommand, actor: &str) -> Result<
 /// Adds a territory node after checking its parent exists.
 pub fn add_territory(store: &dyn Store, path: &TerritoryPath, name: &str) -> Result<(), ApiError> {
     if name.trim().is_empty() {
-        return Err(ApiError::BadRequest("a territory needs a name".into()));
+        return Err(ApiError::BadRequest("请填写区域名称 (a territory needs a name)".into()));
     }
     if let Some(parent) = path.parent()
         && !store.territories()?.iter().any(|t| t.path == parent)
     {
-        return Err(ApiError::BadRequest(format!("parent territory {parent} does not exist; add it first")));
+        return Err(ApiError::BadRequest(format!(
+            "上级区域 {parent} 不存在，请先添加 (parent territory {parent} does not exist; add it first)"
+        )));
     }
     store.put_territory(&Territory { path: path.clone(), name: name.trim().to_string() })?;
     store.flush()?;
@@ -293,12 +295,14 @@ pub fn add_person(
 ) -> Result<Person, ApiError> {
     let username = username.trim();
     if username.is_empty() || username.len() > 64 || username.chars().any(char::is_whitespace) {
-        return Err(ApiError::BadRequest("username must be 1-64 characters without spaces".into()));
+        return Err(ApiError::BadRequest(
+            "登录名须为 1-64 个字符且不含空格 (username must be 1-64 characters without spaces)".into(),
+        ));
     }
     check_new_password(password)?;
     check_territory_fits(store, role, territory)?;
     if store.person_by_username(username)?.is_some() {
-        return Err(ApiError::Conflict(format!("username {username:?} is taken")));
+        return Err(ApiError::Conflict(format!("登录名 {username:?} 已被使用 (username {username:?} is taken)")));
     }
     let person = Person {
         id: PersonId(uuid::Uuid::new_v4()),
@@ -317,14 +321,18 @@ pub fn add_person(
 /// Checks that `territory` exists and suits `role`.
 fn check_territory_fits(store: &dyn Store, role: Role, territory: &TerritoryPath) -> Result<(), ApiError> {
     if !store.territories()?.iter().any(|t| &t.path == territory) {
-        return Err(ApiError::BadRequest(format!("territory {territory} does not exist; add it first")));
+        return Err(ApiError::BadRequest(format!(
+            "区域 {territory} 不存在，请先添加 (territory {territory} does not exist; add it first)"
+        )));
     }
     match (role, territory.level()) {
         (Role::FieldStaff, Level::Grid) => Ok(()),
-        (Role::FieldStaff, _) => Err(ApiError::BadRequest("field staff are responsible for one grid".into())),
-        (Role::Supervisor, Level::Grid) => {
-            Err(ApiError::BadRequest("a supervisor is responsible for a community or above".into()))
+        (Role::FieldStaff, _) => {
+            Err(ApiError::BadRequest("网格员只能负责一个网格 (field staff are responsible for one grid)".into()))
         }
+        (Role::Supervisor, Level::Grid) => Err(ApiError::BadRequest(
+            "负责人须负责社区或以上区域 (a supervisor is responsible for a community or above)".into(),
+        )),
         _ => Ok(()),
     }
 }
@@ -340,7 +348,7 @@ fn person_named(store: &dyn Store, username: &str) -> Result<Person, ApiError> {
 pub fn check_manages(by: Option<&Person>, person: &Person) -> Result<(), ApiError> {
     let Some(admin) = by else { return Ok(()) };
     if admin.role != Role::Administrator {
-        return Err(ApiError::Forbidden("only administrators may manage people".into()));
+        return Err(ApiError::Forbidden("只有管理员可以管理人员 (only administrators may manage people)".into()));
     }
     if admin.id == person.id {
         return Err(ApiError::Forbidden(
@@ -348,7 +356,10 @@ pub fn check_manages(by: Option<&Person>, person: &Person) -> Result<(), ApiErro
         ));
     }
     if !admin.territory.contains(&person.territory) {
-        return Err(ApiError::Forbidden(format!("{} is outside your territory {}", person.username, admin.territory)));
+        return Err(ApiError::Forbidden(format!(
+            "{} 不在您管理的区域 {} 之内 ({} is outside your territory)",
+            person.username, admin.territory, person.username
+        )));
     }
     Ok(())
 }

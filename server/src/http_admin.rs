@@ -35,14 +35,19 @@ pub struct SnapshotQuery {
 /// Checks the caller is an administrator and the territory is theirs.
 fn admin_scope(c: &crate::auth::Caller, territory: Option<&str>) -> Result<TerritoryPath, ApiError> {
     if c.person.role != Role::Administrator {
-        return Err(ApiError::Forbidden("only administrators may download snapshots and audit logs".into()));
+        return Err(ApiError::Forbidden(
+            "只有管理员可以下载数据和审计日志 (only administrators may download snapshots and audit logs)".into(),
+        ));
     }
     let scope = match territory {
         None | Some("") => c.person.territory.clone(),
         Some(t) => TerritoryPath::parse(t).map_err(|e| ApiError::BadRequest(e.to_string()))?,
     };
     if !c.person.territory.contains(&scope) {
-        return Err(ApiError::Forbidden(format!("{scope} is outside your territory {}", c.person.territory)));
+        return Err(ApiError::Forbidden(format!(
+            "{scope} 不在您管理的区域 {} 之内 (outside your territory)",
+            c.person.territory
+        )));
     }
     Ok(scope)
 }
@@ -122,7 +127,7 @@ fn json_reply<T: serde::Serialize>(body: &T) -> Response {
 async fn people_route(state: AppState, authorization: Option<String>) -> Result<Response, ApiError> {
     let c = caller(&state, authorization).await?;
     if c.person.role != Role::Administrator {
-        return Err(ApiError::Forbidden("only administrators may manage people".into()));
+        return Err(ApiError::Forbidden("只有管理员可以管理人员 (only administrators may manage people)".into()));
     }
     let scope = admin_scope(&c, None)?;
     let store = state.store.clone();
@@ -152,12 +157,12 @@ async fn person_action_route(
 ) -> Result<Response, ApiError> {
     let c = caller(&state, authorization).await?;
     if c.person.role != Role::Administrator {
-        return Err(ApiError::Forbidden("only administrators may manage people".into()));
+        return Err(ApiError::Forbidden("只有管理员可以管理人员 (only administrators may manage people)".into()));
     }
-    let id: PersonId = id.parse().map_err(|_| ApiError::BadRequest("not a person id".into()))?;
+    let id: PersonId = id.parse().map_err(|_| ApiError::BadRequest("人员编号不正确 (not a person id)".into()))?;
     let store = state.store.clone();
     let target = blocking(move || Ok(store.person(id)?)).await?;
-    let target = target.ok_or_else(|| ApiError::NotFound(format!("no person {id}")))?;
+    let target = target.ok_or_else(|| ApiError::NotFound(format!("没有这个人员 {id} (no such person)")))?;
     crate::admin::check_manages(Some(&c.person), &target)?;
     let actor = format!("person:{}", c.person.username);
     let store = state.store.clone();
@@ -183,7 +188,7 @@ async fn person_action_route(
                     .await?;
             serde_json::json!({ "person": id, "password": password, "message": out })
         }
-        other => return Err(ApiError::NotFound(format!("no person action {other:?}"))),
+        other => return Err(ApiError::NotFound(format!("没有这个操作 {other:?} (no such person action)"))),
     };
     Ok(json_reply(&body))
 }
