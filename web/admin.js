@@ -454,7 +454,7 @@ function showRun(box, run, onChange) {
     if (skip && !(await ask({ title: '只导入没有问题的行？', text: `有问题的 ${run.problems_total} 处所在的行不会导入。`, ok: '导入' }))) return;
     const resp = await attempt(() => api(`/v1/admin/imports/${run.id}/confirm${skip ? '?skip_problems=true' : ''}`, { method: 'POST' }));
     if (!resp) return;
-    for (const b of box.querySelectorAll('[data-confirm]')) b.disabled = true;
+    for (const b of box.querySelectorAll('[data-confirm]')) b.remove();
     poll(run.id, progress, outcome, onChange);
   };
   const waiting = run.status === 'dry_run';
@@ -501,7 +501,7 @@ async function poll(id, progress, outcome, onChange) {
         run.status === 'done'
           ? h('p.banner.info', { testid: 'import-done' }, `导入完成：新建 ${o.create ?? 0}，更新 ${o.update ?? 0}，不变 ${o.unchanged ?? 0}。`)
           : h('p.banner.danger', { testid: 'import-failed' }, `导入失败：${run.error || '未知原因'}。已写入的部分保留，可修正后重新导入。`),
-        run.passwords_ready ? passwordsButton(run) : null,
+        run.passwords_ready ? passwordsButton(run) : '',
       );
       onChange && onChange();
       return;
@@ -533,7 +533,7 @@ async function loadHistory(box) {
     ['时间', (r) => when(r.created_at)],
     ['类型', (r) => KINDS[r.kind] || r.kind],
     ['文件', (r) => r.name],
-    ['操作人', (r) => r.by],
+    ['操作人', (r) => String(r.by || '').replace(/^person:/, '')],
     ['状态', (r) => h('span.tag', { testid: 'history-status' }, STATUS[r.status] || r.status)],
     ['结果', (r) => (r.outcome ? `新建 ${r.outcome.create} · 更新 ${r.outcome.update} · 不变 ${r.outcome.unchanged}` : `${r.rows} 行 · 问题 ${r.problems_total}`)],
     ['', (r) => (r.passwords_ready ? passwordsButton(r) : r.status === 'dry_run' || r.status === 'running' ? h('button.btn.small', { type: 'button', testid: 'history-open', onclick: () => openRun(r.id) }, '查看') : '')],
@@ -588,7 +588,7 @@ async function auditPage(body) {
       const rows = t.querySelectorAll && t.querySelectorAll('tbody tr');
       if (tbody && rows) tbody.append(...rows);
       if (more) list.append(more);
-    } else list.replaceChildren(t, more || '');
+    } else list.replaceChildren(...[t, more].filter(Boolean));
   };
   const csv = async () => {
     const resp = await attempt(() => api(`/v1/admin/audit.csv?${params()}`));
