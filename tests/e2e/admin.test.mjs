@@ -194,6 +194,35 @@ for (const [name, options] of Object.entries(VIEWPORTS)) {
   });
 }
 
+test('a roster import gives the initial passwords file once, and a new person signs in with it', async () => {
+  const { context, page } = await newPhone(browser, VIEWPORTS.desktop);
+  await signIn(page, server.url, 'admin');
+  await openConsole(page, 'imports');
+  await page.getByTestId('import-kind-people').click();
+  const roster = Buffer.from('\uFEFF姓名,登录名,角色,所属区域,手机号\r\n孙丽,sunli,网格员,xg/xn/sy/dh/g02,13800138001\r\n', 'utf8');
+  await page.getByTestId('import-file').setInputFiles({ name: '网格员名册.csv', mimeType: 'text/csv', buffer: roster });
+  await page.getByTestId('import-upload').click();
+  await page.getByTestId('import-clean').waitFor();
+  await page.getByTestId('import-confirm').click();
+  await page.getByTestId('import-done').waitFor({ timeout: 30000 });
+  await page.getByTestId('import-report').getByTestId('import-passwords').click();
+  await page.getByTestId('dialog-ok').click();
+  const download = await page.waitForEvent('download');
+  const csv = readFileSync(await download.path(), 'utf8');
+  const lines = csv.replace(/^\uFEFF/, '').split(/\r?\n/).map((l) => l.split(','));
+  const column = lines[0].indexOf('初始密码');
+  const line = lines.find((l) => l[0] === 'sunli');
+  assert.ok(column >= 0 && line, csv);
+  const password = line[column];
+  assert.equal((await signInApi('sunli', password)).status, 200, 'the initial password signs in');
+  await page.getByTestId('import-report').getByText('初始密码已下载').waitFor();
+  const again = await fetch(`${server.url}/v1/admin/imports/${await page.getByTestId('import-run').getAttribute('data-id')}/passwords.csv`, {
+    headers: { Authorization: `Bearer ${await page.evaluate(() => window.gridsync.phone.identity().token)}` },
+  });
+  assert.equal(again.status, 404, 'once only');
+  await context.close();
+});
+
 test('a grid manager has no console', async () => {
   const { context, page } = await newPhone(browser);
   await signIn(page, server.url, 'li');
