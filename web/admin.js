@@ -11,7 +11,18 @@ const KINDS = { territories: '区域划分表', people: '人员名册', househol
 const STATUS = { dry_run: '待确认', running: '导入中', done: '已完成', failed: '失败' };
 const ACTIONS = {
   '': '全部操作',
-  'territory.': '区域', 'person.': '人员', 'device.': '设备', 'import.': '导入', 'audit.': '审计下载', 'snapshot.': '数据导出',
+  'territory.': '区域', 'person.': '人员', 'device.': '设备', 'import.': '导入', 'audit.': '审计下载', 'snapshot.': '数据导出', 'sign_in.': '登录',
+};
+
+// What each audited action is called (others are shown by their code only).
+const ACTION_NAMES = {
+  'territory.add': '添加区域', 'territory.rename': '区域改名',
+  'person.add': '添加人员', 'person.move': '调动人员', 'person.disable': '停用人员', 'person.enable': '启用人员',
+  'person.reset_password': '重置密码', 'person.change_password': '修改密码',
+  'device.add': '登记设备', 'device.revoke': '注销设备',
+  'audit.download': '下载审计日志', 'import.passwords_download': '下载初始密码',
+  'import.dry_run': '导入检查', 'import.apply': '确认导入', 'import.failed': '导入失败', 'import.refused': '导入被拒绝',
+  'snapshot.export': '导出数据', 'report.download': '下载统计', 'sign_in.lockout': '登录锁定', 'bundle.import': '导入数据包',
 };
 
 /** A request to the admin API with this device's token; throws an Error with a Chinese message. */
@@ -577,7 +588,7 @@ async function auditPage(body) {
     const t = table('audit-table', [
       ['时间', (e) => when(e.at)],
       ['操作人', (e) => e.actor.replace(/^person:/, '')],
-      ['操作', (e) => h('code', null, e.action)],
+      ['操作', (e) => [ACTION_NAMES[e.action] ? `${ACTION_NAMES[e.action]} ` : '', h('code', null, e.action)]],
       ['详情', (e) => h('span.pre', null, e.detail)],
     ], data.entries, () => ({ testid: 'audit-row' }));
     const more = data.next_before
