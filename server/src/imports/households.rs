@@ -332,6 +332,17 @@ enum Built {
     Unchanged,
 }
 
+/// A member id as the shared editor makes them: a UUID v7 at `now` whose
+/// first 12 random bits are `seq`, so members list in the order given.
+fn new_member_id(now: i64, seq: usize) -> String {
+    let mut random = [0u8; 10];
+    random.copy_from_slice(&uuid::Uuid::new_v4().as_bytes()[..10]);
+    let seq = seq.min(0xfff);
+    random[0] = (seq >> 8) as u8;
+    random[1] = seq as u8;
+    uuid::Builder::from_unix_timestamp_millis(u64::try_from(now).unwrap_or(0), &random).into_uuid().to_string()
+}
+
 fn nz(new: &str, old: &str) -> String {
     if new.is_empty() { old.to_string() } else { new.to_string() }
 }
@@ -441,7 +452,12 @@ fn build(
             let mut random = [0u8; 10];
             random.copy_from_slice(&uuid::Uuid::new_v4().as_bytes()[..10]);
             let id = DocId::new_v7(u64::try_from(now).unwrap_or(0), random);
-            let fields = fields_for(&j.rows, None);
+            let mut fields = fields_for(&j.rows, None);
+            // Ids given up front: each member is added without comparing it to
+            // those before it (a new household has no duplicates to guard against).
+            for (seq, m) in fields.members.iter_mut().enumerate() {
+                m.id = new_member_id(now, seq);
+            }
             let doc = new_record_with_id(id, actor.clone(), author, &grid, now, &NewRecord::Household(fields))
                 .map_err(|e| rule_error(head_row, e))?;
             (id, doc, Vec::new(), true)
