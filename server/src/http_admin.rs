@@ -372,13 +372,40 @@ pub fn territory_tree(store: &dyn crate::store::Store, scope: &TerritoryPath) ->
     Ok(nodes)
 }
 
-async fn territories_route(state: AppState, authorization: Option<String>) -> Result<Response, ApiError> {
+/// Query of `GET /v1/admin/territories`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TreeQuery {
+    /// `false` for the names only (no pass over the documents: for pickers).
+    pub counts: Option<bool>,
+}
+
+async fn territories_route(state: AppState, q: TreeQuery, authorization: Option<String>) -> Result<Response, ApiError> {
     let c = caller(&state, authorization).await?;
     console_admin(&c)?;
     let scope = c.person.territory.clone();
     let store = state.store.clone();
     let started = std::time::Instant::now();
-    let nodes = blocking(move || territory_tree(store.as_ref(), &scope)).await?;
+    let nodes = if q.counts.unwrap_or(true) {
+        blocking(move || territory_tree(store.as_ref(), &scope)).await?
+    } else {
+        blocking(move || {
+            let mut nodes: Vec<TreeNode> = store
+                .territories()?
+                .into_iter()
+                .filter(|t| scope.contains(&t.path))
+                .map(|t| TreeNode {
+                    level: t.path.level().name_zh(),
+                    path: t.path,
+                    name: t.name,
+                    counts: NodeCounts::default(),
+                })
+                .collect();
+            nodes.sort_by(|a, b| a.path.cmp(&b.path));
+            Ok(nodes)
+        })
+        .await?
+    };
     let ms = started.elapsed().as_millis() as u64;
     Ok(json_reply(&serde_json::json!({ "scope": c.person.territory, "nodes": nodes, "computed_ms": ms })))
 }
@@ -771,7 +798,7 @@ fn json_body<T: serde::de::DeserializeOwned + Send>() -> impl Filter<Extract = (
     warp::body::content_length_limit(64 * 1024).and(warp::body::json())
 }
 
-/// The console's routes: `GET /v1/admin/territories`, `POST /v1/admin/territories`,
+/// The console's routes: `GET /v1/admin/territories[?counts=false]`, `POST /v1/admin/territories`,
 /// `GET /v1/admin/people/search`, `POST /v1/admin/people`,
 /// `POST /v1/admin/people/{id}/move`, `GET /v1/admin/devices`,
 /// `GET /v1/admin/audit/search` and `GET /v1/admin/audit.csv`.
@@ -781,8 +808,9 @@ fn console_routes(state: AppState) -> impl Filter<Extract = (Response,), Error =
     let tree = warp::path!("v1" / "admin" / "territories")
         .and(warp::get())
         .and(with_state.clone())
+        .and(warp::query::<TreeQuery>())
         .and(auth)
-        .then(|s, a| async move { territories_route(s, a).await.unwrap_or_else(|e| error_reply(&e)) });
+        .then(|s, q, a| async move { territories_route(s, q, a).await.unwrap_or_else(|e| error_reply(&e)) });
     let territory_put = warp::path!("v1" / "admin" / "territories")
         .and(warp::post())
         .and(with_state.clone())

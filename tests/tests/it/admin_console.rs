@@ -90,6 +90,10 @@ async fn the_territory_tree_counts_people_households_and_open_cases_of_each_node
     assert_eq!((n2["people"].as_u64(), n2["households"].as_u64()), (Some(1), Some(0)));
     assert_eq!((c1["people"].as_u64(), c1["households"].as_u64()), (Some(3), Some(2)), "the community sums its grids");
     assert_eq!(c1["level"], "社区/村");
+    let (status, names) = get(&server.url, "/v1/admin/territories?counts=false", &admin_token).await;
+    assert_eq!(status, 200, "{names}");
+    assert_eq!(names["nodes"].as_array().map(Vec::len), body["nodes"].as_array().map(Vec::len), "the same nodes");
+    assert_eq!(names["nodes"][0]["households"], 0, "names only, no pass over the records: {names}");
     assert!(
         !body["nodes"]
             .as_array()
