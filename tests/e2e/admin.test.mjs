@@ -206,8 +206,10 @@ test('a roster import gives the initial passwords file once, and a new person si
   await page.getByTestId('import-confirm').click();
   await page.getByTestId('import-done').waitFor({ timeout: 30000 });
   await page.getByTestId('import-report').getByTestId('import-passwords').click();
+  // Listen before the tap that starts the download: a fast one would otherwise be missed.
+  const downloading = page.waitForEvent('download');
   await page.getByTestId('dialog-ok').click();
-  const download = await page.waitForEvent('download');
+  const download = await downloading;
   const csv = readFileSync(await download.path(), 'utf8');
   const lines = csv.replace(/^\uFEFF/, '').split(/\r?\n/).map((l) => l.split(','));
   const column = lines[0].indexOf('初始密码');
