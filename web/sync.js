@@ -17,6 +17,9 @@ const OK_INTERVAL = 60_000; // pull others' changes every minute while things wo
 const FIRST_BACKOFF = 15_000;
 const MAX_BACKOFF = 300_000;
 const TIMEOUT = 90_000; // weak 2G: give a round trip time, but not forever
+// The checks after a sync (/v1/me, /v1/directory) end the sync run: one that
+// never answered kept the run, and so every later sync, waiting for good.
+const CHECK_TIMEOUT = 30_000;
 const SAVE_DEBOUNCE = 2_000;
 const MAX_RETRY_AFTER = 600; // seconds: never wait longer than this, whatever a server says
 
@@ -132,7 +135,7 @@ let territoryCheckedAt = 0; // 0: not since the app opened
 async function checkTerritory(phone, token, refused) {
   if (!refused && territoryCheckedAt && Date.now() - territoryCheckedAt < TERRITORY_CHECK) return false;
   try {
-    const resp = await fetch('/v1/me', { headers: { Authorization: `Bearer ${token}` }, cache: 'no-store' });
+    const resp = await fetch('/v1/me', { headers: { Authorization: `Bearer ${token}` }, cache: 'no-store', signal: AbortSignal.timeout(CHECK_TIMEOUT) });
     if (!resp.ok) return false;
     const me = await resp.json();
     if (typeof me.territory !== 'string') return false;
@@ -166,7 +169,7 @@ async function checkDirectory(phone, token) {
     const headers = { Authorization: `Bearer ${token}` };
     const tag = phone.directoryEtag();
     if (tag) headers['If-None-Match'] = tag;
-    const resp = await fetch('/v1/directory', { headers, cache: 'no-store' });
+    const resp = await fetch('/v1/directory', { headers, cache: 'no-store', signal: AbortSignal.timeout(CHECK_TIMEOUT) });
     if (resp.status !== 304 && !resp.ok) return false;
     let changed = false;
     if (resp.ok) {

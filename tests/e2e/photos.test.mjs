@@ -302,6 +302,9 @@ test('offline: photos on a visit, its case and a follow-up survive a reload with
   const sup = await newPhone(browser);
   await signIn(sup.page, server.url, 'wang');
   await synced(sup.page);
+  // The app installed before the lift: a service worker whose install the
+  // lost signal cut short never becomes ready, and the offline reload below needs it.
+  await installed(sup.page);
   await sup.context.setOffline(true);
   await sup.page.getByTestId('nav-visits').click();
   await sup.page.getByTestId('visit-item').first().click();
