@@ -102,9 +102,12 @@ pub(crate) async fn blocking<T: Send + 'static>(
 
 pub(crate) async fn caller(state: &AppState, authorization: Option<String>) -> Result<Caller, ApiError> {
     let store = state.store.clone();
-    let c = blocking(move || auth::authenticate(store.as_ref(), authorization.as_deref())).await?;
-    crate::http_admin::note_seen(c.device.id);
-    Ok(c)
+    blocking(move || {
+        let c = auth::authenticate(store.as_ref(), authorization.as_deref())?;
+        crate::http_admin::note_seen(store.as_ref(), c.device.id, now_ms());
+        Ok(c)
+    })
+    .await
 }
 
 /// Reads a request body, gunzipping it if it says so, refusing anything that

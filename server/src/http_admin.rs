@@ -8,6 +8,7 @@ use crate::auth::HashPool;
 use crate::error::ApiError;
 use crate::http::{AppState, blocking, caller, error_reply, now_ms};
 use crate::snapshot::{self, SnapshotRequest};
+use crate::store::Store;
 use gridsync_shared::{DeviceId, PersonId, Role, TerritoryPath};
 use serde::Deserialize;
 use warp::http::{HeaderValue, header};
@@ -232,26 +233,52 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (Response,), Error = war
 // action goes through the same functions as the CLI (`crate::admin`), so the
 // same rules hold and the same audit lines are written.
 
-/// When each device last made an authenticated request, kept in memory by the
-/// running server (not in the store: a restart forgets it, and the console
-/// shows "未知" until the device is seen again).
-fn seen_map() -> &'static std::sync::Mutex<std::collections::HashMap<DeviceId, i64>> {
-    static SEEN: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<DeviceId, i64>>> =
+/// How often at most a device's "last seen" is written to the store: the
+/// exact moment is kept in memory, the store holds it to within a minute, so
+/// a restart forgets at most the last minute and a busy phone costs one small
+/// write a minute, not one per request.
+const SEEN_WRITE_EVERY_MS: i64 = 60_000;
+
+/// A device's last request as this process knows it.
+#[derive(Clone, Copy)]
+struct Seen {
+    at: i64,
+    stored: i64,
+}
+
+fn seen_map() -> &'static std::sync::Mutex<std::collections::HashMap<DeviceId, Seen>> {
+    static SEEN: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<DeviceId, Seen>>> =
         std::sync::OnceLock::new();
     SEEN.get_or_init(Default::default)
 }
 
-/// Notes that `device` made an authenticated request now (called by
-/// [`crate::http::caller`]); the console's "last seen" and "last sync".
-pub fn note_seen(device: DeviceId) {
-    if let Ok(mut m) = seen_map().lock() {
-        m.insert(device, now_ms());
+/// Notes that `device` made an authenticated request at `now` (called by
+/// [`crate::http::caller`]); the console's "last seen" and "last sync". Kept
+/// durably at most once a minute per device; a failed write only logs (a
+/// full disk must not refuse a sync for the sake of a timestamp).
+pub fn note_seen(store: &dyn Store, device: DeviceId, now: i64) {
+    let write = match seen_map().lock() {
+        Ok(mut m) => {
+            let e = m.entry(device).or_insert(Seen { at: now, stored: i64::MIN });
+            e.at = e.at.max(now);
+            let due = now.saturating_sub(e.stored) >= SEEN_WRITE_EVERY_MS;
+            if due {
+                e.stored = now;
+            }
+            due
+        }
+        Err(_) => false,
+    };
+    if write && let Err(e) = store.note_device_seen(device, now) {
+        tracing::warn!(%device, error = %e, "could not record when the device was last seen");
     }
 }
 
-/// When `device` was last seen by this running server, if it was.
-fn last_seen(device: DeviceId) -> Option<i64> {
-    seen_map().lock().ok().and_then(|m| m.get(&device).copied())
+/// When `device` was last seen: by this process, else as the store recorded it.
+fn last_seen(store: &dyn Store, device: DeviceId) -> Option<i64> {
+    let here = seen_map().lock().ok().and_then(|m| m.get(&device).map(|s| s.at));
+    let stored = store.device_seen(device).ok().flatten();
+    here.max(stored)
 }
 
 /// The caller as an administrator: refused (in Chinese) for anyone else.
@@ -513,7 +540,7 @@ async fn people_search_route(
         for p in found.into_iter().skip(offset).take(limit) {
             let mine: Vec<_> = devices.iter().filter(|d| d.person == p.id).collect();
             let active = mine.iter().filter(|d| d.revoked_at.is_none()).count();
-            let seen = mine.iter().filter_map(|d| last_seen(d.id)).max();
+            let seen = mine.iter().filter_map(|d| last_seen(store.as_ref(), d.id)).max();
             out.push(serde_json::json!({
                 "id": p.id, "username": p.username, "name": p.name, "role": p.role,
                 "territory": p.territory, "disabled_at": store.person_disabled_at(p.id)?,
@@ -634,25 +661,26 @@ async fn devices_route(state: AppState, q: DeviceQuery, authorization: Option<St
     let body = blocking(move || {
         let people: std::collections::HashMap<PersonId, crate::store::Person> =
             store.people()?.into_iter().filter(|p| scope.contains(&p.territory)).map(|p| (p.id, p)).collect();
-        let mut rows: Vec<_> = store
+        let rows: Vec<_> = store
             .devices()?
             .into_iter()
             .filter(|d| people.contains_key(&d.person))
             .filter(|d| only.is_none_or(|p| p == d.person))
             .filter(|d| with_revoked || d.revoked_at.is_none())
             .collect();
-        rows.sort_by_key(|d| std::cmp::Reverse(last_seen(d.id).unwrap_or(d.created_at)));
+        let mut rows: Vec<_> = rows.into_iter().map(|d| (last_seen(store.as_ref(), d.id), d)).collect();
+        rows.sort_by_key(|(seen, d)| std::cmp::Reverse(seen.unwrap_or(d.created_at)));
         let total = rows.len();
         let out: Vec<_> = rows
             .into_iter()
             .skip(offset)
             .take(limit)
-            .filter_map(|d| {
+            .filter_map(|(seen, d)| {
                 let p = people.get(&d.person)?;
                 Some(serde_json::json!({
                     "id": d.id, "name": d.name, "person": p.id, "username": p.username, "person_name": p.name,
                     "territory": p.territory, "created_at": d.created_at, "revoked_at": d.revoked_at,
-                    "last_seen": last_seen(d.id),
+                    "last_seen": seen,
                     // The server does not know what a phone holds unsent until it pushes.
                     "pending_changes": serde_json::Value::Null,
                 }))

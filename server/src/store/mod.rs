@@ -373,6 +373,18 @@ pub trait Store: Send + Sync + 'static {
         Err(StoreError::Engine("this store keeps no import devices".into()))
     }
 
+    /// Records that `device` made an authenticated request at `at` (Unix ms);
+    /// callers throttle it. Not a change of the device: nothing is audited.
+    fn note_device_seen(&self, device: DeviceId, at: i64) -> Result<(), StoreError> {
+        let _ = (device, at);
+        Ok(())
+    }
+    /// When `device` was last recorded as seen, if ever.
+    fn device_seen(&self, device: DeviceId) -> Result<Option<i64>, StoreError> {
+        let _ = device;
+        Ok(None)
+    }
+
     /// Whether the store can write now, for `/healthz`: a cheap probe (an
     /// engine may answer from a probe made within the last second). A store
     /// that failed to write tries to recover here, as on its next write, so

@@ -28,6 +28,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
+mod devices;
 mod imports;
 mod photos;
 
@@ -395,6 +396,14 @@ impl Store for SledStore {
                 .map(|_| ())
                 .map_err(unwritable)
         })
+    }
+
+    fn note_device_seen(&self, device: DeviceId, at: i64) -> Result<(), StoreError> {
+        self.note_device_seen_impl(device, at)
+    }
+
+    fn device_seen(&self, device: DeviceId) -> Result<Option<i64>, StoreError> {
+        self.device_seen_impl(device)
     }
 
     fn load_doc(&self, id: DocId) -> Result<Option<StoredDoc>, StoreError> {

@@ -305,3 +305,37 @@ async fn the_console_refuses_non_administrators_and_anything_outside_the_adminis
             && server.store().person_by_username("x2").expect("s").is_none()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_devices_last_seen_is_kept_in_the_store_at_most_once_a_minute_and_outlives_a_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let server = TestServer::start_in(&data, gridsync_server::Limits::default()).await;
+    let g1 = server.grid_in("c1", "g1");
+    let admin = server.person(Role::Administrator, &community("c1"));
+    let admin_token = token(&server.url, &admin, PASSWORD).await;
+    let staff = server.person(Role::FieldStaff, &g1);
+    let before = gridsync_server::http::now_ms();
+    let mut phone = server.phone_for(&staff).await;
+    phone.sync().await.expect("sync");
+    let (status, body) = get(&server.url, "/v1/admin/devices", &admin_token).await;
+    assert_eq!(status, 200, "{body}");
+    let dev = body["devices"].as_array().expect("devices").iter().find(|d| d["username"] == staff.as_str()).cloned();
+    let dev = dev.expect("the phone's device is listed");
+    let id: gridsync_shared::DeviceId = serde_json::from_value(dev["id"].clone()).expect("device id");
+    let stored = server.store().device_seen(id).expect("read").expect("written at the first request");
+    assert!(stored >= before && dev["last_seen"].as_i64().expect("last seen") >= stored, "{dev}");
+
+    // More requests within the minute: the console shows the newest, the store is not rewritten.
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    phone.sync().await.expect("sync");
+    assert_eq!(server.store().device_seen(id).expect("read"), Some(stored), "throttled to once a minute");
+    let (_, body) = get(&server.url, "/v1/admin/people/search?q=", &admin_token).await;
+    let person = body["people"].as_array().expect("people").iter().find(|p| p["username"] == staff.as_str()).cloned();
+    assert!(person.expect("listed")["last_seen"].as_i64().expect("last sync") > stored, "{body}");
+
+    server.stop().await;
+    use gridsync_server::store::Store;
+    let reopened = gridsync_server::store::SledStore::open(&data).expect("reopen");
+    assert_eq!(reopened.device_seen(id).expect("read"), Some(stored), "kept across a restart");
+}

@@ -16,6 +16,7 @@ mod disk_full;
 mod durability;
 mod faulty_network;
 mod field_day_interleavings;
+mod first_run;
 mod fuzz_http;
 mod hostile_input;
 mod https;
