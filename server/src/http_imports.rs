@@ -25,9 +25,55 @@ pub const MAX_IMPORT_BYTES: u64 = 64 * 1024 * 1024;
 /// Runs the history lists at most.
 const HISTORY: usize = 200;
 
+/// How long an uploaded file waits for its confirmation; older ones are
+/// removed (the dry run stays in the history; confirming it then asks for the file again).
+const UPLOAD_KEPT: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+/// Why a run left `running` by a server that stopped is marked failed.
+pub const INTERRUPTED: &str =
+    "服务器在导入过程中停止，导入中断；已写入的保留。重新上传同一文件导入即可补全（不会重复） (interrupted by a server stop)";
+
 /// Where uploaded files wait for their confirmation (removed once imported).
 fn upload_dir() -> PathBuf {
     std::env::temp_dir().join("gridsync-imports")
+}
+
+/// Removes uploads older than [`UPLOAD_KEPT`]; returns how many.
+fn remove_stale_uploads() -> usize {
+    let Ok(entries) = std::fs::read_dir(upload_dir()) else { return 0 };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let stale = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > UPLOAD_KEPT);
+        if stale && std::fs::remove_file(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
+/// What a starting server does for imports: a run some earlier process left
+/// `running` (it stopped mid-write) is marked failed with [`INTERRUPTED`] —
+/// what it wrote stays, and importing the same file again completes it,
+/// since imports are idempotent — and uploads older than a day are removed.
+/// Nothing runs yet in this process, so every `running` run is interrupted.
+pub fn on_start(store: &dyn crate::store::Store) -> Result<(), imports::ImportError> {
+    for mut run in ImportRun::history(store, usize::MAX)? {
+        if run.status == Status::Running {
+            run.status = Status::Failed;
+            run.error = Some(INTERRUPTED.into());
+            run.save(store)?;
+            tracing::warn!(import = %run.id, "an import was interrupted by a server stop; marked failed");
+        }
+    }
+    let removed = remove_stale_uploads();
+    if removed > 0 {
+        tracing::info!(removed, "removed uploads that waited more than a day for confirmation");
+    }
+    Ok(())
 }
 
 fn upload_path(id: &str) -> PathBuf {
@@ -158,6 +204,7 @@ async fn upload_route(
         )));
     }
     std::fs::create_dir_all(upload_dir()).map_err(|e| ApiError::Internal(format!("upload directory: {e}")))?;
+    remove_stale_uploads();
     let tmp = upload_dir().join(format!("upload-{}", uuid::Uuid::new_v4().simple()));
     if let Err(e) = save_body(&tmp, body).await {
         let _ = std::fs::remove_file(&tmp);

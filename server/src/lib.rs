@@ -72,6 +72,9 @@ async fn serve(
     limits: Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
+    if let Err(e) = http_imports::on_start(store.as_ref()) {
+        tracing::warn!(error = %e, "could not look over the import runs at start");
+    }
     let edge = Arc::new(connections::ConnectionStats::default());
     let mut state = http::AppState::with_limits(store, app::default_app_dir(), limits.sync, edge.clone());
     state.upload_gate = Arc::new(photos::UploadGate::new(limits.photos));

@@ -449,3 +449,39 @@ async fn the_cli_imports_on_a_stopped_and_a_running_server() {
     assert!(!String::from_utf8_lossy(&audit.stdout).contains(&password), "no password in the audit log");
     server.kill().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_a_stopped_server_left_running_is_marked_interrupted_at_start_and_old_uploads_are_removed() {
+    use gridsync_server::imports::{ImportRun, Status};
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = dir.path().join("data");
+    let server = TestServer::start_in(&data, gridsync_server::Limits::default()).await;
+    let admin_name = server.person(Role::Administrator, &"tc".parse().expect("path"));
+    let admin = Admin::sign_in(&server.url, &admin_name).await;
+    let (status, dry) = admin.upload("territories", "网格划分表.xlsx", territory_file()).await;
+    assert_eq!(status, 200, "{dry}");
+    let id = dry["id"].as_str().expect("id").to_string();
+    // The server stops while the run is being written.
+    let mut run = ImportRun::load(server.store(), &id).expect("load").expect("kept");
+    run.status = Status::Running;
+    run.save(server.store()).expect("save");
+    server.stop().await;
+    // An upload that waited two days for its confirmation, and a fresh one.
+    let uploads = std::env::temp_dir().join("gridsync-imports");
+    std::fs::create_dir_all(&uploads).expect("upload dir");
+    let (old, fresh) = (uploads.join(format!("test-old-{id}")), uploads.join(format!("test-fresh-{id}")));
+    for f in [&old, &fresh] {
+        std::fs::write(f, b"x").expect("write");
+    }
+    let two_days_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(48 * 3600);
+    std::fs::File::options().write(true).open(&old).expect("open").set_modified(two_days_ago).expect("mtime");
+
+    let server = TestServer::start_in(&data, gridsync_server::Limits::default()).await;
+    let admin = Admin::sign_in(&server.url, &admin_name).await;
+    let (status, body) = admin.get(&format!("/v1/admin/imports/{id}")).await;
+    let run: Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!((status, run["status"].as_str()), (200, Some("failed")), "{run}");
+    assert_eq!(run["error"].as_str(), Some(gridsync_server::http_imports::INTERRUPTED));
+    assert!(!old.exists() && fresh.exists(), "only uploads older than a day are removed");
+    let _ = std::fs::remove_file(&fresh);
+}
