@@ -23,8 +23,8 @@ use warp::{Filter, Rejection, Reply};
 /// What every handler shares.
 #[derive(Clone)]
 pub struct AppState {
-    /// The phone app's directory.
-    pub app_dir: std::path::PathBuf,
+    /// Where the phone app's files come from.
+    pub app: crate::app::AppSource,
     /// The store.
     pub store: Arc<dyn Store>,
     /// Per-document push locks.
@@ -38,28 +38,34 @@ pub struct AppState {
     pub edge: Arc<ConnectionStats>,
     /// Photo uploads in progress, bounded apart from the syncs.
     pub upload_gate: Arc<crate::photos::UploadGate>,
+    /// What `/metrics` counts.
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// Who may read `/metrics`.
+    pub metrics_access: crate::metrics::MetricsAccess,
 }
 
 impl AppState {
-    /// State over `store`, serving the app from `app_dir`, with default sync limits.
-    pub fn new(store: Arc<dyn Store>, app_dir: std::path::PathBuf) -> Self {
-        Self::with_limits(store, app_dir, SyncLimits::default(), Arc::new(ConnectionStats::default()))
+    /// State over `store`, serving the app from `app`, with default sync limits.
+    pub fn new(store: Arc<dyn Store>, app: crate::app::AppSource) -> Self {
+        Self::with_limits(store, app, SyncLimits::default(), Arc::new(ConnectionStats::default()))
     }
 
     /// State with these sync limits, reporting the connection layer's `edge` figures.
     pub fn with_limits(
         store: Arc<dyn Store>,
-        app_dir: std::path::PathBuf,
+        app: crate::app::AppSource,
         sync: SyncLimits,
         edge: Arc<ConnectionStats>,
     ) -> Self {
         Self {
-            app_dir,
+            app,
             store,
             locks: Arc::new(DocLocks::default()),
             sync_gate: Arc::new(SyncGate::new(sync)),
             edge,
             upload_gate: Arc::new(crate::photos::UploadGate::new(crate::photos::PhotoLimits::default())),
+            metrics: Arc::default(),
+            metrics_access: crate::metrics::MetricsAccess::default(),
         }
     }
 }
@@ -83,6 +89,7 @@ pub fn error_reply(e: &ApiError) -> Response {
         tracing::error!(error = %e, "request failed");
     }
     let mut reply = json_reply(status, &e.body());
+    reply.extensions_mut().insert(crate::metrics::ErrorCode(e.status().1));
     if let Some(seconds) = e.retry_after_s() {
         reply.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
     }
@@ -213,6 +220,7 @@ async fn sync_route(
     if let Ok(v) = header::HeaderValue::from_str(&timing) {
         reply.headers_mut().insert("server-timing", v);
     }
+    state.metrics.sync_served(arrived.elapsed(), &response.results);
     Ok(reply)
 }
 
@@ -282,6 +290,16 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = I
         .and(warp::get())
         .and(with_state.clone())
         .then(|s| async move { respond(health_route(s).await) });
+    let metrics = warp::path!("metrics")
+        .and(warp::get())
+        .and(with_state.clone())
+        .and(crate::connections::peer_addr())
+        .and(auth)
+        .and(warp::header::optional::<String>("forwarded"))
+        .and(warp::header::optional::<String>("x-forwarded-for"))
+        .then(|s, peer, a, fwd: Option<String>, xff: Option<String>| async move {
+            respond(crate::metrics::route(s, peer, a, fwd.is_some() || xff.is_some()).await)
+        });
     let sync = warp::path!("v1" / "sync")
         .and(warp::post())
         .and(warp::body::content_length_limit(MAX_REQUEST_BYTES))
@@ -314,10 +332,13 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = I
             if tail == "v1" || tail.starts_with("v1/") {
                 return error_reply(&ApiError::NotFound("no such endpoint".into()));
             }
-            crate::app::serve_file(s.app_dir.clone(), tail, ae, inm).await
+            crate::app::serve_file(s.app.clone(), tail, ae, inm).await
         });
 
+    let counted = state.metrics.clone();
     health
+        .or(metrics)
+        .unify()
         .or(sync)
         .unify()
         .or(crate::http_auth::routes(state.clone()))
@@ -338,6 +359,10 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = I
         .unify()
         .recover(recover)
         .unify()
+        .map(move |reply: Response| {
+            counted.answered(&reply);
+            reply
+        })
         .with(warp::log::custom(|info| {
             tracing::info!(
                 method = %info.method(), path = info.path(), status = info.status().as_u16(),

@@ -20,6 +20,7 @@
 //!   [`http_admin`]: snapshot and audit downloads.
 //! - [`photos`]: who may read or upload a photo, an upload's checks and its
 //!   own bound; [`http_photos`]: the photo routes.
+//! - [`metrics`]: `GET /metrics` in the Prometheus text format, and who may read it.
 //!
 //! [`run`] serves on a given listener until a shutdown future completes, so
 //! tests start a real server on `127.0.0.1:0` in one line; [`run_with`] takes
@@ -40,6 +41,7 @@ pub mod http_directory;
 pub mod http_imports;
 pub mod http_photos;
 pub mod imports;
+pub mod metrics;
 pub mod photos;
 pub mod reports;
 pub mod snapshot;
@@ -63,6 +65,8 @@ pub struct Limits {
     pub sync: backpressure::SyncLimits,
     /// Photo uploads at once (apart from syncs).
     pub photos: photos::PhotoLimits,
+    /// Who may read `/metrics` (default: loopback only).
+    pub metrics: metrics::MetricsAccess,
 }
 
 async fn serve(
@@ -76,8 +80,15 @@ async fn serve(
         tracing::warn!(error = %e, "could not look over the import runs at start");
     }
     let edge = Arc::new(connections::ConnectionStats::default());
-    let mut state = http::AppState::with_limits(store, app::default_app_dir(), limits.sync, edge.clone());
+    let source = app::AppSource::from_env();
+    if source.has_wasm() {
+        tracing::info!(app = %source, files = source.file_count(), "phone app");
+    } else {
+        tracing::warn!(app = %source, "phone app incomplete: no WebAssembly package (web/pkg); / says so");
+    }
+    let mut state = http::AppState::with_limits(store, source, limits.sync, edge.clone());
     state.upload_gate = Arc::new(photos::UploadGate::new(limits.photos));
+    state.metrics_access = limits.metrics;
     let routes = warp::service(http::routes(state));
     connections::serve(listener, tls, routes, limits.connections, edge, shutdown).await;
 }

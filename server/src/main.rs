@@ -208,7 +208,7 @@ async fn main() -> ExitCode {
 fn limits(max_connections: Option<usize>) -> Limits {
     let before = connections::fd_limit();
     let fds = connections::raise_fd_limit();
-    let mut limits = Limits::default();
+    let mut limits = Limits { metrics: gridsync_server::metrics::MetricsAccess::from_env(), ..Limits::default() };
     if let Some(fds) = fds {
         limits.connections = connections::ConnectionLimits::for_fd_limit(fds);
     }

@@ -285,6 +285,12 @@ pub trait Store: Send + Sync + 'static {
     fn seq_at(&self, at_ms: i64) -> Result<u64, StoreError>;
     /// Counts of documents, feed entries and bytes on disk, for health and benchmarks.
     fn stats(&self) -> Result<StoreStats, StoreError>;
+    /// How many documents the store holds, per kind, for monitoring. May
+    /// scan every document's summary: callers cache it. A store that cannot
+    /// count answers an empty list.
+    fn doc_counts(&self) -> Result<Vec<(RecordKind, u64)>, StoreError> {
+        Ok(Vec::new())
+    }
 
     /// Appends to the audit log; returns the entry's position.
     fn append_audit(&self, actor: &str, action: &str, detail: &str, at: i64) -> Result<u64, StoreError>;

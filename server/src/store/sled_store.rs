@@ -552,6 +552,20 @@ impl Store for SledStore {
         Ok(StoreStats { head_seq: counter(&db, SEQ)?, disk_bytes: db.size_on_disk().map_err(engine)? })
     }
 
+    fn doc_counts(&self) -> Result<Vec<(RecordKind, u64)>, StoreError> {
+        let db = self.db()?;
+        let mut counts = [0u64; RecordKind::ALL.len()];
+        for kv in db.scan_prefix(b"s/") {
+            let (_, v) = kv.map_err(engine)?;
+            // A summary that does not decode is left out of the count, not an error of it.
+            let Ok(summary) = dec::<RecordSummary>(&v) else { continue };
+            if let Some(i) = RecordKind::ALL.iter().position(|k| *k == summary.kind) {
+                counts[i] += 1;
+            }
+        }
+        Ok(RecordKind::ALL.into_iter().zip(counts).collect())
+    }
+
     fn append_audit(&self, actor: &str, action: &str, detail: &str, at: i64) -> Result<u64, StoreError> {
         let _w = self.lock();
         self.write_op(|db| {
