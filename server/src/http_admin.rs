@@ -281,12 +281,17 @@ fn last_seen(store: &dyn Store, device: DeviceId) -> Option<i64> {
     here.max(stored)
 }
 
-/// The caller as an administrator: refused (in Chinese) for anyone else.
-fn console_admin(c: &crate::auth::Caller) -> Result<(), ApiError> {
+/// The signed-in caller, who must be an administrator: anyone else is
+/// refused (in Chinese). Every console and import route starts here.
+pub(crate) async fn console_caller(
+    state: &AppState,
+    authorization: Option<String>,
+) -> Result<crate::auth::Caller, ApiError> {
+    let c = caller(state, authorization).await?;
     if c.person.role != Role::Administrator {
         return Err(ApiError::Forbidden("只有管理员可以使用管理控制台 (administrators only)".into()));
     }
-    Ok(())
+    Ok(c)
 }
 
 /// Parses a territory path and checks it lies within the administrator's territory.
@@ -408,8 +413,7 @@ pub struct TreeQuery {
 }
 
 async fn territories_route(state: AppState, q: TreeQuery, authorization: Option<String>) -> Result<Response, ApiError> {
-    let c = caller(&state, authorization).await?;
-    console_admin(&c)?;
+    let c = console_caller(&state, authorization).await?;
     let scope = c.person.territory.clone();
     let store = state.store.clone();
     let started = std::time::Instant::now();
@@ -452,8 +456,7 @@ async fn territory_put_route(
     body: TerritoryBody,
     authorization: Option<String>,
 ) -> Result<Response, ApiError> {
-    let c = caller(&state, authorization).await?;
-    console_admin(&c)?;
+    let c = console_caller(&state, authorization).await?;
     let path = within(&c, &body.path)?;
     if body.name.trim().is_empty() {
         return Err(ApiError::BadRequest("请填写区域名称 (a territory needs a name)".into()));
@@ -511,8 +514,7 @@ async fn people_search_route(
     q: PeopleSearch,
     authorization: Option<String>,
 ) -> Result<Response, ApiError> {
-    let c = caller(&state, authorization).await?;
-    console_admin(&c)?;
+    let c = console_caller(&state, authorization).await?;
     let scope = match q.territory.as_deref().map(str::trim) {
         None | Some("") => c.person.territory.clone(),
         Some(t) => within(&c, t)?,
@@ -572,8 +574,7 @@ async fn person_add_route(
     body: NewPersonBody,
     authorization: Option<String>,
 ) -> Result<Response, ApiError> {
-    let c = caller(&state, authorization).await?;
-    console_admin(&c)?;
+    let c = console_caller(&state, authorization).await?;
     let territory = within(&c, &body.territory)?;
     if body.name.trim().is_empty() {
         return Err(ApiError::BadRequest("请填写姓名 (a name is needed)".into()));
@@ -614,8 +615,7 @@ async fn person_move_route(
     body: MoveBody,
     authorization: Option<String>,
 ) -> Result<Response, ApiError> {
-    let c = caller(&state, authorization).await?;
-    console_admin(&c)?;
+    let c = console_caller(&state, authorization).await?;
     let id: PersonId = id.parse().map_err(|_| ApiError::BadRequest("人员编号不正确 (not a person id)".into()))?;
     let territory = within(&c, &body.territory)?;
     let store = state.store.clone();
@@ -647,8 +647,7 @@ pub struct DeviceQuery {
 }
 
 async fn devices_route(state: AppState, q: DeviceQuery, authorization: Option<String>) -> Result<Response, ApiError> {
-    let c = caller(&state, authorization).await?;
-    console_admin(&c)?;
+    let c = console_caller(&state, authorization).await?;
     let only: Option<PersonId> = match q.person.as_deref() {
         None | Some("") => None,
         Some(p) => Some(p.parse().map_err(|_| ApiError::BadRequest("人员编号不正确 (not a person id)".into()))?),
@@ -750,8 +749,7 @@ async fn audit_search_route(
     f: AuditFilter,
     authorization: Option<String>,
 ) -> Result<Response, ApiError> {
-    let c = caller(&state, authorization).await?;
-    console_admin(&c)?;
+    console_caller(&state, authorization).await?;
     let limit = f.limit.unwrap_or(100).clamp(1, 1000);
     let store = state.store.clone();
     let (entries, more) = blocking(move || audit_matching(store.as_ref(), &f, limit)).await?;
@@ -767,8 +765,7 @@ fn csv_field(s: &str) -> String {
 }
 
 async fn audit_csv_route(state: AppState, f: AuditFilter, authorization: Option<String>) -> Result<Response, ApiError> {
-    let c = caller(&state, authorization).await?;
-    console_admin(&c)?;
+    let c = console_caller(&state, authorization).await?;
     let store = state.store.clone();
     let actor = format!("person:{}", c.person.username);
     let csv = blocking(move || {

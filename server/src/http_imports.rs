@@ -4,11 +4,10 @@
 //! initial passwords of a people import (downloadable once), and the history.
 
 use crate::error::ApiError;
-use crate::http::{AppState, blocking, caller, error_reply};
+use crate::http::{AppState, blocking, error_reply};
 use crate::imports::{self, ImportRun, Importer, Status};
 use bytes::Buf;
 use futures_util::{Stream, StreamExt};
-use gridsync_shared::Role;
 use gridsync_shared::imports::ImportKind;
 use serde::Deserialize;
 use std::collections::HashSet;
@@ -29,8 +28,7 @@ const HISTORY: usize = 200;
 /// removed (the dry run stays in the history; confirming it then asks for the file again).
 const UPLOAD_KEPT: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 /// Why a run left `running` by a server that stopped is marked failed.
-pub const INTERRUPTED: &str =
-    "服务器在导入过程中停止，导入中断；已写入的保留。重新上传同一文件导入即可补全（不会重复） (interrupted by a server stop)";
+pub const INTERRUPTED: &str = "服务器在导入过程中停止，导入中断；已写入的保留。重新上传同一文件导入即可补全（不会重复） (interrupted by a server stop)";
 
 /// Where uploaded files wait for their confirmation (removed once imported).
 fn upload_dir() -> PathBuf {
@@ -88,11 +86,7 @@ fn running() -> &'static Mutex<HashSet<String>> {
 
 /// The caller, who must be an administrator.
 async fn admin(state: &AppState, authorization: Option<String>) -> Result<crate::auth::Caller, ApiError> {
-    let c = caller(state, authorization).await?;
-    if c.person.role != Role::Administrator {
-        return Err(ApiError::Forbidden("只有管理员可以导入 (only administrators may import)".into()));
-    }
-    Ok(c)
+    crate::http_admin::console_caller(state, authorization).await
 }
 
 fn importer(c: &crate::auth::Caller) -> Importer {

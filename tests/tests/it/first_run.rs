@@ -32,12 +32,17 @@ async fn the_readmes_first_run_takes_an_empty_store_to_a_city_whose_grid_manager
 
     // 1. The city and its first administrator.
     run(&data, &["territory", "add", "xg", "孝感市"]).await;
-    run(&data, &["person", "add", "--username", "admin", "--name", "管理员", "--role", "administrator", "--territory", "xg"])
-        .await;
+    run(
+        &data,
+        &["person", "add", "--username", "admin", "--name", "管理员", "--role", "administrator", "--territory", "xg"],
+    )
+    .await;
 
     // 2. Each file is checked by a dry run, then imported; the server runs meanwhile.
     let server = ServerProcess::start(&data, free_port(), &[]).await;
-    for (kind, file) in [("territories", "网格划分表.csv"), ("people", "网格员名册.csv"), ("households", "人口信息表.csv")] {
+    for (kind, file) in
+        [("territories", "网格划分表.csv"), ("people", "网格员名册.csv"), ("households", "人口信息表.csv")]
+    {
         let dry = run(&data, &["import-city", kind, &example(file), "--dry-run"]).await;
         assert!(dry.contains("问题 0 处") && !dry.contains("已导入"), "{kind}: no problems, nothing written: {dry}");
         let file = example(file);
