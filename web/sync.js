@@ -83,6 +83,8 @@ async function roundTrip(phone, token) {
   const gz = await gzip(body);
   const headers = { Authorization: `Bearer ${token}`, 'Content-Type': 'application/x-gridsync' };
   if (gz) headers['Content-Encoding'] = 'gzip';
+  // What waits to go up (this request carries some or all of it): the console's 待同步 per device.
+  headers['X-Pending-Changes'] = String(phone.pendingChanges());
   const ctl = new AbortController();
   const t = setTimeout(() => ctl.abort(), TIMEOUT);
   let resp, bytes;

@@ -111,7 +111,7 @@ pub(crate) async fn caller(state: &AppState, authorization: Option<String>) -> R
     let store = state.store.clone();
     blocking(move || {
         let c = auth::authenticate(store.as_ref(), authorization.as_deref())?;
-        crate::http_admin::note_seen(store.as_ref(), c.device.id, now_ms());
+        crate::http_admin::note_seen(store.as_ref(), c.device.id, now_ms(), None);
         Ok(c)
     })
     .await
@@ -190,18 +190,31 @@ async fn sync_route(
     authorization: Option<String>,
     content_encoding: Option<String>,
     accept_encoding: Option<String>,
+    pending_changes: Option<String>,
     body: impl futures_util::Stream<Item = Result<impl bytes::Buf, warp::Error>>,
 ) -> Result<Response, ApiError> {
     let arrived = std::time::Instant::now();
     let caller = caller(&state, authorization).await?;
+    let device = caller.device.id;
     let body = read_body(body, MAX_REQUEST_BYTES as usize).await?;
     let worker = state.sync_gate.enter(arrived, body.len()).await?;
     let waited = worker.waited;
     let raw = decode_body(&body, content_encoding.as_deref())?;
     let request: SyncRequest = protocol::decode(&raw).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    // What the phone holds unsent after this sync: what it said it held,
+    // less what this request carried (acknowledged, or refused and rolled back).
+    let carried: u64 = request.push.iter().map(|p| p.changes.len() as u64).sum();
+    let pending = pending_changes.and_then(|h| h.trim().parse::<u64>().ok()).map(|n| n.saturating_sub(carried));
     let store = state.store.clone();
     let locks = state.locks.clone();
-    let response = blocking(move || sync::sync(store.as_ref(), &locks, &caller, request, now_ms())).await?;
+    let response = blocking(move || {
+        let response = sync::sync(store.as_ref(), &locks, &caller, request, now_ms())?;
+        if pending.is_some() {
+            crate::http_admin::note_seen(store.as_ref(), device, now_ms(), pending);
+        }
+        Ok(response)
+    })
+    .await?;
     let encoded = protocol::encode(&response);
     let wants_gzip = accept_encoding.is_some_and(|a| a.split(',').any(|e| e.trim().starts_with("gzip")));
     let mut reply = if wants_gzip {
@@ -307,9 +320,10 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (impl Reply,), Error = I
         .and(auth)
         .and(warp::header::optional::<String>("content-encoding"))
         .and(warp::header::optional::<String>("accept-encoding"))
+        .and(warp::header::optional::<String>("x-pending-changes"))
         // The body unread: the handler authenticates first.
         .and(warp::body::stream())
-        .then(|s, a, ce, ae, b| async move { respond(sync_route(s, a, ce, ae, b).await) });
+        .then(|s, a, ce, ae, pc, b| async move { respond(sync_route(s, a, ce, ae, pc, b).await) });
     let revoke = warp::path!("v1" / "admin" / "devices" / String / "revoke")
         .and(warp::post())
         .and(with_state.clone())

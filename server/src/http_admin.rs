@@ -8,7 +8,7 @@ use crate::auth::HashPool;
 use crate::error::ApiError;
 use crate::http::{AppState, blocking, caller, error_reply, now_ms};
 use crate::snapshot::{self, SnapshotRequest};
-use crate::store::Store;
+use crate::store::{DeviceSeen, Store};
 use gridsync_shared::{DeviceId, PersonId, Role, TerritoryPath};
 use serde::Deserialize;
 use warp::http::{HeaderValue, header};
@@ -236,14 +236,15 @@ pub fn routes(state: AppState) -> impl Filter<Extract = (Response,), Error = war
 /// How often at most a device's "last seen" is written to the store: the
 /// exact moment is kept in memory, the store holds it to within a minute, so
 /// a restart forgets at most the last minute and a busy phone costs one small
-/// write a minute, not one per request.
+/// write a minute, not one per request. A change in what the device holds
+/// unsent is written at once (an administrator about to revoke it must know).
 const SEEN_WRITE_EVERY_MS: i64 = 60_000;
 
-/// A device's last request as this process knows it.
+/// A device's last request as this process knows it, and what the store holds.
 #[derive(Clone, Copy)]
 struct Seen {
-    at: i64,
-    stored: i64,
+    now: DeviceSeen,
+    stored: Option<DeviceSeen>,
 }
 
 fn seen_map() -> &'static std::sync::Mutex<std::collections::HashMap<DeviceId, Seen>> {
@@ -253,32 +254,46 @@ fn seen_map() -> &'static std::sync::Mutex<std::collections::HashMap<DeviceId, S
 }
 
 /// Notes that `device` made an authenticated request at `now` (called by
-/// [`crate::http::caller`]); the console's "last seen" and "last sync". Kept
-/// durably at most once a minute per device; a failed write only logs (a
-/// full disk must not refuse a sync for the sake of a timestamp).
-pub fn note_seen(store: &dyn Store, device: DeviceId, now: i64) {
+/// [`crate::http::caller`] for every request, and by the sync route with
+/// `pending`: the changes the phone still holds unsent after that sync, if it
+/// said). Kept durably as [`SEEN_WRITE_EVERY_MS`] says; a failed write only
+/// logs (a full disk must not refuse a sync for the sake of a timestamp).
+pub fn note_seen(store: &dyn Store, device: DeviceId, now: i64, pending: Option<u64>) {
     let write = match seen_map().lock() {
         Ok(mut m) => {
-            let e = m.entry(device).or_insert(Seen { at: now, stored: i64::MIN });
-            e.at = e.at.max(now);
-            let due = now.saturating_sub(e.stored) >= SEEN_WRITE_EVERY_MS;
-            if due {
-                e.stored = now;
+            let e = m.entry(device).or_insert(Seen { now: DeviceSeen { at: now, pending: None }, stored: None });
+            e.now.at = e.now.at.max(now);
+            if pending.is_some() {
+                e.now.pending = pending;
             }
-            due
+            let due = match e.stored {
+                None => true,
+                Some(s) => now.saturating_sub(s.at) >= SEEN_WRITE_EVERY_MS || s.pending != e.now.pending,
+            };
+            if due {
+                e.stored = Some(e.now);
+            }
+            due.then_some(e.now)
         }
-        Err(_) => false,
+        Err(_) => None,
     };
-    if write && let Err(e) = store.note_device_seen(device, now) {
+    if let Some(seen) = write
+        && let Err(e) = store.note_device_seen(device, seen)
+    {
         tracing::warn!(%device, error = %e, "could not record when the device was last seen");
     }
 }
 
-/// When `device` was last seen: by this process, else as the store recorded it.
-fn last_seen(store: &dyn Store, device: DeviceId) -> Option<i64> {
-    let here = seen_map().lock().ok().and_then(|m| m.get(&device).map(|s| s.at));
+/// When `device` was last seen and what it held unsent: as this process
+/// knows it, else as the store recorded it.
+fn last_seen(store: &dyn Store, device: DeviceId) -> Option<DeviceSeen> {
+    let here = seen_map().lock().ok().and_then(|m| m.get(&device).map(|s| s.now));
     let stored = store.device_seen(device).ok().flatten();
-    here.max(stored)
+    match (here, stored) {
+        (Some(h), Some(s)) if s.at > h.at => Some(s),
+        (Some(h), _) => Some(h),
+        (None, s) => s,
+    }
 }
 
 /// The signed-in caller, who must be an administrator: anyone else is
@@ -542,7 +557,7 @@ async fn people_search_route(
         for p in found.into_iter().skip(offset).take(limit) {
             let mine: Vec<_> = devices.iter().filter(|d| d.person == p.id).collect();
             let active = mine.iter().filter(|d| d.revoked_at.is_none()).count();
-            let seen = mine.iter().filter_map(|d| last_seen(store.as_ref(), d.id)).max();
+            let seen = mine.iter().filter_map(|d| last_seen(store.as_ref(), d.id).map(|s| s.at)).max();
             out.push(serde_json::json!({
                 "id": p.id, "username": p.username, "name": p.name, "role": p.role,
                 "territory": p.territory, "disabled_at": store.person_disabled_at(p.id)?,
@@ -668,7 +683,7 @@ async fn devices_route(state: AppState, q: DeviceQuery, authorization: Option<St
             .filter(|d| with_revoked || d.revoked_at.is_none())
             .collect();
         let mut rows: Vec<_> = rows.into_iter().map(|d| (last_seen(store.as_ref(), d.id), d)).collect();
-        rows.sort_by_key(|(seen, d)| std::cmp::Reverse(seen.unwrap_or(d.created_at)));
+        rows.sort_by_key(|(seen, d)| std::cmp::Reverse(seen.map_or(d.created_at, |s| s.at)));
         let total = rows.len();
         let out: Vec<_> = rows
             .into_iter()
@@ -679,9 +694,10 @@ async fn devices_route(state: AppState, q: DeviceQuery, authorization: Option<St
                 Some(serde_json::json!({
                     "id": d.id, "name": d.name, "person": p.id, "username": p.username, "person_name": p.name,
                     "territory": p.territory, "created_at": d.created_at, "revoked_at": d.revoked_at,
-                    "last_seen": seen,
-                    // The server does not know what a phone holds unsent until it pushes.
-                    "pending_changes": serde_json::Value::Null,
+                    "last_seen": seen.map(|s| s.at),
+                    // What the phone said it still held unsent after its last
+                    // sync (null: it never said, e.g. an outside client).
+                    "pending_changes": seen.and_then(|s| s.pending),
                 }))
             })
             .collect();

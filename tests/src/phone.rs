@@ -237,6 +237,7 @@ impl Phone {
             .header("content-encoding", "gzip")
             .header("accept-encoding", "gzip")
             .header("content-type", "application/x-gridsync")
+            .header("x-pending-changes", self.replica.pending_changes())
             .body(compressed)
             .send()
             .await?;

@@ -95,6 +95,15 @@ pub struct Device {
     pub revoked_at: Option<i64>,
 }
 
+/// When a device was last seen, for the console.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceSeen {
+    /// Its last authenticated request, Unix ms.
+    pub at: i64,
+    /// How many changes it held unsent after its last sync, if it said.
+    pub pending: Option<u64>,
+}
+
 /// A record document as stored, with what the feed needs to know of it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredDoc {
@@ -379,14 +388,15 @@ pub trait Store: Send + Sync + 'static {
         Err(StoreError::Engine("this store keeps no import devices".into()))
     }
 
-    /// Records that `device` made an authenticated request at `at` (Unix ms);
-    /// callers throttle it. Not a change of the device: nothing is audited.
-    fn note_device_seen(&self, device: DeviceId, at: i64) -> Result<(), StoreError> {
-        let _ = (device, at);
+    /// Records when `device` last made an authenticated request, and how
+    /// many changes it still held unsent if it said; callers throttle it. Not
+    /// a change of the device: nothing is audited.
+    fn note_device_seen(&self, device: DeviceId, seen: DeviceSeen) -> Result<(), StoreError> {
+        let _ = (device, seen);
         Ok(())
     }
-    /// When `device` was last recorded as seen, if ever.
-    fn device_seen(&self, device: DeviceId) -> Result<Option<i64>, StoreError> {
+    /// What was last recorded by [`Store::note_device_seen`] for `device`, if anything.
+    fn device_seen(&self, device: DeviceId) -> Result<Option<DeviceSeen>, StoreError> {
         let _ = device;
         Ok(None)
     }

@@ -398,11 +398,11 @@ impl Store for SledStore {
         })
     }
 
-    fn note_device_seen(&self, device: DeviceId, at: i64) -> Result<(), StoreError> {
-        self.note_device_seen_impl(device, at)
+    fn note_device_seen(&self, device: DeviceId, seen: DeviceSeen) -> Result<(), StoreError> {
+        self.note_device_seen_impl(device, seen)
     }
 
-    fn device_seen(&self, device: DeviceId) -> Result<Option<i64>, StoreError> {
+    fn device_seen(&self, device: DeviceId) -> Result<Option<DeviceSeen>, StoreError> {
         self.device_seen_impl(device)
     }
 

@@ -307,7 +307,7 @@ async fn the_console_refuses_non_administrators_and_anything_outside_the_adminis
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_devices_last_seen_is_kept_in_the_store_at_most_once_a_minute_and_outlives_a_restart() {
+async fn a_devices_last_seen_and_unsent_changes_are_kept_in_the_store_and_outlive_a_restart() {
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path().join("data");
     let server = TestServer::start_in(&data, gridsync_server::Limits::default()).await;
@@ -323,19 +323,36 @@ async fn a_devices_last_seen_is_kept_in_the_store_at_most_once_a_minute_and_outl
     let dev = body["devices"].as_array().expect("devices").iter().find(|d| d["username"] == staff.as_str()).cloned();
     let dev = dev.expect("the phone's device is listed");
     let id: gridsync_shared::DeviceId = serde_json::from_value(dev["id"].clone()).expect("device id");
-    let stored = server.store().device_seen(id).expect("read").expect("written at the first request");
+    let stored = server.store().device_seen(id).expect("read").expect("written at the first request").at;
     assert!(stored >= before && dev["last_seen"].as_i64().expect("last seen") >= stored, "{dev}");
 
     // More requests within the minute: the console shows the newest, the store is not rewritten.
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     phone.sync().await.expect("sync");
-    assert_eq!(server.store().device_seen(id).expect("read"), Some(stored), "throttled to once a minute");
+    let again = server.store().device_seen(id).expect("read").map(|s| s.at);
+    assert_eq!(again, Some(stored), "throttled to once a minute");
     let (_, body) = get(&server.url, "/v1/admin/people/search?q=", &admin_token).await;
     let person = body["people"].as_array().expect("people").iter().find(|p| p["username"] == staff.as_str()).cloned();
     assert!(person.expect("listed")["last_seen"].as_i64().expect("last sync") > stored, "{body}");
 
+    // What a phone holds unsent is shown per device, and written at once when it changes.
+    assert_eq!(dev["pending_changes"], 0, "the phone's outbox was empty after its sync: {dev}");
+    phone.record_visit("入户走访");
+    phone.record_visit("再次走访");
+    let mut request: gridsync_shared::protocol::SyncRequest =
+        gridsync_shared::protocol::decode(&phone.replica.build_request()).expect("request");
+    assert_eq!(request.push.len(), 2);
+    request.push.truncate(1);
+    phone.post_sync(&gridsync_shared::protocol::encode(&request)).await.expect("a sync carrying one of the visits");
+    let (_, body) = get(&server.url, "/v1/admin/devices", &admin_token).await;
+    let dev = body["devices"].as_array().expect("devices").iter().find(|d| d["id"] == dev["id"]).cloned();
+    assert_eq!(dev.expect("listed")["pending_changes"], 1, "one visit still waits on the phone");
+    let now = server.store().device_seen(id).expect("read").expect("kept");
+    assert_eq!(now.pending, Some(1), "a changed count is written at once");
+
     server.stop().await;
     use gridsync_server::store::Store;
     let reopened = gridsync_server::store::SledStore::open(&data).expect("reopen");
-    assert_eq!(reopened.device_seen(id).expect("read"), Some(stored), "kept across a restart");
+    let kept = reopened.device_seen(id).expect("read").expect("kept across a restart");
+    assert_eq!((kept.at, kept.pending), (now.at, Some(1)));
 }
