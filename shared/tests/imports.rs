@@ -133,3 +133,179 @@ fn a_territory_row_needs_every_code_and_name() {
     let cols: Vec<&str> = problems.iter().map(|p| p.column.as_str()).collect();
     assert_eq!(cols, ["社区编码", "网格名称"]);
 }
+
+mod households_built_in_one_batch {
+    //! A household an import builds in one batch is the document the phone's
+    //! own path (`new_record_with_id`) makes, and the full rules accept it.
+
+    use automerge::{ActorId, Automerge, ObjType, ROOT, ReadDoc, Value};
+    use gridsync_shared::records::*;
+    use gridsync_shared::rules::{RejectReason, check_new};
+    use gridsync_shared::{Author, DocId, PersonId, Role, TerritoryPath};
+
+    const NOW: i64 = 1_760_000_000_000;
+
+    fn grid() -> TerritoryPath {
+        "xg/xn/sh/dh/g1".parse().expect("grid")
+    }
+
+    fn admin() -> Author {
+        Author {
+            person: PersonId(uuid::Uuid::from_u128(7)),
+            role: Role::Administrator,
+            territory: "xg".parse().unwrap(),
+        }
+    }
+
+    fn staff() -> Author {
+        Author { person: PersonId(uuid::Uuid::from_u128(8)), role: Role::FieldStaff, territory: grid() }
+    }
+
+    fn member(id: &str, name: &str, relation: &str, id_number: &str, phone: &str, tags: &[&str]) -> Member {
+        Member {
+            id: id.into(),
+            name: name.into(),
+            relation: relation.into(),
+            id_number: id_number.into(),
+            phone: phone.into(),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+        }
+    }
+
+    /// Every shape the import and a form may hand over: members with an id, without one,
+    /// the same member twice, an id that is not a UUID, empty fields, repeated tags, notes with an emoji.
+    fn fields() -> HouseholdFields {
+        HouseholdFields {
+            address: "东湖路12号 3栋\"2单元\"".into(),
+            head: "陈桂英".into(),
+            phone: "13807120011".into(),
+            id_number: "420902194803150021".into(),
+            members: vec![
+                member(
+                    "0190f000-0000-7000-8000-000000000001",
+                    "陈桂英",
+                    "户主",
+                    "420902194803150021",
+                    "",
+                    &["独居老人"],
+                ),
+                member("", "周丽", "女儿", "", "13807120012", &["低保", "低保"]),
+                member("", "周丽", "女儿", "", "13807120012", &[]),
+                member("7@abc", "不是UUID", "其他", "", "", &[]),
+                member("", "", "", "", "", &[]),
+            ],
+            tags: vec!["独居老人".into(), "困难群众".into(), "独居老人".into()],
+            notes: "行动不便，需每周探望 🏠\n第二行".into(),
+        }
+    }
+
+    fn id() -> DocId {
+        DocId::new_v7(NOW as u64, [9; 10])
+    }
+
+    fn household(doc: &Automerge) -> HouseholdFields {
+        match read_record(doc).expect("the strict reader reads it") {
+            Record::Household(h) => h.fields,
+            other => panic!("not a household: {other:?}"),
+        }
+    }
+
+    /// Member ids made at random blanked, so two builds compare.
+    fn without_made_ids(mut f: HouseholdFields) -> HouseholdFields {
+        for m in &mut f.members {
+            if !m.id.starts_with("0190f000") {
+                m.id.clear();
+            }
+        }
+        f
+    }
+
+    /// What a document holds under `obj`, key by key: each scalar's value, each object's type.
+    fn shape(doc: &Automerge, obj: &automerge::ObjId) -> Vec<(String, String)> {
+        doc.keys(obj)
+            .map(|k| {
+                let v = match doc.get(obj, k.as_str()).expect("get") {
+                    Some((Value::Object(t), _)) => format!("{t:?}"),
+                    Some((Value::Scalar(s), _)) => format!("{s:?}"),
+                    None => "absent".into(),
+                };
+                (if uuid::Uuid::parse_str(&k).is_ok() && !k.starts_with("0190f000") { "made".into() } else { k }, v)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_import_built_household_is_the_document_the_phones_path_makes_and_the_full_rules_accept_it() {
+        let actor = ActorId::from(&[3u8; 16][..]);
+        let f = fields();
+        let (batch, record) =
+            new_household_in_one_batch(id(), actor.clone(), &admin(), &grid(), NOW, &f).expect("built in one batch");
+        let usual = new_record_with_id(id(), actor, &admin(), &grid(), NOW, &NewRecord::Household(f)).expect("usual");
+
+        // One change, as a new record from a phone.
+        assert_eq!(batch.get_changes(&[]).len(), 1);
+        // The same record, read strictly, after a round trip through the bytes stored.
+        let stored = Automerge::load(&batch.save()).expect("load");
+        assert_eq!(read_record(&stored).expect("read"), record);
+        assert_eq!(without_made_ids(household(&stored)), without_made_ids(household(&usual)));
+        assert_eq!(household(&stored).members.len(), 3, "the same member twice is one; a non-UUID id is skipped");
+        assert_eq!(household(&stored).tags, vec!["独居老人".to_string(), "困难群众".into()]);
+        assert_eq!(read_record(&stored).unwrap().meta(), read_record(&usual).unwrap().meta());
+        // The same keys, objects and values, down into each member.
+        assert_eq!(shape(&stored, &ROOT), shape(&usual, &ROOT));
+        let members = |doc: &Automerge| match doc.get(ROOT, "members_by_id").expect("get") {
+            Some((Value::Object(ObjType::Map), m)) => m,
+            other => panic!("members map: {other:?}"),
+        };
+        let each = |doc: &Automerge| -> Vec<Vec<(String, String)>> {
+            let map = members(doc);
+            let mut all: Vec<_> = doc
+                .keys(&map)
+                .map(|k| match doc.get(&map, k.as_str()).expect("get") {
+                    Some((Value::Object(ObjType::Map), m)) => shape(doc, &m),
+                    other => panic!("member: {other:?}"),
+                })
+                .collect();
+            all.sort();
+            all
+        };
+        assert_eq!(each(&stored), each(&usual));
+        // The full rules, as the server checks a pushed new record.
+        assert_eq!(check_new(&stored, &admin()).expect("the rules accept it"), record);
+    }
+
+    #[test]
+    fn an_import_built_household_takes_phone_edits_that_merge_with_a_later_import() {
+        let (mut server, _) =
+            new_household_in_one_batch(id(), ActorId::from(&[3u8; 16][..]), &admin(), &grid(), NOW, &fields())
+                .expect("built");
+        let mut phone = Automerge::load(&server.save()).expect("load").with_actor(ActorId::from(&[4u8; 16][..]));
+        let mut f = household(&phone);
+        f.notes = format!("{}\n已申请低保", f.notes);
+        f.members[1].phone = "13900000000".into();
+        Editor::new(&mut phone, &staff(), NOW + 1).update_household(&f).expect("a field staff edit passes the rules");
+        let mut g = household(&server);
+        g.address = "东湖路14号".into();
+        Editor::new(&mut server, &admin(), NOW + 2).update_household(&g).expect("the import's update");
+        server.merge(&mut phone).expect("merge");
+        let merged = household(&server);
+        assert_eq!(merged.address, "东湖路14号");
+        assert!(merged.notes.ends_with("已申请低保") && merged.notes.contains("🏠"), "{}", merged.notes);
+        assert_eq!(merged.members[1].phone, "13900000000");
+    }
+
+    #[test]
+    fn a_household_outside_the_importers_territory_or_with_a_bad_id_is_refused() {
+        let other: TerritoryPath = "wh/x/y/z/g1".parse().unwrap();
+        let refused = new_household_in_one_batch(id(), ActorId::random(), &admin(), &other, NOW, &fields());
+        assert!(
+            matches!(&refused, Err(EditError::Rejected(r)) if r.reason == RejectReason::OutsideTerritory),
+            "{refused:?}"
+        );
+        let v4 = DocId(uuid::Uuid::new_v4());
+        assert!(new_household_in_one_batch(v4, ActorId::random(), &admin(), &grid(), NOW, &fields()).is_err());
+        let mut long = fields();
+        long.address = "路".repeat(limits::SHORT_CHARS + 1);
+        assert!(new_household_in_one_batch(id(), ActorId::random(), &admin(), &grid(), NOW, &long).is_err());
+    }
+}

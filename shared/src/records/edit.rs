@@ -97,6 +97,89 @@ pub fn new_record_with_id(
     Ok(doc)
 }
 
+/// Creates a new household's document for a bulk import: the document
+/// [`new_record_with_id`] makes for `NewRecord::Household(fields)` (the same
+/// keys, objects, values and member ids; members without an id get one, an
+/// identical member given twice is added once), written as one batch of
+/// operations instead of field by field with a read before each write, then
+/// checked once with [`rules::check_new`]. Returns the document and the record
+/// as the rules read it, so the caller need not read it again.
+pub fn new_household_in_one_batch(
+    id: DocId,
+    actor: ActorId,
+    author: &Author,
+    grid: &TerritoryPath,
+    now: i64,
+    fields: &HouseholdFields,
+) -> Result<(Automerge, Record), EditError> {
+    use automerge::hydrate;
+    rules::check_new_id(&id)?;
+    let mut doc = Automerge::new().with_actor(actor);
+    let encoding = doc.text_encoding();
+    let str_value = |s: &str| hydrate::Value::Scalar(ScalarValue::Str(s.into()));
+    // A set's entries once each, in the order given (as `put_set` writes them).
+    let set = |values: &[String]| {
+        let mut seen: Vec<&str> = Vec::new();
+        for v in values {
+            if !seen.contains(&v.as_str()) {
+                seen.push(v);
+            }
+        }
+        hydrate::Value::List(seen.into_iter().map(str_value).collect::<Vec<_>>().into())
+    };
+    // Members as `members::write_all` adds them to an empty household.
+    let mut members: Vec<(String, &Member)> = Vec::new();
+    for m in &fields.members {
+        if m.id.is_empty() {
+            let same = |(_, had): &(String, &Member)| {
+                (&had.name, &had.relation, &had.id_number, &had.phone) == (&m.name, &m.relation, &m.id_number, &m.phone)
+            };
+            if !members.iter().any(same) {
+                members.push((members::new_member_id(now, members.len()), m));
+            }
+        } else if let Some(had) = members.iter_mut().find(|(id, _)| *id == m.id) {
+            had.1 = m;
+        } else if uuid::Uuid::parse_str(&m.id).is_ok() {
+            members.push((m.id.clone(), m));
+        }
+    }
+    let mut by_id = std::collections::HashMap::new();
+    for (member_id, m) in members {
+        let mut map = std::collections::HashMap::from([("tags".to_string(), set(&m.tags))]);
+        for (key, value) in
+            [("name", &m.name), ("relation", &m.relation), ("id_number", &m.id_number), ("phone", &m.phone)]
+        {
+            if !value.is_empty() {
+                map.insert(key.to_string(), str_value(value));
+            }
+        }
+        by_id.insert(member_id, hydrate::Value::Map(map.into()));
+    }
+    let root: std::collections::HashMap<String, hydrate::Value> = [
+        ("type", str_value(RecordKind::Household.as_str())),
+        ("schema", hydrate::Value::Scalar(ScalarValue::Uint(SCHEMA_VERSION))),
+        ("grid", str_value(grid.as_str())),
+        ("creator", str_value(&author.person.to_string())),
+        ("created_at", hydrate::Value::Scalar(ScalarValue::Timestamp(now))),
+        ("voids", hydrate::Value::List(Vec::new().into())),
+        (members::MEMBERS_MAP, hydrate::Value::Map(by_id.into())),
+        ("address", str_value(&fields.address)),
+        ("head", str_value(&fields.head)),
+        ("phone", str_value(&fields.phone)),
+        ("id_number", str_value(&fields.id_number)),
+        ("notes", hydrate::Value::Text(hydrate::Text::new(encoding, &fields.notes))),
+        ("tags", set(&fields.tags)),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let mut tx = doc.transaction();
+    tx.init_root_from_hydrate(&root.into())?;
+    tx.commit_with(CommitOptions::default().with_time(now));
+    let record = rules::check_new(&doc, author)?;
+    Ok((doc, record))
+}
+
 /// Makes checked edits to one record document on behalf of `author` at `now`.
 pub struct Editor<'a> {
     doc: &'a mut Automerge,

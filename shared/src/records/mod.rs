@@ -16,7 +16,7 @@ mod merge;
 mod read;
 mod reauthor;
 
-pub use edit::{EditError, Editor, new_record, new_record_with_id};
+pub use edit::{EditError, Editor, new_household_in_one_batch, new_record, new_record_with_id};
 pub use merge::{FieldConflict, FieldValue, MergeRule, member_merge_rule, merge_rule, single_valued_fields};
 pub use read::{META_KEYS, RecordError, read_record, read_record_at};
 pub use reauthor::reauthor;
