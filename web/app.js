@@ -136,6 +136,9 @@ function draw() {
   }
   view.replaceChildren(node);
   document.body.classList.toggle('signed-out', !S.phone.identity());
+  // An administrator over a sub-district or more keeps no records here: no record tabs.
+  const online = !!S.phone.identity() && !S.phone.keepsReplica();
+  for (const a of nav.querySelectorAll('[data-section=households],[data-section=visits],[data-section=cases]')) a.hidden = online;
   for (const a of nav.querySelectorAll('a')) a.setAttribute('aria-current', a.dataset.section === current.section ? 'page' : 'false');
   renderStatus();
 }

@@ -262,6 +262,23 @@ export function todayView(params) {
     h('span.count', { testid: 'today-date' }, `${now.getMonth() + 1}月${now.getDate()}日 星期${WEEKDAY[now.getDay()]}`),
   );
 
+  if (!S.phone.keepsReplica()) {
+    // An administrator over a sub-district or more: records are not kept on this device (the server sends none).
+    return h(
+      'section.today',
+      { testid: 'today', 'data-role': id.role, 'data-replica': 'none' },
+      head,
+      h('p.muted.small', { testid: 'today-territory' }, `负责区域：${territoryName(id.territory)}`),
+      h(
+        'p.banner',
+        { testid: 'today-online-admin' },
+        '您管理的区域范围大，本机不保存住户、走访和事件记录（全部下载会占满手机或浏览器）。数据和统计请在「统计与导出」查看、下载；人员、设备和导入请到「管理控制台」办理。',
+      ),
+      h('a.btn.wide.primary', { href: '#/admin', testid: 'today-console' }, '管理控制台'),
+      h('a.btn.wide', { href: '#/reports', testid: 'today-reports' }, '统计与导出'),
+    );
+  }
+
   if (isGridPerson()) {
     // A grid manager: my cases (reported by me, or handed to me), my promises, my grid's news, my day.
     const handed = new Set(assigned.map((l) => l.id));

@@ -139,7 +139,14 @@ pub fn sync(
     }
 
     let budget = request.max_response_bytes.clamp(PAGE_BYTES_RANGE.0, PAGE_BYTES_RANGE.1) as usize;
-    let (pulled, position, more) = pull(store, &scope, position, budget, caller.device.id)?;
+    // An administrator over a sub-district or more works online: no records
+    // go down. The cursor stays at the start of a snapshot of now, so if the
+    // person's role or territory changes the device still gets everything.
+    let (pulled, position, more) = if gridsync_shared::roles::keeps_replica(caller.person.role, &scope) {
+        pull(store, &scope, position, budget, caller.device.id)?
+    } else {
+        (Vec::new(), Position::Snapshot { upto: store.head_seq()?, after: None }, false)
+    };
     let mut updates = held;
     updates.extend(pulled);
     let cursor = postcard::to_allocvec(&Cursor { scope, position }).map_err(|e| ApiError::Internal(e.to_string()))?;

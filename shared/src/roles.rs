@@ -79,6 +79,17 @@ impl FromStr for Role {
     }
 }
 
+/// Whether a person's devices keep an offline replica of their territory's
+/// records. Grid managers and supervisors work in the field, offline; an
+/// administrator over a sub-district or more (a city holds hundreds of
+/// thousands of households, more than a phone or a browser tab can hold)
+/// works online — the console, reports and snapshots — and their devices are
+/// sent no records, though what they write still goes up. An administrator
+/// of a community or a grid keeps one, like its supervisor.
+pub fn keeps_replica(role: Role, territory: &TerritoryPath) -> bool {
+    role != Role::Administrator || territory.level() >= crate::territory::Level::Community
+}
+
 /// The person a change is made by, as the server knows them from the device's token.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Author {
@@ -94,5 +105,26 @@ impl Author {
     /// Whether this person may read and write records of `grid`.
     pub fn covers(&self, grid: &TerritoryPath) -> bool {
         self.territory.contains(grid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn path(s: &str) -> TerritoryPath {
+        s.parse().expect("path")
+    }
+
+    #[test]
+    fn only_administrators_above_a_community_work_without_a_replica() {
+        for t in ["xg", "xg/xn", "xg/xn/sh"] {
+            assert!(!keeps_replica(Role::Administrator, &path(t)), "{t}");
+            assert!(keeps_replica(Role::Supervisor, &path(t)), "{t}");
+        }
+        for t in ["xg/xn/sh/dh", "xg/xn/sh/dh/g1"] {
+            assert!(keeps_replica(Role::Administrator, &path(t)), "{t}");
+        }
+        assert!(keeps_replica(Role::FieldStaff, &path("xg/xn/sh/dh/g1")));
     }
 }

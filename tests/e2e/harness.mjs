@@ -113,7 +113,7 @@ export async function signIn(page, url, username) {
   await page.getByTestId('login-username').fill(username);
   await page.getByTestId('login-password').fill(PASSWORD);
   await page.getByTestId('login-submit').click();
-  await page.getByTestId('nav-households').waitFor();
+  await page.getByTestId('nav-me').waitFor(); // the record tabs too, unless an administrator over a sub-district or more
   await page.evaluate(() => window.gridsync.ready);
 }
 

@@ -346,8 +346,13 @@ test('践诺落实率 counts only promises already due, and the report says so i
 
   const { page, context } = await newPhone(browser);
   await signIn(page, server.url, 'admin');
-  // An administrator's 今日 leads to the figures.
+  // An administrator's 今日 leads to the figures. Over a whole city, no records are kept on the device:
+  // 今日 says so and the record tabs are gone.
   assert.equal(await page.getByTestId('today').getAttribute('data-role'), 'administrator');
+  await page.getByTestId('today-online-admin').waitFor();
+  assert.equal(await page.getByTestId('today').getAttribute('data-replica'), 'none');
+  assert.ok(await page.getByTestId('nav-cases').isHidden() && await page.getByTestId('nav-households').isHidden());
+  assert.equal(await page.evaluate(() => window.gridsync.phone.records().length), 0, 'nothing of the city on the device');
   await page.getByTestId('today-reports').click();
   await page.getByTestId('report-table').waitFor({ timeout: 20000 });
   const summary = await page.getByTestId('report-summary').innerText();

@@ -140,6 +140,14 @@ impl Phone {
         to_js(&self.replica.identity())
     }
 
+    /// Whether this device keeps its person's territory's records offline
+    /// (the shared rule `roles::keeps_replica`): false for an administrator
+    /// over a sub-district or more, whose app works online.
+    #[wasm_bindgen(js_name = keepsReplica)]
+    pub fn keeps_replica(&self) -> bool {
+        self.replica.identity().is_none_or(|r| gridsync_shared::roles::keeps_replica(r.role, &r.territory))
+    }
+
     /// How many local changes wait for the server.
     #[wasm_bindgen(js_name = pendingChanges)]
     pub fn pending_changes(&self) -> usize {

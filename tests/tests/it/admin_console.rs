@@ -356,3 +356,32 @@ async fn a_devices_last_seen_and_unsent_changes_are_kept_in_the_store_and_outliv
     let kept = reopened.device_seen(id).expect("read").expect("kept across a restart");
     assert_eq!((kept.at, kept.pending), (now.at, Some(1)));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_administrator_over_a_sub_district_or_more_is_sent_no_records_but_what_they_write_goes_up() {
+    let server = TestServer::start().await;
+    let g1 = server.grid_in("c1", "g1");
+    let mut field = server.phone_for(&server.person(Role::FieldStaff, &g1)).await;
+    field.create(&household("周建国")).expect("household");
+    field.create(&household("李梅")).expect("household");
+    field.sync().await.expect("sync");
+
+    // The city's administrator: nothing comes down, however often they sync.
+    let city: TerritoryPath = gridsync_tests::server::CITY.parse().expect("city");
+    let mut city_admin = server.phone_for(&server.person(Role::Administrator, &city)).await;
+    city_admin.sync().await.expect("sync");
+    city_admin.sync().await.expect("sync again");
+    assert_eq!(city_admin.replica.records().count(), 0, "a city's records are not sent to a device");
+    assert!(city_admin.transport.bytes_down < 4_000, "{} bytes down", city_admin.transport.bytes_down);
+    // What they write still goes up and reaches the grid.
+    let theirs = city_admin.replica.create(Some(&g1), city_admin.clock, &household("王芳")).expect("household");
+    let reports = city_admin.sync().await.expect("sync");
+    assert!(reports.iter().all(|r| r.rejected.is_empty()), "{reports:?}");
+    field.sync().await.expect("sync");
+    assert!(field.replica.holds(theirs), "the grid manager has the administrator's household");
+
+    // A community's administrator keeps the community's records, like its supervisor.
+    let mut community_admin = server.phone_for(&server.person(Role::Administrator, &community("c1"))).await;
+    community_admin.sync().await.expect("sync");
+    assert_eq!(community_admin.replica.records().count(), 3);
+}
