@@ -65,6 +65,19 @@ async fn get(url: &str, accept_encoding: &str) -> (u16, reqwest::header::HeaderM
     (status, headers, r.bytes().await.expect("body").to_vec())
 }
 
+/// Asserts that `served` is the source tree's `web/<rel>`, saying which
+/// file and how they differ (not every byte) when they do not.
+fn assert_same(served: &[u8], rel: &str) {
+    let on_disk = std::fs::read(source_web().join(rel)).unwrap_or_else(|e| panic!("web/{rel}: {e}"));
+    assert!(
+        served == on_disk.as_slice(),
+        "web/{rel}: served {} bytes, the source tree has {} bytes; a release binary carries web/ as it was when it \
+         was built: rebuild it (cargo build --release -p gridsync-server)",
+        served.len(),
+        on_disk.len()
+    );
+}
+
 fn header<'a>(headers: &'a reqwest::header::HeaderMap, name: &str) -> &'a str {
     headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
 }
@@ -80,7 +93,7 @@ async fn a_binary_copied_alone_into_an_empty_directory_serves_the_whole_app() {
     if wasm_built {
         assert_eq!(status, 200, "/ serves the app's page");
         assert_eq!(header(&headers, "content-type"), "text/html; charset=utf-8");
-        assert_eq!(body, std::fs::read(web.join("index.html")).expect("web/index.html"));
+        assert_same(&body, "index.html");
     } else {
         eprintln!("web/pkg is not built (scripts/build-wasm.sh): checking the page that says so");
         assert_eq!(status, 503);
@@ -91,7 +104,7 @@ async fn a_binary_copied_alone_into_an_empty_directory_serves_the_whole_app() {
     for script in ["app.js", "sync.js", "db.js", "style.css", "manifest.webmanifest"] {
         let (status, headers, body) = get(&format!("{}/{script}", server.url), "identity").await;
         assert_eq!(status, 200, "{script}");
-        assert_eq!(body, std::fs::read(web.join(script)).expect("the file"), "{script} as in web/");
+        assert_same(&body, script);
         assert!(!header(&headers, "x-gridsync-build").is_empty(), "{script} carries the build id");
     }
     let (status, headers, body) = get(&format!("{}/sw.js", server.url), "identity").await;
@@ -105,12 +118,13 @@ async fn a_binary_copied_alone_into_an_empty_directory_serves_the_whole_app() {
         assert_eq!(status, 200);
         assert_eq!(header(&headers, "content-encoding"), "br", "the precompressed brotli variant");
         assert_eq!(header(&headers, "content-type"), "application/wasm");
-        assert_eq!(body, std::fs::read(web.join("pkg/gridsync_client_bg.wasm.br")).expect("wasm.br"));
+        assert_same(&body, "pkg/gridsync_client_bg.wasm.br");
         let (status, _, body) = get(&format!("{}/pkg/gridsync_client_bg.wasm", server.url), "identity").await;
         assert_eq!(status, 200);
         assert!(body.starts_with(b"\0asm"), "a WebAssembly module");
         let (status, _, body) = get(&format!("{}/pkg/gridsync_client.js", server.url), "identity").await;
-        assert_eq!((status, body), (200, std::fs::read(web.join("pkg/gridsync_client.js")).expect("glue")));
+        assert_eq!(status, 200);
+        assert_same(&body, "pkg/gridsync_client.js");
     }
     let (status, _, _) = get(&format!("{}/no-such-file.js", server.url), "identity").await;
     assert_eq!(status, 404);

@@ -132,10 +132,10 @@ fn parse(text: &str) -> Result<Exposition, String> {
         if let Some(comment) = line.strip_prefix('#') {
             let mut parts = comment.trim_start().splitn(3, ' ');
             match (parts.next(), parts.next(), parts.next()) {
-                (Some("HELP"), Some(name), Some(_)) => {
-                    if !is_metric_name(name) || helped.insert(name.into(), ()).is_some() {
-                        return Err(at("bad or repeated HELP".into()));
-                    }
+                (Some("HELP"), Some(name), Some(_))
+                    if !is_metric_name(name) || helped.insert(name.into(), ()).is_some() =>
+                {
+                    return Err(at("bad or repeated HELP".into()));
                 }
                 (Some("TYPE"), Some(name), Some(kind)) => {
                     if !is_metric_name(name) {
