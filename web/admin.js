@@ -4,7 +4,7 @@
 // so this page needs the network; every action is audited by the server.
 
 import { me, topbar } from './core.js';
-import { ROLE, ask, field, h, toast, when } from './ui.js';
+import { ROLE, ask, download, field, h, onlineApi, toast, when } from './ui.js';
 
 const PAGES = { territories: '区域', people: '人员', devices: '设备', imports: '导入', audit: '审计' };
 const KINDS = { territories: '区域划分表', people: '人员名册', households: '人口信息表' };
@@ -26,45 +26,9 @@ const ACTION_NAMES = {
 };
 
 /** A request to the admin API with this device's token; throws an Error with a Chinese message. */
-async function api(path, { method = 'GET', json, body, headers = {} } = {}) {
-  if (!navigator.onLine) throw new Error('当前没有网络。管理控制台需要联网，请到有信号的地方再试。');
-  const init = { method, headers: { Authorization: `Bearer ${me().token}`, ...headers }, cache: 'no-store' };
-  if (json !== undefined) {
-    init.headers['Content-Type'] = 'application/json';
-    init.body = JSON.stringify(json);
-  } else if (body !== undefined) init.body = body;
-  let resp;
-  try {
-    resp = await fetch(path, init);
-  } catch {
-    throw new Error('无法连接服务器，请检查网络后重试。');
-  }
-  if (resp.ok) return resp;
-  let message = '';
-  try {
-    message = (await resp.json()).message || '';
-  } catch {}
-  if (resp.status === 401) throw new Error('登录已失效，请重新登录后再试。');
-  if (resp.status === 403) throw new Error(`没有权限：${message || '只有管理员可以使用管理控制台'}`);
-  throw new Error(message ? `操作未完成：${message}` : `服务器出错（${resp.status}）`);
-}
+const api = (path, opts = {}) =>
+  onlineApi(me().token, path, { ...opts, offline: '当前没有网络。管理控制台需要联网，请到有信号的地方再试。', forbidden: '只有管理员可以使用管理控制台' });
 const getJson = async (path) => (await api(path)).json();
-
-/** Saves a response body as a file, named by its Content-Disposition if it has one. */
-async function download(resp, fallbackName) {
-  const blob = await resp.blob();
-  const disposition = resp.headers.get('content-disposition') || '';
-  const star = /filename\*=UTF-8''([^;]+)/i.exec(disposition);
-  const plain = /filename="?([^";]+)"?/.exec(disposition);
-  const name = star ? decodeURIComponent(star[1]) : plain ? plain[1] : fallbackName;
-  const url = URL.createObjectURL(blob);
-  const a = h('a', { href: url, download: name, hidden: true });
-  document.body.append(a);
-  a.click();
-  a.remove();
-  setTimeout(() => URL.revokeObjectURL(url), 60_000);
-  return name;
-}
 
 /** Runs an action, showing its error as a toast; returns its value or undefined. */
 async function attempt(fn) {

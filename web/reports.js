@@ -4,7 +4,7 @@
 // Everything here comes from the server, so this page needs the network.
 
 import { me, topbar } from './core.js';
-import { chips, dateOnly, field, h, toLocalInput, toast } from './ui.js';
+import { chips, dateOnly, download, field, h, onlineApi, toLocalInput, toast } from './ui.js';
 
 const PERIODS = { month: '本月', quarter: '本季度', year: '本年', custom: '自定义' };
 const SNAPSHOTS = [
@@ -40,39 +40,8 @@ function bounds(kind, now = new Date()) {
 }
 
 /** A request to the admin API with this device's token; throws an Error with a Chinese message. */
-async function api(path) {
-  if (!navigator.onLine) throw new Error('当前没有网络。统计和导出需要联网，请到有信号的地方再试。');
-  let resp;
-  try {
-    resp = await fetch(path, { headers: { Authorization: `Bearer ${me().token}` }, cache: 'no-store' });
-  } catch {
-    throw new Error('无法连接服务器，请检查网络后重试。');
-  }
-  if (resp.ok) return resp;
-  let message = '';
-  try {
-    message = (await resp.json()).message || '';
-  } catch {}
-  if (resp.status === 401) throw new Error('登录已失效，请重新登录后再试。');
-  if (resp.status === 403) throw new Error(`没有权限：${message || '只有管理员可以查看统计和导出数据'}`);
-  const err = new Error(message ? `服务器出错（${resp.status}）：${message}` : `服务器出错（${resp.status}）`);
-  err.status = resp.status;
-  throw err;
-}
-
-/** Saves a response body as a file, named by its Content-Disposition if it has one. */
-async function download(resp, fallbackName) {
-  const blob = await resp.blob();
-  const disposition = resp.headers.get('content-disposition') || '';
-  const name = (/filename="?([^";]+)"?/.exec(disposition) || [])[1] || fallbackName;
-  const url = URL.createObjectURL(blob);
-  const a = h('a', { href: url, download: name, hidden: true });
-  document.body.append(a);
-  a.click();
-  a.remove();
-  setTimeout(() => URL.revokeObjectURL(url), 60_000);
-  return name;
-}
+const api = (path) =>
+  onlineApi(me().token, path, { offline: '当前没有网络。统计和导出需要联网，请到有信号的地方再试。', forbidden: '只有管理员可以查看统计和导出数据' });
 
 /** How 践诺落实率 is counted, in words (the rule is `promises_kept_rate` in shared/src/reports.rs). */
 const PROMISE_NOTE =

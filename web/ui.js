@@ -181,3 +181,53 @@ export function chips(options, selected, { testid, allowNone = false, onchange, 
 export function field(label, control, hint) {
   return h('label.field', null, h('span.label', null, label), control, hint && h('span.hint', null, hint));
 }
+
+/**
+ * A request to the server's online-only API (the console, reports and
+ * exports) with this device's token. Resolves to the response when it is OK;
+ * otherwise throws an Error whose message says in Chinese what went wrong
+ * (`offline` when there is no network, `forbidden` for a 403 without its own
+ * message) and carries the HTTP `status`.
+ */
+export async function onlineApi(token, path, { method = 'GET', json, body, headers = {}, offline, forbidden } = {}) {
+  if (!navigator.onLine) throw new Error(offline || '当前没有网络，请到有信号的地方再试。');
+  const init = { method, headers: { Authorization: `Bearer ${token}`, ...headers }, cache: 'no-store' };
+  if (json !== undefined) {
+    init.headers['Content-Type'] = 'application/json';
+    init.body = JSON.stringify(json);
+  } else if (body !== undefined) init.body = body;
+  let resp;
+  try {
+    resp = await fetch(path, init);
+  } catch {
+    throw new Error('无法连接服务器，请检查网络后重试。');
+  }
+  if (resp.ok) return resp;
+  let message = '';
+  try {
+    message = (await resp.json()).message || '';
+  } catch {}
+  let err;
+  if (resp.status === 401) err = new Error('登录已失效，请重新登录后再试。');
+  else if (resp.status === 403) err = new Error(`没有权限：${message || forbidden || '只有管理员可以这样做'}`);
+  else if (resp.status < 500 && message) err = new Error(`操作未完成：${message}`);
+  else err = new Error(message ? `服务器出错（${resp.status}）：${message}` : `服务器出错（${resp.status}）`);
+  err.status = resp.status;
+  throw err;
+}
+
+/** Saves a response body as a file, named by its Content-Disposition (filename* first) if it has one; returns the name. */
+export async function download(resp, fallbackName) {
+  const blob = await resp.blob();
+  const disposition = resp.headers.get('content-disposition') || '';
+  const star = /filename\*=UTF-8''([^;]+)/i.exec(disposition);
+  const plain = /filename="?([^";]+)"?/.exec(disposition);
+  const name = star ? decodeURIComponent(star[1]) : plain ? plain[1] : fallbackName;
+  const url = URL.createObjectURL(blob);
+  const a = h('a', { href: url, download: name, hidden: true });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);
+  return name;
+}
