@@ -117,6 +117,13 @@ async function roundTrip(phone, token) {
   }
   if (!resp.ok) {
     const body = await errorBody(resp);
+    if (resp.status === 409 && body.error === 'store_restored' && typeof body.cursor === 'string') {
+      // The server was restored from a backup: every change of this device
+      // goes up again (those it has count as duplicates), and sync goes on
+      // from the cursor it gave, without downloading everything again.
+      const pending = phone.storeRestored(body.cursor);
+      return { acknowledged: 0, rejected: 0, received: 0, more: false, pending, again: true };
+    }
     const err = new Error(body.message || `服务器错误（${resp.status}）`);
     err.retryAfter = retryAfterOf(resp, body);
     err.kind = err.retryAfter > 0 ? 'busy' : 'error';

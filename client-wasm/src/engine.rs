@@ -5,7 +5,7 @@
 
 use crate::local_doc::{DocHeader, LocalDoc};
 use crate::replica::{RejectedRecord, Replica, ReplicaError};
-use crate::storage::Storage;
+use crate::storage::{Storage, StoreOp};
 use automerge::{Automerge, Change, ReadDoc};
 use gridsync_shared::DocId;
 use gridsync_shared::protocol::{
@@ -13,6 +13,10 @@ use gridsync_shared::protocol::{
 };
 use gridsync_shared::records::RecordKind;
 use gridsync_shared::rules::{RejectReason, Rejection};
+
+/// Where the phone remembers that the server was restored and its own
+/// changes are being sent again.
+pub(crate) const RESTORED_KEY: &str = "restored";
 
 /// What one applied sync response did.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -138,6 +142,13 @@ impl<S: Storage> Replica<S> {
                     }
                 }
                 PushOutcome::Rejected(rejection) => {
+                    if self.restored && rejection.reason == RejectReason::MissingDependencies {
+                        // After a restore the server may lack another phone's
+                        // changes this work builds on, until that phone sends
+                        // them again: the work waits, it is not dropped.
+                        self.in_flight.remove(&id);
+                        continue;
+                    }
                     if rejection.reason == RejectReason::WrongActor
                         && self.reauthor(id, server_copies.get(&id).copied(), now)?
                     {
@@ -247,9 +258,104 @@ impl<S: Storage> Replica<S> {
         self.mark_synced(now);
         self.save_docs(&touched, true)?;
         report.pending = self.pending_changes();
+        if self.restored && report.pending == 0 {
+            self.storage.commit(vec![StoreOp::Delete { key: RESTORED_KEY.into() }])?;
+            self.restored = false;
+        }
         if self.scope_cleanup {
             self.drop_out_of_scope()?;
         }
         Ok(report)
+    }
+}
+
+impl<S: Storage> Replica<S> {
+    /// The server was restored from a backup (it answered a sync with 409
+    /// `store_restored` and `cursor` in base64): changes it acknowledged after
+    /// that backup are gone from it, though this phone holds them. Every
+    /// change this device made goes back into the outbox, in causal order
+    /// (the server counts those it has as duplicates), and sync goes on from
+    /// `cursor` — not from the start: records are not downloaded again. Until
+    /// the outbox is empty, a push refused for missing dependencies (work on
+    /// another phone's change the server lost, until that phone resends it)
+    /// waits instead of being dropped. Saved before it returns; returns how
+    /// many changes wait now.
+    pub fn store_restored(&mut self, cursor_base64: &str) -> Result<usize, ReplicaError> {
+        let cursor = decode_base64(cursor_base64)
+            .ok_or_else(|| ReplicaError::Corrupt("the server's restored cursor is not base64".into()))?;
+        let actor = self.actor().ok_or(ReplicaError::NotSignedIn)?;
+        let mut touched = Vec::new();
+        for (id, local) in &self.docs {
+            let waiting = self.outbox.get(id).map(Vec::as_slice).unwrap_or_default();
+            let resend = local.with_doc(|doc| {
+                let all = doc.get_changes(&[]);
+                if !all.iter().any(|c| c.actor_id() == &actor) {
+                    return None;
+                }
+                // In causal order: this device's changes and whatever waited already.
+                Some(
+                    all.iter()
+                        .filter(|c| c.actor_id() == &actor || waiting.contains(&c.hash()))
+                        .map(|c| c.hash())
+                        .collect::<Vec<_>>(),
+                )
+            });
+            if let Some(Some(hashes)) = resend {
+                touched.push((*id, hashes));
+            }
+        }
+        let ids: Vec<DocId> = touched.iter().map(|(id, _)| *id).collect();
+        for (id, hashes) in touched {
+            self.outbox.insert(id, hashes);
+        }
+        self.in_flight.clear();
+        self.cursor = Some(cursor);
+        self.restored = true;
+        self.storage.commit(vec![StoreOp::Put { key: RESTORED_KEY.into(), value: vec![1] }])?;
+        self.save_docs(&ids, true)?;
+        Ok(self.pending_changes())
+    }
+}
+
+/// Standard base64 (with or without padding) to bytes; None if it is not.
+fn decode_base64(text: &str) -> Option<Vec<u8>> {
+    fn value(c: u8) -> Option<u32> {
+        match c {
+            b'A'..=b'Z' => Some(u32::from(c - b'A')),
+            b'a'..=b'z' => Some(u32::from(c - b'a') + 26),
+            b'0'..=b'9' => Some(u32::from(c - b'0') + 52),
+            b'+' | b'-' => Some(62),
+            b'/' | b'_' => Some(63),
+            _ => None,
+        }
+    }
+    let digits = text.trim().trim_end_matches('=').as_bytes();
+    if digits.len() % 4 == 1 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(digits.len() * 3 / 4);
+    for group in digits.chunks(4) {
+        let mut n = 0u32;
+        for (i, &c) in group.iter().enumerate() {
+            n |= value(c)? << (18 - 6 * i);
+        }
+        let bytes = n.to_be_bytes();
+        out.extend_from_slice(&bytes[1..group.len()]);
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decode_base64;
+
+    #[test]
+    fn base64_decodes_with_and_without_padding_and_refuses_other_text() {
+        assert_eq!(decode_base64("aGVsbG8=").as_deref(), Some(&b"hello"[..]));
+        assert_eq!(decode_base64("aGVsbG8").as_deref(), Some(&b"hello"[..]));
+        assert_eq!(decode_base64("AAEC/w==").as_deref(), Some(&[0u8, 1, 2, 255][..]));
+        assert_eq!(decode_base64("").as_deref(), Some(&[][..]));
+        assert_eq!(decode_base64("a"), None);
+        assert_eq!(decode_base64("ab!c"), None);
     }
 }

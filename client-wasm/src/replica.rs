@@ -87,6 +87,10 @@ pub struct Replica<S: Storage> {
     /// The names of people and territories in scope, and what others changed.
     pub(crate) directory: KeptDirectory,
     pub(crate) changed: ChangeLog,
+    /// Set when the server said it was restored from a backup, until the
+    /// outbox is empty: meanwhile a push refused for missing dependencies
+    /// waits (see [`Replica::store_restored`]).
+    pub(crate) restored: bool,
 }
 
 pub(crate) fn doc_key(id: &DocId) -> String {
@@ -119,6 +123,7 @@ impl<S: Storage> Replica<S> {
             scope_cleanup: false,
             directory: Default::default(),
             changed: Default::default(),
+            restored: false,
         };
         let mut outboxes = Vec::new();
         let mut stored_docs = Vec::new();
@@ -128,6 +133,7 @@ impl<S: Storage> Replica<S> {
                 None if key == "cursor" => r.cursor = Some(value),
                 None if key == "status" => r.status = postcard::from_bytes(&value).map_err(corrupt)?,
                 None if key == "scope_cleanup" => r.scope_cleanup = true,
+                None if key == crate::engine::RESTORED_KEY => r.restored = true,
                 None if key == DIRECTORY_KEY => r.directory = KeptDirectory::load(&value),
                 None if key == CHANGED_KEY => r.changed = ChangeLog::load(&value),
                 Some(("doc", id)) => stored_docs.push((id.parse::<DocId>().map_err(corrupt)?, value)),
@@ -216,7 +222,7 @@ impl<S: Storage> Replica<S> {
         self.identity.as_ref()
     }
 
-    fn actor(&self) -> Option<ActorId> {
+    pub(crate) fn actor(&self) -> Option<ActorId> {
         self.identity.as_ref().and_then(|i| gridsync_shared::ids::actor_from_hex(&i.actor))
     }
 

@@ -79,6 +79,17 @@ pub enum ApiError {
     /// upload was discarded (422 `photo_invalid`).
     #[error("照片未保存：{0}")]
     PhotoInvalid(#[from] gridsync_shared::photos::PhotoError),
+    /// The phone's sync cursor is from before the store was restored from a
+    /// backup (or beyond what the store holds): the phone resends all its own
+    /// changes and goes on from `cursor` (409 `store_restored`, with `cursor`
+    /// in base64 in the body). Nothing of the request was done.
+    #[error(
+        "服务器已从备份恢复，本机的修改将重新上传。The server was restored from a backup: send every change this device made again, and continue from the cursor given."
+    )]
+    StoreRestored {
+        /// The cursor to continue from.
+        cursor: Vec<u8>,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -110,6 +121,9 @@ pub struct ErrorBody {
     /// For `upload_offset`: the bytes of the upload the server holds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub received: Option<u64>,
+    /// For `store_restored`: the sync cursor to continue from, in base64.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
 }
 
 impl ApiError {
@@ -136,6 +150,7 @@ impl ApiError {
             ApiError::PhotoNotReferenced(_) => (StatusCode::CONFLICT, "photo_not_referenced"),
             ApiError::UploadOffset { .. } => (StatusCode::CONFLICT, "upload_offset"),
             ApiError::PhotoInvalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "photo_invalid"),
+            ApiError::StoreRestored { .. } => (StatusCode::CONFLICT, "store_restored"),
             ApiError::Store(StoreError::Conflict(_)) => (StatusCode::CONFLICT, "conflict"),
             ApiError::Store(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
@@ -158,7 +173,19 @@ impl ApiError {
             ApiError::UploadOffset { received } => Some(*received),
             _ => None,
         };
-        ErrorBody { error: self.status().1, message: self.to_string(), retry_after_s: self.retry_after_s(), received }
+        let cursor = match self {
+            ApiError::StoreRestored { cursor } => {
+                Some(base64::Engine::encode(&base64::engine::general_purpose::STANDARD, cursor))
+            }
+            _ => None,
+        };
+        ErrorBody {
+            error: self.status().1,
+            message: self.to_string(),
+            retry_after_s: self.retry_after_s(),
+            received,
+            cursor,
+        }
     }
 }
 

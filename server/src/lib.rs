@@ -20,6 +20,7 @@
 //!   [`http_admin`]: snapshot and audit downloads.
 //! - [`photos`]: who may read or upload a photo, an upload's checks and its
 //!   own bound; [`http_photos`]: the photo routes.
+//! - [`backup`]: full backups while the server serves, and restoring one.
 //! - [`metrics`]: `GET /metrics` in the Prometheus text format, and who may read it.
 //!
 //! [`run`] serves on a given listener until a shutdown future completes, so
@@ -30,6 +31,7 @@ pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod backpressure;
+pub mod backup;
 pub mod connections;
 pub mod demo;
 pub mod error;
@@ -178,9 +180,15 @@ pub async fn serve_admin_socket(path: PathBuf, store: Arc<dyn Store>) -> std::io
                 imports::cli::serve(store, req, write).await;
                 return;
             }
+            if let Ok(SocketRequest::Backup(req)) = request {
+                backup::serve_backup(store, req, write).await;
+                return;
+            }
             let reply = match request.and_then(|r| match r {
                 SocketRequest::Admin(cmd) => Ok(cmd),
-                SocketRequest::Snapshot(_) | SocketRequest::ImportCity(_) => Err("unreachable".into()),
+                SocketRequest::Snapshot(_) | SocketRequest::ImportCity(_) | SocketRequest::Backup(_) => {
+                    Err("unreachable".into())
+                }
             }) {
                 Err(e) => AdminReply { ok: false, output: e },
                 Ok(cmd) => {
@@ -208,6 +216,8 @@ pub enum SocketRequest {
     Snapshot(snapshot::SnapshotRequest),
     /// A city import (`import-city`); answered with progress lines, then its end.
     ImportCity(imports::cli::ImportCityRequest),
+    /// A full backup; answered with an [`AdminReply`] line, then the backup file's bytes until EOF.
+    Backup(backup::BackupRequest),
 }
 
 async fn stream_snapshot(

@@ -75,6 +75,20 @@ enum Command {
         #[arg(long)]
         photos: bool,
     },
+    /// Write a full backup of the store (records, people, devices, territories,
+    /// audit log, feed, photos, imports: every tree), consistent as of one
+    /// moment; works on a stopped server and, through its admin socket, on a running one.
+    Backup {
+        /// Where to write it (created with mode 600: it holds password hashes).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Restore a backup into this data directory, which must be empty or
+    /// absent; the server must be stopped. Phones continue from where they were.
+    Restore {
+        /// The file written by `backup`.
+        file: PathBuf,
+    },
     /// Load a bundle snapshot into this (empty) data directory; the server must be stopped.
     Import {
         /// The bundle archive written by `snapshot --format bundle`.
@@ -154,6 +168,8 @@ async fn main() -> ExitCode {
             }
         }
         Command::Admin(cmd) => admin_command(cli.data, cmd).await,
+        Command::Backup { out } => print_outcome(gridsync_server::backup::backup_command(&cli.data, &out).await),
+        Command::Restore { file } => print_outcome(gridsync_server::backup::restore_command(&cli.data, &file)),
         Command::ImportCity(cmd) => match import_city(&cli.data, cmd).await {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::FAILURE,
@@ -199,6 +215,20 @@ async fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+/// Prints a command's text, or its error on stderr.
+fn print_outcome(result: Result<String, String>) -> ExitCode {
+    match result {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
         }
     }
 }

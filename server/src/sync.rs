@@ -32,10 +32,77 @@ enum Position {
     Feed { after: u64 },
 }
 
+/// The opaque cursor: where the phone stands, in which store epoch (None:
+/// the store's original one). A cursor from before epochs existed has no
+/// epoch field and was issued in the original epoch: it decodes as such.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct Cursor {
     scope: TerritoryPath,
     position: Position,
+    epoch: Option<[u8; 16]>,
+}
+
+/// A cursor as issued before store epochs.
+#[derive(Deserialize)]
+struct CursorWithoutEpoch {
+    scope: TerritoryPath,
+    position: Position,
+}
+
+impl Cursor {
+    fn decode(bytes: &[u8]) -> Result<Self, ApiError> {
+        let bad = || ApiError::BadRequest("the sync cursor is not one this server issued".into());
+        if let Ok((c, [])) = postcard::take_from_bytes::<Cursor>(bytes) {
+            return Ok(c);
+        }
+        match postcard::take_from_bytes::<CursorWithoutEpoch>(bytes) {
+            Ok((c, [])) => Ok(Cursor { scope: c.scope, position: c.position, epoch: None }),
+            _ => Err(bad()),
+        }
+    }
+}
+
+impl Position {
+    /// The feed position the phone has seen up to.
+    fn seq(&self) -> u64 {
+        match self {
+            Position::Snapshot { upto, .. } => *upto,
+            Position::Feed { after } => *after,
+        }
+    }
+}
+
+/// Where a phone whose cursor is from an earlier store epoch (or beyond the
+/// store's head) goes on from, with the store's current epoch; None when its
+/// cursor is current. Such a phone also sends all its own changes again:
+/// changes the server acknowledged after the restored backup was taken are
+/// gone from it, though the phone holds them. Its position is kept where it
+/// survived every restore since its epoch; an epoch the store never had (a
+/// backup restored over another branch) starts again from a snapshot.
+fn restored_position(
+    cursor: &Cursor,
+    epochs: &[crate::store::StoreEpoch],
+    head: u64,
+) -> Option<(Position, Option<[u8; 16]>)> {
+    let current = epochs.last().map(|e| e.id);
+    if cursor.epoch == current {
+        // Same epoch: a position beyond the head means the store lost entries
+        // (a data directory copied back by hand); the entries up to the head stand.
+        return (cursor.position.seq() > head).then_some((Position::Feed { after: head }, current));
+    }
+    let later = match cursor.epoch {
+        None => Some(epochs),
+        Some(id) => epochs.iter().position(|e| e.id == id).map(|i| &epochs[i + 1..]),
+    };
+    let Some(limit) = later.and_then(|l| l.iter().map(|e| e.base_seq).min()) else {
+        return Some((Position::Snapshot { upto: head, after: None }, current));
+    };
+    let limit = limit.min(head);
+    let position = match cursor.position.clone() {
+        Position::Feed { after } => Position::Feed { after: after.min(limit) },
+        Position::Snapshot { upto, after } => Position::Snapshot { upto: upto.min(limit), after },
+    };
+    Some((position, current))
 }
 
 /// Striped locks so that two pushes to one document never interleave.
@@ -72,11 +139,17 @@ pub fn sync(
         )));
     }
     let scope = caller.person.territory.clone();
+    let epochs = store.epochs()?;
+    let epoch = epochs.last().map(|e| e.id);
     let position = match &request.cursor {
         None => None,
         Some(bytes) => {
-            let c: Cursor = postcard::from_bytes(bytes)
-                .map_err(|_| ApiError::BadRequest("the sync cursor is not one this server issued".into()))?;
+            let c = Cursor::decode(bytes)?;
+            if let Some((position, epoch)) = restored_position(&c, &epochs, store.head_seq()?) {
+                let fresh = Cursor { scope: c.scope, position, epoch };
+                let cursor = postcard::to_allocvec(&fresh).map_err(|e| ApiError::Internal(e.to_string()))?;
+                return Err(ApiError::StoreRestored { cursor });
+            }
             // A person moved to another territory starts again from a snapshot.
             (c.scope == scope).then_some(c.position)
         }
@@ -149,7 +222,8 @@ pub fn sync(
     };
     let mut updates = held;
     updates.extend(pulled);
-    let cursor = postcard::to_allocvec(&Cursor { scope, position }).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let cursor =
+        postcard::to_allocvec(&Cursor { scope, position, epoch }).map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(SyncResponse { results, updates, cursor, more })
 }
 

@@ -292,10 +292,20 @@ impl Phone {
         }
     }
 
-    /// One request/response exchange (retried while the server says it is busy).
+    /// One request/response exchange (retried while the server says it is
+    /// busy; and, when the server says it was restored from a backup, sent
+    /// again after the replica took that in, as the app does).
     pub async fn sync_once(&mut self) -> Result<SyncReport, PhoneError> {
         let request = self.replica.build_request();
-        let response = self.post_sync_patiently(&request).await?;
+        let response = match self.post_sync_patiently(&request).await {
+            Err(PhoneError::Status { status: 409, body }) if restored_cursor(&body).is_some() => {
+                let cursor = restored_cursor(&body).unwrap_or_default();
+                self.replica.store_restored(&cursor)?;
+                let request = self.replica.build_request();
+                self.post_sync_patiently(&request).await?
+            }
+            other => other?,
+        };
         let now = self.tick();
         Ok(self.replica.apply_response(&response, now)?)
     }
@@ -400,6 +410,12 @@ impl Phone {
             Err(e) => (0, e.to_string()),
         }
     }
+}
+
+/// The cursor of a 409 `store_restored` answer's body, if it is one.
+fn restored_cursor(body: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    (v["error"] == "store_restored").then(|| v["cursor"].as_str().map(String::from))?
 }
 
 /// The `queue` duration of a `Server-Timing` header (`queue;dur=12.5`).

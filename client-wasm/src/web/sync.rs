@@ -38,4 +38,12 @@ impl Phone {
             again: r.needs_another_round(),
         })
     }
+
+    /// The server answered a sync with 409 `store_restored`: give it the
+    /// answer's `cursor` (base64). Every change this device made waits to be
+    /// sent again, and sync goes on from that cursor. Returns the changes waiting.
+    #[wasm_bindgen(js_name = storeRestored)]
+    pub fn store_restored(&mut self, cursor: &str) -> Result<usize, JsError> {
+        self.replica.store_restored(cursor).map_err(js_err)
+    }
 }

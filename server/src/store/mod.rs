@@ -401,6 +401,28 @@ pub trait Store: Send + Sync + 'static {
         Ok(None)
     }
 
+    /// The store's epochs after its original one, oldest first: one per
+    /// restore from a backup (none for a store never restored). Sync cursors
+    /// name the epoch they were issued in (see [`crate::sync`]).
+    fn epochs(&self) -> Result<Vec<StoreEpoch>, StoreError> {
+        Ok(Vec::new())
+    }
+    /// Writes a backup of everything the store holds into `sink`, consistent
+    /// as of one moment, while writers go on (see [`crate::backup`]).
+    fn backup(&self, sink: &mut dyn crate::backup::BackupSink) -> Result<crate::backup::BackupFacts, StoreError> {
+        let _ = sink;
+        Err(StoreError::Engine("this store cannot make backups".into()))
+    }
+    /// When the last backup was made, and at which feed position.
+    fn last_backup(&self) -> Result<Option<crate::backup::BackupMark>, StoreError> {
+        Ok(None)
+    }
+    /// Remembers a finished backup (for [`Store::last_backup`]).
+    fn note_backup(&self, mark: &crate::backup::BackupMark) -> Result<(), StoreError> {
+        let _ = mark;
+        Ok(())
+    }
+
     /// Whether the store can write now, for `/healthz`: a cheap probe (an
     /// engine may answer from a probe made within the last second). A store
     /// that failed to write tries to recover here, as on its next write, so
@@ -409,6 +431,19 @@ pub trait Store: Send + Sync + 'static {
     fn check_writable(&self) -> Result<(), StoreError> {
         Ok(())
     }
+}
+
+/// An epoch of a store: it begins when the store is restored from a backup,
+/// whose feed stood at `base_seq`. Feed positions up to `base_seq` name the
+/// same entries as in the epoch the backup was taken in; later ones do not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreEpoch {
+    /// Random, new at each restore.
+    pub id: [u8; 16],
+    /// The restored backup's feed position (the head when the epoch began).
+    pub base_seq: u64,
+    /// When the restore ran, Unix ms.
+    pub at: i64,
 }
 
 /// Sizes of what a store holds.

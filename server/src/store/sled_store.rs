@@ -28,6 +28,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
+mod backup;
 mod devices;
 mod imports;
 mod photos;
@@ -39,6 +40,9 @@ pub struct SledStore {
     db: RwLock<Option<sled::Db>>,
     /// Serialises writers so sequence numbers become visible in order.
     write: Mutex<()>,
+    /// Every write holds this shared; a backup holds it alone for a moment
+    /// (see [`backup`]), so that no write is half done at its instant.
+    gate: backup::Gate,
     /// Serialises photo uploads' appends (apart from `write`: a record's
     /// commit never waits behind a photo).
     uploads: Mutex<()>,
@@ -183,13 +187,18 @@ impl SledStore {
     /// running server holds it.
     pub fn open(dir: impl AsRef<Path>) -> Result<Self, StoreError> {
         let dir = dir.as_ref();
-        let db = open_db(dir)?;
+        Self::over(dir, open_db(dir)?)
+    }
+
+    /// The store over `db`, opened in `dir`.
+    fn over(dir: &Path, db: sled::Db) -> Result<Self, StoreError> {
         // What sled finds on opening is what reached the disk.
         let durable = counter(&db, SEQ)?;
         Ok(Self {
             dir: dir.to_path_buf(),
             db: RwLock::new(Some(db)),
             write: Mutex::new(()),
+            gate: backup::Gate::default(),
             uploads: Mutex::new(()),
             health: Mutex::new(Health::default()),
             seq_floor: AtomicU64::new(0),
@@ -217,13 +226,16 @@ impl SledStore {
         self.health().failed.as_ref().map(|f| f.reason.clone())
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
-        self.write.lock().unwrap_or_else(|p| p.into_inner())
+    /// The writers' lock, taken after the backup gate (always in this order).
+    fn lock(&self) -> (std::sync::MutexGuard<'_, ()>, backup::GateGuard<'_>) {
+        let gate = self.gate.enter();
+        (self.write.lock().unwrap_or_else(|p| p.into_inner()), gate)
     }
 
     /// Runs a write; a failure marks the database poisoned. While it is, writes
     /// are refused at once except when a recovery attempt is due.
     fn write_op<T>(&self, f: impl FnOnce(&sled::Db) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let _gate = self.gate.enter();
         self.recover_if_failed()?;
         let result = {
             let db = self.db()?;
@@ -404,6 +416,22 @@ impl Store for SledStore {
 
     fn device_seen(&self, device: DeviceId) -> Result<Option<DeviceSeen>, StoreError> {
         self.device_seen_impl(device)
+    }
+
+    fn epochs(&self) -> Result<Vec<StoreEpoch>, StoreError> {
+        self.stored_epochs()
+    }
+
+    fn backup(&self, sink: &mut dyn crate::backup::BackupSink) -> Result<crate::backup::BackupFacts, StoreError> {
+        self.backup_into(sink)
+    }
+
+    fn last_backup(&self) -> Result<Option<crate::backup::BackupMark>, StoreError> {
+        self.stored_last_backup()
+    }
+
+    fn note_backup(&self, mark: &crate::backup::BackupMark) -> Result<(), StoreError> {
+        self.note_backup_mark(mark)
     }
 
     fn load_doc(&self, id: DocId) -> Result<Option<StoredDoc>, StoreError> {

@@ -4,6 +4,7 @@
 
 mod admin_console;
 mod app_files;
+mod backup_restore;
 mod city_import;
 mod cli_snapshot;
 mod concurrent_edits;
