@@ -88,6 +88,8 @@ impl AppSource {
     pub fn has_wasm(&self) -> bool {
         match self {
             AppSource::Dir(dir) => dir.join(WASM_PATH).is_file(),
+            // A debug build reads the source tree, where the package may be built while it runs.
+            AppSource::Embedded if cfg!(debug_assertions) => source_tree_web().join(WASM_PATH).is_file(),
             AppSource::Embedded => {
                 static EMBEDDED: OnceLock<bool> = OnceLock::new();
                 *EMBEDDED.get_or_init(|| WebApp::iter().any(|name| name == WASM_PATH))
