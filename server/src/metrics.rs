@@ -4,8 +4,11 @@
 //!
 //! Counters live in [`Metrics`], one per server (so servers in one process,
 //! as in tests, count apart); the store's figures are read at each scrape,
-//! the document counts at most every [`DOC_COUNT_TTL`]. Only loopback may read
-//! them unless a bearer token is configured ([`MetricsAccess`]).
+//! except the document counts, a scan of every record's summary, which run in
+//! the background at most every [`DOC_COUNT_TTL`] and are waited for at most
+//! [`DOC_COUNT_WAIT`] (a cold count of 300,000 records took 12 s, a scrape
+//! must not). Only loopback may read them unless a bearer token is configured
+//! ([`MetricsAccess`]).
 
 use crate::error::ApiError;
 use crate::http::AppState;
@@ -14,8 +17,8 @@ use gridsync_shared::protocol::{PushOutcome, PushResult};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use warp::http::{HeaderValue, StatusCode, header};
 use warp::reply::Response;
@@ -29,6 +32,10 @@ pub const SYNC_BUCKETS: [f64; 12] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1
 
 /// How long a count of the stored documents is reused (counting is a scan).
 pub const DOC_COUNT_TTL: Duration = Duration::from_secs(30);
+
+/// How long a scrape waits for a new count of the documents before it shows
+/// the previous one (none yet: no `gridsync_documents` samples).
+pub const DOC_COUNT_WAIT: Duration = Duration::from_secs(1);
 
 /// When the last successful backup finished, Unix ms (0: none since start).
 static LAST_BACKUP_MS: AtomicI64 = AtomicI64::new(0);
@@ -97,11 +104,17 @@ pub struct Metrics {
     accepted: AtomicU64,
     duplicates: AtomicU64,
     errors: Mutex<BTreeMap<&'static str, u64>>,
-    documents: Mutex<Option<DocCount>>,
+    documents: Mutex<DocCount>,
+    counted: tokio::sync::Notify,
 }
 
-/// Documents per kind, and when they were counted.
-type DocCount = (Instant, Vec<(RecordKind, u64)>);
+/// The last count of documents per kind, when it was made, and whether a
+/// count runs now.
+#[derive(Debug, Default)]
+struct DocCount {
+    last: Option<(Instant, Vec<(RecordKind, u64)>)>,
+    running: bool,
+}
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -112,6 +125,7 @@ impl Default for Metrics {
             duplicates: AtomicU64::new(0),
             errors: Mutex::default(),
             documents: Mutex::default(),
+            counted: tokio::sync::Notify::new(),
         }
     }
 }
@@ -145,17 +159,41 @@ impl Metrics {
         self.errors.lock().unwrap_or_else(|p| p.into_inner()).get(code).copied().unwrap_or(0)
     }
 
-    /// The stored documents per kind, counted again once [`DOC_COUNT_TTL`] has passed.
-    fn documents(&self, store: &dyn crate::store::Store) -> Result<Vec<(RecordKind, u64)>, ApiError> {
-        let mut cached = self.documents.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((at, counts)) = cached.as_ref()
-            && at.elapsed() < DOC_COUNT_TTL
-        {
-            return Ok(counts.clone());
+    /// The stored documents per kind: the last count if younger than
+    /// [`DOC_COUNT_TTL`]; else a new count is started in the background
+    /// (one at a time) and waited for at most [`DOC_COUNT_WAIT`], after which
+    /// the previous count (if any) is shown and the new one serves later scrapes.
+    async fn documents(self: &Arc<Self>, store: Arc<dyn crate::store::Store>) -> Option<Vec<(RecordKind, u64)>> {
+        let counted = self.counted.notified();
+        tokio::pin!(counted);
+        counted.as_mut().enable();
+        let start = {
+            let mut count = self.documents.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((at, counts)) = &count.last
+                && at.elapsed() < DOC_COUNT_TTL
+            {
+                return Some(counts.clone());
+            }
+            !std::mem::replace(&mut count.running, true)
+        };
+        if start {
+            let metrics = self.clone();
+            tokio::task::spawn_blocking(move || {
+                let result = store.doc_counts();
+                {
+                    let mut count = metrics.documents.lock().unwrap_or_else(|p| p.into_inner());
+                    count.running = false;
+                    match result {
+                        Ok(counts) => count.last = Some((Instant::now(), counts)),
+                        Err(error) => tracing::warn!(%error, "could not count the stored documents for /metrics"),
+                    }
+                }
+                metrics.counted.notify_waiters();
+            });
         }
-        let counts = store.doc_counts()?;
-        *cached = Some((Instant::now(), counts.clone()));
-        Ok(counts)
+        let _ = tokio::time::timeout(DOC_COUNT_WAIT, counted).await;
+        let count = self.documents.lock().unwrap_or_else(|p| p.into_inner());
+        count.last.as_ref().map(|(_, counts)| counts.clone())
     }
 }
 
@@ -260,26 +298,12 @@ impl Exposition {
     }
 }
 
-/// What the store says at a scrape.
-struct StoreFigures {
-    head_seq: u64,
-    disk_bytes: u64,
-    documents: Vec<(RecordKind, u64)>,
-}
-
 /// The exposition text for `state` now.
 pub async fn render(state: &AppState) -> Result<String, ApiError> {
     let store = state.store.clone();
-    let metrics = state.metrics.clone();
-    let figures = crate::http::blocking(move || {
-        let stats = store.stats()?;
-        Ok(StoreFigures {
-            head_seq: stats.head_seq,
-            disk_bytes: stats.disk_bytes,
-            documents: metrics.documents(store.as_ref())?,
-        })
-    })
-    .await?;
+    let (disk_bytes, head_seq) =
+        crate::http::blocking(move || Ok((store.stats()?.disk_bytes, store.head_seq()?))).await?;
+    let documents = state.metrics.documents(state.store.clone()).await.unwrap_or_default();
     let m = &state.metrics;
     let mut out = Exposition(String::with_capacity(4096));
     out.header("gridsync_build_info", "The running server's version (always 1).", "gauge");
@@ -348,20 +372,19 @@ pub async fn render(state: &AppState) -> Result<String, ApiError> {
         "counter",
         edge.refused as f64,
     );
-    out.single(
-        "gridsync_store_size_bytes",
-        "Bytes the store's files take on disk.",
-        "gauge",
-        figures.disk_bytes as f64,
-    );
+    out.single("gridsync_store_size_bytes", "Bytes the store's files take on disk.", "gauge", disk_bytes as f64);
     out.single(
         "gridsync_feed_head",
         "The change feed's durable head: the position of the last change stored.",
         "gauge",
-        figures.head_seq as f64,
+        head_seq as f64,
     );
-    out.header("gridsync_documents", "Records stored, by kind (counted at most every 30 s).", "gauge");
-    for (kind, n) in &figures.documents {
+    out.header(
+        "gridsync_documents",
+        "Records stored, by kind (counted in the background, at most every 30 s).",
+        "gauge",
+    );
+    for (kind, n) in &documents {
         out.sample("gridsync_documents", &[("kind", kind.as_str())], *n as f64);
     }
     out.single(
