@@ -9,10 +9,14 @@ use super::*;
 use crate::store::DocWrite;
 use automerge::{ActorId, Automerge};
 use gridsync_shared::imports::{HeaderMap, ResidentRow, is_blank, match_headers, resident_row};
-use gridsync_shared::records::{Editor, HouseholdFields, Member, NewRecord, new_record_with_id, read_record};
+use gridsync_shared::records::{Editor, HouseholdFields, Member, new_household_in_one_batch, read_record};
 
-/// Households written per store batch (and split between the two build threads).
-const BATCH: usize = 512;
+/// Households handed to a builder thread at a time.
+const CHUNK: usize = 64;
+/// Households committed per store batch (one atomic write, a few tens of milliseconds).
+const COMMIT_BATCH: usize = 512;
+/// How often the import makes what it committed durable (and visible to syncs).
+const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A checked resident row as spilled to the temporary database.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -67,13 +71,22 @@ struct Judged {
     digest: [u8; 32],
 }
 
-fn temp_db() -> Result<sled::Db, ImportError> {
-    sled::Config::new()
+/// The temporary database the rows are spilled to, in a directory of the
+/// system's temporary directory (on disk: sled's own default, `/dev/shm`, would
+/// hold the whole file in memory), removed when the returned guard is dropped.
+fn temp_db() -> Result<(tempfile::TempDir, sled::Db), ImportError> {
+    let dir = tempfile::Builder::new()
+        .prefix("gridsync-import-")
+        .tempdir()
+        .map_err(|e| ImportError::Internal(format!("temporary directory: {e}")))?;
+    let db = sled::Config::new()
+        .path(dir.path().join("rows"))
         .temporary(true)
         .cache_capacity(16 * 1024 * 1024)
         .flush_every_ms(None)
         .open()
-        .map_err(|e| ImportError::Internal(format!("temporary database: {e}")))
+        .map_err(tmp)?;
+    Ok((dir, db))
 }
 
 fn tmp(e: sled::Error) -> ImportError {
@@ -245,7 +258,8 @@ pub(super) fn run(
     let admin = who.admin.clone().ok_or_else(|| {
         ImportError::Refused("导入住户需要一位管理员：请先创建管理员（person add --role administrator）".into())
     })?;
-    let db = temp_db()?;
+    // The database before its directory: dropped in reverse order.
+    let (_dir, db) = temp_db()?;
     let (mut report, read) = spill(store, who, path, &db)?;
     if read {
         for_each_household(&db, &mut |rows| {
@@ -271,24 +285,112 @@ pub(super) fn run(
     let actor = ActorId::from(device.actor.as_slice());
     let author = author_of(&admin);
     let total = outcome.report.counts.create + outcome.report.counts.update + outcome.report.counts.unchanged;
-    let mut written = Counts { rows: outcome.report.counts.rows, ..Counts::default() };
-    let mut batch: Vec<Judged> = Vec::with_capacity(BATCH);
-    let flush_batch = |batch: &mut Vec<Judged>, written: &mut Counts| -> Result<(), ImportError> {
-        let jobs = std::mem::take(batch);
-        let half = jobs.len().div_ceil(2);
-        let mut jobs = jobs;
-        let second = jobs.split_off(half);
-        let build_all = |jobs: Vec<Judged>| -> Result<Vec<Built>, ImportError> {
-            jobs.into_iter().map(|j| build(store, &author, &actor, device.id, now, j)).collect()
-        };
-        let (a, b) = std::thread::scope(|s| {
-            let other = s.spawn(|| build_all(second));
-            let mine = build_all(jobs);
-            (mine, other.join().unwrap_or_else(|_| Err(ImportError::Internal("build thread panicked".into()))))
+    let written = write(store, &db, &Builder { author, actor, device: device.id, now }, total, progress)?;
+    outcome.written = Counts { rows: outcome.report.counts.rows, ..written };
+    Ok(outcome)
+}
+
+/// What every household of one import is written with.
+struct Builder {
+    author: Author,
+    actor: ActorId,
+    device: gridsync_shared::DeviceId,
+    now: i64,
+}
+
+/// Writes the households in the temporary database as a pipeline: this
+/// thread reads and judges them, builder threads (one per core) build their
+/// documents, one committer thread commits them in large batches and reports
+/// progress. The channels between are bounded, so memory stays flat however
+/// long the file; a failure anywhere stops the others (what was committed stays).
+fn write(
+    store: &dyn Store,
+    db: &sled::Db,
+    builder: &Builder,
+    total: u64,
+    progress: &mut ProgressFn<'_>,
+) -> Result<Counts, ImportError> {
+    use std::sync::mpsc::{Receiver, sync_channel};
+    use std::sync::{Arc, Mutex};
+    let builders = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 8);
+    let (jobs_tx, jobs_rx) = sync_channel::<Vec<Judged>>(2 * builders);
+    let jobs_rx: Arc<Mutex<Receiver<Vec<Judged>>>> = Arc::new(Mutex::new(jobs_rx));
+    let (built_tx, built_rx) = sync_channel::<Result<Vec<Built>, ImportError>>(2 * builders);
+    std::thread::scope(|s| {
+        for _ in 0..builders {
+            let jobs_rx = Arc::clone(&jobs_rx);
+            let built_tx = built_tx.clone();
+            s.spawn(move || {
+                loop {
+                    // The lock is held only to take the next chunk.
+                    let chunk = match jobs_rx.lock().map(|rx| rx.recv()) {
+                        Ok(Ok(chunk)) => chunk,
+                        _ => break,
+                    };
+                    let built = chunk.into_iter().map(|j| build(store, builder, j)).collect();
+                    if built_tx.send(built).is_err() {
+                        break; // the committer stopped
+                    }
+                }
+            });
+        }
+        // Only the builders hold these now: when they are gone, both channels close.
+        drop(built_tx);
+        drop(jobs_rx);
+        let committer = s.spawn(move || commit_all(store, builder.now, built_rx, total, progress));
+        let mut chunk: Vec<Judged> = Vec::with_capacity(CHUNK);
+        let read = for_each_household(db, &mut |rows| {
+            let j = judge(store, rows)?;
+            if !j.problems.is_empty() {
+                return Ok(()); // skipped (only reached with skip_problems)
+            }
+            chunk.push(j);
+            if chunk.len() >= CHUNK {
+                let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
+                // Refused only when the builders stopped: the committer's error says why.
+                if jobs_tx.send(full).is_err() {
+                    return Err(ImportError::Internal(String::new()));
+                }
+            }
+            Ok(())
+        })
+        .and_then(|()| {
+            if !chunk.is_empty() && jobs_tx.send(std::mem::take(&mut chunk)).is_err() {
+                return Err(ImportError::Internal(String::new()));
+            }
+            Ok(())
         });
-        let mut writes = Vec::new();
-        for built in a?.into_iter().chain(b?) {
-            match built {
+        drop(jobs_tx);
+        let committed =
+            committer.join().unwrap_or_else(|_| Err(ImportError::Internal("import commit thread panicked".into())));
+        match (read, committed) {
+            (Ok(()), Ok(counts)) => Ok(counts),
+            (Err(ImportError::Internal(m)), Ok(_)) if m.is_empty() => {
+                Err(ImportError::Internal("the import's build threads stopped".into()))
+            }
+            (Err(ImportError::Internal(m)), Err(e)) if m.is_empty() => Err(e),
+            (Err(e), _) | (Ok(()), Err(e)) => Err(e),
+        }
+    })
+}
+
+/// Commits built households in batches of [`COMMIT_BATCH`] as they come, then
+/// flushes; reports progress after each batch.
+fn commit_all(
+    store: &dyn Store,
+    now: i64,
+    built: std::sync::mpsc::Receiver<Result<Vec<Built>, ImportError>>,
+    total: u64,
+    progress: &mut ProgressFn<'_>,
+) -> Result<Counts, ImportError> {
+    let mut written = Counts::default();
+    let mut writes = Vec::with_capacity(COMMIT_BATCH);
+    let mut done = 0u64;
+    let (mut batches, mut longest, mut flushed) = (0u32, std::time::Duration::ZERO, std::time::Instant::now());
+    for chunk in built {
+        for b in chunk? {
+            done += 1;
+            match b {
                 Built::Write(w, keys, created) => {
                     if created {
                         written.create += 1;
@@ -300,31 +402,28 @@ pub(super) fn run(
                 Built::Unchanged => written.unchanged += 1,
             }
         }
-        if !writes.is_empty() {
-            store.commit_docs(writes, now)?;
-        }
-        Ok(())
-    };
-    let mut done = 0u64;
-    for_each_household(&db, &mut |rows| {
-        let j = judge(store, rows)?;
-        if !j.problems.is_empty() {
-            return Ok(()); // skipped (only reached with skip_problems)
-        }
-        batch.push(j);
-        if batch.len() >= BATCH {
-            done += batch.len() as u64;
-            flush_batch(&mut batch, &mut written)?;
+        if writes.len() >= COMMIT_BATCH {
+            let started = std::time::Instant::now();
+            store.commit_docs(std::mem::take(&mut writes), now)?;
+            (batches, longest) = (batches + 1, longest.max(started.elapsed()));
+            // Made durable now and then, so phones syncing meanwhile receive
+            // their households while the import goes on.
+            if flushed.elapsed() >= FLUSH_EVERY {
+                store.flush()?;
+                flushed = std::time::Instant::now();
+            }
             progress(done, total);
         }
-        Ok(())
-    })?;
-    done += batch.len() as u64;
-    flush_batch(&mut batch, &mut written)?;
+    }
+    if !writes.is_empty() {
+        store.commit_docs(writes, now)?;
+        batches += 1;
+    }
     store.flush()?;
     progress(done, total);
-    outcome.written = written;
-    Ok(outcome)
+    // How long each batch kept other writers (phones' pushes) waiting at most.
+    tracing::info!(batches, longest_commit_ms = longest.as_millis() as u64, "import: households committed");
+    Ok(written)
 }
 
 enum Built {
@@ -437,51 +536,43 @@ fn rule_error(row: u64, e: impl std::fmt::Display) -> ImportError {
     ImportError::Refused(format!("第{row}行的住户不符合记录规则，导入已停止"))
 }
 
-fn build(
-    store: &dyn Store,
-    author: &Author,
-    actor: &ActorId,
-    device: gridsync_shared::DeviceId,
-    now: i64,
-    j: Judged,
-) -> Result<Built, ImportError> {
+fn build(store: &dyn Store, b: &Builder, j: Judged) -> Result<Built, ImportError> {
     let head_row = j.rows.iter().find(|r| r.is_head()).map_or(0, |r| r.row);
     let grid = j.rows[0].grid.clone();
-    let (doc_id, doc, before, created) = match j.action {
+    let (doc_id, doc, before, created, record) = match j.action {
         Action::Unchanged => return Ok(Built::Unchanged),
         Action::Create => {
             let mut random = [0u8; 10];
             random.copy_from_slice(&uuid::Uuid::new_v4().as_bytes()[..10]);
-            let id = DocId::new_v7(u64::try_from(now).unwrap_or(0), random);
+            let id = DocId::new_v7(u64::try_from(b.now).unwrap_or(0), random);
             let mut fields = fields_for(&j.rows, None);
-            // Ids given up front: each member is added without comparing it to
-            // those before it (a new household has no duplicates to guard against).
             for (seq, m) in fields.members.iter_mut().enumerate() {
-                m.id = new_member_id(now, seq);
+                m.id = new_member_id(b.now, seq);
             }
-            let doc = new_record_with_id(id, actor.clone(), author, &grid, now, &NewRecord::Household(fields))
+            // One batch of operations, checked once with the shared rules.
+            let (doc, record) = new_household_in_one_batch(id, b.actor.clone(), &b.author, &grid, b.now, &fields)
                 .map_err(|e| rule_error(head_row, e))?;
-            (id, doc, Vec::new(), true)
+            (id, doc, Vec::new(), true, record)
         }
         Action::Update(id) => {
             let stored = store.load_doc(id)?.ok_or_else(|| ImportError::Internal("household vanished".into()))?;
             let mut doc = Automerge::load(&stored.bytes).map_err(|e| ImportError::Internal(e.to_string()))?;
-            doc.set_actor(actor.clone());
+            doc.set_actor(b.actor.clone());
             let before = doc.get_heads();
             let old = match read_record(&doc).map_err(|e| rule_error(head_row, e))? {
                 Record::Household(h) => h.fields,
                 _ => return Err(ImportError::Refused(format!("第{head_row}行：该户号对应的记录不是住户"))),
             };
             let fields = fields_for(&j.rows, Some(&old));
-            let mut editor = Editor::new(&mut doc, author, now);
+            let mut editor = Editor::new(&mut doc, &b.author, b.now);
             let changed = editor.update_household(&fields).map_err(|e| rule_error(head_row, e))?;
             if changed.is_none() {
                 return Ok(Built::Unchanged);
             }
-            (id, doc, before, false)
+            let record = read_record(&doc).map_err(|e| rule_error(head_row, e))?;
+            (id, doc, before, false, record)
         }
     };
-    let record = read_record(&doc).map_err(|e| rule_error(head_row, e))?;
     let changes = doc.get_changes(&before).iter().map(|c| c.raw_bytes().to_vec()).collect();
     let write = DocWrite {
         doc: doc_id,
@@ -489,7 +580,7 @@ fn build(
         summary: record.summary(),
         bytes: doc.save(),
         heads: doc.get_heads(),
-        device,
+        device: b.device,
         changes,
         photos: Vec::new(),
     };

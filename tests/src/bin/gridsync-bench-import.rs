@@ -2,8 +2,9 @@
 //! 300,000) of two residents each, spread over G grids (default 300), imported
 //! with the real `gridsync-server import-city households` on a stopped store;
 //! then the same file again (which must change nothing). Prints one JSON line
-//! per run: wall time, households and rows per second, and the server
-//! process's peak RSS (VmHWM, read from /proc until it exits).
+//! per run: wall time, households and rows per second, the server process's
+//! peak RSS (VmHWM) and user and system CPU seconds (both read from /proc
+//! until it exits), and the machine's load average at the end.
 //!
 //! `cargo build --release -p gridsync-server -p gridsync-tests --bins &&
 //!  target/release/gridsync-bench-import 300000 300`
@@ -39,8 +40,18 @@ fn cli(bin: &Path, data: &Path, args: &[&str]) -> Result<(), String> {
     }
 }
 
-/// Runs the CLI, reading its VmHWM until it exits; returns (seconds, peak KiB, stdout).
-fn measured(bin: &Path, data: &Path, args: &[&str]) -> Result<(f64, u64, String), String> {
+/// User and system CPU seconds of process `pid` so far (from /proc; clock ticks of 1/100 s).
+fn cpu_seconds(pid: u32) -> Option<(f64, f64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command's closing parenthesis: state is field 3, utime 14, stime 15.
+    let rest: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = |i: usize| rest.get(i - 3).and_then(|v| v.parse::<f64>().ok());
+    Some((ticks(14)? / 100.0, ticks(15)? / 100.0))
+}
+
+/// Runs the CLI, reading its VmHWM and CPU time until it exits; returns
+/// (seconds, peak KiB, (user, system) CPU seconds, stdout).
+fn measured(bin: &Path, data: &Path, args: &[&str]) -> Result<(f64, u64, (f64, f64), String), String> {
     let t = Instant::now();
     let mut child = Command::new(bin)
         .arg("--data")
@@ -51,7 +62,11 @@ fn measured(bin: &Path, data: &Path, args: &[&str]) -> Result<(f64, u64, String)
         .map_err(|e| e.to_string())?;
     let status_file = format!("/proc/{}/status", child.id());
     let mut peak = 0u64;
+    let mut cpu = (0.0, 0.0);
     let status = loop {
+        if let Some(c) = cpu_seconds(child.id()) {
+            cpu = c;
+        }
         if let Ok(s) = std::fs::read_to_string(&status_file)
             && let Some(kib) = s
                 .lines()
@@ -73,7 +88,7 @@ fn measured(bin: &Path, data: &Path, args: &[&str]) -> Result<(f64, u64, String)
     if !status.success() {
         return Err(format!("{args:?} failed: {stdout}"));
     }
-    Ok((secs, peak, stdout))
+    Ok((secs, peak, cpu, stdout))
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -114,7 +129,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let bytes = std::fs::metadata(&file)?.len();
     let path = file.to_str().ok_or("path")?;
     for (run, expect) in [("first", "新建"), ("again", "不变")] {
-        let (secs, peak_kib, stdout) = measured(&bin, &data, &["import-city", "households", path])?;
+        let (secs, peak_kib, (user_s, sys_s), stdout) = measured(&bin, &data, &["import-city", "households", path])?;
         let line = stdout.lines().find(|l| l.starts_with("已导入")).unwrap_or("").to_string();
         println!(
             "{}",
@@ -129,6 +144,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "households_per_s": (n as f64 / secs).round(),
                 "rows_per_s": ((2 * n) as f64 / secs).round(),
                 "peak_rss_mib": (peak_kib as f64 / 1024.0).round(),
+                "user_s": (user_s * 10.0).round() / 10.0,
+                "sys_s": (sys_s * 10.0).round() / 10.0,
+                "load_avg_1m": std::fs::read_to_string("/proc/loadavg")
+                    .ok()
+                    .and_then(|l| l.split_whitespace().next().and_then(|v| v.parse::<f64>().ok())),
                 "outcome": line,
                 "met": secs < 120.0 && line.contains(expect),
             })
