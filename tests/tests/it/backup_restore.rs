@@ -7,6 +7,7 @@
 use automerge::{Automerge, ReadDoc};
 use gridsync_server::backup::{self, BackupError};
 use gridsync_server::store::{SledStore, Store};
+use gridsync_shared::photos::{PhotoHash, PhotoType};
 use gridsync_shared::records::read_record;
 use gridsync_shared::{DocId, TerritoryPath};
 use gridsync_tests::Phone;
@@ -248,7 +249,12 @@ async fn a_backup_taken_while_phones_push_restores_and_the_phones_continue_witho
     }
 }
 
-/// A store with people, territories and an audit log, backed up into bytes.
+fn photo_hash(n: u8) -> PhotoHash {
+    PhotoHash::from_digest(&[n; 32])
+}
+
+/// A store with people, territories, an audit log, a photo and an upload under
+/// way, backed up into bytes.
 fn small_backup(dir: &Path) -> Vec<u8> {
     let store = SledStore::open(dir.join("source")).expect("open");
     gridsync_server::admin::add_territory(&store, &"xg".parse().expect("path"), "孝感市").expect("territory");
@@ -264,6 +270,10 @@ fn small_backup(dir: &Path) -> Vec<u8> {
     for i in 0..200 {
         store.append_audit("cli", "test.entry", &format!("第{i}条"), i).expect("audit");
     }
+    // A stored photo and an upload half done.
+    let photo = [&[0xFF, 0xD8, 0xFF][..], &[7u8; 5_000]].concat();
+    store.finish_upload(&photo_hash(1), PhotoType::Jpeg, &photo).expect("photo");
+    store.append_upload(&photo_hash(2), 0, &[9u8; 1_000]).expect("upload");
     let mut bytes = Vec::new();
     backup::write_backup(&store, &mut bytes, "memory", "cli", &mut |_| {}).expect("backup");
     bytes
@@ -325,12 +335,30 @@ fn a_damaged_cut_short_or_foreign_backup_is_refused_and_changes_nothing() {
     assert_eq!(audit[200].action, "store.backup");
     assert_eq!((audit[201].action.as_str(), audit[201].actor.as_str()), ("store.restore", "tester"));
     assert_eq!(store.epochs().expect("epochs"), vec![done.epoch]);
+    assert_eq!(store.photo(&photo_hash(1)).expect("photo"), source.photo(&photo_hash(1)).expect("photo"));
+    assert_eq!(store.upload_received(&photo_hash(2)).expect("upload"), 1_000, "the upload resumes where it was");
 }
 
 #[tokio::test]
-async fn the_cli_refuses_a_cut_short_backup_with_a_clear_message() {
+async fn the_cli_backs_up_a_stopped_store_and_refuses_a_cut_short_backup_with_a_clear_message() {
     let dir = tempfile::tempdir().expect("tmp");
-    let good = small_backup(dir.path());
+    small_backup(dir.path());
+    let stopped = dir.path().join("stopped.backup");
+    let out =
+        ServerProcess::cli(&dir.path().join("source"), &["backup", "--out", stopped.to_str().expect("path")]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&stopped).expect("written").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "only its owner may read a backup");
+    }
+    let copy = dir.path().join("copy");
+    let out = ServerProcess::cli(&copy, &["restore", stopped.to_str().expect("path")]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let audit = ServerProcess::cli(&copy, &["audit"]).await;
+    assert!(String::from_utf8_lossy(&audit.stdout).contains("store.restore"));
+    let good = std::fs::read(&stopped).expect("read");
     let file = dir.path().join("cut.backup");
     std::fs::write(&file, &good[..good.len() / 2]).expect("write");
     let target = dir.path().join("data");

@@ -121,48 +121,55 @@ impl Wake for Unpark {
 }
 
 /// Records the key of every write to one tree, from its start until [`Tracker::finish`].
+///
+/// sled hands each event to a subscriber through a channel of 1,024; a write
+/// that finds it full waits, holding sled's process-wide write lock, until
+/// the subscriber takes one. So the thread drains it at all times, and the
+/// subscription ends ([`Tracker::finish`]) only inside the exclusive gate,
+/// when no write can be waiting on it.
 struct Tracker {
-    events: Arc<Mutex<sled::Subscriber>>,
+    events: Arc<Mutex<Option<sled::Subscriber>>>,
     keys: Arc<Mutex<HashSet<Vec<u8>>>>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-/// Takes in every event sled has delivered; true once the subscription ended.
-/// Polled, not iterated: sled's blocking calls cannot be stopped, and its
-/// `next_timeout` sticks after a write that changed nothing.
-fn drain(events: &Mutex<sled::Subscriber>, cx: &mut Context<'_>, keys: &Mutex<HashSet<Vec<u8>>>) -> bool {
-    let mut events = events.lock().unwrap_or_else(|p| p.into_inner());
-    loop {
-        match Pin::new(&mut *events).poll(cx) {
-            Poll::Ready(Some(event)) => {
-                keys.lock().unwrap_or_else(|p| p.into_inner()).insert(event.key().to_vec());
-            }
-            Poll::Ready(None) => return true,
-            Poll::Pending => return false,
-        }
+/// Takes in every event sled has delivered. Polled, not iterated: sled's
+/// blocking calls cannot be stopped, and its `next_timeout` sticks after a
+/// write that changed nothing.
+fn drain(events: &mut sled::Subscriber, cx: &mut Context<'_>, keys: &Mutex<HashSet<Vec<u8>>>) {
+    while let Poll::Ready(Some(event)) = Pin::new(&mut *events).poll(cx) {
+        keys.lock().unwrap_or_else(|p| p.into_inner()).insert(event.key().to_vec());
     }
 }
 
 impl Tracker {
     /// Starts recording; call with no write in flight, or a write under way may be missed.
     fn start(tree: &sled::Tree) -> Result<Self, StoreError> {
-        let events = Arc::new(Mutex::new(tree.watch_prefix(Vec::<u8>::new())));
+        let events = Arc::new(Mutex::new(Some(tree.watch_prefix(Vec::<u8>::new()))));
         let keys: Arc<Mutex<HashSet<Vec<u8>>>> = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
         let (e, k, s) = (events.clone(), keys.clone(), stop.clone());
-        let thread = std::thread::Builder::new()
-            .name("backup-tracker".into())
-            .spawn(move || {
-                // Woken by sled when an event is delivered (else every 20 ms).
-                let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
-                let mut cx = Context::from_waker(&waker);
-                while !drain(&e, &mut cx, &k) && !s.load(Ordering::Acquire) {
-                    std::thread::park_timeout(Duration::from_millis(20));
+        let spawned = std::thread::Builder::new().name("backup-tracker".into()).spawn(move || {
+            // Woken by sled when an event is delivered (else every 20 ms).
+            let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+            let mut cx = Context::from_waker(&waker);
+            while !s.load(Ordering::Acquire) {
+                match e.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+                    Some(events) => drain(events, &mut cx, &k),
+                    None => break,
                 }
-            })
-            .map_err(|e| StoreError::Engine(format!("starting the backup's write tracker: {e}")))?;
-        Ok(Self { events, keys, stop, thread: Some(thread) })
+                std::thread::park_timeout(Duration::from_millis(20));
+            }
+        });
+        match spawned {
+            Ok(thread) => Ok(Self { events, keys, stop, thread: Some(thread) }),
+            Err(err) => {
+                // No write can be waiting on a subscription this young: the gate is held alone.
+                drop(events.lock().unwrap_or_else(|p| p.into_inner()).take());
+                Err(StoreError::Engine(format!("starting the backup's write tracker: {err}")))
+            }
+        }
     }
 
     /// The keys written since the last call (or the start).
@@ -170,12 +177,16 @@ impl Tracker {
         std::mem::take(&mut *self.keys.lock().unwrap_or_else(|p| p.into_inner())).into_iter().collect()
     }
 
-    /// Stops recording once every event delivered so far is taken in (here,
-    /// not by the thread: no waiting for it to be scheduled); the keys not yet
-    /// taken. With the gate held alone, that is every write.
+    /// Call with the gate held alone: takes in every event delivered (here,
+    /// not by the thread: no waiting for it to be scheduled), ends the
+    /// subscription, and returns the keys not yet taken — with no write in
+    /// flight, every write's.
     fn finish(&self) -> Vec<Vec<u8>> {
         self.stop.store(true, Ordering::Release);
-        drain(&self.events, &mut Context::from_waker(Waker::noop()), &self.keys);
+        let subscription = self.events.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(mut events) = subscription {
+            drain(&mut events, &mut Context::from_waker(Waker::noop()), &self.keys);
+        }
         self.take()
     }
 }
@@ -216,55 +227,35 @@ impl SledStore {
         // Holding a handle keeps a reopen (after a failed write) from swapping
         // the database under the copy: sled's file lock goes only with the last handle.
         let db: sled::Db = sled::Db::clone(&*self.db()?);
-        let mut trees = {
+        let mut trees: Vec<Copying> = Vec::new();
+        let tracking = {
             let _alone = self.gate.alone();
-            let mut trees = Vec::new();
-            for name in db.tree_names() {
+            db.tree_names().into_iter().try_for_each(|name| {
                 let tree = tree_named(&db, &name)?;
                 let tracker = Tracker::start(&tree)?;
                 trees.push(Copying { name: name.to_vec(), tree, tracker, entries: 0 });
-            }
-            trees
+                Ok::<(), StoreError>(())
+            })
         };
-        for t in &mut trees {
-            for kv in t.tree.iter() {
-                let (k, v) = kv.map_err(engine)?;
-                sink.item(&t.name, &k, Some(&v))?;
-                t.entries += 1;
-            }
-        }
-        let mut recopied = 0u64;
-        for _ in 0..CATCH_UP_PASSES {
-            let mut n = 0;
-            for t in &trees {
-                for k in t.tracker.take() {
-                    let v = t.tree.get(&k).map_err(engine)?;
-                    sink.item(&t.name, &k, v.as_deref())?;
-                    n += 1;
-                }
-            }
-            recopied += n as u64;
-            if n < FEW_DIRTY {
-                break;
-            }
-        }
+        let copied = tracking.and_then(|()| Self::copy_while_writes_go_on(&mut trees, sink));
 
         // The moment: no write in flight, none starts until the values are read.
+        // (Also on a failed copy: subscriptions end only here, see `Tracker`.)
         let moment = Instant::now();
         let alone = self.gate.alone();
+        let dirty: Vec<Vec<Vec<u8>>> = trees.iter().map(|t| t.tracker.finish()).collect();
+        let recopied = copied?;
         let mut redo: Vec<Redo> = Vec::new();
-        let mut names: Vec<Vec<u8>> = Vec::new();
-        for (i, t) in trees.iter().enumerate() {
-            for k in t.tracker.finish() {
+        for (i, (t, keys)) in trees.iter().zip(dirty).enumerate() {
+            for k in keys {
                 let v = t.tree.get(&k).map_err(engine)?;
                 redo.push((i, k, v));
             }
-            names.push(t.name.clone());
         }
         // Trees opened during the copy are read whole (they are new, so small).
         let mut late: Vec<LateTree> = Vec::new();
         for name in db.tree_names() {
-            if !names.iter().any(|n| n.as_slice() == name.as_ref()) {
+            if !trees.iter().any(|t| t.name.as_slice() == name.as_ref()) {
                 let tree = tree_named(&db, &name)?;
                 let all = tree.iter().collect::<Result<Vec<_>, _>>().map_err(engine)?;
                 late.push((name.to_vec(), all));
@@ -299,6 +290,34 @@ impl SledStore {
             gate_held_ms: gate_held.as_secs_f64() * 1000.0,
             elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
         })
+    }
+
+    /// Copies every tree, then the keys written meanwhile, again while few
+    /// are left; returns how many keys were copied again.
+    fn copy_while_writes_go_on(trees: &mut [Copying], sink: &mut dyn BackupSink) -> Result<u64, StoreError> {
+        for t in trees.iter_mut() {
+            for kv in t.tree.iter() {
+                let (k, v) = kv.map_err(engine)?;
+                sink.item(&t.name, &k, Some(&v))?;
+                t.entries += 1;
+            }
+        }
+        let mut recopied = 0u64;
+        for _ in 0..CATCH_UP_PASSES {
+            let mut n = 0;
+            for t in trees.iter() {
+                for k in t.tracker.take() {
+                    let v = t.tree.get(&k).map_err(engine)?;
+                    sink.item(&t.name, &k, v.as_deref())?;
+                    n += 1;
+                }
+            }
+            recopied += n as u64;
+            if n < FEW_DIRTY {
+                break;
+            }
+        }
+        Ok(recopied)
     }
 
     pub(super) fn stored_epochs(&self) -> Result<Vec<StoreEpoch>, StoreError> {
