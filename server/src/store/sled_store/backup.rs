@@ -418,7 +418,7 @@ mod tests {
     fn a_backup_taken_while_writers_go_on_equals_the_store_at_one_moment() {
         let dir = tempfile::tempdir().expect("tmp");
         let store = Arc::new(SledStore::open(dir.path()).expect("open"));
-        for i in 0..20_000u32 {
+        for i in 0..5_000u32 {
             store.db().expect("db").insert(format!("x/{i:06}"), &i.to_be_bytes()).expect("seed");
         }
         let stop = Arc::new(AtomicBool::new(false));
@@ -438,7 +438,7 @@ mod tests {
                                 let mut b = sled::Batch::default();
                                 b.insert(format!("a/{w}/{}", n % 500).as_bytes(), &v);
                                 b.insert(format!("z/{w}/{}", n % 500).as_bytes(), &v);
-                                b.remove(format!("x/{:06}", (n * 7 + w) % 20_000).as_bytes());
+                                b.remove(format!("x/{:06}", (n * 7 + w) % 5_000).as_bytes());
                                 db.apply_batch(b).map_err(unwritable)?;
                                 db.insert(b"same", b"value".as_slice()).map_err(unwritable)?;
                                 db.open_tree(format!("late{w}"))
