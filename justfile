@@ -4,6 +4,10 @@
 run *args:
     ./dev run {{args}}
 
+# the one file to deploy: target/release/gridsync-server with the phone app inside
+release:
+    ./dev release
+
 # every check and test
 test *args:
     ./dev test {{args}}

@@ -81,6 +81,12 @@ async fn serve(
     if let Err(e) = http_imports::on_start(store.as_ref()) {
         tracing::warn!(error = %e, "could not look over the import runs at start");
     }
+    // The last backup's time outlives a restart (and counts a backup the CLI made while the server was stopped).
+    match store.last_backup() {
+        Ok(Some(mark)) => metrics::backup_finished(mark.at),
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, "could not read when the last backup was made"),
+    }
     let edge = Arc::new(connections::ConnectionStats::default());
     let source = app::AppSource::from_env();
     if source.has_wasm() {
