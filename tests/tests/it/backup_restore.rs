@@ -78,6 +78,21 @@ fn assert_is_the_store_at(restored: &dyn Store, original: &dyn Store, seq: u64, 
     }
 }
 
+/// Opens a sled store this process has just closed (a restore built it, or a
+/// server was stopped): sled's flusher thread lets go of the directory's lock
+/// a moment after the last handle drops, so `Locked` is retried for up to 10 s.
+fn open_when_released(dir: &std::path::Path) -> SledStore {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match SledStore::open(dir) {
+            Err(gridsync_server::store::StoreError::Locked(_)) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other.expect("open"),
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_taken_while_phones_push_restores_and_the_phones_continue_without_starting_over() {
     let dir = tempfile::tempdir().expect("tmp");
@@ -173,7 +188,7 @@ async fn a_backup_taken_while_phones_push_restores_and_the_phones_continue_witho
     let in_backup = {
         let check = dir.path().join("check");
         backup::restore(&file, &check, "test", &mut |_| {}).expect("restore again");
-        let (copy, original) = (SledStore::open(&check).expect("open"), SledStore::open(&data).expect("open"));
+        let (copy, original) = (open_when_released(&check), open_when_released(&data));
         assert_is_the_store_at(&copy, &original, position, &root());
         let held: std::collections::HashSet<DocId> =
             copy.docs_in_scope(&root(), None, usize::MAX).expect("docs").into_iter().map(|(id, _)| id).collect();
@@ -238,7 +253,7 @@ async fn a_backup_taken_while_phones_push_restores_and_the_phones_continue_witho
         assert!(audit.contains(action), "{action} in the audit log:\n{audit}");
     }
     server.kill().await;
-    let store = SledStore::open(&restored).expect("open");
+    let store = open_when_released(&restored);
     assert_eq!(store.import_runs(10).expect("runs").len(), 1, "the import run came through");
     assert_eq!(store.epochs().expect("epochs").len(), 1, "one restore, one new epoch");
     for (id, (heads, _)) in &all {
@@ -326,8 +341,8 @@ fn a_damaged_cut_short_or_foreign_backup_is_refused_and_changes_nothing() {
     // The good file restores: people (with their password hash), territories,
     // the audit log with the backup and the restore in it, a new epoch.
     let done = backup::restore(&write("good", &good), &target, "tester", &mut |_| {}).expect("restore");
-    let store = SledStore::open(&target).expect("open");
-    let source = SledStore::open(dir.path().join("source")).expect("open");
+    let store = open_when_released(&target);
+    let source = open_when_released(&dir.path().join("source"));
     assert_eq!(store.people().expect("people"), source.people().expect("people"));
     assert_eq!(store.territories().expect("territories"), source.territories().expect("territories"));
     let audit = store.audit_after(0, usize::MAX).expect("audit");
@@ -460,7 +475,7 @@ async fn backups_taken_while_phones_push_are_each_the_store_at_one_moment() {
         std::fs::write(&file, bytes).expect("write");
         let target = dir.path().join(format!("r{k}"));
         backup::restore(&file, &target, "test", &mut |_| {}).expect("restore");
-        let restored = SledStore::open(&target).expect("open");
+        let restored = open_when_released(&target);
         assert_is_the_store_at(&restored, store.as_ref(), end.facts.head_seq, &scope);
         for (id, heads, at) in acknowledged.iter().filter(|(_, _, at)| at < began) {
             let doc = restored.load_doc(*id).expect("load").expect("acknowledged before the backup began: in it");
