@@ -647,31 +647,7 @@ pub async fn fetch_backup(
     out: &mut (dyn Write + Send),
     progress: &mut (dyn FnMut(u64) + Send),
 ) -> std::io::Result<Result<(), String>> {
-    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
-    let stream = tokio::net::UnixStream::connect(socket).await?;
-    let (read, mut write) = stream.into_split();
-    let mut line = serde_json::to_vec(&crate::SocketRequest::Backup(req.clone()))?;
-    line.push(b'\n');
-    write.write_all(&line).await?;
-    let mut reader = tokio::io::BufReader::new(read);
-    let mut answer = String::new();
-    reader.read_line(&mut answer).await?;
-    let reply: crate::AdminReply = serde_json::from_str(&answer).map_err(std::io::Error::other)?;
-    if !reply.ok {
-        return Ok(Err(reply.output));
-    }
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut total = 0u64;
-    loop {
-        let n = reader.read(&mut buf).await?;
-        if n == 0 {
-            break;
-        }
-        out.write_all(&buf[..n])?;
-        total += n as u64;
-        progress(total);
-    }
-    Ok(Ok(()))
+    crate::fetch_over_socket(socket, &crate::SocketRequest::Backup(req.clone()), out, progress).await
 }
 
 /// Creates a file only its owner may read (a backup holds password hashes).

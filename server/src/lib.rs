@@ -286,10 +286,23 @@ pub async fn fetch_snapshot(
     out: &mut (dyn std::io::Write + Send),
     progress: &mut (dyn FnMut(u64) + Send),
 ) -> std::io::Result<Result<(), String>> {
+    fetch_over_socket(path, &SocketRequest::Snapshot(req.clone()), out, progress).await
+}
+
+/// Sends `request` (one whose answer is a file: a snapshot or a backup) to a
+/// running server's admin socket; on a yes, copies the bytes that follow the
+/// answer line into `out`, calling `progress` with the bytes received so far.
+/// `Ok(Err(message))` is the server's refusal.
+pub(crate) async fn fetch_over_socket(
+    path: &Path,
+    request: &SocketRequest,
+    out: &mut (dyn std::io::Write + Send),
+    progress: &mut (dyn FnMut(u64) + Send),
+) -> std::io::Result<Result<(), String>> {
     use tokio::io::AsyncReadExt;
     let stream = tokio::net::UnixStream::connect(path).await?;
     let (read, mut write) = stream.into_split();
-    let mut line = serde_json::to_vec(&SocketRequest::Snapshot(req.clone()))?;
+    let mut line = serde_json::to_vec(request)?;
     line.push(b'\n');
     write.write_all(&line).await?;
     let mut reader = BufReader::new(read);
