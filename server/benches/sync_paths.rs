@@ -294,6 +294,7 @@ fn validate_and_apply_one_change(c: &mut Criterion) {
                 device: who.caller.device.id,
                 changes: raw,
                 photos: record.photos().to_vec(),
+                row: None,
             };
             (write, *merged)
         };

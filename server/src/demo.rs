@@ -126,6 +126,7 @@ pub fn create_demo(store: &dyn Store, now: i64) -> Result<String, ApiError> {
                 device: device.device,
                 changes: doc.get_changes(&[]).iter().map(|c| c.raw_bytes().to_vec()).collect(),
                 photos: Vec::new(),
+                row: None,
             },
             now,
         )?;

@@ -313,6 +313,7 @@ fn push_one(
                     device: caller.device.id,
                     changes: new_changes,
                     photos: record.photos().to_vec(),
+                    row: None,
                 },
                 now,
                 &keys,

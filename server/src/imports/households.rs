@@ -584,6 +584,7 @@ fn build(store: &dyn Store, b: &Builder, j: Judged) -> Result<Built, ImportError
         device: b.device,
         changes,
         photos: Vec::new(),
+        row: None,
     };
     Ok(Built::Write(Box::new(write), keys_for(&j, doc_id), created))
 }

@@ -140,6 +140,21 @@ pub struct DocWrite {
     ///
     /// [`Record::photos`]: gridsync_shared::records::Record::photos
     pub photos: Vec<PhotoRef>,
+    /// The merged record flattened for exports and reports
+    /// ([`gridsync_shared::records::row`]), kept beside the document so that
+    /// readers need not parse it; None when the caller has none.
+    pub row: Option<Vec<u8>>,
+}
+
+/// A record as listed for exports and reports, without its document.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordListing {
+    /// The record.
+    pub id: DocId,
+    /// Sequence number of its last commit: the row is the record as of it.
+    pub seq: u64,
+    /// Its flattened row as of `seq`, where the store keeps one.
+    pub row: Option<Vec<u8>>,
 }
 
 /// A record that references a photo, as the photo index knows it: enough to
@@ -283,6 +298,34 @@ pub trait Store: Send + Sync + 'static {
         after: Option<DocId>,
         limit: usize,
     ) -> Result<Vec<(DocId, StoredDoc)>, StoreError>;
+    /// Records of `kind` within `scope` with id after `after`, in id order, at
+    /// most `limit`, with their rows where kept. A store that keeps no rows
+    /// lists from [`Store::docs_in_scope`] (rows None).
+    fn records_in_scope(
+        &self,
+        scope: &TerritoryPath,
+        kind: RecordKind,
+        after: Option<DocId>,
+        limit: usize,
+    ) -> Result<Vec<RecordListing>, StoreError> {
+        let mut out = Vec::new();
+        let mut after = after;
+        while out.len() < limit {
+            let page = self.docs_in_scope(scope, after, limit.max(64))?;
+            let Some((last, _)) = page.last() else { break };
+            after = Some(*last);
+            let full = page.len() >= limit.max(64);
+            for (id, doc) in page {
+                if doc.kind == kind && out.len() < limit {
+                    out.push(RecordListing { id, seq: doc.seq, row: None });
+                }
+            }
+            if !full {
+                break;
+            }
+        }
+        Ok(out)
+    }
     /// The document's heads as of feed position `seq` (None if it did not exist yet).
     fn doc_heads_at(&self, id: DocId, seq: u64) -> Result<Option<Vec<ChangeHash>>, StoreError>;
     /// The highest sequence number that is durable: feed readers see entries up

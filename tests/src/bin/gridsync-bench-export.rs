@@ -87,6 +87,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 device,
                 changes: doc.get_changes(&[]).iter().map(|c| c.raw_bytes().to_vec()).collect(),
                 photos: Vec::new(),
+                row: None,
             },
             1_790_000_000_000,
         )?;

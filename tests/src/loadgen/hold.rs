@@ -110,6 +110,7 @@ pub async fn run(cfg: Hold, server_binary: &Path) -> Result<HoldReport, LoadErro
                 device: *device,
                 changes: changes.clone(),
                 photos: Vec::new(),
+                row: None,
             };
             store.commit_doc(write, now).map_err(|e| setup(e.to_string()))?;
             if (i + 1) % 100_000 == 0 {

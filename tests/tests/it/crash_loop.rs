@@ -159,6 +159,7 @@ fn commit_one(store: &SledStore) -> u64 {
         device: gridsync_shared::DeviceId(uuid::Uuid::new_v4()),
         changes,
         photos: Vec::new(),
+        row: None,
     };
     store.commit_doc(write, gridsync_tests::now_ms()).expect("commit")
 }

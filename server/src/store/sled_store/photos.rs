@@ -266,6 +266,7 @@ mod tests {
             device: DeviceId(uuid::Uuid::nil()),
             changes: Vec::new(),
             photos,
+            row: None,
         };
         store.commit_doc(write, 1).expect("commit");
     }
