@@ -15,6 +15,7 @@ mod members;
 mod merge;
 mod read;
 mod reauthor;
+pub mod row;
 
 pub use edit::{EditError, Editor, new_household_in_one_batch, new_record, new_record_with_id};
 pub use merge::{FieldConflict, FieldValue, MergeRule, member_merge_rule, merge_rule, single_valued_fields};
