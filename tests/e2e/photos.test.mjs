@@ -40,6 +40,16 @@ const SECRET = 'GPS 30.9245N 113.9160E HOME';
  * and an ImageDescription naming a home position. Returns the bytes.
  */
 async function cameraJpeg(page, w = 4000, h = 3000, seed0 = 12345, noise = 25) {
+  // The same arguments make the same bytes: each distinct photo is drawn once per run (a 12-MP one takes seconds).
+  const key = `${w}x${h}:${seed0}:${noise}`;
+  if (!cameraJpegs.has(key)) cameraJpegs.set(key, await drawCameraJpeg(page, w, h, seed0, noise));
+  return cameraJpegs.get(key);
+}
+
+/** The photos `cameraJpeg` made in this run, by their arguments (the bytes; nothing writes to them). */
+const cameraJpegs = new Map();
+
+async function drawCameraJpeg(page, w, h, seed0, noise) {
   const b64 = await page.evaluate(
     async ({ w, h, secret, seed0, noise }) => {
       const c = new OffscreenCanvas(w, h);
