@@ -104,13 +104,22 @@ type Checked<T> = Result<T, Rejection>;
 /// Checks a newly created record: valid, created by `author`, in their territory.
 pub fn check_new(after: &Automerge, author: &Author) -> Checked<Record> {
     let record = read_record(after)?;
+    check_new_record(&record, author)?;
+    Ok(record)
+}
+
+/// The rules a new record must keep once read (the strict reader has checked
+/// every field): created by `author`, in their territory, every entry their
+/// own. [`check_new`] applies them to the record it reads from a document;
+/// a bulk import ([`crate::records::new_imported_household`]) to the record it
+/// wrote, where the reader would read back exactly what was written.
+pub fn check_new_record(record: &Record, author: &Author) -> Checked<()> {
     let meta = record.meta();
     if meta.creator != author.person {
         return Err(Rejection::new(RejectReason::NotPermitted, "a record's creator must be the person creating it"));
     }
     check_territory(meta, author)?;
-    check_entries(None, &record, author)?;
-    Ok(record)
+    check_entries(None, record, author)
 }
 
 /// Checks an edit of an existing record, from `before` to `after` as the writer made it.

@@ -9,7 +9,7 @@ use super::*;
 use crate::store::DocWrite;
 use automerge::{ActorId, Automerge};
 use gridsync_shared::imports::{HeaderMap, ResidentRow, is_blank, match_headers, resident_row};
-use gridsync_shared::records::{Editor, HouseholdFields, Member, new_household_in_one_batch, read_record};
+use gridsync_shared::records::{Editor, HouseholdFields, Member, new_imported_household, read_record};
 
 /// Households handed to a builder thread at a time.
 const CHUNK: usize = 64;
@@ -550,8 +550,9 @@ fn build(store: &dyn Store, b: &Builder, j: Judged) -> Result<Built, ImportError
             for (seq, m) in fields.members.iter_mut().enumerate() {
                 m.id = new_member_id(b.now, seq);
             }
-            // One batch of operations, checked once with the shared rules.
-            let (doc, record) = new_household_in_one_batch(id, b.actor.clone(), &b.author, &grid, b.now, &fields)
+            // One batch of operations, checked with the shared rules on the
+            // fields written (the reader would read back the same record).
+            let (doc, record) = new_imported_household(id, b.actor.clone(), &b.author, &grid, b.now, &fields)
                 .map_err(|e| rule_error(head_row, e))?;
             (id, doc, Vec::new(), true, record)
         }

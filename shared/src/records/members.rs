@@ -293,8 +293,8 @@ fn read_one(doc: &dyn Source, id: &str, obj: &ObjId) -> Result<Member, RecordErr
         id: id.to_string(),
         name: text("name", limits::SHORT_CHARS)?,
         relation: text("relation", limits::SHORT_CHARS)?,
-        id_number: text("id_number", 40)?,
-        phone: text("phone", 40)?,
+        id_number: text("id_number", limits::NUMBER_CHARS)?,
+        phone: text("phone", limits::NUMBER_CHARS)?,
         tags,
     })
 }

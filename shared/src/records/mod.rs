@@ -17,7 +17,7 @@ mod read;
 mod reauthor;
 pub mod row;
 
-pub use edit::{EditError, Editor, new_household_in_one_batch, new_record, new_record_with_id};
+pub use edit::{EditError, Editor, new_household_in_one_batch, new_imported_household, new_record, new_record_with_id};
 pub use merge::{FieldConflict, FieldValue, MergeRule, member_merge_rule, merge_rule, single_valued_fields};
 pub use read::{META_KEYS, RecordError, read_record, read_record_at};
 pub use reauthor::reauthor;
@@ -40,6 +40,8 @@ pub mod limits {
     pub const TEXT_CHARS: usize = 20_000;
     /// Longest short field (names, addresses, titles), in characters.
     pub const SHORT_CHARS: usize = 200;
+    /// Longest phone or ID number (a household's, a member's), in characters.
+    pub const NUMBER_CHARS: usize = 40;
     /// Most entries in any list (members, follow-ups, status moves...).
     pub const LIST_ENTRIES: usize = 2_000;
 }

@@ -412,8 +412,8 @@ fn read(root: Obj<'_>) -> R<Record> {
                 fields: HouseholdFields {
                     address: root.opt_str("address", limits::SHORT_CHARS)?.unwrap_or_default(),
                     head: root.opt_str("head", limits::SHORT_CHARS)?.unwrap_or_default(),
-                    phone: root.opt_str("phone", 40)?.unwrap_or_default(),
-                    id_number: root.opt_str("id_number", 40)?.unwrap_or_default(),
+                    phone: root.opt_str("phone", limits::NUMBER_CHARS)?.unwrap_or_default(),
+                    id_number: root.opt_str("id_number", limits::NUMBER_CHARS)?.unwrap_or_default(),
                     members: members::read_all(root.doc, root.heads)?.into_iter().map(|(_, m)| m).collect(),
                     tags: root.tags("tags")?,
                     notes: root.text("notes")?,
