@@ -114,19 +114,19 @@ pub fn create_demo(store: &dyn Store, now: i64) -> Result<String, ApiError> {
         random.copy_from_slice(&uuid::Uuid::new_v4().as_bytes()[..10]);
         let (id, doc) = new_record(actor, &author, &person.territory, now, random, &NewRecord::Household(fields))
             .map_err(|e| ApiError::Internal(format!("demo household: {e}")))?;
+        let record = gridsync_shared::records::read_record(&doc)
+            .map_err(|e| ApiError::Internal(format!("demo household: {e}")))?;
         store.commit_doc(
             DocWrite {
                 doc: id,
                 grid: person.territory.clone(),
-                summary: gridsync_shared::records::read_record(&doc)
-                    .map_err(|e| ApiError::Internal(format!("demo household: {e}")))?
-                    .summary(),
+                summary: record.summary(),
                 bytes: doc.save(),
                 heads: doc.get_heads(),
                 device: device.device,
                 changes: doc.get_changes(&[]).iter().map(|c| c.raw_bytes().to_vec()).collect(),
                 photos: Vec::new(),
-                row: None,
+                row: Some(gridsync_shared::records::row::encode_row(&record)),
             },
             now,
         )?;

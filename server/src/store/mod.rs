@@ -127,13 +127,16 @@ pub struct DocWrite {
     pub grid: TerritoryPath,
     /// Its kind, household and time.
     pub summary: RecordSummary,
-    /// The whole merged document, saved.
+    /// The whole merged document, saved. A store may keep only `changes`:
+    /// these bytes are needed when `changes` is empty (they then replace
+    /// what the store held of the record).
     pub bytes: Vec<u8>,
     /// The document's heads after the merge.
     pub heads: Vec<ChangeHash>,
     /// The device that pushed.
     pub device: DeviceId,
-    /// The raw changes that were new to the server.
+    /// The raw changes that were new to the server: with what the store held
+    /// of the record, all of the merged document.
     pub changes: Vec<Vec<u8>>,
     /// Every photo the merged record references ([`Record::photos`]), indexed
     /// in the same atomic write (empty for households and promises).
@@ -342,6 +345,16 @@ pub trait Store: Send + Sync + 'static {
     /// count answers an empty list.
     fn doc_counts(&self) -> Result<Vec<(RecordKind, u64)>, StoreError> {
         Ok(Vec::new())
+    }
+
+    /// Compacts up to `limit` records whose commits have piled up (each gets
+    /// one saved document in place of its commits' changes), without holding
+    /// back writers for more than a batch; returns how many it compacted.
+    /// Readers see the same documents and feed before and after. Engines that
+    /// need no compaction answer 0.
+    fn compact_some(&self, limit: usize) -> Result<usize, StoreError> {
+        let _ = limit;
+        Ok(0)
     }
 
     /// Appends to the audit log; returns the entry's position.

@@ -1,13 +1,15 @@
 //! The default store: sled, embedded, one tree with prefixed keys so that each
 //! commit is one atomic batch.
 //!
-//! Keys: `d/<doc>` document, `f/<seq>` feed entry, `i/<territory>\0<seq>` feed
-//! index under every territory above the grid, `g/<territory>\0<doc>` documents
-//! by territory, `h/<doc><seq>` heads after each change, `s/<doc>` summary, `p/`, `u/`, `v/`, `t/`
-//! people, usernames, devices and territories, `pd/<person>` disabled people, `a/<seq>` audit log, `m/*` counters,
-//! `pr/<sha256 hex><doc>` the photo index (written in each commit's batch). Photo
-//! bytes live in trees of their own (see [`photos`]), so no existing key changed.
-//! Household keys and import runs live in trees of their own too (see [`imports`]).
+//! Records are kept in layout 2 (see [`records`]): each commit's changes once,
+//! five keys for a new record. Other keys: `p/`, `u/`, `v/`, `t/` people,
+//! usernames, devices and territories, `pd/<person>` disabled people, `a/<seq>`
+//! audit log, `m/*` counters and marks (`m/layout` the layout version),
+//! `pr/<sha256 hex><doc>` the photo index (written in each commit's batch).
+//! Photo bytes live in trees of their own (see [`photos`]); household keys and
+//! import runs too (see [`imports`]). A store written in layout 1 is upgraded
+//! in place when opened (see [`migrate`]). New stores are compressed with zstd
+//! (sled's own page compression); a store keeps the choice it was made with.
 //!
 //! A failed write (disk full, I/O error) poisons a sled 0.34 database for
 //! good: every later write returns the same error, though space was freed.
@@ -29,9 +31,12 @@ use std::sync::{Mutex, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
 mod backup;
+mod compact;
 mod devices;
 mod imports;
+mod migrate;
 mod photos;
+mod records;
 
 /// A store in a sled database directory.
 pub struct SledStore {
@@ -56,6 +61,10 @@ pub struct SledStore {
     /// another entry after it, and a phone whose cursor passed it would never
     /// receive that entry.
     durable_seq: AtomicU64,
+    /// The grids holding records (see [`records`]).
+    grids: RwLock<std::collections::BTreeSet<TerritoryPath>>,
+    /// Records due for compaction.
+    compactor: compact::Queue,
 }
 
 #[derive(Default)]
@@ -131,6 +140,8 @@ fn scope_key(prefix: &[u8], scope: &TerritoryPath) -> Vec<u8> {
 const SEQ: &[u8] = b"m/seq";
 /// sled's in-process page cache.
 const CACHE_BYTES: u64 = 32 * 1024 * 1024;
+/// zstd's level for sled's pages: cheap to write, most of the gain.
+const ZSTD_LEVEL: i32 = 3;
 const AUDIT_SEQ: &[u8] = b"m/audit";
 /// Written and flushed after a reopen, to prove the database writes again.
 const PROBE_KEY: &[u8] = b"m/probe";
@@ -146,12 +157,28 @@ const RECOVERY_BACKOFF_MAX: Duration = Duration::from_secs(10);
 fn open_db(dir: &Path) -> Result<sled::Db, StoreError> {
     // sled's page cache defaults to 1 GiB; a bounded cache keeps the server's
     // memory predictable (the OS page cache still holds hot data).
-    sled::Config::new().path(dir).cache_capacity(CACHE_BYTES).open().map_err(|e| match e {
-        sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock") => {
-            StoreError::Locked(dir.display().to_string())
-        }
-        other => engine(other),
-    })
+    sled::Config::new()
+        .path(dir)
+        .cache_capacity(CACHE_BYTES)
+        .use_compression(compressed(dir))
+        .compression_factor(ZSTD_LEVEL)
+        .open()
+        .map_err(|e| match e {
+            sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock") => {
+                StoreError::Locked(dir.display().to_string())
+            }
+            other => engine(other),
+        })
+}
+
+/// Whether the store in `dir` is compressed: as it was made (sled refuses a
+/// change), and yes for a new one.
+fn compressed(dir: &Path) -> bool {
+    // sled's `conf`: text lines, then a checksum.
+    match std::fs::read(dir.join("conf")) {
+        Ok(conf) => String::from_utf8_lossy(&conf).lines().any(|l| l.trim() == "use_compression: true"),
+        Err(_) => true,
+    }
 }
 
 /// Writes, syncs and removes a file of `bytes` bytes in `dir`.
@@ -192,8 +219,10 @@ impl SledStore {
 
     /// The store over `db`, opened in `dir`.
     fn over(dir: &Path, db: sled::Db) -> Result<Self, StoreError> {
+        migrate::to_current(&db)?;
         // What sled finds on opening is what reached the disk.
         let durable = counter(&db, SEQ)?;
+        let grids = Self::load_grids(&db)?;
         Ok(Self {
             dir: dir.to_path_buf(),
             db: RwLock::new(Some(db)),
@@ -204,6 +233,8 @@ impl SledStore {
             seq_floor: AtomicU64::new(0),
             audit_floor: AtomicU64::new(0),
             durable_seq: AtomicU64::new(durable),
+            grids: RwLock::new(grids),
+            compactor: compact::Queue::default(),
         })
     }
 
@@ -435,19 +466,20 @@ impl Store for SledStore {
     }
 
     fn load_doc(&self, id: DocId) -> Result<Option<StoredDoc>, StoreError> {
-        get(&*self.db()?, &key(b"d/", &[id.as_bytes()]))
+        let db = self.db()?;
+        Self::doc_of(&db, id)
     }
 
     fn commit_doc(&self, w: DocWrite, at: i64) -> Result<u64, StoreError> {
-        self.commit_docs_keyed(vec![(w, Vec::new())], at)
+        self.commit_records(vec![(w, Vec::new())], at)
     }
 
     fn commit_doc_with_keys(&self, w: DocWrite, at: i64, keys: &[HouseholdKey]) -> Result<u64, StoreError> {
-        self.commit_docs_keyed(vec![(w, keys.to_vec())], at)
+        self.commit_records(vec![(w, keys.to_vec())], at)
     }
 
     fn commit_docs(&self, writes: Vec<(DocWrite, Vec<HouseholdKey>)>, at: i64) -> Result<u64, StoreError> {
-        self.commit_docs_keyed(writes, at)
+        self.commit_records(writes, at)
     }
 
     fn household_key(&self, key: &[u8; 32]) -> Result<Option<HouseholdKeyEntry>, StoreError> {
@@ -483,29 +515,12 @@ impl Store for SledStore {
     }
 
     fn summary(&self, id: DocId) -> Result<Option<RecordSummary>, StoreError> {
-        get(&*self.db()?, &key(b"s/", &[id.as_bytes()]))
+        let db = self.db()?;
+        Ok(Self::meta(&db, id)?.map(|m| m.summary))
     }
 
     fn feed_after(&self, scope: &TerritoryPath, after: u64, limit: usize) -> Result<Vec<FeedEntry>, StoreError> {
-        let db = self.db()?;
-        let prefix = scope_key(b"i/", scope);
-        let start = key(&prefix, &[&(after.saturating_add(1)).to_be_bytes()]);
-        let durable = self.durable_seq.load(Ordering::Acquire);
-        let mut out = Vec::new();
-        for kv in db.range(start..) {
-            let (k, _) = kv.map_err(engine)?;
-            if !k.starts_with(&prefix) || out.len() >= limit {
-                break;
-            }
-            let seq_be = &k[prefix.len()..];
-            if seq_be.try_into().map(u64::from_be_bytes).is_ok_and(|seq| seq > durable) {
-                break;
-            }
-            if let Some(e) = get::<FeedEntry>(&db, &key(b"f/", &[seq_be]))? {
-                out.push(e);
-            }
-        }
-        Ok(out)
+        self.feed_entries(scope, after, limit)
     }
 
     fn docs_in_scope(
@@ -514,42 +529,21 @@ impl Store for SledStore {
         after: Option<DocId>,
         limit: usize,
     ) -> Result<Vec<(DocId, StoredDoc)>, StoreError> {
-        let db = self.db()?;
-        let prefix = scope_key(b"g/", scope);
-        let start = match after {
-            Some(id) => {
-                let mut k = key(&prefix, &[id.as_bytes()]);
-                k.push(0);
-                k
-            }
-            None => prefix.clone(),
-        };
-        let mut out = Vec::new();
-        for kv in db.range(start..) {
-            let (k, _) = kv.map_err(engine)?;
-            if !k.starts_with(&prefix) || out.len() >= limit {
-                break;
-            }
-            let id: [u8; 16] = k[prefix.len()..].try_into().map_err(|_| StoreError::Corrupt("doc index".into()))?;
-            let id = DocId::from_bytes(id);
-            if let Some(doc) = get::<StoredDoc>(&db, &key(b"d/", &[id.as_bytes()]))? {
-                out.push((id, doc));
-            }
-        }
-        Ok(out)
+        self.docs_listed(scope, after, limit)
+    }
+
+    fn records_in_scope(
+        &self,
+        scope: &TerritoryPath,
+        kind: RecordKind,
+        after: Option<DocId>,
+        limit: usize,
+    ) -> Result<Vec<RecordListing>, StoreError> {
+        self.listings(scope, kind, after, limit)
     }
 
     fn doc_heads_at(&self, id: DocId, seq: u64) -> Result<Option<Vec<ChangeHash>>, StoreError> {
-        let db = self.db()?;
-        let prefix = key(b"h/", &[id.as_bytes()]);
-        let upto = key(&prefix, &[&seq.to_be_bytes()]);
-        match db.range(prefix.clone()..=upto).next_back() {
-            None => Ok(None),
-            Some(kv) => {
-                let heads: Vec<[u8; 32]> = dec(&kv.map_err(engine)?.1)?;
-                Ok(Some(heads.into_iter().map(ChangeHash).collect()))
-            }
-        }
+        self.heads_at(id, seq)
     }
 
     fn head_seq(&self) -> Result<u64, StoreError> {
@@ -561,12 +555,7 @@ impl Store for SledStore {
         let db = self.db()?;
         // The time of the last entry at or before `seq` (positions lost to a
         // failed write leave gaps); non-decreasing in seq, so binary search works.
-        let time_upto = |seq: u64| -> Result<Option<i64>, StoreError> {
-            match db.range(key(b"f/", &[&0u64.to_be_bytes()])..=key(b"f/", &[&seq.to_be_bytes()])).next_back() {
-                None => Ok(None),
-                Some(kv) => Ok(Some(dec::<FeedEntry>(&kv.map_err(engine)?.1)?.at)),
-            }
-        };
+        let time_upto = |seq: u64| Self::time_upto(&db, seq);
         let (mut lo, mut hi) = (0u64, self.durable_seq.load(Ordering::Acquire));
         while lo < hi {
             let mid = lo + (hi - lo).div_ceil(2);
@@ -581,17 +570,11 @@ impl Store for SledStore {
     }
 
     fn doc_counts(&self) -> Result<Vec<(RecordKind, u64)>, StoreError> {
-        let db = self.db()?;
-        let mut counts = [0u64; RecordKind::ALL.len()];
-        for kv in db.scan_prefix(b"s/") {
-            let (_, v) = kv.map_err(engine)?;
-            // A summary that does not decode is left out of the count, not an error of it.
-            let Ok(summary) = dec::<RecordSummary>(&v) else { continue };
-            if let Some(i) = RecordKind::ALL.iter().position(|k| *k == summary.kind) {
-                counts[i] += 1;
-            }
-        }
-        Ok(RecordKind::ALL.into_iter().zip(counts).collect())
+        self.counts_by_kind()
+    }
+
+    fn compact_some(&self, limit: usize) -> Result<usize, StoreError> {
+        self.compact_queued(limit)
     }
 
     fn append_audit(&self, actor: &str, action: &str, detail: &str, at: i64) -> Result<u64, StoreError> {

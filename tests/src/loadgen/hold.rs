@@ -89,16 +89,17 @@ pub async fn run(cfg: Hold, server_binary: &Path) -> Result<HoldReport, LoadErro
                 let new = NewRecord::VisitLog(notes::visit(&mut rng, at));
                 let (_, doc) = new_record(actor.clone(), &author, &reg.territory, at, [0; 10], &new)
                     .map_err(|e| setup(e.to_string()))?;
-                let summary = read_record(&doc).map_err(|e| setup(e.to_string()))?.summary();
+                let record = read_record(&doc).map_err(|e| setup(e.to_string()))?;
+                let row = gridsync_shared::records::row::encode_row(&record);
                 let changes: Vec<Vec<u8>> = doc.get_changes(&[]).iter().map(|c| c.raw_bytes().to_vec()).collect();
-                docs.push((doc.save(), doc.get_heads(), summary, changes));
+                docs.push((doc.save(), doc.get_heads(), record.summary(), changes, row));
             }
             templates.push((reg.device, reg.territory.clone(), docs));
         }
         let now = crate::now_ms();
         for i in 0..cfg.records {
             let (device, grid, docs) = &templates[i % templates.len()];
-            let (bytes, heads, summary, changes) = &docs[(i / templates.len()) % docs.len()];
+            let (bytes, heads, summary, changes, row) = &docs[(i / templates.len()) % docs.len()];
             let mut random = [0u8; 10];
             random.copy_from_slice(&uuid::Uuid::new_v4().as_bytes()[..10]);
             let write = DocWrite {
@@ -110,7 +111,7 @@ pub async fn run(cfg: Hold, server_binary: &Path) -> Result<HoldReport, LoadErro
                 device: *device,
                 changes: changes.clone(),
                 photos: Vec::new(),
-                row: None,
+                row: Some(row.clone()),
             };
             store.commit_doc(write, now).map_err(|e| setup(e.to_string()))?;
             if (i + 1) % 100_000 == 0 {

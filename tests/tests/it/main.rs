@@ -37,4 +37,5 @@ mod reports;
 mod retries_and_paging;
 mod sign_in;
 mod snapshots;
+mod store_upgrade;
 mod voiding;

@@ -1,4 +1,4 @@
-//! City imports in the sled store: commits of many documents in one batch, the
+//! City imports in the sled store: the
 //! household key index `hk/<sha256>` in the main tree (written in a commit's
 //! batch, so a household and its key are kept together), and import runs,
 //! their one-time secrets and each administrator's import device in trees of
@@ -7,7 +7,7 @@
 use super::*;
 
 /// The household key index's prefix in the main tree.
-const KEYS: &[u8] = b"hk/";
+pub(super) const KEYS: &[u8] = b"hk/";
 /// Import runs: `<created_at be><id>` → JSON; and `<id>` → the first key, in `import_run_ids`.
 const RUNS: &str = "import_runs";
 const RUN_IDS: &str = "import_run_ids";
@@ -17,63 +17,6 @@ const SECRETS: &str = "import_secrets";
 const DEVICES: &str = "import_devices";
 
 impl SledStore {
-    /// Commits `writes` in one atomic batch, each with its household keys.
-    pub(super) fn commit_docs_keyed(
-        &self,
-        writes: Vec<(DocWrite, Vec<HouseholdKey>)>,
-        at: i64,
-    ) -> Result<u64, StoreError> {
-        let _w = self.lock();
-        self.write_op(|db| {
-            let mut seq = counter(db, SEQ)?;
-            let at = match db.get_lt(b"g/").map_err(engine)? {
-                // Keep feed time non-decreasing even if the clock steps back.
-                Some((k, v)) if k.starts_with(b"f/") => at.max(dec::<FeedEntry>(&v)?.at),
-                _ => at,
-            };
-            let mut b = sled::Batch::default();
-            let mut seen_docs: Vec<DocId> = Vec::new();
-            for (w, keys) in writes {
-                seq += 1;
-                let seq_be = seq.to_be_bytes();
-                let new_doc =
-                    !seen_docs.contains(&w.doc) && db.get(key(b"d/", &[w.doc.as_bytes()])).map_err(engine)?.is_none();
-                seen_docs.push(w.doc);
-                b.insert(
-                    key(b"d/", &[w.doc.as_bytes()]),
-                    enc(&StoredDoc { grid: w.grid.clone(), kind: w.summary.kind, seq, bytes: w.bytes })?,
-                );
-                b.insert(key(b"s/", &[w.doc.as_bytes()]), enc(&w.summary)?);
-                let heads: Vec<[u8; 32]> = w.heads.iter().map(|h| h.0).collect();
-                b.insert(key(b"h/", &[w.doc.as_bytes(), &seq_be]), enc(&heads)?);
-                for scope in w.grid.ancestors_and_self() {
-                    let mut v = w.doc.as_bytes().to_vec();
-                    v.extend_from_slice(w.device.as_bytes());
-                    b.insert(key(&scope_key(b"i/", &scope), &[&seq_be]), v);
-                    if new_doc {
-                        b.insert(key(&scope_key(b"g/", &scope), &[w.doc.as_bytes()]), Vec::new());
-                    }
-                }
-                for (k, v) in photos::index_entries(w.doc, &w.grid, &w.photos)? {
-                    b.insert(k, v);
-                }
-                for hk in keys {
-                    let k = key(KEYS, &[&hk.key]);
-                    if hk.replace || db.get(&k).map_err(engine)?.is_none() {
-                        b.insert(k, enc(&hk.entry)?);
-                    }
-                }
-                let entry = FeedEntry { seq, at, doc: w.doc, grid: w.grid, device: w.device, changes: w.changes };
-                b.insert(key(b"f/", &[&seq_be]), enc(&entry)?);
-            }
-            b.insert(SEQ, seq.to_be_bytes().to_vec());
-            // Visible to readers from here on, durable or not: never hand these positions out again.
-            self.seq_floor.fetch_max(seq, Ordering::AcqRel);
-            db.apply_batch(b).map_err(unwritable)?;
-            Ok(seq)
-        })
-    }
-
     pub(super) fn household_key_entry(&self, k: &[u8; 32]) -> Result<Option<HouseholdKeyEntry>, StoreError> {
         get(&*self.db()?, &key(KEYS, &[k]))
     }

@@ -1,0 +1,538 @@
+//! Records in the sled store, layout 2: each commit's changes are kept once,
+//! in a chunk of their record, and a new record costs five keys.
+//!
+//! Keys (all in the default tree, so that a commit is one atomic batch):
+//! - `r/<doc>` the record's [`RecordMeta`]: grid, kind, last commit, summary,
+//!   flattened row, and how far its base reaches;
+//! - `b/<doc>` its base: a saved document holding its changes up to
+//!   `base_seq`, written when the record is compacted (see [`super::compact`]);
+//! - `c/<doc><seq>` one commit's [`Chunk`]: the heads after it, its changes'
+//!   hashes, and the changes themselves (emptied once folded into the base);
+//! - `f/<seq>` the feed entry ([`FeedRef`]): time, record, grid, device;
+//! - `i/<grid>\0<seq>` the grid's feed (value: the record), and
+//!   `g/<grid>\0<doc>` the grid's records (value: the kind's index).
+//!
+//! A scope above a grid reads the feeds or record lists of the grids beneath
+//! it merged in order; when it spans many grids, it filters the whole feed or
+//! record list instead. The grids holding records are kept in memory.
+
+use super::*;
+use automerge::ReadDoc;
+use gridsync_shared::records::RecordSummary;
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap, HashMap};
+
+/// A scope spanning more grids than this is read by filtering the whole
+/// feed (or record list) rather than merging per-grid indexes.
+const MERGE_AT_MOST: usize = 48;
+
+/// What the store keeps of a record beside its changes.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(super) struct RecordMeta {
+    pub grid: TerritoryPath,
+    pub kind: RecordKind,
+    /// Feed position of its last commit.
+    pub seq: u64,
+    pub summary: RecordSummary,
+    /// Its changes up to here are in its base (`b/`); 0: it has none.
+    pub base_seq: u64,
+    /// Commits since the base (chunks still holding their changes).
+    pub chunks: u32,
+    /// Flattened row as of `seq`, if the committer gave one.
+    #[serde(with = "serde_bytes")]
+    pub row: Option<Vec<u8>>,
+}
+
+/// One commit of a record.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(super) struct Chunk {
+    /// The record's heads after it.
+    pub heads: Vec<[u8; 32]>,
+    /// Hashes of the changes it added.
+    pub hashes: Vec<[u8; 32]>,
+    /// The changes, until folded into the base.
+    #[serde(with = "gridsync_shared::protocol::byte_strings")]
+    pub changes: Vec<Vec<u8>>,
+}
+
+/// One feed entry, without its changes (those are in the record's chunk).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(super) struct FeedRef {
+    pub at: i64,
+    pub doc: DocId,
+    pub grid: TerritoryPath,
+    pub device: DeviceId,
+}
+
+pub(super) fn meta_key(doc: DocId) -> Vec<u8> {
+    key(b"r/", &[doc.as_bytes()])
+}
+
+pub(super) fn base_key(doc: DocId) -> Vec<u8> {
+    key(b"b/", &[doc.as_bytes()])
+}
+
+pub(super) fn chunk_key(doc: DocId, seq: u64) -> Vec<u8> {
+    key(b"c/", &[doc.as_bytes(), &seq.to_be_bytes()])
+}
+
+pub(super) fn feed_key(seq: u64) -> Vec<u8> {
+    key(b"f/", &[&seq.to_be_bytes()])
+}
+
+pub(super) fn kind_index(kind: RecordKind) -> u8 {
+    RecordKind::ALL.iter().position(|k| *k == kind).and_then(|i| u8::try_from(i).ok()).unwrap_or(u8::MAX)
+}
+
+fn kind_of_index(i: u8) -> Option<RecordKind> {
+    RecordKind::ALL.get(usize::from(i)).copied()
+}
+
+/// The hash of a change from its bytes: SHA-256 over its chunk's type, length
+/// and body, as Automerge computes it (parsed in full for a compressed chunk).
+pub(super) fn change_hash(bytes: &[u8]) -> Result<[u8; 32], StoreError> {
+    use sha2::{Digest, Sha256};
+    const MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
+    let plain = (|| {
+        let rest = bytes.strip_prefix(&MAGIC)?.get(4..)?;
+        let (&kind, rest) = rest.split_first()?;
+        if kind != 1 {
+            return None;
+        }
+        let mut len: u64 = 0;
+        let mut used = 0;
+        for (i, b) in rest.iter().take(10).enumerate() {
+            len |= u64::from(b & 0x7f) << (7 * i);
+            used = i + 1;
+            if b & 0x80 == 0 {
+                break;
+            }
+        }
+        let len = usize::try_from(len).ok()?;
+        (rest.len() == used + len).then(|| {
+            let mut h = Sha256::new();
+            h.update([kind]);
+            h.update(rest);
+            let out: [u8; 32] = h.finalize().into();
+            out
+        })
+    })();
+    match plain {
+        Some(h) => Ok(h),
+        None => automerge::Change::from_bytes(bytes.to_vec())
+            .map(|c| c.hash().0)
+            .map_err(|e| StoreError::Corrupt(format!("a committed change does not parse: {e}"))),
+    }
+}
+
+impl SledStore {
+    /// The grids holding records, read from the record lists at open.
+    pub(super) fn load_grids(db: &sled::Db) -> Result<BTreeSet<TerritoryPath>, StoreError> {
+        let mut grids = BTreeSet::new();
+        let mut from = b"g/".to_vec();
+        while let Some(kv) = db.range(from.clone()..).next() {
+            let (k, _) = kv.map_err(engine)?;
+            if !k.starts_with(b"g/") {
+                break;
+            }
+            let rest = &k[2..];
+            let end = rest.iter().position(|b| *b == 0).ok_or_else(|| StoreError::Corrupt("record list key".into()))?;
+            let text = std::str::from_utf8(&rest[..end]).map_err(|_| StoreError::Corrupt("record list key".into()))?;
+            grids.insert(TerritoryPath::parse(text).map_err(|e| StoreError::Corrupt(format!("record list key: {e}")))?);
+            // Jump past this grid's entries.
+            from = key(b"g/", &[text.as_bytes(), &[1]]);
+        }
+        Ok(grids)
+    }
+
+    /// The grids with records within `scope`.
+    fn grids_in(&self, scope: &TerritoryPath) -> Vec<TerritoryPath> {
+        let grids = self.grids.read().unwrap_or_else(|p| p.into_inner());
+        grids
+            .range(scope.clone()..)
+            .take_while(|g| g.as_str().starts_with(scope.as_str()))
+            .filter(|g| scope.contains(g))
+            .cloned()
+            .collect()
+    }
+
+    pub(super) fn meta(db: &sled::Db, doc: DocId) -> Result<Option<RecordMeta>, StoreError> {
+        get(db, &meta_key(doc))
+    }
+
+    /// The record's document: its base, then the changes of every chunk after it.
+    pub(super) fn doc_of(db: &sled::Db, doc: DocId) -> Result<Option<StoredDoc>, StoreError> {
+        let Some(meta) = Self::meta(db, doc)? else { return Ok(None) };
+        let mut bytes = Vec::new();
+        if meta.base_seq > 0 {
+            let base = db.get(base_key(doc)).map_err(engine)?;
+            bytes.extend_from_slice(&base.ok_or_else(|| StoreError::Corrupt(format!("record {doc}: base missing")))?);
+        }
+        for kv in db.range(chunk_key(doc, meta.base_seq.saturating_add(1))..=chunk_key(doc, u64::MAX)) {
+            let chunk: Chunk = dec(&kv.map_err(engine)?.1)?;
+            if chunk.changes.is_empty() && !chunk.hashes.is_empty() {
+                return Err(StoreError::Corrupt(format!("record {doc}: a chunk after its base is folded")));
+            }
+            for c in chunk.changes {
+                bytes.extend_from_slice(&c);
+            }
+        }
+        Ok(Some(StoredDoc { grid: meta.grid, kind: meta.kind, seq: meta.seq, bytes }))
+    }
+
+    /// Commits many documents as one atomic batch (see [`Store::commit_docs`]).
+    pub(super) fn commit_records(
+        &self,
+        writes: Vec<(DocWrite, Vec<HouseholdKey>)>,
+        at: i64,
+    ) -> Result<u64, StoreError> {
+        let _w = self.lock();
+        let mut new_grids = Vec::new();
+        let mut compact = Vec::new();
+        let seq = self.write_op(|db| {
+            let mut seq = counter(db, SEQ)?;
+            let at = match db.get_lt(b"g/").map_err(engine)? {
+                // Keep feed time non-decreasing even if the clock steps back.
+                Some((k, v)) if k.starts_with(b"f/") => at.max(dec::<FeedRef>(&v)?.at),
+                _ => at,
+            };
+            let mut b = sled::Batch::default();
+            // A record committed twice in one batch: its meta as this batch left it.
+            let mut metas: HashMap<DocId, RecordMeta> = HashMap::new();
+            for (w, keys) in writes {
+                seq += 1;
+                let seq_be = seq.to_be_bytes();
+                let before = match metas.remove(&w.doc) {
+                    Some(m) => Some(m),
+                    None => Self::meta(db, w.doc)?,
+                };
+                let mut meta = match before {
+                    Some(m) => m,
+                    None => {
+                        b.insert(
+                            key(&scope_key(b"g/", &w.grid), &[w.doc.as_bytes()]),
+                            vec![kind_index(w.summary.kind)],
+                        );
+                        new_grids.push(w.grid.clone());
+                        RecordMeta {
+                            grid: w.grid.clone(),
+                            kind: w.summary.kind,
+                            seq,
+                            summary: w.summary,
+                            base_seq: 0,
+                            chunks: 0,
+                            row: None,
+                        }
+                    }
+                };
+                let heads: Vec<[u8; 32]> = w.heads.iter().map(|h| h.0).collect();
+                if w.changes.is_empty() && !w.bytes.is_empty() {
+                    // A whole document without its changes: it becomes the base.
+                    b.insert(base_key(w.doc), w.bytes);
+                    b.insert(chunk_key(w.doc, seq), enc(&Chunk { heads, hashes: Vec::new(), changes: Vec::new() })?);
+                    meta.base_seq = seq;
+                    meta.chunks = 0;
+                } else {
+                    let hashes = w.changes.iter().map(|c| change_hash(c)).collect::<Result<Vec<_>, _>>()?;
+                    b.insert(chunk_key(w.doc, seq), enc(&Chunk { heads, hashes, changes: w.changes })?);
+                    meta.chunks = meta.chunks.saturating_add(1);
+                }
+                meta.seq = seq;
+                meta.summary = w.summary;
+                meta.row = w.row;
+                if meta.chunks >= super::compact::COMPACT_AT_CHUNKS {
+                    compact.push(w.doc);
+                }
+                b.insert(key(&scope_key(b"i/", &meta.grid), &[&seq_be]), w.doc.as_bytes().to_vec());
+                for (k, v) in photos::index_entries(w.doc, &w.grid, &w.photos)? {
+                    b.insert(k, v);
+                }
+                for hk in keys {
+                    let k = key(imports::KEYS, &[&hk.key]);
+                    if hk.replace || db.get(&k).map_err(engine)?.is_none() {
+                        b.insert(k, enc(&hk.entry)?);
+                    }
+                }
+                let entry = FeedRef { at, doc: w.doc, grid: meta.grid.clone(), device: w.device };
+                b.insert(feed_key(seq), enc(&entry)?);
+                b.insert(meta_key(w.doc), enc(&meta)?);
+                metas.insert(w.doc, meta);
+            }
+            b.insert(SEQ, seq.to_be_bytes().to_vec());
+            // Visible to readers from here on, durable or not: never hand these positions out again.
+            self.seq_floor.fetch_max(seq, Ordering::AcqRel);
+            db.apply_batch(b).map_err(unwritable)?;
+            Ok(seq)
+        })?;
+        if !new_grids.is_empty() {
+            let mut grids = self.grids.write().unwrap_or_else(|p| p.into_inner());
+            grids.extend(new_grids);
+        }
+        for doc in compact {
+            self.compactor.want(doc);
+        }
+        Ok(seq)
+    }
+
+    /// Feed positions (with their records) within `scope` after `after`, up to
+    /// `durable`, in order, at most `limit`.
+    fn feed_positions(
+        &self,
+        db: &sled::Db,
+        scope: &TerritoryPath,
+        after: u64,
+        durable: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Option<FeedRef>)>, StoreError> {
+        let grids = self.grids_in(scope);
+        let mut out = Vec::new();
+        if grids.len() > MERGE_AT_MOST {
+            for kv in db.range(feed_key(after.saturating_add(1))..=feed_key(durable)) {
+                let (k, v) = kv.map_err(engine)?;
+                if out.len() >= limit {
+                    break;
+                }
+                let entry: FeedRef = dec(&v)?;
+                if scope.contains(&entry.grid) {
+                    out.push((seq_of(&k[2..])?, Some(entry)));
+                }
+            }
+            return Ok(out);
+        }
+        let mut iters: Vec<_> = grids
+            .iter()
+            .map(|g| {
+                let prefix = scope_key(b"i/", g);
+                let start = key(&prefix, &[&after.saturating_add(1).to_be_bytes()]);
+                let end = key(&prefix, &[&durable.to_be_bytes()]);
+                (prefix.len(), db.range(start..=end))
+            })
+            .collect();
+        let mut heap = BinaryHeap::new();
+        for (i, (plen, it)) in iters.iter_mut().enumerate() {
+            if let Some(kv) = it.next() {
+                heap.push(Reverse((seq_of(&kv.map_err(engine)?.0[*plen..])?, i)));
+            }
+        }
+        while let Some(Reverse((seq, i))) = heap.pop() {
+            if out.len() >= limit {
+                break;
+            }
+            out.push((seq, None));
+            let (plen, it) = &mut iters[i];
+            if let Some(kv) = it.next() {
+                heap.push(Reverse((seq_of(&kv.map_err(engine)?.0[*plen..])?, i)));
+            }
+        }
+        Ok(out)
+    }
+
+    pub(super) fn feed_entries(
+        &self,
+        scope: &TerritoryPath,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<FeedEntry>, StoreError> {
+        let db = self.db()?;
+        let durable = self.durable_seq.load(Ordering::Acquire);
+        if after >= durable {
+            return Ok(Vec::new());
+        }
+        let positions = self.feed_positions(&db, scope, after, durable, limit)?;
+        // Bases parsed for entries folded into them, once per record.
+        let mut bases: HashMap<DocId, automerge::Automerge> = HashMap::new();
+        let mut out = Vec::with_capacity(positions.len());
+        for (seq, entry) in positions {
+            let entry = match entry {
+                Some(e) => e,
+                None => get::<FeedRef>(&db, &feed_key(seq))?
+                    .ok_or_else(|| StoreError::Corrupt(format!("feed entry {seq} missing")))?,
+            };
+            let chunk: Chunk = get(&db, &chunk_key(entry.doc, seq))?
+                .ok_or_else(|| StoreError::Corrupt(format!("record {}: chunk {seq} missing", entry.doc)))?;
+            let changes = if chunk.changes.is_empty() && !chunk.hashes.is_empty() {
+                let doc = match bases.entry(entry.doc) {
+                    std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(v) => {
+                        let base = db
+                            .get(base_key(entry.doc))
+                            .map_err(engine)?
+                            .ok_or_else(|| StoreError::Corrupt(format!("record {}: base missing", entry.doc)))?;
+                        v.insert(
+                            automerge::Automerge::load(&base)
+                                .map_err(|e| StoreError::Corrupt(format!("record {}: base: {e}", entry.doc)))?,
+                        )
+                    }
+                };
+                chunk
+                    .hashes
+                    .iter()
+                    .map(|h| {
+                        doc.get_change_by_hash(&ChangeHash(*h)).map(|c| c.raw_bytes().to_vec()).ok_or_else(|| {
+                            StoreError::Corrupt(format!(
+                                "record {}: a change of entry {seq} is not in its base",
+                                entry.doc
+                            ))
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?
+            } else {
+                chunk.changes
+            };
+            out.push(FeedEntry { seq, at: entry.at, doc: entry.doc, grid: entry.grid, device: entry.device, changes });
+        }
+        Ok(out)
+    }
+
+    /// Records within `scope` after `after` in id order, with their metas, at
+    /// most `limit`; only those of `kind` if given.
+    fn records_listed(
+        &self,
+        db: &sled::Db,
+        scope: &TerritoryPath,
+        kind: Option<RecordKind>,
+        after: Option<DocId>,
+        limit: usize,
+    ) -> Result<Vec<(DocId, RecordMeta)>, StoreError> {
+        let grids = self.grids_in(scope);
+        let mut out = Vec::new();
+        let id_after = |after: Option<DocId>, prefix: &[u8]| match after {
+            Some(id) => {
+                let mut k = key(prefix, &[id.as_bytes()]);
+                k.push(0);
+                k
+            }
+            None => prefix.to_vec(),
+        };
+        if grids.len() > MERGE_AT_MOST {
+            for kv in db.range(id_after(after, b"r/")..) {
+                let (k, v) = kv.map_err(engine)?;
+                if !k.starts_with(b"r/") || out.len() >= limit {
+                    break;
+                }
+                let meta: RecordMeta = dec(&v)?;
+                if scope.contains(&meta.grid) && kind.is_none_or(|want| want == meta.kind) {
+                    out.push((doc_of_key(&k[2..])?, meta));
+                }
+            }
+            return Ok(out);
+        }
+        type Listing = Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>>;
+        let mut iters: Vec<(usize, Listing)> = grids
+            .iter()
+            .map(|g| {
+                let prefix = scope_key(b"g/", g);
+                let start = id_after(after, &prefix);
+                let plen = prefix.len();
+                let it: Listing = Box::new(db.range(start..).take_while(move |kv| match kv {
+                    Ok((k, _)) => k.starts_with(&prefix),
+                    Err(_) => true,
+                }));
+                (plen, it)
+            })
+            .collect();
+        let wanted = kind.map(kind_index);
+        let next = |listing: &mut (usize, Listing)| -> Result<Option<DocId>, StoreError> {
+            let (plen, it) = listing;
+            for kv in it.by_ref() {
+                let (k, v) = kv.map_err(engine)?;
+                if wanted.is_none_or(|w| v.first() == Some(&w)) {
+                    return Ok(Some(doc_of_key(&k[*plen..])?));
+                }
+            }
+            Ok(None)
+        };
+        let mut heap = BinaryHeap::new();
+        for (i, listing) in iters.iter_mut().enumerate() {
+            if let Some(id) = next(listing)? {
+                heap.push(Reverse((*id.as_bytes(), i)));
+            }
+        }
+        while let Some(Reverse((id, i))) = heap.pop() {
+            if out.len() >= limit {
+                break;
+            }
+            let id = DocId::from_bytes(id);
+            let meta =
+                Self::meta(db, id)?.ok_or_else(|| StoreError::Corrupt(format!("record {id}: listed, no meta")))?;
+            out.push((id, meta));
+            if let Some(id) = next(&mut iters[i])? {
+                heap.push(Reverse((*id.as_bytes(), i)));
+            }
+        }
+        Ok(out)
+    }
+
+    pub(super) fn docs_listed(
+        &self,
+        scope: &TerritoryPath,
+        after: Option<DocId>,
+        limit: usize,
+    ) -> Result<Vec<(DocId, StoredDoc)>, StoreError> {
+        let db = self.db()?;
+        let mut out = Vec::new();
+        for (id, _) in self.records_listed(&db, scope, None, after, limit)? {
+            if let Some(doc) = Self::doc_of(&db, id)? {
+                out.push((id, doc));
+            }
+        }
+        Ok(out)
+    }
+
+    pub(super) fn listings(
+        &self,
+        scope: &TerritoryPath,
+        kind: RecordKind,
+        after: Option<DocId>,
+        limit: usize,
+    ) -> Result<Vec<RecordListing>, StoreError> {
+        let db = self.db()?;
+        Ok(self
+            .records_listed(&db, scope, Some(kind), after, limit)?
+            .into_iter()
+            .map(|(id, meta)| RecordListing { id, seq: meta.seq, row: meta.row })
+            .collect())
+    }
+
+    pub(super) fn heads_at(&self, id: DocId, seq: u64) -> Result<Option<Vec<ChangeHash>>, StoreError> {
+        let db = self.db()?;
+        match db.range(chunk_key(id, 0)..=chunk_key(id, seq)).next_back() {
+            None => Ok(None),
+            Some(kv) => {
+                let chunk: Chunk = dec(&kv.map_err(engine)?.1)?;
+                Ok(Some(chunk.heads.into_iter().map(ChangeHash).collect()))
+            }
+        }
+    }
+
+    /// The time of the feed's last entry at or before `seq`, if any.
+    pub(super) fn time_upto(db: &sled::Db, seq: u64) -> Result<Option<i64>, StoreError> {
+        match db.range(feed_key(0)..=feed_key(seq)).next_back() {
+            None => Ok(None),
+            Some(kv) => Ok(Some(dec::<FeedRef>(&kv.map_err(engine)?.1)?.at)),
+        }
+    }
+
+    pub(super) fn counts_by_kind(&self) -> Result<Vec<(RecordKind, u64)>, StoreError> {
+        let db = self.db()?;
+        let mut counts = [0u64; RecordKind::ALL.len()];
+        for kv in db.scan_prefix(b"g/") {
+            let (_, v) = kv.map_err(engine)?;
+            if let Some(kind) = v.first().copied().and_then(kind_of_index)
+                && let Some(i) = RecordKind::ALL.iter().position(|k| *k == kind)
+            {
+                counts[i] += 1;
+            }
+        }
+        Ok(RecordKind::ALL.into_iter().zip(counts).collect())
+    }
+}
+
+fn seq_of(bytes: &[u8]) -> Result<u64, StoreError> {
+    bytes.try_into().map(u64::from_be_bytes).map_err(|_| StoreError::Corrupt("feed position".into()))
+}
+
+fn doc_of_key(bytes: &[u8]) -> Result<DocId, StoreError> {
+    let id: [u8; 16] = bytes.try_into().map_err(|_| StoreError::Corrupt("record id".into()))?;
+    Ok(DocId::from_bytes(id))
+}
