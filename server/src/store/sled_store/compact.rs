@@ -103,3 +103,97 @@ impl SledStore {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use automerge::transaction::Transactable;
+    use gridsync_shared::records::RecordSummary;
+
+    /// A case committed `n` times, one change each, as pushes would commit it.
+    fn case_committed(store: &SledStore, grid: &TerritoryPath, n: usize) -> (DocId, automerge::Automerge) {
+        let doc_id = DocId::from_bytes([7; 16]);
+        let mut doc = automerge::Automerge::new();
+        for i in 0..n {
+            let before = doc.get_heads();
+            let mut tx = doc.transaction();
+            tx.put(automerge::ROOT, format!("follow_up_{i}"), format!("第{i}次跟进")).expect("put");
+            tx.commit();
+            let write = DocWrite {
+                doc: doc_id,
+                grid: grid.clone(),
+                summary: RecordSummary { kind: RecordKind::Case, household: None, at: 1 },
+                bytes: Vec::new(),
+                heads: doc.get_heads(),
+                device: DeviceId::from_bytes([1; 16]),
+                changes: doc.get_changes(&before).iter().map(|c| c.raw_bytes().to_vec()).collect(),
+                photos: Vec::new(),
+                row: None,
+            };
+            store.commit_doc(write, 1_000 + i as i64).expect("commit");
+        }
+        store.flush().expect("flush");
+        (doc_id, doc)
+    }
+
+    #[test]
+    fn compaction_folds_commits_into_a_base_and_every_read_stays_the_same() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = SledStore::open(dir.path()).expect("open");
+        let grid: TerritoryPath = "xg/xn/sh/dh/g1".parse().expect("grid");
+        let community: TerritoryPath = "xg/xn/sh/dh".parse().expect("scope");
+        let (id, doc) = case_committed(&store, &grid, 10);
+
+        let feed = |scope: &TerritoryPath| store.feed_after(scope, 0, 100).expect("feed");
+        let heads: Vec<_> = (0..=11).map(|seq| store.doc_heads_at(id, seq).expect("heads")).collect();
+        let (feed_before, community_before) = (feed(&grid), feed(&community));
+        assert_eq!(feed_before.len(), 10);
+        let before = store.load_doc(id).expect("load").expect("stored");
+
+        assert_eq!(store.compact_queued(10).expect("compact"), 1, "queued by its eighth commit");
+        let after = store.load_doc(id).expect("load").expect("stored");
+        let db = store.db().expect("db");
+        let meta = SledStore::meta(&db, id).expect("meta").expect("meta");
+        drop(db);
+        assert_eq!((meta.base_seq, meta.chunks), (10, 0), "every commit folded");
+        assert_ne!(after.bytes, before.bytes, "the base stands in for the chunks");
+        assert_eq!(automerge::Automerge::load(&after.bytes).expect("load").get_heads(), doc.get_heads());
+        assert_eq!(feed(&grid), feed_before, "old entries are served from the base, byte for byte");
+        assert_eq!(feed(&community), community_before);
+        let heads_after: Vec<_> = (0..=11).map(|seq| store.doc_heads_at(id, seq).expect("heads")).collect();
+        assert_eq!(heads_after, heads, "as-of reads are unchanged");
+
+        // A commit after the base is kept beside it.
+        let mut doc = doc;
+        let before_heads = doc.get_heads();
+        let mut tx = doc.transaction();
+        tx.put(automerge::ROOT, "status", "closed").expect("put");
+        tx.commit();
+        let change = doc.get_changes(&before_heads)[0].raw_bytes().to_vec();
+        let write = DocWrite {
+            doc: id,
+            grid: grid.clone(),
+            summary: RecordSummary { kind: RecordKind::Case, household: None, at: 1 },
+            bytes: Vec::new(),
+            heads: doc.get_heads(),
+            device: DeviceId::from_bytes([2; 16]),
+            changes: vec![change.clone()],
+            photos: Vec::new(),
+            row: None,
+        };
+        store.commit_doc(write, 2_000).expect("commit");
+        store.flush().expect("flush");
+        let latest = store.load_doc(id).expect("load").expect("stored");
+        assert_eq!(automerge::Automerge::load(&latest.bytes).expect("load").get_heads(), doc.get_heads());
+        assert_eq!(store.feed_after(&grid, 10, 10).expect("feed")[0].changes, vec![change]);
+    }
+
+    #[test]
+    fn a_record_with_few_commits_is_not_queued() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = SledStore::open(dir.path()).expect("open");
+        let grid: TerritoryPath = "xg/xn/sh/dh/g1".parse().expect("grid");
+        case_committed(&store, &grid, COMPACT_AT_CHUNKS as usize - 1);
+        assert_eq!(store.compact_queued(10).expect("compact"), 0);
+    }
+}
