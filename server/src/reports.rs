@@ -1,15 +1,17 @@
 //! Administrators' reports: the figures of [`gridsync_shared::reports`] for a
 //! territory and period, computed from the stored documents.
 //!
-//! Documents are read a page at a time and fed to the shared
-//! [`ReportBuilder`] one by one, so memory holds one page of documents and
-//! the builder's per-grid counts, never the whole territory's records.
+//! Records are read one kind at a time from the rows the store keeps beside
+//! their documents (a record without one from its document), on one worker
+//! per core ([`crate::snapshot::read_records`]), and fed to the shared
+//! [`ReportBuilder`] one by one, so memory holds a few hundred records and the
+//! builder's per-grid counts, never the whole territory's records.
 
 use crate::error::ApiError;
+use crate::snapshot::{Moment, read_records, with_pool};
 use crate::store::{Person, Store};
-use gridsync_shared::records::read_record;
 use gridsync_shared::reports::{Period, Report, ReportBuilder};
-use gridsync_shared::{Role, TerritoryPath};
+use gridsync_shared::{RecordKind, Role, TerritoryPath};
 use warp::http::{HeaderValue, StatusCode, header};
 use warp::reply::Response;
 
@@ -29,27 +31,21 @@ pub fn report(store: &dyn Store, scope: &TerritoryPath, from: i64, to: i64, now:
     for territory in store.territories()? {
         builder.territory(&territory.path, &territory.name);
     }
-    let mut after = None;
-    loop {
-        let page = store.docs_in_scope(scope, after, PAGE)?;
-        let Some((last, _)) = page.last() else { break };
-        after = Some(*last);
-        for (id, stored) in &page {
-            let record = automerge::Automerge::load(&stored.bytes)
-                .map_err(|e| e.to_string())
-                .and_then(|doc| read_record(&doc).map_err(|e| e.to_string()));
-            match record {
-                Ok(record) => builder.add(*id, &record),
-                Err(error) => {
-                    tracing::warn!(doc = %id, %error, "stored document left out of the report");
-                    builder.unreadable();
+    with_pool(|pool| {
+        for kind in RecordKind::ALL {
+            for read in read_records(store, scope.clone(), kind, Moment::Now, false, Some(pool.clone())) {
+                let read = read?;
+                match read.record {
+                    Ok(record) => builder.add(read.id, &record),
+                    Err(error) => {
+                        tracing::warn!(doc = %read.id, %error, "stored document left out of the report");
+                        builder.unreadable();
+                    }
                 }
             }
         }
-        if page.len() < PAGE {
-            break;
-        }
-    }
+        Ok::<_, ApiError>(())
+    })?;
     Ok(builder.finish())
 }
 

@@ -1,24 +1,272 @@
 //! Consistent snapshots of a territory as of one moment of the change feed,
 //! and their import into an empty server.
 //!
-//! A snapshot is pinned to a feed position: each document is read at the heads
-//! it had after the last change at or before that position, so a record is
-//! never half-written and nothing that arrived later appears, however many
-//! phones sync while the export runs. Memory stays flat: documents are read
-//! page by page, one kind at a time, and written straight into the archive.
-//! A snapshot made with photos ([`SnapshotRequest::photos`]) takes the photos
-//! its records referenced at that moment from the store's photo blobs, one at
-//! a time (a photo is immutable, so any time after is as good as the moment).
+//! A snapshot is pinned to a feed position: each record is read as it was
+//! after the last change at or before that position, so a record is never
+//! half-written and nothing that arrived later appears, however many phones
+//! sync while the export runs. A record unchanged since that position is read
+//! from the flattened row the store keeps beside its document
+//! ([`gridsync_shared::records::row`]), without Automerge; any other from its
+//! document at the heads it had then. Records are read on one worker per core
+//! ([`with_pool`], [`read_records`]) and handed out in id order, one kind at a
+//! time, at most a few hundred ahead of the archive, so memory stays flat and
+//! the same store and moment give the same bytes. A snapshot made with photos
+//! ([`SnapshotRequest::photos`]) takes the photos its records referenced at
+//! that moment from the store's photo blobs, one at a time (a photo is
+//! immutable, so any time after is as good as the moment).
 
 use crate::error::ApiError;
 use crate::export::names::Names;
 use crate::export::{ExportError, SnapshotItem, SnapshotSource};
-use crate::store::{DocWrite, Store};
+use crate::store::{DocWrite, RecordListing, Store, StoreError};
 use automerge::Automerge;
 use gridsync_shared::masking::mask_record;
+use gridsync_shared::records::row::decode_row;
 use gridsync_shared::records::{read_record, read_record_at};
-use gridsync_shared::{DeviceId, DocId, RecordKind, TerritoryPath};
+use gridsync_shared::{DeviceId, DocId, Record, RecordKind, TerritoryPath};
+use std::collections::VecDeque;
 use std::io::Read;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::mpsc::{Receiver, Sender, sync_channel};
+use std::sync::{Arc, Mutex};
+
+/// Listings asked of the store at a time.
+const LISTING_PAGE: usize = 256;
+/// Records one worker reads as one job.
+const CHUNK: usize = 32;
+/// Jobs read ahead of the consumer: at most `CHUNK * AHEAD` (256) records in
+/// flight, whatever the territory's size.
+const AHEAD: usize = 8;
+
+/// A job for the [`Pool`]'s workers.
+type Job<'e> = Box<dyn FnOnce() + Send + 'e>;
+
+/// Worker threads (one per core) that read records for one export or report;
+/// they live for one [`with_pool`] call.
+#[derive(Clone)]
+pub struct Pool<'e> {
+    jobs: Sender<Job<'e>>,
+}
+
+impl<'e> Pool<'e> {
+    /// Runs `job` on a worker. A job that panics is dropped (its results with it).
+    fn run(&self, job: Job<'e>) -> Result<(), Job<'e>> {
+        self.jobs.send(job).map_err(|e| e.0)
+    }
+}
+
+/// Runs `work` with a [`Pool`] of one worker per core (as
+/// `std::thread::available_parallelism` counts them); the workers end with it.
+pub fn with_pool<'e, R>(work: impl FnOnce(&Pool<'e>) -> R) -> R {
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    std::thread::scope(|threads| {
+        let (jobs, queue) = std::sync::mpsc::channel::<Job<'e>>();
+        let queue = Arc::new(Mutex::new(queue));
+        for _ in 0..workers {
+            let queue = Arc::clone(&queue);
+            threads.spawn(move || {
+                loop {
+                    let job = match queue.lock() {
+                        Ok(queue) => queue.recv(),
+                        Err(_) => return,
+                    };
+                    let Ok(job) = job else { return };
+                    // A panicking job drops its result sender: its reader sees an error.
+                    let _ = catch_unwind(AssertUnwindSafe(job));
+                }
+            });
+        }
+        let pool = Pool { jobs };
+        work(&pool)
+        // `pool` drops here: the queue closes and the workers end.
+    })
+}
+
+/// Which state of each record to read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Moment {
+    /// As the store holds it now.
+    Now,
+    /// As of feed position `seq` (records created later are left out).
+    Seq(u64),
+}
+
+/// One record as read by [`read_records`].
+pub struct ReadRecord {
+    /// The record.
+    pub id: DocId,
+    /// The record at the moment, or why its document could not be read.
+    pub record: Result<Record, String>,
+    /// The document at the moment (`Automerge::save()`), if asked for.
+    pub automerge: Option<Vec<u8>>,
+}
+
+/// What to read of each record.
+#[derive(Clone, Copy)]
+struct Want {
+    moment: Moment,
+    /// Also the document's bytes (a bundle).
+    automerge: bool,
+}
+
+/// Records of `kind` in `scope` at `moment`, in id order, read on `pool`'s
+/// workers (in the caller's thread without one) at most 256 ahead of the
+/// consumer. A record whose store listing carries a row current at the moment
+/// is read from its row; any other (no row, a row that does not decode, a
+/// record changed after the moment, or the documents asked for with
+/// `automerge`) from its document. Yields `Err` for a store failure, after
+/// which it ends.
+pub fn read_records<'e>(
+    store: &'e dyn Store,
+    scope: TerritoryPath,
+    kind: RecordKind,
+    moment: Moment,
+    automerge: bool,
+    pool: Option<Pool<'e>>,
+) -> impl Iterator<Item = Result<ReadRecord, StoreError>> + 'e {
+    let want = Want { moment, automerge };
+    let mut listed: VecDeque<RecordListing> = VecDeque::new();
+    let mut after: Option<DocId> = None;
+    let mut listed_all = false;
+    let mut pending: VecDeque<Pending> = VecDeque::new();
+    let mut ready: std::vec::IntoIter<Result<Option<ReadRecord>, StoreError>> = Vec::new().into_iter();
+    let mut failed = false;
+    std::iter::from_fn(move || {
+        loop {
+            if failed {
+                return None;
+            }
+            // Keep the workers AHEAD jobs ahead of what is handed out.
+            while pending.len() < AHEAD && !(listed_all && listed.is_empty()) {
+                if listed.len() < CHUNK && !listed_all {
+                    match store.records_in_scope(&scope, kind, after, LISTING_PAGE) {
+                        Ok(page) => {
+                            listed_all = page.len() < LISTING_PAGE;
+                            after = page.last().map(|l| l.id).or(after);
+                            listed.extend(page);
+                        }
+                        Err(e) => {
+                            failed = true;
+                            return Some(Err(e));
+                        }
+                    }
+                    continue;
+                }
+                let chunk: Vec<RecordListing> = listed.drain(..listed.len().min(CHUNK)).collect();
+                pending.push_back(Pending::start(store, chunk, want, pool.as_ref()));
+            }
+            if let Some(next) = ready.next() {
+                match next {
+                    Ok(Some(read)) => return Some(Ok(read)),
+                    Ok(None) => continue,
+                    Err(e) => {
+                        failed = true;
+                        return Some(Err(e));
+                    }
+                }
+            }
+            let next = pending.pop_front()?;
+            match next.finish() {
+                Ok(reads) => ready = reads.into_iter(),
+                Err(e) => {
+                    failed = true;
+                    return Some(Err(e));
+                }
+            }
+        }
+    })
+}
+
+/// A chunk of records being read, or read.
+enum Pending {
+    Ready(Vec<Result<Option<ReadRecord>, StoreError>>),
+    Running(Receiver<Vec<Result<Option<ReadRecord>, StoreError>>>),
+}
+
+impl Pending {
+    /// Starts reading `chunk` on `pool` (or reads it now without one).
+    fn start<'e>(store: &'e dyn Store, chunk: Vec<RecordListing>, want: Want, pool: Option<&Pool<'e>>) -> Pending {
+        let read = move || chunk.into_iter().map(|listing| read_one(store, listing, want)).collect::<Vec<_>>();
+        let Some(pool) = pool else { return Pending::Ready(read()) };
+        let (done, result) = sync_channel(1);
+        match pool.run(Box::new(move || {
+            let _ = done.send(read());
+        })) {
+            Ok(()) => Pending::Running(result),
+            Err(job) => {
+                job(); // no workers left: read here
+                match result.try_recv() {
+                    Ok(reads) => Pending::Ready(reads),
+                    Err(_) => Pending::Ready(vec![Err(StoreError::Engine("reading records failed".into()))]),
+                }
+            }
+        }
+    }
+
+    fn finish(self) -> Result<Vec<Result<Option<ReadRecord>, StoreError>>, StoreError> {
+        match self {
+            Pending::Ready(reads) => Ok(reads),
+            Pending::Running(result) => {
+                result.recv().map_err(|_| StoreError::Engine("a worker reading records failed (see the log)".into()))
+            }
+        }
+    }
+}
+
+/// One listed record at the moment wanted: None if it did not exist yet.
+fn read_one(store: &dyn Store, listing: RecordListing, want: Want) -> Result<Option<ReadRecord>, StoreError> {
+    let id = listing.id;
+    let row_current = match want.moment {
+        Moment::Now => true,
+        Moment::Seq(seq) => listing.seq <= seq,
+    };
+    let row = listing.row.as_deref().filter(|_| row_current).and_then(|row| match decode_row(row) {
+        Ok(record) => Some(record),
+        Err(error) => {
+            tracing::warn!(doc = %id, %error, "record row unreadable: reading its document");
+            None
+        }
+    });
+    if !want.automerge
+        && let Some(record) = row
+    {
+        return Ok(Some(ReadRecord { id, record: Ok(record), automerge: None }));
+    }
+    let Some(stored) = store.load_doc(id)? else {
+        return Err(StoreError::Corrupt(format!("record {id} is listed but its document is missing")));
+    };
+    // The document as loaded may be newer than the listing (and the moment).
+    let heads = match want.moment {
+        Moment::Seq(seq) if stored.seq > seq => match store.doc_heads_at(id, seq)? {
+            Some(heads) => Some(heads),
+            None => return Ok(None), // created after the moment
+        },
+        _ => None,
+    };
+    if heads.is_none()
+        && stored.seq == listing.seq
+        && let Some(record) = row
+    {
+        // The stored document is the one the row was made of: no need to parse it.
+        return Ok(Some(ReadRecord { id, record: Ok(record), automerge: Some(stored.bytes) }));
+    }
+    let doc = match Automerge::load(&stored.bytes) {
+        Ok(doc) => doc,
+        Err(e) => return Ok(Some(ReadRecord { id, record: Err(e.to_string()), automerge: None })),
+    };
+    let (record, automerge) = match heads {
+        Some(heads) if doc.get_heads() != heads => {
+            let record = read_record_at(&doc, &heads).map_err(|e| e.to_string());
+            let then = match doc.fork_at(&heads) {
+                Ok(then) => want.automerge.then(|| then.save()),
+                Err(e) => return Ok(Some(ReadRecord { id, record: Err(e.to_string()), automerge: None })),
+            };
+            (record, then)
+        }
+        _ => (read_record(&doc).map_err(|e| e.to_string()), want.automerge.then_some(stored.bytes)),
+    };
+    Ok(Some(ReadRecord { id, record, automerge }))
+}
 
 /// Everything in `scope` as of feed position `seq`, optionally masked.
 pub struct StoreSnapshot<'a> {
@@ -26,30 +274,29 @@ pub struct StoreSnapshot<'a> {
     scope: TerritoryPath,
     seq: u64,
     mask: bool,
+    automerge: bool,
+    pool: Option<Pool<'a>>,
 }
 
 impl<'a> StoreSnapshot<'a> {
-    /// A snapshot of `scope` at feed position `seq`; `mask` hides ID and phone numbers.
+    /// A snapshot of `scope` at feed position `seq`; `mask` hides ID and
+    /// phone numbers. Its items carry their documents ([`SnapshotItem::automerge`]),
+    /// read in the caller's thread.
     pub fn new(store: &'a dyn Store, scope: TerritoryPath, seq: u64, mask: bool) -> Self {
-        Self { store, scope, seq, mask }
+        Self { store, scope, seq, mask, automerge: true, pool: None }
     }
 
-    fn item(&self, id: DocId, bytes: &[u8]) -> Result<Option<SnapshotItem>, ExportError> {
-        let Some(heads) = self.store.doc_heads_at(id, self.seq).map_err(|e| ExportError::Source(e.to_string()))? else {
-            return Ok(None); // created after the snapshot's moment
-        };
-        let doc = Automerge::load(bytes).map_err(|e| ExportError::Source(format!("document {id}: {e}")))?;
-        let (record, automerge) = if doc.get_heads() == heads {
-            (read_record(&doc), bytes.to_vec())
-        } else {
-            let then = doc.fork_at(&heads).map_err(|e| ExportError::Source(format!("document {id}: {e}")))?;
-            (read_record_at(&doc, &heads), then.save())
-        };
-        let mut record = record.map_err(|e| ExportError::Source(format!("document {id}: {e}")))?;
-        if self.mask {
-            mask_record(&mut record);
-        }
-        Ok(Some(SnapshotItem { id, record, automerge }))
+    /// Whether items carry their documents (only a bundle needs them: the
+    /// other formats read records from their rows where the store keeps them).
+    pub fn with_documents(mut self, automerge: bool) -> Self {
+        self.automerge = automerge;
+        self
+    }
+
+    /// Reads records on `pool`'s workers, handed out in the same order.
+    pub fn on(mut self, pool: &Pool<'a>) -> Self {
+        self.pool = Some(pool.clone());
+        self
     }
 }
 
@@ -69,34 +316,23 @@ impl SnapshotSource for StoreSnapshot<'_> {
     }
 
     fn items(&self, kind: RecordKind) -> Box<dyn Iterator<Item = Result<SnapshotItem, ExportError>> + '_> {
-        let mut after: Option<DocId> = None;
-        let mut page: std::vec::IntoIter<(DocId, crate::store::StoredDoc)> = Vec::new().into_iter();
-        let mut done = false;
-        Box::new(std::iter::from_fn(move || {
-            loop {
-                if let Some((id, stored)) = page.next() {
-                    after = Some(id);
-                    if stored.kind != kind {
-                        continue;
-                    }
-                    match self.item(id, &stored.bytes) {
-                        Ok(Some(item)) => return Some(Ok(item)),
-                        Ok(None) => continue,
-                        Err(e) => return Some(Err(e)),
-                    }
-                }
-                if done {
-                    return None;
-                }
-                match self.store.docs_in_scope(&self.scope, after, 256) {
-                    Ok(next) if next.is_empty() => done = true,
-                    Ok(next) => page = next.into_iter(),
-                    Err(e) => {
-                        done = true;
-                        return Some(Err(ExportError::Source(e.to_string())));
-                    }
-                }
+        let mask = self.mask;
+        let reads = read_records(
+            self.store,
+            self.scope.clone(),
+            kind,
+            Moment::Seq(self.seq),
+            self.automerge,
+            self.pool.clone(),
+        );
+        Box::new(reads.map(move |read| {
+            let read = read.map_err(|e| ExportError::Source(e.to_string()))?;
+            let id = read.id;
+            let mut record = read.record.map_err(|e| ExportError::Source(format!("document {id}: {e}")))?;
+            if mask {
+                mask_record(&mut record);
             }
+            Ok(SnapshotItem { id, record, automerge: read.automerge.unwrap_or_default() })
         }))
     }
 }
@@ -217,9 +453,14 @@ impl PreparedSnapshot {
         out: &mut dyn std::io::Write,
         progress: &mut dyn FnMut(u64),
     ) -> Result<crate::export::Manifest, ApiError> {
-        let source = StoreSnapshot::new(store, self.scope.clone(), self.seq, self.meta.masked);
-        crate::export::write_snapshot(out, self.format, &self.meta, &source, progress)
-            .map_err(|e| ApiError::Internal(e.to_string()))
+        let bundle = self.format == crate::export::Format::Bundle;
+        with_pool(|pool| {
+            let source = StoreSnapshot::new(store, self.scope.clone(), self.seq, self.meta.masked)
+                .with_documents(bundle)
+                .on(pool);
+            crate::export::write_snapshot(out, self.format, &self.meta, &source, progress)
+        })
+        .map_err(|e| ApiError::Internal(e.to_string()))
     }
 }
 

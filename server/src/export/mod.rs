@@ -78,7 +78,8 @@ pub struct SnapshotItem {
     pub id: DocId,
     /// The record as it read at the snapshot's moment (masked, for a masked snapshot).
     pub record: Record,
-    /// The document as of that moment, as `Automerge::save()` wrote it (used by the bundle only).
+    /// The document as of that moment, as `Automerge::save()` wrote it (used
+    /// by the bundle only; a source may leave it empty for the other formats).
     pub automerge: Vec<u8>,
 }
 
@@ -395,7 +396,7 @@ pub fn write_snapshot<W: Write>(
         }
         Format::Xlsx => {
             let names = source.names()?;
-            let mut book = xlsx::SnapshotBook::new()?;
+            let mut book = xlsx::SnapshotBook::new(meta.generated_at_ms)?;
             for kind in RecordKind::ALL {
                 book.write_kind(kind, meta.as_of_ms, &names, noting_heads(run.items(source, kind), &names))?;
             }

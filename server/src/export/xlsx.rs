@@ -18,7 +18,7 @@ use super::names::Names;
 use super::table::{self, Cell};
 use super::{ExportError, LOCAL_OFFSET_MS, SnapshotItem};
 use gridsync_shared::RecordKind;
-use rust_xlsxwriter::{ExcelDateTime, Format, Workbook, Worksheet};
+use rust_xlsxwriter::{DocProperties, ExcelDateTime, Format, Workbook, Worksheet};
 use std::io::Write;
 
 /// The workbook's entry name in the snapshot archive.
@@ -60,10 +60,14 @@ fn fit(text: &str) -> std::borrow::Cow<'_, str> {
 }
 
 impl SnapshotBook {
-    /// An empty workbook.
-    pub(super) fn new() -> Result<Self, ExportError> {
+    /// An empty workbook, created (as its properties say) at `generated_at_ms`
+    /// rather than now, so the same snapshot gives the same bytes.
+    pub(super) fn new(generated_at_ms: i64) -> Result<Self, ExportError> {
+        let mut workbook = Workbook::new();
+        let created = ExcelDateTime::from_timestamp(generated_at_ms.div_euclid(1_000))?;
+        workbook.set_properties(&DocProperties::new().set_creation_datetime(&created));
         Ok(Self {
-            workbook: Workbook::new(),
+            workbook,
             header: Format::new().set_bold(),
             time: Format::new().set_num_format("yyyy-mm-dd hh:mm:ss"),
         })

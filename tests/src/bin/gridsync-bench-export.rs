@@ -1,15 +1,22 @@
 //! Export benchmark: fills a real sled store with N visit logs (default
-//! 100,000) of realistic size, then writes a snapshot in each format to a
-//! discarding writer, printing one JSON line per format with records per
-//! second and the process's peak RSS during the export.
+//! 100,000) of realistic size, each committed with its flattened row
+//! (`--no-rows`: without, so exports read every document), then writes a
+//! snapshot in each format to a discarding writer, printing one JSON line per
+//! format with seconds, records per second, CPU seconds and the process's peak
+//! RSS during the export. First it measures rows of 2,000 visit logs as
+//! `gridsync_tests::loadgen::notes::visit` makes them (size and decode time,
+//! against the JSON alone and the Automerge document).
 //!
-//! `cargo run --release -p gridsync-tests --bin gridsync-bench-export -- 100000`
+//! `cargo run --release -p gridsync-tests --bin gridsync-bench-export -- 100000 [--no-rows]`
 
 use gridsync_server::admin::add_territory;
 use gridsync_server::snapshot::{SnapshotRequest, prepare};
 use gridsync_server::store::{DocWrite, SledStore, Store};
-use gridsync_shared::records::{GeoPoint, NewRecord, VisitFields, VisitKind, new_record};
-use gridsync_shared::{Author, DeviceId, PersonId, Role, TerritoryPath};
+use gridsync_shared::records::row::{decode_row, encode_row};
+use gridsync_shared::records::{GeoPoint, NewRecord, VisitFields, VisitKind, new_record, read_record};
+use gridsync_shared::{Author, DeviceId, PersonId, Record, Role, TerritoryPath};
+use rand::SeedableRng;
+use std::io::Write;
 use std::time::Instant;
 
 /// Peak resident set size of this process so far, in KiB (Linux).
@@ -27,8 +34,96 @@ fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
+/// User plus system CPU seconds this process has used (Linux).
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return 0.0 };
+    // Fields after the command name (which may hold spaces, inside parentheses).
+    let Some((_, rest)) = stat.rsplit_once(')') else { return 0.0 };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0 // utime, stime (fields 14 and 15), in USER_HZ = 100
+}
+
+/// Rows of `gridsync_tests::loadgen::notes::visit` visit logs: mean sizes and
+/// decode times of the row, of its JSON alone and of the Automerge document.
+fn measure_rows() -> Result<(), Box<dyn std::error::Error>> {
+    const N: usize = 2_000;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(20261130);
+    let grid: TerritoryPath = "bc/d1/s1/c0/g0".parse()?;
+    let author = Author { person: PersonId(uuid::Uuid::from_u128(1)), role: Role::FieldStaff, territory: grid.clone() };
+    let mut docs = Vec::with_capacity(N);
+    for i in 0..N {
+        let fields = gridsync_tests::loadgen::notes::visit(&mut rng, 1_790_000_000_000 + i as i64);
+        let (_, doc) = new_record(
+            automerge::ActorId::random(),
+            &author,
+            &grid,
+            1_790_000_000_000,
+            [7; 10],
+            &NewRecord::VisitLog(fields),
+        )?;
+        docs.push(doc.save());
+    }
+    let records: Vec<Record> = docs
+        .iter()
+        .map(|d| {
+            automerge::Automerge::load(d)
+                .map_err(|e| e.to_string())
+                .and_then(|d| read_record(&d).map_err(|e| e.to_string()))
+        })
+        .collect::<Result<_, _>>()?;
+    let chars: usize = records
+        .iter()
+        .map(|r| match r {
+            Record::VisitLog(v) => v.fields.notes.chars().count(),
+            _ => 0,
+        })
+        .sum();
+    let t = Instant::now();
+    let rows: Vec<Vec<u8>> = records.iter().map(encode_row).collect();
+    let encode_us = t.elapsed().as_secs_f64() * 1e6 / N as f64;
+    let t = Instant::now();
+    for row in &rows {
+        std::hint::black_box(decode_row(row)?);
+    }
+    let decode_us = t.elapsed().as_secs_f64() * 1e6 / N as f64;
+    let json: Vec<Vec<u8>> = records.iter().map(serde_json::to_vec).collect::<Result<_, _>>()?;
+    let t = Instant::now();
+    for j in &json {
+        std::hint::black_box(serde_json::from_slice::<Record>(j)?);
+    }
+    let json_decode_us = t.elapsed().as_secs_f64() * 1e6 / N as f64;
+    let deflate6: usize = json
+        .iter()
+        .map(|j| {
+            let mut e = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+            e.write_all(j).and_then(|()| e.finish()).map(|b| b.len() + 2)
+        })
+        .sum::<Result<usize, _>>()?;
+    let t = Instant::now();
+    for d in &docs {
+        let doc = automerge::Automerge::load(d)?;
+        std::hint::black_box(read_record(&doc)?);
+    }
+    let automerge_us = t.elapsed().as_secs_f64() * 1e6 / N as f64;
+    let mean = |total: usize| total as f64 / N as f64;
+    println!(
+        "{{\"bench\":\"rows\",\"visit_logs\":{N},\"notes_chars\":{:.0},\"row_bytes\":{:.0},\"row_bytes_max\":{},\"row_encode_us\":{encode_us:.1},\"row_decode_us\":{decode_us:.1},\"json_bytes\":{:.0},\"json_decode_us\":{json_decode_us:.1},\"json_deflate6_bytes\":{:.0},\"automerge_bytes\":{:.0},\"automerge_load_read_us\":{automerge_us:.1}}}",
+        mean(chars),
+        mean(rows.iter().map(Vec::len).sum()),
+        rows.iter().map(Vec::len).max().unwrap_or(0),
+        mean(json.iter().map(Vec::len).sum()),
+        mean(deflate6),
+        mean(docs.iter().map(Vec::len).sum()),
+    );
+    Ok(())
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let n: u64 = std::env::args().nth(1).map(|a| a.parse()).transpose()?.unwrap_or(100_000);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let with_rows = !args.iter().any(|a| a == "--no-rows");
+    let n: u64 = args.iter().find(|a| !a.starts_with("--")).map(|a| a.parse()).transpose()?.unwrap_or(100_000);
+    measure_rows()?;
     let dir = tempfile::tempdir()?;
     let store = SledStore::open(dir.path())?;
     let grids: Vec<TerritoryPath> = {
@@ -77,28 +172,35 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             random,
             &NewRecord::VisitLog(fields),
         )?;
+        let record = read_record(&doc)?;
         store.commit_doc(
             DocWrite {
                 doc: id,
                 grid: grid.clone(),
-                summary: gridsync_shared::records::read_record(&doc)?.summary(),
+                summary: record.summary(),
                 bytes: doc.save(),
                 heads: doc.get_heads(),
                 device,
                 changes: doc.get_changes(&[]).iter().map(|c| c.raw_bytes().to_vec()).collect(),
                 photos: Vec::new(),
-                row: None,
+                row: with_rows.then(|| encode_row(&record)),
             },
             1_790_000_000_000,
         )?;
     }
     store.flush()?;
     let disk = store.stats()?.disk_bytes;
-    eprintln!("filled {n} visit logs in {:.1} s ({} MB on disk)", t.elapsed().as_secs_f64(), disk / 1_000_000);
+    eprintln!(
+        "filled {n} visit logs {} in {:.1} s ({} MB on disk)",
+        if with_rows { "with rows" } else { "without rows" },
+        t.elapsed().as_secs_f64(),
+        disk / 1_000_000
+    );
 
     for format in ["csv", "jsonl", "xlsx"] {
         reset_peak_rss();
         let before = peak_rss_kib();
+        let cpu = cpu_seconds();
         let t = Instant::now();
         let req = SnapshotRequest {
             format: format.into(),
@@ -112,8 +214,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut sink = std::io::sink();
         let manifest = prepared.write(&store, &mut sink, &mut |_| {})?;
         let secs = t.elapsed().as_secs_f64();
+        let cpu = cpu_seconds() - cpu;
         println!(
-            "{{\"bench\":\"export\",\"format\":\"{format}\",\"records\":{},\"seconds\":{secs:.2},\"records_per_second\":{:.0},\"peak_rss_mib\":{:.1},\"rss_before_mib\":{:.1}}}",
+            "{{\"bench\":\"export\",\"format\":\"{format}\",\"rows\":{with_rows},\"cores\":{},\"records\":{},\"seconds\":{secs:.2},\"cpu_seconds\":{cpu:.1},\"records_per_second\":{:.0},\"peak_rss_mib\":{:.1},\"rss_before_mib\":{:.1}}}",
+            std::thread::available_parallelism().map_or(1, |c| c.get()),
             manifest.counts.total(),
             manifest.counts.total() as f64 / secs,
             peak_rss_kib() as f64 / 1024.0,

@@ -398,3 +398,342 @@ async fn a_bundle_with_photos_rebuilds_the_photos_too_and_a_damaged_photo_is_ref
     assert!(refused.as_ref().is_err_and(|e| e.to_string().contains("hash")), "{refused:?}");
     assert!(!fresh.has_photo(&p.sha256).expect("read"));
 }
+
+// ---------------------------------------------------------------------------
+// Snapshots read from the rows the store keeps beside each document.
+
+use gridsync_server::export::{Format, SnapshotMeta, write_snapshot};
+use gridsync_server::snapshot::{StoreSnapshot, with_pool};
+use gridsync_server::store::{
+    AuditEntry, Device, DocWrite, FeedEntry, Person, PhotoReferrer, RecordListing, StoreError, StoreStats, StoredDoc,
+    Territory, UploadAppend,
+};
+use gridsync_shared::photos::{PhotoHash, PhotoType};
+use gridsync_shared::records::row::encode_row;
+use gridsync_shared::records::{
+    CaseFields, CaseKind, Editor, PromiseFields, RecordSummary, VisitFields, new_record, read_record,
+};
+use gridsync_shared::{Author, DeviceId, DocId, PersonId, RecordKind};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Which rows [`RowStore`] lists with its records.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Rows {
+    /// Each record's row made from its stored document (what a store that
+    /// keeps rows at each commit holds).
+    Kept,
+    /// None: every record is read from its document.
+    None,
+    /// Damaged bytes: readers must fall back to the document.
+    Damaged,
+}
+
+/// A [`SledStore`] that lists records with the rows `rows` says, and counts
+/// the documents loaded.
+struct RowStore {
+    inner: SledStore,
+    rows: Rows,
+    loaded: AtomicUsize,
+}
+
+impl Store for RowStore {
+    fn records_in_scope(
+        &self,
+        scope: &TerritoryPath,
+        kind: RecordKind,
+        after: Option<DocId>,
+        limit: usize,
+    ) -> Result<Vec<RecordListing>, StoreError> {
+        let mut out = Vec::new();
+        for (id, doc) in self.inner.docs_in_scope(scope, after, usize::MAX)? {
+            if doc.kind != kind || out.len() >= limit {
+                continue;
+            }
+            let row = match self.rows {
+                Rows::Kept => {
+                    let am = automerge::Automerge::load(&doc.bytes).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                    Some(encode_row(&read_record(&am).map_err(|e| StoreError::Corrupt(e.to_string()))?))
+                }
+                Rows::None => None,
+                Rows::Damaged => Some(vec![1, 1, 0xff, 0xfe]),
+            };
+            out.push(RecordListing { id, seq: doc.seq, row });
+        }
+        Ok(out)
+    }
+    fn load_doc(&self, id: DocId) -> Result<Option<StoredDoc>, StoreError> {
+        self.loaded.fetch_add(1, Ordering::Relaxed);
+        self.inner.load_doc(id)
+    }
+    fn put_territory(&self, t: &Territory) -> Result<(), StoreError> {
+        self.inner.put_territory(t)
+    }
+    fn territories(&self) -> Result<Vec<Territory>, StoreError> {
+        self.inner.territories()
+    }
+    fn put_person(&self, p: &Person) -> Result<(), StoreError> {
+        self.inner.put_person(p)
+    }
+    fn person(&self, id: PersonId) -> Result<Option<Person>, StoreError> {
+        self.inner.person(id)
+    }
+    fn person_by_username(&self, username: &str) -> Result<Option<Person>, StoreError> {
+        self.inner.person_by_username(username)
+    }
+    fn people(&self) -> Result<Vec<Person>, StoreError> {
+        self.inner.people()
+    }
+    fn put_device(&self, d: &Device) -> Result<(), StoreError> {
+        self.inner.put_device(d)
+    }
+    fn device(&self, id: DeviceId) -> Result<Option<Device>, StoreError> {
+        self.inner.device(id)
+    }
+    fn devices(&self) -> Result<Vec<Device>, StoreError> {
+        self.inner.devices()
+    }
+    fn person_disabled_at(&self, person: PersonId) -> Result<Option<i64>, StoreError> {
+        self.inner.person_disabled_at(person)
+    }
+    fn set_person_disabled(&self, person: PersonId, at: Option<i64>) -> Result<(), StoreError> {
+        self.inner.set_person_disabled(person, at)
+    }
+    fn device_grace(&self, device: DeviceId) -> Result<Vec<TerritoryPath>, StoreError> {
+        self.inner.device_grace(device)
+    }
+    fn set_device_grace(&self, device: DeviceId, territories: &[TerritoryPath]) -> Result<(), StoreError> {
+        self.inner.set_device_grace(device, territories)
+    }
+    fn commit_doc(&self, w: DocWrite, at: i64) -> Result<u64, StoreError> {
+        self.inner.commit_doc(w, at)
+    }
+    fn summary(&self, id: DocId) -> Result<Option<RecordSummary>, StoreError> {
+        self.inner.summary(id)
+    }
+    fn feed_after(&self, scope: &TerritoryPath, after: u64, limit: usize) -> Result<Vec<FeedEntry>, StoreError> {
+        self.inner.feed_after(scope, after, limit)
+    }
+    fn docs_in_scope(
+        &self,
+        scope: &TerritoryPath,
+        after: Option<DocId>,
+        limit: usize,
+    ) -> Result<Vec<(DocId, StoredDoc)>, StoreError> {
+        self.inner.docs_in_scope(scope, after, limit)
+    }
+    fn doc_heads_at(&self, id: DocId, seq: u64) -> Result<Option<Vec<automerge::ChangeHash>>, StoreError> {
+        self.inner.doc_heads_at(id, seq)
+    }
+    fn head_seq(&self) -> Result<u64, StoreError> {
+        self.inner.head_seq()
+    }
+    fn seq_at(&self, at_ms: i64) -> Result<u64, StoreError> {
+        self.inner.seq_at(at_ms)
+    }
+    fn stats(&self) -> Result<StoreStats, StoreError> {
+        self.inner.stats()
+    }
+    fn append_audit(&self, actor: &str, action: &str, detail: &str, at: i64) -> Result<u64, StoreError> {
+        self.inner.append_audit(actor, action, detail, at)
+    }
+    fn audit_after(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        self.inner.audit_after(after, limit)
+    }
+    fn flush(&self) -> Result<(), StoreError> {
+        self.inner.flush()
+    }
+    fn photo(&self, hash: &PhotoHash) -> Result<Option<(PhotoType, Vec<u8>)>, StoreError> {
+        self.inner.photo(hash)
+    }
+    fn has_photo(&self, hash: &PhotoHash) -> Result<bool, StoreError> {
+        self.inner.has_photo(hash)
+    }
+    fn photo_referrers(&self, hash: &PhotoHash) -> Result<Vec<PhotoReferrer>, StoreError> {
+        self.inner.photo_referrers(hash)
+    }
+    fn upload_received(&self, hash: &PhotoHash) -> Result<u64, StoreError> {
+        self.inner.upload_received(hash)
+    }
+    fn append_upload(&self, hash: &PhotoHash, offset: u64, bytes: &[u8]) -> Result<UploadAppend, StoreError> {
+        self.inner.append_upload(hash, offset, bytes)
+    }
+    fn upload_bytes(&self, hash: &PhotoHash) -> Result<Vec<u8>, StoreError> {
+        self.inner.upload_bytes(hash)
+    }
+    fn finish_upload(&self, hash: &PhotoHash, mime: PhotoType, bytes: &[u8]) -> Result<(), StoreError> {
+        self.inner.finish_upload(hash, mime, bytes)
+    }
+    fn discard_upload(&self, hash: &PhotoHash) -> Result<(), StoreError> {
+        self.inner.discard_upload(hash)
+    }
+}
+
+fn author(grid: &TerritoryPath) -> Author {
+    Author { person: PersonId(uuid::Uuid::from_u128(7)), role: Role::Supervisor, territory: grid.clone() }
+}
+
+/// Commits `doc` (every change so far) as record `id`, with its row.
+fn commit(store: &dyn Store, id: DocId, doc: &automerge::Automerge, at: i64) -> u64 {
+    let record = read_record(doc).expect("a valid record");
+    let seq = store
+        .commit_doc(
+            DocWrite {
+                doc: id,
+                grid: record.meta().grid.clone(),
+                summary: record.summary(),
+                bytes: doc.save(),
+                heads: doc.get_heads(),
+                device: DeviceId(uuid::Uuid::nil()),
+                changes: doc.get_changes(&[]).iter().map(|c| c.raw_bytes().to_vec()).collect(),
+                photos: record.photos().to_vec(),
+                row: Some(encode_row(&record)),
+            },
+            at,
+        )
+        .expect("commit");
+    store.flush().expect("flush");
+    seq
+}
+
+/// A store with a household (phone and ID number), visit logs, a case and a
+/// promise, some of them changed after the returned feed position, and one
+/// visit log created after it.
+fn store_changed_after_its_moment(dir: &std::path::Path) -> (SledStore, TerritoryPath, u64) {
+    let store = SledStore::open(dir).expect("store");
+    let city: TerritoryPath = "rc".parse().expect("path");
+    let mut path = city.clone();
+    gridsync_server::admin::add_territory(&store, &path, "市").expect("territory");
+    for (part, name) in [("d", "区"), ("s", "街道"), ("c", "社区"), ("g", "网格")] {
+        path = path.child(part).expect("path");
+        gridsync_server::admin::add_territory(&store, &path, name).expect("territory");
+    }
+    let grid = path;
+    let who = author(&grid);
+    let make = |seed: u8, new: NewRecord| {
+        new_record(automerge::ActorId::random(), &who, &grid, 1_000, [seed; 10], &new).expect("record")
+    };
+    let (household, mut h) = make(1, NewRecord::Household(tricky_household()));
+    let mut visits: Vec<_> = (0..5)
+        .map(|i| {
+            make(
+                10 + i,
+                NewRecord::VisitLog(VisitFields {
+                    household: Some(household),
+                    visited_at: 2_000 + i64::from(i),
+                    notes: format!("第{i}次走访，电话13807120011"),
+                    concerns: vec!["路灯不亮".into()],
+                    ..VisitFields::default()
+                }),
+            )
+        })
+        .collect();
+    let case_fields = CaseFields {
+        kind: CaseKind::Hazard,
+        title: "楼道堆物".into(),
+        description: "三楼".into(),
+        household: Some(household),
+        visit: None,
+        due_at: Some(9_000),
+    };
+    let (case, mut c) = make(2, NewRecord::Case(case_fields));
+    Editor::new(&mut c, &who, 3_000).add_follow_up("已到现场", None).expect("follow-up");
+    let (promise, p) =
+        make(3, NewRecord::Promise(PromiseFields { content: "修路灯".into(), household: None, due_at: 5_000 }));
+    commit(&store, household, &h, 1_000);
+    for (id, doc) in &visits {
+        commit(&store, *id, doc, 1_000);
+    }
+    commit(&store, case, &c, 1_000);
+    let moment = commit(&store, promise, &p, 1_000);
+
+    // After the moment: the head's name changes, the case is followed up
+    // again, a visit is voided, and a new visit is logged.
+    let mut later = tricky_household();
+    later.head = "陈桂兰（改名后）".into();
+    Editor::new(&mut h, &who, 4_000).update_household(&later).expect("edit");
+    commit(&store, household, &h, 4_000);
+    Editor::new(&mut c, &who, 4_000).add_follow_up("导出之后的跟进", None).expect("follow-up");
+    commit(&store, case, &c, 4_000);
+    let (voided, v) = &mut visits[0];
+    Editor::new(v, &who, 4_000).void_record("重复录入").expect("void");
+    commit(&store, *voided, v, 4_000);
+    let (new_visit, n) = make(20, NewRecord::VisitLog(VisitFields { visited_at: 4_000, ..VisitFields::default() }));
+    commit(&store, new_visit, &n, 4_000);
+    (store, city, moment)
+}
+
+/// The archive of `store` as of `seq` in `format`, made with fixed times.
+fn export(store: &dyn Store, city: &TerritoryPath, seq: u64, format: Format, masked: bool) -> Vec<u8> {
+    let meta = SnapshotMeta {
+        territory: city.clone(),
+        as_of_ms: 1_500,
+        as_of_seq: seq,
+        generated_at_ms: 1_795_608_000_000,
+        generated_by: "test".into(),
+        masked,
+        photos: false,
+    };
+    let mut out = Vec::new();
+    with_pool(|pool| {
+        let source =
+            StoreSnapshot::new(store, city.clone(), seq, masked).with_documents(format == Format::Bundle).on(pool);
+        write_snapshot(&mut out, format, &meta, &source, &mut |_| {})
+    })
+    .expect("snapshot written");
+    out
+}
+
+#[test]
+fn a_snapshot_read_from_rows_holds_exactly_the_records_as_of_its_moment_in_the_same_bytes_as_one_read_from_documents() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (inner, city, moment) = store_changed_after_its_moment(dir.path());
+    let mut store = RowStore { inner, rows: Rows::Kept, loaded: AtomicUsize::new(0) };
+
+    let from_rows = export(&store, &city, moment, Format::Jsonl, false);
+    assert_eq!(
+        store.loaded.swap(0, Ordering::Relaxed),
+        4,
+        "only the three records changed after the moment and the one created after it are read from documents"
+    );
+    let households = String::from_utf8(entry(&from_rows, "households.jsonl")).expect("utf-8");
+    assert!(households.contains("陈桂英") && !households.contains("改名后"), "{households}");
+    let cases = String::from_utf8(entry(&from_rows, "cases.jsonl")).expect("utf-8");
+    assert!(cases.contains("已到现场") && !cases.contains("导出之后"), "{cases}");
+    let visits = String::from_utf8(entry(&from_rows, "visit_logs.jsonl")).expect("utf-8");
+    assert_eq!(visits.lines().count(), 5, "the visit logged after the moment is not in it");
+    assert!(!visits.contains("重复录入"), "the void came after the moment");
+    assert_eq!(manifest(&from_rows)["counts"]["visit_log"], 5);
+
+    for (format, masked) in [
+        (Format::Csv, true),
+        (Format::Csv, false),
+        (Format::Jsonl, true),
+        (Format::Xlsx, true),
+        (Format::Bundle, false),
+    ] {
+        store.rows = Rows::Kept;
+        let rows = export(&store, &city, moment, format, masked);
+        assert_eq!(export(&store, &city, moment, format, masked), rows, "{format} twice: the same bytes");
+        store.rows = Rows::None;
+        let documents = export(&store, &city, moment, format, masked);
+        assert_eq!(rows, documents, "{format} masked={masked}: from rows as from documents");
+        store.rows = Rows::Damaged;
+        assert_eq!(export(&store, &city, moment, format, masked), documents, "{format}: damaged rows");
+    }
+}
+
+#[test]
+fn a_masked_snapshot_read_from_rows_masks_phone_and_id_numbers() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (inner, city, moment) = store_changed_after_its_moment(dir.path());
+    let store = RowStore { inner, rows: Rows::Kept, loaded: AtomicUsize::new(0) };
+    let unmasked = export(&store, &city, moment, Format::Csv, false);
+    let masked = export(&store, &city, moment, Format::Csv, true);
+    assert_eq!(store.loaded.load(Ordering::Relaxed), 2 * 4, "read from rows");
+    let text = |zip: &[u8], name: &str| String::from_utf8(entry(zip, name)).expect("utf-8");
+    for name in ["households.csv", "visit_logs.csv"] {
+        assert!(text(&unmasked, name).contains("13807120011"), "{name} unmasked holds the number");
+        assert!(!text(&masked, name).contains("13807120011"), "{name} masked does not");
+    }
+    assert!(!text(&masked, "households.csv").contains("420902194803150021"));
+}
