@@ -87,7 +87,7 @@ async fn serve(
         Ok(None) => {}
         Err(e) => tracing::warn!(error = %e, "could not read when the last backup was made"),
     }
-    let compaction = tokio::spawn(compact_in_background(store.clone()));
+    let compaction = tokio::spawn(compact_in_background(Arc::downgrade(&store)));
     let edge = Arc::new(connections::ConnectionStats::default());
     let source = app::AppSource::from_env();
     if source.has_wasm() {
@@ -100,17 +100,19 @@ async fn serve(
     state.metrics_access = limits.metrics;
     let routes = warp::service(http::routes(state));
     connections::serve(listener, tls, routes, limits.connections, edge, shutdown).await;
+    // Holding the store no longer once serving ends: whoever opened it may close it.
     compaction.abort();
+    let _ = compaction.await;
 }
 
 /// Compacts records whose commits have piled up ([`Store::compact_some`]), a
 /// few at a time on a blocking thread, while the server serves.
-async fn compact_in_background(store: Arc<dyn Store>) {
+async fn compact_in_background(store: std::sync::Weak<dyn Store>) {
     const EVERY: std::time::Duration = std::time::Duration::from_secs(2);
     const AT_ONCE: usize = 64;
     loop {
         tokio::time::sleep(EVERY).await;
-        let store = store.clone();
+        let Some(store) = store.upgrade() else { return };
         match tokio::task::spawn_blocking(move || store.compact_some(AT_ONCE)).await {
             Ok(Ok(n)) if n > 0 => tracing::debug!(records = n, "compacted"),
             Ok(Ok(_)) => {}
