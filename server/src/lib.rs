@@ -105,21 +105,59 @@ async fn serve(
     let _ = compaction.await;
 }
 
-/// Compacts records whose commits have piled up ([`Store::compact_some`]), a
-/// few at a time on a blocking thread, while the server serves.
+/// The store's upkeep while the server serves, a little at a time on a
+/// blocking thread: compacts records whose commits have piled up
+/// ([`Store::compact_some`]), and gives records stored without a flattened
+/// row (by an earlier release) their row, so exports and reports need not
+/// parse them ([`Store::records_without_rows`]).
 async fn compact_in_background(store: std::sync::Weak<dyn Store>) {
     const EVERY: std::time::Duration = std::time::Duration::from_secs(2);
     const AT_ONCE: usize = 64;
+    const ROWS_AT_ONCE: usize = 512;
+    // Where the pass over records without rows stands; None once done.
+    let mut rows_after: Option<Option<gridsync_shared::DocId>> = Some(None);
     loop {
         tokio::time::sleep(EVERY).await;
         let Some(store) = store.upgrade() else { return };
-        match tokio::task::spawn_blocking(move || store.compact_some(AT_ONCE)).await {
+        let compacting = store.clone();
+        match tokio::task::spawn_blocking(move || compacting.compact_some(AT_ONCE)).await {
             Ok(Ok(n)) if n > 0 => tracing::debug!(records = n, "compacted"),
             Ok(Ok(_)) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "compaction failed; retried later"),
             Err(e) => tracing::warn!(error = %e, "compaction task failed"),
         }
+        if let Some(after) = rows_after {
+            match tokio::task::spawn_blocking(move || fill_rows(store.as_ref(), after, ROWS_AT_ONCE)).await {
+                Ok(Ok(next)) => rows_after = next,
+                Ok(Err(e)) => tracing::warn!(error = %e, "giving records their rows failed; retried later"),
+                Err(e) => tracing::warn!(error = %e, "row task failed"),
+            }
+        }
     }
+}
+
+/// Gives up to `limit` records after `after` that have no row their row;
+/// returns where to go on from, or None when no record is left without one.
+fn fill_rows(
+    store: &dyn Store,
+    after: Option<gridsync_shared::DocId>,
+    limit: usize,
+) -> Result<Option<Option<gridsync_shared::DocId>>, store::StoreError> {
+    let page = store.records_without_rows(after, limit)?;
+    let Some((last, _)) = page.last().copied() else { return Ok(None) };
+    for (id, seq) in page {
+        let Some(doc) = store.load_doc(id)? else { continue };
+        let record = automerge::Automerge::load(&doc.bytes)
+            .map_err(|e| e.to_string())
+            .and_then(|d| gridsync_shared::records::read_record(&d).map_err(|e| e.to_string()));
+        match record {
+            Ok(record) => {
+                store.set_row(id, seq, gridsync_shared::records::row::encode_row(&record))?;
+            }
+            Err(error) => tracing::warn!(doc = %id, %error, "a stored record does not read; left without a row"),
+        }
+    }
+    Ok(Some(Some(last)))
 }
 
 /// Serves HTTP on `listener` with `store` until `shutdown` completes, with

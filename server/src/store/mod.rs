@@ -357,6 +357,20 @@ pub trait Store: Send + Sync + 'static {
         Ok(0)
     }
 
+    /// Up to `limit` records after `after` (in id order) whose flattened row is
+    /// not kept (written before rows were, or by a committer without one),
+    /// with the position of their last commit. Engines without rows answer none.
+    fn records_without_rows(&self, after: Option<DocId>, limit: usize) -> Result<Vec<(DocId, u64)>, StoreError> {
+        let _ = (after, limit);
+        Ok(Vec::new())
+    }
+    /// Keeps `row` as the record's row if its last commit is still `seq`
+    /// (false, and nothing kept, if it changed meanwhile).
+    fn set_row(&self, id: DocId, seq: u64, row: Vec<u8>) -> Result<bool, StoreError> {
+        let _ = (id, seq, row);
+        Ok(false)
+    }
+
     /// Appends to the audit log; returns the entry's position.
     fn append_audit(&self, actor: &str, action: &str, detail: &str, at: i64) -> Result<u64, StoreError>;
     /// Audit entries with `seq > after`, at most `limit`.

@@ -577,6 +577,14 @@ impl Store for SledStore {
         self.compact_queued(limit)
     }
 
+    fn records_without_rows(&self, after: Option<DocId>, limit: usize) -> Result<Vec<(DocId, u64)>, StoreError> {
+        self.rowless(after, limit)
+    }
+
+    fn set_row(&self, id: DocId, seq: u64, row: Vec<u8>) -> Result<bool, StoreError> {
+        self.keep_row(id, seq, row)
+    }
+
     fn append_audit(&self, actor: &str, action: &str, detail: &str, at: i64) -> Result<u64, StoreError> {
         let _w = self.lock();
         self.write_op(|db| {

@@ -513,6 +513,42 @@ impl SledStore {
         }
     }
 
+    pub(super) fn rowless(&self, after: Option<DocId>, limit: usize) -> Result<Vec<(DocId, u64)>, StoreError> {
+        let db = self.db()?;
+        let start = match after {
+            Some(id) => {
+                let mut k = meta_key(id);
+                k.push(0);
+                k
+            }
+            None => b"r/".to_vec(),
+        };
+        let mut out = Vec::new();
+        for kv in db.range(start..) {
+            let (k, v) = kv.map_err(engine)?;
+            if !k.starts_with(b"r/") || out.len() >= limit {
+                break;
+            }
+            let meta: RecordMeta = dec(&v)?;
+            if meta.row.is_none() {
+                out.push((doc_of_key(&k[2..])?, meta.seq));
+            }
+        }
+        Ok(out)
+    }
+
+    pub(super) fn keep_row(&self, id: DocId, seq: u64, row: Vec<u8>) -> Result<bool, StoreError> {
+        let _w = self.lock();
+        self.write_op(|db| {
+            let Some(meta) = Self::meta(db, id)? else { return Ok(false) };
+            if meta.seq != seq {
+                return Ok(false);
+            }
+            db.insert(meta_key(id), enc(&RecordMeta { row: Some(row), ..meta })?).map_err(unwritable)?;
+            Ok(true)
+        })
+    }
+
     pub(super) fn counts_by_kind(&self) -> Result<Vec<(RecordKind, u64)>, StoreError> {
         let db = self.db()?;
         let mut counts = [0u64; RecordKind::ALL.len()];
@@ -535,4 +571,45 @@ fn seq_of(bytes: &[u8]) -> Result<u64, StoreError> {
 fn doc_of_key(bytes: &[u8]) -> Result<DocId, StoreError> {
     let id: [u8; 16] = bytes.try_into().map_err(|_| StoreError::Corrupt("record id".into()))?;
     Ok(DocId::from_bytes(id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn visit(store: &SledStore, id: u8, grid: &str, row: Option<Vec<u8>>) -> u64 {
+        let write = DocWrite {
+            doc: DocId::from_bytes([id; 16]),
+            grid: grid.parse().expect("grid"),
+            summary: RecordSummary { kind: RecordKind::VisitLog, household: None, at: 1 },
+            bytes: b"a saved document".to_vec(),
+            heads: Vec::new(),
+            device: DeviceId::from_bytes([1; 16]),
+            changes: Vec::new(),
+            photos: Vec::new(),
+            row,
+        };
+        store.commit_doc(write, 1).expect("commit")
+    }
+
+    #[test]
+    fn a_record_without_a_row_is_listed_until_given_one_for_its_last_commit() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = SledStore::open(dir.path()).expect("open");
+        let seq = visit(&store, 1, "a/b/c/d/g1", None);
+        visit(&store, 2, "a/b/c/d/g2", Some(b"row".to_vec()));
+        let id = DocId::from_bytes([1; 16]);
+        assert_eq!(store.records_without_rows(None, 10).expect("list"), vec![(id, seq)]);
+        assert!(!store.set_row(id, seq + 5, b"stale".to_vec()).expect("set"), "a row of another commit is refused");
+        assert!(store.set_row(id, seq, b"now".to_vec()).expect("set"));
+        assert!(store.records_without_rows(None, 10).expect("list").is_empty());
+        let scope: TerritoryPath = "a/b/c/d".parse().expect("scope");
+        let rows: Vec<_> = store
+            .records_in_scope(&scope, RecordKind::VisitLog, None, 10)
+            .expect("list")
+            .into_iter()
+            .map(|l| l.row)
+            .collect();
+        assert_eq!(rows, vec![Some(b"now".to_vec()), Some(b"row".to_vec())], "both grids, in id order");
+    }
 }
