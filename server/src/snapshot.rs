@@ -385,7 +385,7 @@ pub fn import_bundle(store: &dyn Store, bundle: impl Read + std::io::Seek, now: 
                 device: DeviceId(uuid::Uuid::nil()),
                 changes: doc.get_changes(&[]).iter().map(|c| c.raw_bytes().to_vec()).collect(),
                 photos: record.photos().to_vec(),
-                row: None,
+                row: Some(gridsync_shared::records::row::encode_row(&record)),
             },
             now,
         )?;

@@ -575,17 +575,18 @@ fn build(store: &dyn Store, b: &Builder, j: Judged) -> Result<Built, ImportError
             (id, doc, before, false, record)
         }
     };
-    let changes = doc.get_changes(&before).iter().map(|c| c.raw_bytes().to_vec()).collect();
+    let changes: Vec<Vec<u8>> = doc.get_changes(&before).iter().map(|c| c.raw_bytes().to_vec()).collect();
     let write = DocWrite {
         doc: doc_id,
         grid,
         summary: record.summary(),
-        bytes: doc.save(),
+        // The store keeps the changes; a whole document only stands in for none.
+        bytes: if changes.is_empty() { doc.save() } else { Vec::new() },
         heads: doc.get_heads(),
         device: b.device,
         changes,
         photos: Vec::new(),
-        row: None,
+        row: Some(gridsync_shared::records::row::encode_row(&record)),
     };
     Ok(Built::Write(Box::new(write), keys_for(&j, doc_id), created))
 }
