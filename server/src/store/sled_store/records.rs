@@ -162,7 +162,14 @@ impl SledStore {
 
     /// The record's document: its base, then the changes of every chunk after it.
     pub(super) fn doc_of(db: &sled::Db, doc: DocId) -> Result<Option<StoredDoc>, StoreError> {
-        let Some(meta) = Self::meta(db, doc)? else { return Ok(None) };
+        match Self::meta(db, doc)? {
+            Some(meta) => Self::doc_with(db, doc, meta).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The record's document, its meta already read.
+    fn doc_with(db: &sled::Db, doc: DocId, meta: RecordMeta) -> Result<StoredDoc, StoreError> {
         let mut bytes = Vec::new();
         if meta.base_seq > 0 {
             let base = db.get(base_key(doc)).map_err(engine)?;
@@ -177,7 +184,7 @@ impl SledStore {
                 bytes.extend_from_slice(&c);
             }
         }
-        Ok(Some(StoredDoc { grid: meta.grid, kind: meta.kind, seq: meta.seq, bytes }))
+        Ok(StoredDoc { grid: meta.grid, kind: meta.kind, seq: meta.seq, bytes })
     }
 
     /// Commits many documents as one atomic batch (see [`Store::commit_docs`]).
@@ -471,10 +478,8 @@ impl SledStore {
     ) -> Result<Vec<(DocId, StoredDoc)>, StoreError> {
         let db = self.db()?;
         let mut out = Vec::new();
-        for (id, _) in self.records_listed(&db, scope, None, after, limit)? {
-            if let Some(doc) = Self::doc_of(&db, id)? {
-                out.push((id, doc));
-            }
+        for (id, meta) in self.records_listed(&db, scope, None, after, limit)? {
+            out.push((id, Self::doc_with(&db, id, meta)?));
         }
         Ok(out)
     }
