@@ -87,6 +87,50 @@ impl<W: Write> Write for Digesting<W> {
     }
 }
 
+/// Hands the deflater its input in blocks of exactly [`BLOCK`] bytes (the last
+/// one shorter), so an entry's compressed bytes depend only on its bytes, not
+/// on how its writer split them (deflate's output does depend on that; the
+/// workbook arrives through a pipe in whatever pieces the kernel gives).
+struct Blocks<W: Write> {
+    inner: W,
+    block: Vec<u8>,
+}
+
+/// The size of the blocks [`Blocks`] hands on.
+const BLOCK: usize = 64 * 1024;
+
+impl<W: Write> Blocks<W> {
+    fn new(inner: W) -> Self {
+        Self { inner, block: Vec::with_capacity(BLOCK) }
+    }
+
+    /// Hands on what is left and returns the inner writer.
+    fn finish(mut self) -> io::Result<W> {
+        if !self.block.is_empty() {
+            self.inner.write_all(&self.block)?;
+        }
+        Ok(self.inner)
+    }
+}
+
+impl<W: Write> Write for Blocks<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = buf.len().min(BLOCK - self.block.len());
+        self.block.extend_from_slice(&buf[..n]);
+        if self.block.len() == BLOCK {
+            self.inner.write_all(&self.block)?;
+            self.block.clear();
+        }
+        Ok(n)
+    }
+
+    /// Blocks are only handed on whole: a flush from the entry's writer
+    /// must not change the compressed bytes either.
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// A zip archive being written to a non-seekable output.
 pub(super) struct ZipStream<W: Write> {
     out: Position<BufWriter<W>>,
@@ -190,14 +234,14 @@ impl<W: Write> ZipStream<W> {
         let data_start = out.at;
         let (crc, sha, size) = {
             let mut digesting = Digesting {
-                inner: DeflateEncoder::new(&mut self.out, level),
+                inner: Blocks::new(DeflateEncoder::new(&mut self.out, level)),
                 crc: Crc::new(),
                 sha: Sha256::new(),
                 size: 0,
             };
             body(&mut digesting)?;
             let Digesting { inner, crc, sha, size } = digesting;
-            inner.finish()?;
+            inner.finish()?.finish()?;
             (crc.sum(), sha, size)
         };
         let compressed = self.out.at - data_start;
@@ -346,6 +390,35 @@ mod tests {
         let mut archive = zip::ZipArchive::new(Cursor::new(&bytes)).expect("zip");
         let modified = archive.by_index(0).ok().and_then(|e| e.last_modified()).expect("time");
         assert_eq!((modified.year(), modified.month(), modified.day(), modified.hour()), (2023, 11, 15, 6));
+    }
+
+    #[test]
+    fn an_entry_has_the_same_bytes_however_its_writer_splits_and_flushes_it() {
+        // Compressible but not trivial: text with repeats at many distances.
+        let body: Vec<u8> = (0..300_000u32).flat_map(|i| format!("{},{};", i % 977, i % 13).into_bytes()).collect();
+        let archive = |pieces: &[usize]| {
+            let mut bytes = Vec::new();
+            let mut zip = ZipStream::new(&mut bytes, &t());
+            zip.entry::<io::Error>("book.xlsx", true, |w| {
+                let (mut at, mut i) = (0, 0);
+                while at < body.len() {
+                    let end = (at + pieces[i % pieces.len()]).min(body.len());
+                    w.write_all(&body[at..end])?;
+                    w.flush()?;
+                    at = end;
+                    i += 1;
+                }
+                Ok(())
+            })
+            .expect("entry");
+            zip.finish().expect("finish");
+            bytes
+        };
+        let whole = archive(&[body.len()]);
+        assert_eq!(read_all(&whole)[0].1, body);
+        for pieces in [&[8192][..], &[1, 65_536, 7, 4095], &[65_537, 3000, 123_457]] {
+            assert!(archive(pieces) == whole, "split in pieces of {pieces:?}: other bytes");
+        }
     }
 
     #[test]
