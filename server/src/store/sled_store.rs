@@ -8,8 +8,9 @@
 //! `pr/<sha256 hex><doc>` the photo index (written in each commit's batch).
 //! Photo bytes live in trees of their own (see [`photos`]); household keys and
 //! import runs too (see [`imports`]). A store written in layout 1 is upgraded
-//! in place when opened (see [`migrate`]). New stores are compressed with zstd
-//! (sled's own page compression); a store keeps the choice it was made with.
+//! in place when opened (see [`migrate`]). The large values are compressed by
+//! the store (changes, rows); sled's own page compression is off for new
+//! stores, and a store made with it keeps it.
 //!
 //! A failed write (disk full, I/O error) poisons a sled 0.34 database for
 //! good: every later write returns the same error, though space was freed.
@@ -140,7 +141,7 @@ fn scope_key(prefix: &[u8], scope: &TerritoryPath) -> Vec<u8> {
 const SEQ: &[u8] = b"m/seq";
 /// sled's in-process page cache.
 const CACHE_BYTES: u64 = 32 * 1024 * 1024;
-/// zstd's level for sled's pages: cheap to write, most of the gain.
+/// zstd's level for sled's pages, in stores made with them compressed.
 const ZSTD_LEVEL: i32 = 3;
 const AUDIT_SEQ: &[u8] = b"m/audit";
 /// Written and flushed after a reopen, to prove the database writes again.
@@ -171,13 +172,16 @@ fn open_db(dir: &Path) -> Result<sled::Db, StoreError> {
         })
 }
 
-/// Whether the store in `dir` is compressed: as it was made (sled refuses a
-/// change), and yes for a new one.
+/// Whether the store in `dir` uses sled's page compression: as it was made
+/// (sled refuses a change), and no for a new one. Compressed pages made sled
+/// 2× slower to write and 20× slower to open after a crash (it replays its
+/// log since the last snapshot, inflating every page); the store compresses
+/// the large values itself instead (see [`records`]).
 fn compressed(dir: &Path) -> bool {
     // sled's `conf`: text lines, then a checksum.
     match std::fs::read(dir.join("conf")) {
         Ok(conf) => String::from_utf8_lossy(&conf).lines().any(|l| l.trim() == "use_compression: true"),
-        Err(_) => true,
+        Err(_) => false,
     }
 }
 

@@ -50,9 +50,61 @@ pub(super) struct Chunk {
     pub heads: Vec<[u8; 32]>,
     /// Hashes of the changes it added.
     pub hashes: Vec<[u8; 32]>,
-    /// The changes, until folded into the base.
-    #[serde(with = "gridsync_shared::protocol::byte_strings")]
+    /// The changes, until folded into the base. Stored packed (see
+    /// [`packed_changes`]); in memory always as Automerge wrote them.
+    #[serde(with = "packed_changes")]
     pub changes: Vec<Vec<u8>>,
+}
+
+/// Changes at rest: each one as Automerge wrote it, or zlib-compressed when
+/// that is smaller. They are told apart by their first byte: an Automerge
+/// chunk starts with its magic `0x85`, a zlib stream with `0x78`. Chunks
+/// written before packing existed hold only the former and read unchanged.
+mod packed_changes {
+    use flate2::{Compression, read::ZlibDecoder, write::ZlibEncoder};
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer, Serializer};
+    use serde_bytes::{ByteBuf, Bytes};
+    use std::io::{Read, Write};
+
+    /// Changes shorter than this are kept as they are (zlib would not pay).
+    const PACK_FROM: usize = 200;
+    const ZLIB: u8 = 0x78;
+
+    pub fn serialize<S: Serializer>(list: &[Vec<u8>], s: S) -> Result<S::Ok, S::Error> {
+        let packed: Vec<Vec<u8>> = list.iter().map(|c| pack(c)).collect();
+        s.collect_seq(packed.iter().map(|b| Bytes::new(b)))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Vec<u8>>, D::Error> {
+        Vec::<ByteBuf>::deserialize(d)?.into_iter().map(|b| unpack(b.into_vec()).map_err(D::Error::custom)).collect()
+    }
+
+    /// The change packed: compressed if that makes it smaller.
+    pub(super) fn pack(change: &[u8]) -> Vec<u8> {
+        if change.len() >= PACK_FROM {
+            let mut z = ZlibEncoder::new(Vec::with_capacity(change.len() / 2), Compression::default());
+            if z.write_all(change).is_ok()
+                && let Ok(out) = z.finish()
+                && out.len() < change.len()
+            {
+                return out;
+            }
+        }
+        change.to_vec()
+    }
+
+    /// The change as Automerge wrote it.
+    pub(super) fn unpack(stored: Vec<u8>) -> Result<Vec<u8>, String> {
+        if stored.first() != Some(&ZLIB) {
+            return Ok(stored);
+        }
+        let mut out = Vec::with_capacity(stored.len() * 3);
+        ZlibDecoder::new(stored.as_slice())
+            .read_to_end(&mut out)
+            .map_err(|e| format!("a packed change does not inflate: {e}"))?;
+        Ok(out)
+    }
 }
 
 /// One feed entry, without its changes (those are in the record's chunk).
@@ -193,6 +245,22 @@ impl SledStore {
         writes: Vec<(DocWrite, Vec<HouseholdKey>)>,
         at: i64,
     ) -> Result<u64, StoreError> {
+        // Hashing and packing each commit's changes is most of a commit's
+        // work: done before taking the writers' lock.
+        let writes = writes
+            .into_iter()
+            .map(|(mut w, keys)| {
+                let heads: Vec<[u8; 32]> = w.heads.iter().map(|h| h.0).collect();
+                let (base, chunk) = if w.changes.is_empty() && !w.bytes.is_empty() {
+                    // A whole document without its changes: it becomes the base.
+                    (Some(std::mem::take(&mut w.bytes)), Chunk { heads, hashes: Vec::new(), changes: Vec::new() })
+                } else {
+                    let hashes = w.changes.iter().map(|c| change_hash(c)).collect::<Result<Vec<_>, _>>()?;
+                    (None, Chunk { heads, hashes, changes: std::mem::take(&mut w.changes) })
+                };
+                Ok((w, keys, base, enc(&chunk)?))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
         let _w = self.lock();
         let mut new_grids = Vec::new();
         let mut compact = Vec::new();
@@ -206,7 +274,7 @@ impl SledStore {
             let mut b = sled::Batch::default();
             // A record committed twice in one batch: its meta as this batch left it.
             let mut metas: HashMap<DocId, RecordMeta> = HashMap::new();
-            for (w, keys) in writes {
+            for (w, keys, base, chunk) in writes {
                 seq += 1;
                 let seq_be = seq.to_be_bytes();
                 let before = match metas.remove(&w.doc) {
@@ -232,16 +300,12 @@ impl SledStore {
                         }
                     }
                 };
-                let heads: Vec<[u8; 32]> = w.heads.iter().map(|h| h.0).collect();
-                if w.changes.is_empty() && !w.bytes.is_empty() {
-                    // A whole document without its changes: it becomes the base.
-                    b.insert(base_key(w.doc), w.bytes);
-                    b.insert(chunk_key(w.doc, seq), enc(&Chunk { heads, hashes: Vec::new(), changes: Vec::new() })?);
+                b.insert(chunk_key(w.doc, seq), chunk);
+                if let Some(base) = base {
+                    b.insert(base_key(w.doc), base);
                     meta.base_seq = seq;
                     meta.chunks = 0;
                 } else {
-                    let hashes = w.changes.iter().map(|c| change_hash(c)).collect::<Result<Vec<_>, _>>()?;
-                    b.insert(chunk_key(w.doc, seq), enc(&Chunk { heads, hashes, changes: w.changes })?);
                     meta.chunks = meta.chunks.saturating_add(1);
                 }
                 meta.seq = seq;
@@ -595,6 +659,63 @@ mod tests {
             row,
         };
         store.commit_doc(write, 1).expect("commit")
+    }
+
+    /// One change writing a 640-character visit note, as a phone would push it.
+    fn long_visit_change() -> (Vec<u8>, Vec<ChangeHash>) {
+        use automerge::transaction::Transactable;
+        let mut doc = automerge::AutoCommit::new();
+        let note: String = "走访住户，了解家中老人身体状况和用水用电情况，".chars().cycle().take(640).collect();
+        doc.put(automerge::ROOT, "note", note).expect("put");
+        let change = doc.get_changes(&[]).first().map(|c| c.raw_bytes().to_vec()).expect("a change");
+        (change, doc.get_heads())
+    }
+
+    #[test]
+    fn a_commits_changes_are_kept_compressed_and_read_back_as_automerge_wrote_them() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = SledStore::open(dir.path()).expect("open");
+        let (change, heads) = long_visit_change();
+        let doc = DocId::from_bytes([3; 16]);
+        let grid: TerritoryPath = "a/b/c/d/g1".parse().expect("grid");
+        let write = DocWrite {
+            doc,
+            grid: grid.clone(),
+            summary: RecordSummary { kind: RecordKind::VisitLog, household: None, at: 1 },
+            bytes: Vec::new(),
+            heads,
+            device: DeviceId::from_bytes([1; 16]),
+            changes: vec![change.clone()],
+            photos: Vec::new(),
+            row: None,
+        };
+        let seq = store.commit_doc(write, 1).expect("commit");
+        let db = store.db().expect("db");
+        let stored = db.get(chunk_key(doc, seq)).expect("get").expect("the chunk");
+        assert!(
+            stored.len() * 2 < change.len(),
+            "the chunk takes {} bytes for a change of {}: not compressed",
+            stored.len(),
+            change.len()
+        );
+        drop(db);
+        store.flush().expect("flush");
+        assert_eq!(store.feed_after(&grid, 0, 10).expect("feed")[0].changes, vec![change.clone()]);
+        let loaded = store.load_doc(doc).expect("load").expect("the record");
+        assert!(automerge::Automerge::load(&loaded.bytes).is_ok_and(|d| d.get_changes(&[]).len() == 1));
+
+        // A chunk written before changes were packed reads as it was.
+        #[derive(Serialize)]
+        struct Unpacked {
+            heads: Vec<[u8; 32]>,
+            hashes: Vec<[u8; 32]>,
+            #[serde(with = "gridsync_shared::protocol::byte_strings")]
+            changes: Vec<Vec<u8>>,
+        }
+        let old =
+            enc(&Unpacked { heads: vec![[1; 32]], hashes: vec![[2; 32]], changes: vec![change.clone()] }).expect("enc");
+        let chunk: Chunk = dec(&old).expect("an unpacked chunk reads");
+        assert_eq!(chunk.changes, vec![change]);
     }
 
     #[test]
