@@ -15,7 +15,7 @@
 
 mod sled_store;
 
-pub use sled_store::SledStore;
+pub use sled_store::{PrefixBytes, SledStore};
 
 use automerge::ChangeHash;
 use gridsync_shared::photos::{PhotoHash, PhotoRef, PhotoType};
@@ -328,6 +328,35 @@ pub trait Store: Send + Sync + 'static {
             }
         }
         Ok(out)
+    }
+    /// How many records of each kind each grid within `scope` holds, voided
+    /// ones included (the kind is the index's, not the document's): one
+    /// entry per grid and kind held, in grid order then [`RecordKind::ALL`]
+    /// order. A store with per-grid record lists answers from them without
+    /// loading a document; others count over [`Store::docs_in_scope`].
+    fn record_counts_by_grid(
+        &self,
+        scope: &TerritoryPath,
+    ) -> Result<Vec<(TerritoryPath, RecordKind, u64)>, StoreError> {
+        let mut counts: std::collections::BTreeMap<(TerritoryPath, usize), u64> = std::collections::BTreeMap::new();
+        let mut after = None;
+        loop {
+            let page = self.docs_in_scope(scope, after, 256)?;
+            let Some((last, _)) = page.last() else { break };
+            after = Some(*last);
+            let full = page.len() >= 256;
+            for (_, doc) in page {
+                let k = RecordKind::ALL.iter().position(|k| *k == doc.kind).unwrap_or(usize::MAX);
+                *counts.entry((doc.grid, k)).or_default() += 1;
+            }
+            if !full {
+                break;
+            }
+        }
+        Ok(counts
+            .into_iter()
+            .filter_map(|((grid, k), n)| RecordKind::ALL.get(k).map(|kind| (grid, *kind, n)))
+            .collect())
     }
     /// The document's heads as of feed position `seq` (None if it did not exist yet).
     fn doc_heads_at(&self, id: DocId, seq: u64) -> Result<Option<Vec<ChangeHash>>, StoreError>;

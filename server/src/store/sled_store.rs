@@ -33,11 +33,15 @@ use std::time::{Duration, Instant};
 
 mod backup;
 mod compact;
+mod counts;
 mod devices;
 mod imports;
 mod migrate;
 mod photos;
+mod profile;
 mod records;
+
+pub use profile::PrefixBytes;
 
 /// A store in a sled database directory.
 pub struct SledStore {
@@ -544,6 +548,13 @@ impl Store for SledStore {
         limit: usize,
     ) -> Result<Vec<RecordListing>, StoreError> {
         self.listings(scope, kind, after, limit)
+    }
+
+    fn record_counts_by_grid(
+        &self,
+        scope: &TerritoryPath,
+    ) -> Result<Vec<(TerritoryPath, RecordKind, u64)>, StoreError> {
+        self.counts_by_grid(scope)
     }
 
     fn doc_heads_at(&self, id: DocId, seq: u64) -> Result<Option<Vec<ChangeHash>>, StoreError> {

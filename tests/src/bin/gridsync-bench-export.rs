@@ -13,7 +13,7 @@ use gridsync_server::admin::add_territory;
 use gridsync_server::snapshot::{SnapshotRequest, prepare};
 use gridsync_server::store::{DocWrite, SledStore, Store};
 use gridsync_shared::records::row::{decode_row, encode_row};
-use gridsync_shared::records::{GeoPoint, NewRecord, VisitFields, VisitKind, new_record, read_record};
+use gridsync_shared::records::{NewRecord, new_record, read_record};
 use gridsync_shared::{Author, DeviceId, PersonId, Record, Role, TerritoryPath};
 use rand::SeedableRng;
 use std::io::Write;
@@ -142,9 +142,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         out
     };
-    let notes = "走访独居老人陈桂英，身体状况良好，子女每周探望一次。反映小区东门路灯不亮、楼道堆放杂物，\
-                 夜间出入不便，已记录并转物业处理。另了解到三楼住户家中漏水，影响楼下住户，双方曾有争执，需跟进调解。"
-        .repeat(4);
+    // Visit logs as the load generator writes them: 600–640 characters of
+    // varied notes, two or three concerns.
+    let mut rng = rand::rngs::StdRng::seed_from_u64(20261201);
     let t = Instant::now();
     let device = DeviceId(uuid::Uuid::new_v4());
     for i in 0..n {
@@ -154,14 +154,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             role: Role::FieldStaff,
             territory: grid.clone(),
         };
-        let fields = VisitFields {
-            visited_at: 1_790_000_000_000 + i as i64,
-            kind: Some(VisitKind::Routine),
-            location: Some(GeoPoint { lat: 30.92, lon: 113.91, accuracy_m: Some(12.0) }),
-            notes: notes.clone(),
-            concerns: vec!["路灯不亮".into(), "楼道杂物".into(), "邻里漏水纠纷".into()],
-            ..Default::default()
-        };
+        let fields = gridsync_tests::loadgen::notes::visit(&mut rng, 1_790_000_000_000 + i as i64);
         let mut random = [0u8; 10];
         random.copy_from_slice(&uuid::Uuid::new_v4().as_bytes()[..10]);
         let (id, doc) = new_record(
@@ -195,6 +188,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         if with_rows { "with rows" } else { "without rows" },
         t.elapsed().as_secs_f64(),
         disk / 1_000_000
+    );
+    // Where the bytes go: each key prefix's keys and bytes, against the disk.
+    let prefixes = store.bytes_by_prefix()?;
+    let stored: u64 = prefixes.iter().map(|p| p.key_bytes + p.value_bytes).sum();
+    for p in &prefixes {
+        println!(
+            "{{\"bench\":\"store-bytes\",\"prefix\":\"{}\",\"keys\":{},\"key_bytes\":{},\"value_bytes\":{},\"bytes_per_record\":{:.0}}}",
+            p.prefix,
+            p.keys,
+            p.key_bytes,
+            p.value_bytes,
+            (p.key_bytes + p.value_bytes) as f64 / n.max(1) as f64
+        );
+    }
+    println!(
+        "{{\"bench\":\"store-bytes\",\"keys_and_values_per_record\":{:.0},\"disk_per_record\":{:.0},\"sled_overhead\":{:.2}}}",
+        stored as f64 / n.max(1) as f64,
+        disk as f64 / n.max(1) as f64,
+        disk as f64 / stored.max(1) as f64
     );
 
     for format in ["csv", "jsonl", "xlsx"] {
