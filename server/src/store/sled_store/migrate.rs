@@ -12,6 +12,10 @@
 //! grid removed). A record whose feed entries do not hold all of its changes
 //! (none written by this server lacks any, but the check is cheap) keeps its
 //! saved document as its base instead.
+//!
+//! A batch holds 512 records (or feed entries); `GRIDSYNC_UPGRADE_BATCH=<n>`
+//! sets another size (tests use small batches to kill the server between
+//! them). Each batch logs a `debug` line with how far the upgrade got.
 
 use super::records::{Chunk, FeedRef, RecordMeta, base_key, change_hash, chunk_key, feed_key, meta_key};
 use super::*;
@@ -24,8 +28,10 @@ pub(super) const LAYOUT: u32 = 2;
 pub(super) const LAYOUT_KEY: &[u8] = b"m/layout";
 /// How far an upgrade got: [`Progress`].
 const PROGRESS_KEY: &[u8] = b"m/migrating";
-/// Records (or feed entries) per batch.
+/// Records (or feed entries) per batch, unless `GRIDSYNC_UPGRADE_BATCH` says otherwise.
 const BATCH: usize = 512;
+/// The environment variable that sets the batch size.
+const BATCH_VAR: &str = "GRIDSYNC_UPGRADE_BATCH";
 
 #[derive(Debug, Serialize, Deserialize)]
 enum Progress {
@@ -77,10 +83,25 @@ pub(super) fn to_current(db: &sled::Db) -> Result<(), StoreError> {
     }
 }
 
+/// The batch size: [`BATCH`], or a positive number in [`BATCH_VAR`].
+fn batch_size() -> usize {
+    match std::env::var(BATCH_VAR) {
+        Err(_) => BATCH,
+        Ok(v) => match v.trim().parse::<usize>() {
+            Ok(n) if n > 0 => n,
+            _ => {
+                tracing::warn!(value = %v, "{BATCH_VAR} is not a positive number; upgrading in batches of {BATCH}");
+                BATCH
+            }
+        },
+    }
+}
+
 fn from_layout_1(db: &sled::Db) -> Result<(), StoreError> {
     let started = std::time::Instant::now();
+    let batch = batch_size();
     let mut progress: Progress = get(db, PROGRESS_KEY)?.unwrap_or(Progress::Records(Vec::new()));
-    tracing::info!(?progress, "upgrading the store to layout {LAYOUT}");
+    tracing::info!(?progress, batch, "upgrading the store to layout {LAYOUT}");
     let mut records = 0u64;
     if let Progress::Records(from) = &progress {
         let mut from = key(b"d/", &[from]);
@@ -88,7 +109,7 @@ fn from_layout_1(db: &sled::Db) -> Result<(), StoreError> {
             let ids: Vec<DocId> = db
                 .range(from.clone()..)
                 .take_while(|kv| kv.as_ref().map_or(true, |(k, _)| k.starts_with(b"d/")))
-                .take(BATCH)
+                .take(batch)
                 .map(|kv| {
                     let (k, _) = kv.map_err(engine)?;
                     let id: [u8; 16] = k[2..].try_into().map_err(|_| StoreError::Corrupt("record key".into()))?;
@@ -105,6 +126,7 @@ fn from_layout_1(db: &sled::Db) -> Result<(), StoreError> {
             b.insert(PROGRESS_KEY, enc(&Progress::Records(next.clone()))?);
             db.apply_batch(b).map_err(unwritable)?;
             records += ids.len() as u64;
+            tracing::debug!(records, "upgrade batch: records rewritten");
             from = key(b"d/", &[&next]);
         }
         progress = Progress::Feed(0);
@@ -116,7 +138,7 @@ fn from_layout_1(db: &sled::Db) -> Result<(), StoreError> {
         loop {
             let page: Vec<(u64, sled::IVec)> = db
                 .range(feed_key(from)..=feed_key(u64::MAX))
-                .take(BATCH)
+                .take(batch)
                 .map(|kv| {
                     let (k, v) = kv.map_err(engine)?;
                     let seq = k[2..]
@@ -141,6 +163,7 @@ fn from_layout_1(db: &sled::Db) -> Result<(), StoreError> {
             b.insert(PROGRESS_KEY, enc(&Progress::Feed(last))?);
             db.apply_batch(b).map_err(unwritable)?;
             entries += page.len() as u64;
+            tracing::debug!(entries, up_to = last, "upgrade batch: feed entries rewritten");
             from = last.saturating_add(1);
         }
     }
