@@ -331,7 +331,8 @@ pub struct NodeCounts {
     pub households: u64,
     /// Visit log documents in its grids (voided ones included, as above).
     pub visit_logs: u64,
-    /// Cases not voided whose status is before 已办结 (each case document is read).
+    /// Cases not voided whose status is before 已办结 (read from each case's
+    /// row where kept, else from its document).
     pub open_cases: u64,
 }
 
@@ -349,9 +350,45 @@ pub struct TreeNode {
     pub counts: NodeCounts,
 }
 
+/// Whether `record` counts as an open case in the tree: a case not voided
+/// whose status is before 已办结 ([`CaseStatus::is_resolved`]).
+///
+/// [`CaseStatus::is_resolved`]: gridsync_shared::workflow::CaseStatus::is_resolved
+fn is_open_case(record: &gridsync_shared::Record) -> bool {
+    match record {
+        gridsync_shared::Record::Case(c) => record.voided().is_none() && !c.standing().status.is_resolved(),
+        _ => false,
+    }
+}
+
+/// Whether the case `id` is open, read from its document (for a case whose
+/// row is not kept or does not decode); None, with a warning, if it cannot be read.
+fn case_open_from_document(
+    store: &dyn crate::store::Store,
+    id: gridsync_shared::DocId,
+) -> Result<Option<bool>, ApiError> {
+    let Some(doc) = store.load_doc(id)? else {
+        tracing::warn!(doc = %id, "case listed but not stored: left out of the territory counts");
+        return Ok(None);
+    };
+    let record = automerge::Automerge::load(&doc.bytes)
+        .map_err(|e| e.to_string())
+        .and_then(|d| gridsync_shared::records::read_record(&d).map_err(|e| e.to_string()));
+    match record {
+        Ok(r) => Ok(Some(is_open_case(&r))),
+        Err(error) => {
+            tracing::warn!(doc = %id, %error, "case left out of the territory counts");
+            Ok(None)
+        }
+    }
+}
+
 /// The territories within `scope`, in path order, each with counts of itself
-/// and everything inside it. One pass over the scope's documents, a page at a
-/// time (only case documents are decoded), plus one over the people.
+/// and everything inside it. Households and visit logs are counted from the
+/// store's per-grid record counts ([`crate::store::Store::record_counts_by_grid`]);
+/// open cases from each case's flattened row, a page at a time per grid
+/// holding cases, and from its document only where it has no row that
+/// decodes. No document is loaded when every case has its row.
 pub fn territory_tree(store: &dyn crate::store::Store, scope: &TerritoryPath) -> Result<Vec<TreeNode>, ApiError> {
     use gridsync_shared::RecordKind;
     use std::collections::BTreeMap;
@@ -359,38 +396,45 @@ pub fn territory_tree(store: &dyn crate::store::Store, scope: &TerritoryPath) ->
     for p in store.people()?.into_iter().filter(|p| scope.contains(&p.territory)) {
         exact.entry(p.territory).or_default().people += 1;
     }
-    let mut after = None;
-    loop {
-        let page = store.docs_in_scope(scope, after, crate::reports::PAGE)?;
-        let Some((last, _)) = page.last() else { break };
-        after = Some(*last);
-        for (id, doc) in &page {
-            let n = exact.entry(doc.grid.clone()).or_default();
-            match doc.kind {
-                RecordKind::Household => n.households += 1,
-                RecordKind::VisitLog => n.visit_logs += 1,
-                RecordKind::Case => {
-                    let record = automerge::Automerge::load(&doc.bytes)
-                        .map_err(|e| e.to_string())
-                        .and_then(|d| gridsync_shared::records::read_record(&d).map_err(|e| e.to_string()));
-                    match record {
-                        Ok(r @ gridsync_shared::Record::Case(_)) if r.voided().is_none() => {
-                            if let gridsync_shared::Record::Case(c) = &r
-                                && c.standing().status < gridsync_shared::workflow::CaseStatus::Resolved
-                            {
-                                n.open_cases += 1;
-                            }
-                        }
-                        Ok(_) => {}
-                        Err(error) => tracing::warn!(doc = %id, %error, "case left out of the territory counts"),
+    let mut with_cases = Vec::new();
+    for (grid, kind, n) in store.record_counts_by_grid(scope)? {
+        let counts = exact.entry(grid.clone()).or_default();
+        match kind {
+            RecordKind::Household => counts.households += n,
+            RecordKind::VisitLog => counts.visit_logs += n,
+            RecordKind::Case => with_cases.push(grid),
+            RecordKind::Promise => {}
+        }
+    }
+    for grid in with_cases {
+        let mut open = 0;
+        let mut after = None;
+        loop {
+            let page = store.records_in_scope(&grid, RecordKind::Case, after, crate::reports::PAGE)?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.id);
+            for listing in &page {
+                let from_row = match listing.row.as_deref().map(gridsync_shared::records::row::decode_row) {
+                    Some(Ok(record)) => Some(is_open_case(&record)),
+                    Some(Err(error)) => {
+                        tracing::debug!(doc = %listing.id, %error, "case row unreadable: counted from its document");
+                        None
                     }
+                    None => None,
+                };
+                let is_open = match from_row {
+                    Some(o) => Some(o),
+                    None => case_open_from_document(store, listing.id)?,
+                };
+                if is_open == Some(true) {
+                    open += 1;
                 }
-                RecordKind::Promise => {}
+            }
+            if page.len() < crate::reports::PAGE {
+                break;
             }
         }
-        if page.len() < crate::reports::PAGE {
-            break;
-        }
+        exact.entry(grid).or_default().open_cases += open;
     }
     let mut nodes: Vec<TreeNode> = store
         .territories()?

@@ -385,3 +385,505 @@ async fn an_administrator_over_a_sub_district_or_more_is_sent_no_records_but_wha
     community_admin.sync().await.expect("sync");
     assert_eq!(community_admin.replica.records().count(), 3);
 }
+
+// The territory tree's counts at a city's size: households and visit logs
+// from the store's per-grid record lists, open cases from their rows, and
+// documents only for cases without a row that decodes.
+
+use gridsync_server::http_admin::territory_tree;
+use gridsync_server::store::{
+    AuditEntry, Device, DocWrite, FeedEntry, Person, PhotoReferrer, RecordListing, SledStore, Store, StoreError,
+    StoreStats, StoredDoc, Territory, UploadAppend,
+};
+use gridsync_shared::photos::{PhotoHash, PhotoType};
+use gridsync_shared::records::row::encode_row;
+use gridsync_shared::records::{Editor, RecordSummary, VisitFields, new_record, read_record};
+use gridsync_shared::workflow::CaseStatus;
+use gridsync_shared::{Author, DeviceId, DocId, PersonId, Record, RecordKind};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Forwards every method a [`Store`] must have to `self.inner`, except
+/// `load_doc` and `docs_in_scope`, which the wrappers below count.
+macro_rules! forward_store {
+    () => {
+        fn put_territory(&self, t: &Territory) -> Result<(), StoreError> {
+            self.inner.put_territory(t)
+        }
+        fn territories(&self) -> Result<Vec<Territory>, StoreError> {
+            self.inner.territories()
+        }
+        fn put_person(&self, p: &Person) -> Result<(), StoreError> {
+            self.inner.put_person(p)
+        }
+        fn person(&self, id: PersonId) -> Result<Option<Person>, StoreError> {
+            self.inner.person(id)
+        }
+        fn person_by_username(&self, username: &str) -> Result<Option<Person>, StoreError> {
+            self.inner.person_by_username(username)
+        }
+        fn people(&self) -> Result<Vec<Person>, StoreError> {
+            self.inner.people()
+        }
+        fn put_device(&self, d: &Device) -> Result<(), StoreError> {
+            self.inner.put_device(d)
+        }
+        fn device(&self, id: DeviceId) -> Result<Option<Device>, StoreError> {
+            self.inner.device(id)
+        }
+        fn devices(&self) -> Result<Vec<Device>, StoreError> {
+            self.inner.devices()
+        }
+        fn person_disabled_at(&self, person: PersonId) -> Result<Option<i64>, StoreError> {
+            self.inner.person_disabled_at(person)
+        }
+        fn set_person_disabled(&self, person: PersonId, at: Option<i64>) -> Result<(), StoreError> {
+            self.inner.set_person_disabled(person, at)
+        }
+        fn device_grace(&self, device: DeviceId) -> Result<Vec<TerritoryPath>, StoreError> {
+            self.inner.device_grace(device)
+        }
+        fn set_device_grace(&self, device: DeviceId, territories: &[TerritoryPath]) -> Result<(), StoreError> {
+            self.inner.set_device_grace(device, territories)
+        }
+        fn commit_doc(&self, w: DocWrite, at: i64) -> Result<u64, StoreError> {
+            self.inner.commit_doc(w, at)
+        }
+        fn summary(&self, id: DocId) -> Result<Option<RecordSummary>, StoreError> {
+            self.inner.summary(id)
+        }
+        fn feed_after(&self, scope: &TerritoryPath, after: u64, limit: usize) -> Result<Vec<FeedEntry>, StoreError> {
+            self.inner.feed_after(scope, after, limit)
+        }
+        fn doc_heads_at(&self, id: DocId, seq: u64) -> Result<Option<Vec<automerge::ChangeHash>>, StoreError> {
+            self.inner.doc_heads_at(id, seq)
+        }
+        fn head_seq(&self) -> Result<u64, StoreError> {
+            self.inner.head_seq()
+        }
+        fn seq_at(&self, at_ms: i64) -> Result<u64, StoreError> {
+            self.inner.seq_at(at_ms)
+        }
+        fn stats(&self) -> Result<StoreStats, StoreError> {
+            self.inner.stats()
+        }
+        fn append_audit(&self, actor: &str, action: &str, detail: &str, at: i64) -> Result<u64, StoreError> {
+            self.inner.append_audit(actor, action, detail, at)
+        }
+        fn audit_after(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+            self.inner.audit_after(after, limit)
+        }
+        fn flush(&self) -> Result<(), StoreError> {
+            self.inner.flush()
+        }
+        fn photo(&self, hash: &PhotoHash) -> Result<Option<(PhotoType, Vec<u8>)>, StoreError> {
+            self.inner.photo(hash)
+        }
+        fn has_photo(&self, hash: &PhotoHash) -> Result<bool, StoreError> {
+            self.inner.has_photo(hash)
+        }
+        fn photo_referrers(&self, hash: &PhotoHash) -> Result<Vec<PhotoReferrer>, StoreError> {
+            self.inner.photo_referrers(hash)
+        }
+        fn upload_received(&self, hash: &PhotoHash) -> Result<u64, StoreError> {
+            self.inner.upload_received(hash)
+        }
+        fn append_upload(&self, hash: &PhotoHash, offset: u64, bytes: &[u8]) -> Result<UploadAppend, StoreError> {
+            self.inner.append_upload(hash, offset, bytes)
+        }
+        fn upload_bytes(&self, hash: &PhotoHash) -> Result<Vec<u8>, StoreError> {
+            self.inner.upload_bytes(hash)
+        }
+        fn finish_upload(&self, hash: &PhotoHash, mime: PhotoType, bytes: &[u8]) -> Result<(), StoreError> {
+            self.inner.finish_upload(hash, mime, bytes)
+        }
+        fn discard_upload(&self, hash: &PhotoHash) -> Result<(), StoreError> {
+            self.inner.discard_upload(hash)
+        }
+    };
+}
+
+/// A [`SledStore`] that counts the documents it loads, one by one or a scope's
+/// page at a time, and lists records and counts them as the sled store does.
+struct CountingStore {
+    inner: &'static SledStore,
+    loaded: AtomicUsize,
+}
+
+impl Store for CountingStore {
+    forward_store!();
+    fn load_doc(&self, id: DocId) -> Result<Option<StoredDoc>, StoreError> {
+        self.loaded.fetch_add(1, Ordering::Relaxed);
+        self.inner.load_doc(id)
+    }
+    fn docs_in_scope(
+        &self,
+        scope: &TerritoryPath,
+        after: Option<DocId>,
+        limit: usize,
+    ) -> Result<Vec<(DocId, StoredDoc)>, StoreError> {
+        let page = self.inner.docs_in_scope(scope, after, limit)?;
+        self.loaded.fetch_add(page.len(), Ordering::Relaxed);
+        Ok(page)
+    }
+    fn records_in_scope(
+        &self,
+        scope: &TerritoryPath,
+        kind: RecordKind,
+        after: Option<DocId>,
+        limit: usize,
+    ) -> Result<Vec<RecordListing>, StoreError> {
+        self.inner.records_in_scope(scope, kind, after, limit)
+    }
+    fn record_counts_by_grid(
+        &self,
+        scope: &TerritoryPath,
+    ) -> Result<Vec<(TerritoryPath, RecordKind, u64)>, StoreError> {
+        self.inner.record_counts_by_grid(scope)
+    }
+}
+
+/// A [`SledStore`] seen through the trait's default listings and counts
+/// only: no rows, no record lists (as another engine would start).
+struct PlainStore {
+    inner: &'static SledStore,
+}
+
+impl Store for PlainStore {
+    forward_store!();
+    fn load_doc(&self, id: DocId) -> Result<Option<StoredDoc>, StoreError> {
+        self.inner.load_doc(id)
+    }
+    fn docs_in_scope(
+        &self,
+        scope: &TerritoryPath,
+        after: Option<DocId>,
+        limit: usize,
+    ) -> Result<Vec<(DocId, StoredDoc)>, StoreError> {
+        self.inner.docs_in_scope(scope, after, limit)
+    }
+}
+
+/// The row a record is committed with.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum RowKept {
+    /// Its flattened row, as the server commits it today.
+    Yes,
+    /// None: a record committed before rows were kept, not yet backfilled.
+    No,
+    /// Bytes that do not decode (a row of an encoding this build does not read).
+    Damaged,
+}
+
+/// Commits `doc` (every change so far) as record `id`; returns its feed position.
+fn commit_record(store: &dyn Store, id: DocId, doc: &automerge::Automerge, row: RowKept) -> u64 {
+    let record = read_record(doc).expect("a valid record");
+    let row = match row {
+        RowKept::Yes => Some(encode_row(&record)),
+        RowKept::No => None,
+        RowKept::Damaged => Some(vec![9, 2, 0xff]),
+    };
+    store
+        .commit_doc(
+            DocWrite {
+                doc: id,
+                grid: record.meta().grid.clone(),
+                summary: record.summary(),
+                bytes: doc.save(),
+                heads: doc.get_heads(),
+                device: DeviceId(uuid::Uuid::nil()),
+                changes: doc.get_changes(&[]).iter().map(|c| c.raw_bytes().to_vec()).collect(),
+                photos: record.photos().to_vec(),
+                row,
+            },
+            1_000,
+        )
+        .expect("commit")
+}
+
+/// What each case of [`city_store`] is.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum CaseIs {
+    Open,
+    Resolved,
+    Voided,
+}
+
+/// A case in `grid` as a supervisor there leaves it.
+fn case_doc(grid: &TerritoryPath, seed: u8, is: CaseIs) -> (DocId, automerge::Automerge) {
+    let who = Author { person: PersonId(uuid::Uuid::from_u128(7)), role: Role::Supervisor, territory: grid.clone() };
+    let fields = CaseFields {
+        kind: CaseKind::Hazard,
+        title: format!("楼道堆物{seed}"),
+        description: String::new(),
+        household: None,
+        visit: None,
+        due_at: None,
+    };
+    let (id, mut doc) =
+        new_record(automerge::ActorId::random(), &who, grid, 1_000, [seed; 10], &NewRecord::Case(fields))
+            .expect("case");
+    let mut editor = Editor::new(&mut doc, &who, 2_000);
+    match is {
+        CaseIs::Open => editor.advance_case(CaseStatus::InProgress).map(|_| ()),
+        CaseIs::Resolved => editor.advance_case(CaseStatus::Resolved).map(|_| ()),
+        CaseIs::Voided => editor.void_record("重复上报").map(|_| ()),
+    }
+    .expect("edit");
+    (id, doc)
+}
+
+/// A record of another kind in `grid`.
+fn other_doc(grid: &TerritoryPath, seed: u8, new: &NewRecord) -> (DocId, automerge::Automerge) {
+    let who = Author { person: PersonId(uuid::Uuid::from_u128(7)), role: Role::Supervisor, territory: grid.clone() };
+    new_record(automerge::ActorId::random(), &who, grid, 1_000, [seed; 10], new).expect("record")
+}
+
+fn visit(n: usize) -> NewRecord {
+    NewRecord::VisitLog(VisitFields { visited_at: 2_000, notes: format!("第{n}次走访"), ..VisitFields::default() })
+}
+
+/// Adds the territory path's every level, names made up.
+fn territories(store: &dyn Store, grid: &TerritoryPath) {
+    for path in grid.ancestors_and_self() {
+        if !store.territories().expect("territories").iter().any(|t| t.path == path) {
+            gridsync_server::admin::add_territory(store, &path, &format!("{path}的名称")).expect("territory");
+        }
+    }
+}
+
+/// A city of three grids in two communities: households, visit logs and
+/// cases (open, resolved, voided), some cases without rows or with rows that
+/// do not decode. Returns the cases committed without a readable row, with
+/// their feed positions.
+fn city_store(store: &SledStore) -> Vec<(DocId, u64, automerge::Automerge)> {
+    let g1: TerritoryPath = "tc/d/s/c1/g1".parse().expect("grid");
+    let g2: TerritoryPath = "tc/d/s/c1/g2".parse().expect("grid");
+    let g3: TerritoryPath = "tc/d/s/c2/g3".parse().expect("grid");
+    for g in [&g1, &g2, &g3] {
+        territories(store, g);
+    }
+    let mut seed = 0u8;
+    let mut next = || {
+        seed += 1;
+        seed
+    };
+    let mut rowless = Vec::new();
+    let mut put = |grid: &TerritoryPath, n: usize, new: &dyn Fn(usize) -> NewRecord, row: RowKept| {
+        for i in 0..n {
+            let (id, doc) = other_doc(grid, next(), &new(i));
+            commit_record(store, id, &doc, row);
+        }
+    };
+    put(&g1, 3, &|i| household(&format!("住户{i}")), RowKept::Yes);
+    put(&g1, 4, &visit, RowKept::Yes);
+    put(&g2, 1, &|i| household(&format!("住户{i}")), RowKept::No);
+    put(&g2, 2, &visit, RowKept::No);
+    put(&g3, 5, &visit, RowKept::Yes);
+    let mut seed = 100u8;
+    for (grid, is, row) in [
+        (&g1, CaseIs::Open, RowKept::Yes),
+        (&g1, CaseIs::Open, RowKept::Yes),
+        (&g1, CaseIs::Resolved, RowKept::Yes),
+        (&g1, CaseIs::Voided, RowKept::Yes),
+        (&g2, CaseIs::Open, RowKept::No),
+        (&g2, CaseIs::Resolved, RowKept::No),
+        (&g2, CaseIs::Voided, RowKept::No),
+        (&g2, CaseIs::Open, RowKept::Damaged),
+        (&g2, CaseIs::Open, RowKept::Yes),
+        (&g3, CaseIs::Resolved, RowKept::Damaged),
+        (&g3, CaseIs::Open, RowKept::Yes),
+    ] {
+        seed += 1;
+        let (id, doc) = case_doc(grid, seed, is);
+        let seq = commit_record(store, id, &doc, row);
+        if row != RowKept::Yes {
+            rowless.push((id, seq, doc));
+        }
+    }
+    store.flush().expect("flush");
+    rowless
+}
+
+/// Counts per node as the tree computed them before it read record lists and
+/// rows: every document of the scope loaded, each case's document read.
+fn counts_from_documents(store: &dyn Store, scope: &TerritoryPath) -> BTreeMap<TerritoryPath, [u64; 3]> {
+    let mut exact: BTreeMap<TerritoryPath, [u64; 3]> = BTreeMap::new();
+    let mut after = None;
+    loop {
+        let page = store.docs_in_scope(scope, after, 500).expect("docs");
+        let Some((last, _)) = page.last() else { break };
+        after = Some(*last);
+        for (_, doc) in &page {
+            let n = exact.entry(doc.grid.clone()).or_default();
+            match doc.kind {
+                RecordKind::Household => n[0] += 1,
+                RecordKind::VisitLog => n[1] += 1,
+                RecordKind::Case => {
+                    let record = read_record(&automerge::Automerge::load(&doc.bytes).expect("load")).expect("read");
+                    if let Record::Case(c) = &record
+                        && record.voided().is_none()
+                        && c.standing().status < CaseStatus::Resolved
+                    {
+                        n[2] += 1;
+                    }
+                }
+                RecordKind::Promise => {}
+            }
+        }
+        if page.len() < 500 {
+            break;
+        }
+    }
+    let mut out: BTreeMap<TerritoryPath, [u64; 3]> = BTreeMap::new();
+    for t in store.territories().expect("territories").into_iter().filter(|t| scope.contains(&t.path)) {
+        let mut sum = [0; 3];
+        for (grid, n) in &exact {
+            if t.path.contains(grid) {
+                for i in 0..3 {
+                    sum[i] += n[i];
+                }
+            }
+        }
+        out.insert(t.path, sum);
+    }
+    out
+}
+
+/// The tree's household, visit log and open case counts per node.
+fn tree_counts(store: &dyn Store, scope: &TerritoryPath) -> BTreeMap<TerritoryPath, [u64; 3]> {
+    territory_tree(store, scope)
+        .expect("tree")
+        .into_iter()
+        .map(|n| (n.path, [n.counts.households, n.counts.visit_logs, n.counts.open_cases]))
+        .collect()
+}
+
+fn leak(store: SledStore) -> &'static SledStore {
+    Box::leak(Box::new(store))
+}
+
+#[test]
+fn the_territory_trees_counts_from_record_lists_and_case_rows_are_those_read_from_every_document() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = leak(SledStore::open(dir.path()).expect("store"));
+    city_store(store);
+    let city: TerritoryPath = "tc".parse().expect("city");
+    let want = counts_from_documents(store, &city);
+    let p = |s: &str| -> TerritoryPath { s.parse().expect("path") };
+    assert_eq!(want[&p("tc/d/s/c1/g1")], [3, 4, 2], "g1: the open cases, not the resolved or voided one");
+    assert_eq!(want[&p("tc/d/s/c1/g2")], [1, 2, 3]);
+    assert_eq!(want[&p("tc/d/s/c2/g3")], [0, 5, 1]);
+    assert_eq!(want[&city], [4, 11, 6]);
+
+    assert_eq!(tree_counts(store, &city), want, "the sled store: record lists and rows");
+    assert_eq!(tree_counts(&PlainStore { inner: store }, &city), want, "a store with neither: documents");
+    let c1 = p("tc/d/s/c1");
+    let within: BTreeMap<_, _> = want.iter().filter(|(k, _)| c1.contains(k)).map(|(k, v)| (k.clone(), *v)).collect();
+    assert_eq!(tree_counts(store, &c1), within, "a community's administrator");
+    assert_eq!(tree_counts(&PlainStore { inner: store }, &c1), within);
+}
+
+#[test]
+fn the_territory_tree_loads_documents_only_for_cases_without_a_row_that_decodes() {
+    let dir = tempfile::tempdir().expect("dir");
+    let sled = leak(SledStore::open(dir.path()).expect("store"));
+    let rowless = city_store(sled);
+    let store = CountingStore { inner: sled, loaded: AtomicUsize::new(0) };
+    let city: TerritoryPath = "tc".parse().expect("city");
+    let want = counts_from_documents(sled, &city);
+
+    assert_eq!(tree_counts(&store, &city), want);
+    assert_eq!(
+        store.loaded.swap(0, Ordering::Relaxed),
+        rowless.len(),
+        "only the cases without a readable row are loaded, one each"
+    );
+    // The rows backfilled (as the server does in the background for an upgraded store).
+    for (id, seq, doc) in &rowless {
+        let row = encode_row(&read_record(doc).expect("record"));
+        assert!(sled.set_row(*id, *seq, row).expect("set row"), "the row is kept");
+    }
+    assert_eq!(tree_counts(&store, &city), want);
+    assert_eq!(store.loaded.load(Ordering::Relaxed), 0, "no document is loaded when every case has its row");
+}
+
+/// The figure for the tree at a city's size: 100,000 visit logs and 1,000
+/// cases (with rows) in 100 grids, the tree before (every document loaded)
+/// and after (record lists and rows), each on a freshly opened store, then
+/// again warm. Run: `cargo test --release -p gridsync-tests --test it --
+/// --ignored --nocapture territory_tree_time`.
+#[test]
+#[ignore]
+fn territory_tree_time_at_100_000_visit_logs_in_100_grids() {
+    let dir = tempfile::tempdir().expect("dir");
+    let city: TerritoryPath = "tc".parse().expect("city");
+    let started = std::time::Instant::now();
+    {
+        let store = SledStore::open(dir.path()).expect("store");
+        let note: String = "走访住户，了解家中老人身体状况和用水用电情况，".chars().cycle().take(600).collect();
+        let mut n: u128 = 0;
+        for g in 0..100u8 {
+            let grid: TerritoryPath = format!("tc/d/s/c{}/g{}", g / 10, g % 10).parse().expect("grid");
+            territories(&store, &grid);
+            let new =
+                NewRecord::VisitLog(VisitFields { visited_at: 2_000, notes: note.clone(), ..VisitFields::default() });
+            let (_, visit) = other_doc(&grid, g, &new);
+            let record = read_record(&visit).expect("visit");
+            let row = encode_row(&record);
+            let changes: Vec<Vec<u8>> = visit.get_changes(&[]).iter().map(|c| c.raw_bytes().to_vec()).collect();
+            let mut writes = Vec::new();
+            for _ in 0..1_000 {
+                n += 1;
+                let write = DocWrite {
+                    doc: DocId(uuid::Uuid::from_u128(n)),
+                    grid: grid.clone(),
+                    summary: record.summary(),
+                    bytes: Vec::new(),
+                    heads: visit.get_heads(),
+                    device: DeviceId(uuid::Uuid::nil()),
+                    changes: changes.clone(),
+                    photos: Vec::new(),
+                    row: Some(row.clone()),
+                };
+                writes.push((write, Vec::new()));
+            }
+            store.commit_docs(writes, 1_000).expect("commit");
+            for c in 0..10u8 {
+                let is = [CaseIs::Open, CaseIs::Resolved, CaseIs::Voided][usize::from(c % 3)];
+                let (_, doc) = case_doc(&grid, c.wrapping_mul(100).wrapping_add(g), is);
+                n += 1;
+                let record = read_record(&doc).expect("case");
+                let write = DocWrite {
+                    doc: DocId(uuid::Uuid::from_u128(n)),
+                    grid: grid.clone(),
+                    summary: record.summary(),
+                    bytes: Vec::new(),
+                    heads: doc.get_heads(),
+                    device: DeviceId(uuid::Uuid::nil()),
+                    changes: doc.get_changes(&[]).iter().map(|c| c.raw_bytes().to_vec()).collect(),
+                    photos: Vec::new(),
+                    row: Some(encode_row(&record)),
+                };
+                store.commit_doc(write, 1_000).expect("commit");
+            }
+        }
+        store.flush().expect("flush");
+    }
+    println!("filled 100,000 visit logs and 1,000 cases in 100 grids in {:?}", started.elapsed());
+    let timed = |what: &str, f: &dyn Fn(&SledStore) -> BTreeMap<TerritoryPath, [u64; 3]>| {
+        let store = SledStore::open(dir.path()).expect("store");
+        let t = std::time::Instant::now();
+        let cold = f(&store);
+        let cold_t = t.elapsed();
+        let t = std::time::Instant::now();
+        let warm = f(&store);
+        println!("{what}: {cold_t:?} on a freshly opened store, {:?} again", t.elapsed());
+        assert_eq!(cold, warm);
+        cold
+    };
+    let after = timed("tree (record lists and rows)", &|s| tree_counts(s, &city));
+    let before = timed("before (every document loaded)", &|s| counts_from_documents(s, &city));
+    assert_eq!(after, before);
+    assert_eq!(after[&city], [0, 100_000, 400], "visit logs and open cases (4 of every 10 per grid)");
+}

@@ -198,7 +198,7 @@ impl SledStore {
     }
 
     /// The grids with records within `scope`.
-    fn grids_in(&self, scope: &TerritoryPath) -> Vec<TerritoryPath> {
+    pub(super) fn grids_in(&self, scope: &TerritoryPath) -> Vec<TerritoryPath> {
         let grids = self.grids.read().unwrap_or_else(|p| p.into_inner());
         grids
             .range(scope.clone()..)
