@@ -345,6 +345,8 @@ enum Said {
     Upgraded { seconds: f64 },
     /// The server listens.
     Listening,
+    /// An error, or a line that is not JSON (a failed start prints its reason so).
+    Failed(String),
 }
 
 /// A `gridsync-server serve` whose log the test reads line by line.
@@ -352,10 +354,12 @@ struct Logged {
     child: tokio::process::Child,
     said: tokio::sync::mpsc::UnboundedReceiver<Said>,
     url: String,
-    /// Batches it logged, whether it logged the end of the upgrade, and whether it listens (as read so far).
+    /// Batches it logged, whether it logged the end of the upgrade, whether
+    /// it listens, and the errors it printed (as read so far).
     batches: usize,
     upgraded: bool,
     listens: bool,
+    errors: Vec<String>,
 }
 
 impl Logged {
@@ -381,7 +385,10 @@ impl Logged {
             use tokio::io::AsyncBufReadExt;
             let mut lines = tokio::io::BufReader::new(stderr).lines();
             while let Ok(Some(line)) = lines.next_line().await {
-                let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+                    let _ = tx.send(Said::Failed(line));
+                    continue;
+                };
                 let fields = &v["fields"];
                 let message = fields["message"].as_str().unwrap_or_default();
                 let said = if message.starts_with("upgrading the store") {
@@ -392,13 +399,23 @@ impl Logged {
                     Said::Upgraded { seconds: fields["seconds"].as_f64().unwrap_or_default() }
                 } else if message.starts_with("gridsync-server listening") {
                     Said::Listening
+                } else if v["level"].as_str() == Some("ERROR") {
+                    Said::Failed(line)
                 } else {
                     continue;
                 };
                 let _ = tx.send(said);
             }
         });
-        Logged { child, said, url: format!("http://127.0.0.1:{port}"), batches: 0, upgraded: false, listens: false }
+        Logged {
+            child,
+            said,
+            url: format!("http://127.0.0.1:{port}"),
+            batches: 0,
+            upgraded: false,
+            listens: false,
+            errors: Vec::new(),
+        }
     }
 
     /// The next thing it says, waiting at most 60 s; None once it has exited.
@@ -415,14 +432,19 @@ impl Logged {
             Some(Said::Batch) => self.batches += 1,
             Some(Said::Upgraded { .. }) => self.upgraded = true,
             Some(Said::Listening) => self.listens = true,
+            Some(Said::Failed(line)) => self.errors.push(line.clone()),
             _ => {}
         }
     }
 
-    /// Reads what it has said so far, without waiting.
+    /// Reads what it has said so far, without waiting, and fails the test
+    /// if it exited on its own (a start that fails is not a kill landing).
     fn catch_up(&mut self) {
         while let Ok(said) = self.said.try_recv() {
             self.note(Some(&said));
+        }
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!("the server exited on its own during the upgrade ({status}): {:?}", self.errors);
         }
     }
 
@@ -430,7 +452,8 @@ impl Logged {
     async fn listening(&mut self) -> Option<f64> {
         let mut took = None;
         loop {
-            match self.next().await.expect("the server exited before listening") {
+            let Some(said) = self.next().await else { panic!("the server exited before listening: {:?}", self.errors) };
+            match said {
                 Said::Upgraded { seconds } => took = Some(seconds),
                 Said::Listening => return took,
                 _ => {}
@@ -505,10 +528,13 @@ async fn an_upgrade_killed_again_and_again_ends_as_an_upgrade_never_killed() {
     let done = loop {
         let mut server = Logged::start(&data, port);
         // Where this start resumes tells where the previous kill landed.
-        let resumed = match server.next().await.expect("the server exited") {
-            Said::Upgrading { progress } => Some(progress),
-            Said::Listening => None,
-            other => panic!("unexpected first line {other:?}"),
+        let resumed = loop {
+            match server.next().await {
+                Some(Said::Upgrading { progress }) => break Some(progress),
+                Some(Said::Listening) => break None,
+                Some(_) => {}
+                None => panic!("the server exited on its own while opening the store: {:?}", server.errors),
+            }
         };
         if let Some((delay, batches, upgraded)) = last_kill {
             let landed = match &resumed {
