@@ -5,6 +5,11 @@
 //!
 //! The fixture `tests/fixtures/store-layout-1.tar.gz` was made by that release's
 //! binary with [`make_layout_1_fixture`] (run by hand, see there).
+//!
+//! The upgrade also survives SIGKILL at any moment: the larger fixture
+//! `store-layout-1-large.tar.gz` ([`make_large_layout_1_fixture`]) is upgraded
+//! in batches of 4 by a server killed again and again until a start completes,
+//! and must then serve exactly what an upgrade never killed serves.
 
 use gridsync_shared::protocol::{DEFAULT_PAGE_BYTES, SyncRequest, SyncResponse, decode, encode};
 use gridsync_shared::workflow::CaseStatus;
