@@ -15,7 +15,7 @@
 
 mod sled_store;
 
-pub use sled_store::{PrefixBytes, SledStore};
+pub use sled_store::{PrefixBytes, SledStore, VacuumError, Vacuumed};
 
 use automerge::ChangeHash;
 use gridsync_shared::photos::{PhotoHash, PhotoRef, PhotoType};

@@ -40,8 +40,10 @@ mod migrate;
 mod photos;
 mod profile;
 mod records;
+mod vacuum;
 
 pub use profile::PrefixBytes;
+pub use vacuum::{VacuumError, Vacuumed};
 
 /// A store in a sled database directory.
 pub struct SledStore {

@@ -38,4 +38,5 @@ mod retries_and_paging;
 mod sign_in;
 mod snapshots;
 mod store_upgrade;
+mod vacuum;
 mod voiding;

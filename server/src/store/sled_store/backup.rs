@@ -203,7 +203,7 @@ impl Drop for Tracker {
 
 /// A tree by name: the default tree is `db` itself (sled keeps another handle
 /// under its name, whose subscribers never hear the default tree's writes).
-fn tree_named(db: &sled::Db, name: &[u8]) -> Result<sled::Tree, StoreError> {
+pub(super) fn tree_named(db: &sled::Db, name: &[u8]) -> Result<sled::Tree, StoreError> {
     if name == DEFAULT_TREE { Ok(sled::Tree::clone(db)) } else { db.open_tree(name).map_err(engine) }
 }
 
