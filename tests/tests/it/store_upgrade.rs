@@ -61,6 +61,28 @@ async fn raw_sync(url: &str, token: &str, cursor: Vec<u8>) -> SyncResponse {
     decode(&resp.bytes().await.expect("body")).expect("a sync response")
 }
 
+/// `writer` records a visit and follows up a case of the fixture; both are
+/// accepted and reach `reader`.
+async fn writing_goes_on(writer: &mut Phone, reader: &mut Phone, visit_note: &str, follow_up: &str) {
+    let visit = writer.record_visit(visit_note);
+    let case = writer
+        .replica
+        .records_of(Some(gridsync_shared::RecordKind::Case))
+        .map(|(id, _)| id)
+        .next()
+        .expect("the fixture has a case");
+    writer.follow_up(case, follow_up);
+    writer.sync().await.expect("sync");
+    assert_eq!(writer.replica.pending_changes(), 0, "accepted");
+    reader.sync().await.expect("sync");
+    assert!(reader.replica.holds(visit));
+    assert_eq!(
+        reader.replica.document(case).map(|d| d.get_heads()),
+        writer.replica.document(case).map(|d| d.get_heads()),
+        "the follow-up arrived"
+    );
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -105,23 +127,7 @@ async fn a_layout_1_store_is_upgraded_in_place_and_reads_the_same() {
     // Writing goes on: a new visit and a follow-up of a long-edited case reach another phone.
     let mut li = Phone::sign_in(&server.url, "li", PASSWORD).await.expect("sign in");
     li.sync().await.expect("sync");
-    let visit = li.record_visit("升级后的第一次走访");
-    let case = li
-        .replica
-        .records_of(Some(gridsync_shared::RecordKind::Case))
-        .map(|(id, _)| id)
-        .next()
-        .expect("the fixture has a case");
-    li.follow_up(case, "升级后继续跟进");
-    li.sync().await.expect("sync");
-    assert_eq!(li.replica.pending_changes(), 0, "accepted");
-    sup.sync().await.expect("sync");
-    assert!(sup.replica.holds(visit));
-    assert_eq!(
-        sup.replica.document(case).map(|d| d.get_heads()),
-        li.replica.document(case).map(|d| d.get_heads()),
-        "the follow-up arrived"
-    );
+    writing_goes_on(&mut li, &mut sup, "升级后的第一次走访", "升级后继续跟进").await;
 
     // A restart opens the upgraded store as it is.
     let server = server.restart().await;
@@ -594,24 +600,8 @@ async fn an_upgrade_killed_again_and_again_ends_as_an_upgrade_never_killed() {
     // Writing goes on.
     let mut s1 = Phone::sign_in(&done.url, "s1", PASSWORD).await.expect("sign in");
     s1.sync().await.expect("sync");
-    let visit = s1.record_visit("升级被打断多次之后的走访");
-    let case = s1
-        .replica
-        .records_of(Some(gridsync_shared::RecordKind::Case))
-        .map(|(id, _)| id)
-        .next()
-        .expect("the fixture has cases");
-    s1.follow_up(case, "升级之后继续跟进");
-    s1.sync().await.expect("sync");
-    assert_eq!(s1.replica.pending_changes(), 0, "accepted");
     let mut sup = Phone::sign_in(&done.url, "sup", PASSWORD).await.expect("sign in");
-    sup.sync().await.expect("sync");
-    assert!(sup.replica.holds(visit));
-    assert_eq!(
-        sup.replica.document(case).map(|d| d.get_heads()),
-        s1.replica.document(case).map(|d| d.get_heads()),
-        "the follow-up arrived"
-    );
+    writing_goes_on(&mut s1, &mut sup, "升级被打断多次之后的走访", "升级之后继续跟进").await;
 
     // A restart reads the same.
     done.kill().await;
