@@ -7,6 +7,7 @@ pub mod cli;
 mod households;
 mod people;
 pub mod read;
+mod sort;
 pub mod templates;
 mod territories;
 
