@@ -19,6 +19,9 @@ use flate2::write::DeflateEncoder;
 use std::io::Read;
 use thiserror::Error;
 
+#[cfg(feature = "packed-rows")]
+pub mod packed;
+
 /// The row encoding this build writes (and the only one it reads).
 pub const ROW_VERSION: u8 = 1;
 
@@ -43,6 +46,10 @@ pub enum RowError {
     /// The compressed fields are damaged.
     #[error("the row's compressed fields are damaged: {0}")]
     Inflate(#[from] std::io::Error),
+    /// A row packed against its commit's changes, read without them or with
+    /// changes it was not packed against.
+    #[error("the row was kept against its commit's changes, which are {0}")]
+    Changes(&'static str),
     /// The fields are not a record of the row's kind.
     #[error("the row's fields are not a {kind} record: {error}")]
     Fields {
@@ -126,22 +133,35 @@ fn positions_finite(record: &Record) -> bool {
     own.into_iter().chain(record.photos().iter().filter_map(|p| p.location.as_ref())).chain(conflicts).all(finite)
 }
 
-/// The record a row of [`encode_row`] holds, exactly as it was encoded.
+/// The record a row of [`encode_row`] holds, exactly as it was encoded; also
+/// a row a store kept packed against its commit's changes and handed out with
+/// them ([`packed::with_changes`]).
 pub fn decode_row(bytes: &[u8]) -> Result<Record, RowError> {
     let (&version, rest) = bytes.split_first().ok_or(RowError::Empty)?;
-    if version != ROW_VERSION {
-        return Err(RowError::Version(version));
-    }
-    let (&kind, deflated) = rest.split_first().ok_or(RowError::Empty)?;
-    let kind = byte_kind(kind)?;
-    let mut json = Vec::with_capacity(deflated.len() * 3);
-    DeflateDecoder::new(deflated).read_to_end(&mut json)?;
+    let (kind, json) = match version {
+        ROW_VERSION => {
+            let (&kind, deflated) = rest.split_first().ok_or(RowError::Empty)?;
+            let mut json = Vec::with_capacity(deflated.len() * 3);
+            DeflateDecoder::new(deflated).read_to_end(&mut json)?;
+            (byte_kind(kind)?, json)
+        }
+        #[cfg(feature = "packed-rows")]
+        packed::WITH_CHANGES => packed::fields(rest)?,
+        #[cfg(feature = "packed-rows")]
+        packed::AT_REST => return Err(RowError::Changes("missing")),
+        other => return Err(RowError::Version(other)),
+    };
+    record_of(kind, &json)
+}
+
+/// The record whose fields `json` holds, of `kind`.
+fn record_of(kind: RecordKind, json: &[u8]) -> Result<Record, RowError> {
     let fields = |error| RowError::Fields { kind, error };
     let record = match kind {
-        RecordKind::Household => Record::Household(serde_json::from_slice::<Household>(&json).map_err(fields)?),
-        RecordKind::VisitLog => Record::VisitLog(serde_json::from_slice::<VisitLog>(&json).map_err(fields)?),
-        RecordKind::Case => Record::Case(serde_json::from_slice::<Case>(&json).map_err(fields)?),
-        RecordKind::Promise => Record::Promise(serde_json::from_slice::<Promise>(&json).map_err(fields)?),
+        RecordKind::Household => Record::Household(serde_json::from_slice::<Household>(json).map_err(fields)?),
+        RecordKind::VisitLog => Record::VisitLog(serde_json::from_slice::<VisitLog>(json).map_err(fields)?),
+        RecordKind::Case => Record::Case(serde_json::from_slice::<Case>(json).map_err(fields)?),
+        RecordKind::Promise => Record::Promise(serde_json::from_slice::<Promise>(json).map_err(fields)?),
     };
     if record.kind() != kind {
         return Err(RowError::KindMismatch { row: kind, fields: record.kind() });

@@ -10,6 +10,7 @@
 
 use super::records::{Chunk, RecordMeta, base_key, chunk_key, meta_key};
 use super::*;
+use gridsync_shared::records::row::packed;
 use std::collections::BTreeSet;
 
 /// A record is compacted once this many commits hold their own changes.
@@ -90,6 +91,22 @@ impl SledStore {
                 }
             }
             let Some(reached) = reached else { return Ok(false) };
+            // A row packed against a chunk's changes must not outlive them.
+            let mut now = now;
+            if now.seq == reached
+                && let Some((_, last)) = folded.last()
+                && let Some(row) = now.row.take()
+            {
+                let changes: Vec<&[u8]> = last.changes.iter().map(Vec::as_slice).collect();
+                now.row = match packed::unpack(row, &changes) {
+                    Ok(row) => Some(row),
+                    Err(error) => {
+                        // Rows are rebuilt from documents where missing (see `Store::set_row`).
+                        tracing::warn!(%doc, %error, "a packed row did not unpack at compaction: dropped");
+                        None
+                    }
+                };
+            }
             let mut b = sled::Batch::default();
             b.insert(base_key(doc), base.clone());
             let count = u32::try_from(folded.len()).unwrap_or(u32::MAX);

@@ -3,7 +3,9 @@
 //!
 //! Keys (all in the default tree, so that a commit is one atomic batch):
 //! - `r/<doc>` the record's [`RecordMeta`]: grid, kind, last commit, summary,
-//!   flattened row, and how far its base reaches;
+//!   flattened row, and how far its base reaches. The row is kept packed
+//!   against its commit's changes where that is smaller (a visit log's note
+//!   is in both: [`packed`]), and handed out joined with them;
 //! - `b/<doc>` its base: a saved document holding its changes up to
 //!   `base_seq`, written when the record is compacted (see [`super::compact`]);
 //! - `c/<doc><seq>` one commit's [`Chunk`]: the heads after it, its changes'
@@ -19,6 +21,7 @@
 use super::*;
 use automerge::ReadDoc;
 use gridsync_shared::records::RecordSummary;
+use gridsync_shared::records::row::packed;
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap};
 
@@ -38,7 +41,8 @@ pub(super) struct RecordMeta {
     pub base_seq: u64,
     /// Commits since the base (chunks still holding their changes).
     pub chunks: u32,
-    /// Flattened row as of `seq`, if the committer gave one.
+    /// Flattened row as of `seq`, if the committer gave one: as given, or
+    /// packed against the changes of the chunk at `seq` ([`packed::AT_REST`]).
     #[serde(with = "serde_bytes")]
     pub row: Option<Vec<u8>>,
 }
@@ -54,6 +58,17 @@ pub(super) struct Chunk {
     /// [`packed_changes`]); in memory always as Automerge wrote them.
     #[serde(with = "packed_changes")]
     pub changes: Vec<Vec<u8>>,
+}
+
+/// A chunk's changes as kept, not unpacked: what a row packed against them
+/// is handed out with. Reads the bytes of a [`Chunk`].
+#[derive(Deserialize)]
+struct ChangesAtRest {
+    #[serde(rename = "heads")]
+    _heads: Vec<[u8; 32]>,
+    #[serde(rename = "hashes")]
+    _hashes: Vec<[u8; 32]>,
+    changes: Vec<serde_bytes::ByteBuf>,
 }
 
 /// Changes at rest: each one as Automerge wrote it, or zlib-compressed when
@@ -269,6 +284,10 @@ impl SledStore {
                     (Some(std::mem::take(&mut w.bytes)), Chunk { heads, hashes: Vec::new(), changes: Vec::new() })
                 } else {
                     let hashes = w.changes.iter().map(|c| change_hash(c)).collect::<Result<Vec<_>, _>>()?;
+                    let changes: Vec<&[u8]> = w.changes.iter().map(Vec::as_slice).collect();
+                    if let Some(packed) = w.row.as_deref().and_then(|row| packed::pack(row, &changes)) {
+                        w.row = Some(packed);
+                    }
                     (None, Chunk { heads, hashes, changes: std::mem::take(&mut w.changes) })
                 };
                 Ok((w, keys, base, enc(&chunk)?))
@@ -569,11 +588,30 @@ impl SledStore {
         limit: usize,
     ) -> Result<Vec<RecordListing>, StoreError> {
         let db = self.db()?;
-        Ok(self
-            .records_listed(&db, scope, Some(kind), after, limit)?
+        self.records_listed(&db, scope, Some(kind), after, limit)?
             .into_iter()
-            .map(|(id, meta)| RecordListing { id, seq: meta.seq, row: meta.row })
-            .collect())
+            .map(|(id, meta)| Ok(RecordListing { id, seq: meta.seq, row: Self::row_with_changes(&db, id, meta)? }))
+            .collect()
+    }
+
+    /// The record's row as readers decode it: a row kept packed is joined
+    /// with the changes it was packed against. None if those are gone (a
+    /// reader then reads the document).
+    fn row_with_changes(db: &sled::Db, id: DocId, meta: RecordMeta) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(row) = meta.row else { return Ok(None) };
+        if row.first() != Some(&packed::AT_REST) {
+            return Ok(Some(row));
+        }
+        let chunk = match db.get(chunk_key(id, meta.seq)).map_err(engine)? {
+            Some(v) => dec::<ChangesAtRest>(&v)?,
+            None => ChangesAtRest { _heads: Vec::new(), _hashes: Vec::new(), changes: Vec::new() },
+        };
+        if chunk.changes.is_empty() {
+            tracing::warn!(doc = %id, seq = meta.seq, "a packed row's changes are gone: its document is read instead");
+            return Ok(None);
+        }
+        let changes: Vec<&[u8]> = chunk.changes.iter().map(|c| c.as_slice()).collect();
+        Ok(Some(packed::with_changes(row, &changes)))
     }
 
     pub(super) fn heads_at(&self, id: DocId, seq: u64) -> Result<Option<Vec<ChangeHash>>, StoreError> {
@@ -766,5 +804,119 @@ mod tests {
             .map(|l| l.row)
             .collect();
         assert_eq!(rows, vec![Some(b"now".to_vec()), Some(b"row".to_vec())], "both grids, in id order");
+    }
+
+    use gridsync_shared::records::Record;
+
+    /// A grid manager writing visit logs with 600-character notes, as the phone does.
+    struct Phone {
+        grid: TerritoryPath,
+        author: gridsync_shared::Author,
+    }
+
+    impl Phone {
+        fn new() -> Phone {
+            let grid: TerritoryPath = "a/b/c/d/g1".parse().expect("grid");
+            let author = gridsync_shared::Author {
+                person: gridsync_shared::PersonId(uuid::Uuid::from_u128(1)),
+                role: gridsync_shared::Role::FieldStaff,
+                territory: grid.clone(),
+            };
+            Phone { grid, author }
+        }
+
+        /// A note of 600 varied characters (as real notes are: text that
+        /// repeats itself would compress as well without any dictionary).
+        fn fields(seed: u32) -> gridsync_shared::records::VisitFields {
+            let notes = (0..600u32)
+                .map(|i| {
+                    char::from_u32(0x4e00 + i.wrapping_mul(2_654_435_761).wrapping_add(seed) % 3000).unwrap_or('一')
+                })
+                .collect();
+            gridsync_shared::records::VisitFields { visited_at: 5, notes, ..Default::default() }
+        }
+
+        fn write(&self, doc: DocId) -> automerge::Automerge {
+            use gridsync_shared::records::{NewRecord, new_record_with_id};
+            let new = NewRecord::VisitLog(Phone::fields(1));
+            new_record_with_id(doc, automerge::ActorId::random(), &self.author, &self.grid, 5, &new).expect("visit")
+        }
+
+        fn rewrite(&self, am: &mut automerge::Automerge) {
+            let mut editor = gridsync_shared::records::Editor::new(am, &self.author, 6);
+            editor.update_visit(&Phone::fields(2)).expect("edit");
+        }
+
+        /// Pushes what `am` has beyond `since`, with the record's row, as the server commits a push.
+        fn push(&self, store: &SledStore, doc: DocId, am: &automerge::Automerge, since: &[ChangeHash]) -> Record {
+            let record = gridsync_shared::records::read_record(am).expect("reads");
+            let write = DocWrite {
+                doc,
+                grid: self.grid.clone(),
+                summary: record.summary(),
+                bytes: Vec::new(),
+                heads: am.get_heads(),
+                device: DeviceId::from_bytes([1; 16]),
+                changes: am.get_changes(since).iter().map(|c| c.raw_bytes().to_vec()).collect(),
+                photos: Vec::new(),
+                row: Some(gridsync_shared::records::row::encode_row(&record)),
+            };
+            store.commit_doc(write, 1).expect("commit");
+            record
+        }
+    }
+
+    /// The one visit log's row as listed, decoded; its bytes at rest.
+    fn listed(store: &SledStore, doc: DocId) -> (Option<Record>, Vec<u8>) {
+        let scope: TerritoryPath = "a/b".parse().expect("scope");
+        let listed = store.records_in_scope(&scope, RecordKind::VisitLog, None, 10).expect("list");
+        assert_eq!(listed.len(), 1);
+        let record = listed[0]
+            .row
+            .as_deref()
+            .map(|row| gridsync_shared::records::row::decode_row(row).expect("the row decodes"));
+        let db = store.db().expect("db");
+        let at_rest = SledStore::meta(&db, doc).expect("meta").expect("the record").row.unwrap_or_default();
+        (record, at_rest)
+    }
+
+    #[test]
+    fn a_visit_logs_row_is_kept_against_its_change_and_listed_as_the_record() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = SledStore::open(dir.path()).expect("open");
+        let (phone, doc) = (Phone::new(), DocId::new_v7(5, [4; 10]));
+        let mut am = phone.write(doc);
+        let written = phone.push(&store, doc, &am, &[]);
+        let (record, at_rest) = listed(&store, doc);
+        assert_eq!(record.as_ref(), Some(&written));
+        assert_eq!(at_rest.first(), Some(&packed::AT_REST));
+        assert!(at_rest.len() < 300, "the row takes {} bytes at rest", at_rest.len());
+
+        // An edit that does not touch the note: its row cannot lean on the note.
+        let heads = am.get_heads();
+        let mut editor = gridsync_shared::records::Editor::new(&mut am, &phone.author, 7);
+        editor.void_record("写错了").expect("void");
+        let voided = phone.push(&store, doc, &am, &heads);
+        let (record, at_rest) = listed(&store, doc);
+        assert_eq!(record.as_ref(), Some(&voided));
+        assert!(at_rest.len() > 1000, "the row takes {} bytes at rest", at_rest.len());
+    }
+
+    #[test]
+    fn compaction_folding_the_changes_a_row_leans_on_keeps_the_row_readable() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = SledStore::open(dir.path()).expect("open");
+        let (phone, doc) = (Phone::new(), DocId::new_v7(5, [4; 10]));
+        let mut am = phone.write(doc);
+        phone.push(&store, doc, &am, &[]);
+        let heads = am.get_heads();
+        phone.rewrite(&mut am);
+        let rewritten = phone.push(&store, doc, &am, &heads);
+        assert_eq!(listed(&store, doc).1.first(), Some(&packed::AT_REST), "packed against the rewrite");
+        assert!(store.compact(doc).expect("compact"), "both commits folded");
+        let (record, at_rest) = listed(&store, doc);
+        assert_eq!(record.as_ref(), Some(&rewritten), "the row reads without the folded changes");
+        assert_eq!(at_rest.first(), Some(&gridsync_shared::records::row::ROW_VERSION));
+        assert!(store.records_without_rows(None, 10).expect("rowless").is_empty());
     }
 }
