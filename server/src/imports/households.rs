@@ -14,8 +14,9 @@ use gridsync_shared::records::{Editor, HouseholdFields, Member, new_imported_hou
 
 /// Households handed to a builder thread at a time.
 const CHUNK: usize = 64;
-/// Households committed per store batch (one atomic write: on a running server a
-/// phone's push waits for at most one; 512 held the write lock up to 1.2 s on a loaded machine).
+/// Households committed per store batch, by each write thread (one atomic
+/// write: on a running server a phone's push waits for at most one; 512 held
+/// the write lock up to 1.2 s on a loaded machine).
 const COMMIT_BATCH: usize = 128;
 /// How often the import makes what it committed durable (and visible to syncs).
 const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
@@ -406,10 +407,13 @@ struct Builder {
 }
 
 /// Writes the planned households as a pipeline: this thread reads the plan
-/// (judged once, by the dry run), builder threads (one per core) build their
-/// documents, one committer thread commits them in large batches and reports
-/// progress. The channels between are bounded, so memory stays flat however
-/// long the file; a failure anywhere stops the others (what was committed stays).
+/// (judged once, by the dry run) and hands chunks over a bounded channel to
+/// worker threads (one per core), each of which builds its households'
+/// documents and commits them in batches of [`COMMIT_BATCH`] (the store hashes
+/// and packs a batch in the calling thread, before its writers' lock, so that
+/// work is spread over the cores too). The channel is bounded, so memory stays
+/// flat however long the file; a failure anywhere stops the others (what was
+/// committed stays).
 fn write(
     store: &dyn Store,
     plan: Spool,
@@ -417,34 +421,39 @@ fn write(
     (unchanged, total): (u64, u64),
     progress: &mut ProgressFn<'_>,
 ) -> Result<Counts, ImportError> {
+    use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::mpsc::{Receiver, sync_channel};
     use std::sync::{Arc, Mutex};
-    let builders = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 8);
-    let (jobs_tx, jobs_rx) = sync_channel::<Vec<Judged>>(2 * builders);
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 8);
+    let (jobs_tx, jobs_rx) = sync_channel::<Vec<Judged>>(2 * workers);
     let jobs_rx: Arc<Mutex<Receiver<Vec<Judged>>>> = Arc::new(Mutex::new(jobs_rx));
-    let (built_tx, built_rx) = sync_channel::<Result<Vec<Built>, ImportError>>(2 * builders);
-    std::thread::scope(|s| {
-        for _ in 0..builders {
+    // Households the dry run found unchanged are not in the plan: done already.
+    let shared = Mutex::new(Committed {
+        written: Counts { unchanged, ..Counts::default() },
+        done: unchanged,
+        total,
+        batches: 0,
+        longest: std::time::Duration::ZERO,
+        flushed: std::time::Instant::now(),
+        progress,
+        error: None,
+    });
+    let failed = AtomicBool::new(false);
+    let read = std::thread::scope(|s| {
+        for _ in 0..workers {
             let jobs_rx = Arc::clone(&jobs_rx);
-            let built_tx = built_tx.clone();
+            let (shared, failed) = (&shared, &failed);
             s.spawn(move || {
-                loop {
-                    // The lock is held only to take the next chunk.
-                    let chunk = match jobs_rx.lock().map(|rx| rx.recv()) {
-                        Ok(Ok(chunk)) => chunk,
-                        _ => break,
-                    };
-                    let built = chunk.into_iter().map(|j| build(store, builder, j)).collect();
-                    if built_tx.send(built).is_err() {
-                        break; // the committer stopped
+                if let Err(e) = build_and_commit(store, builder, &jobs_rx, shared, failed) {
+                    failed.store(true, Ordering::SeqCst);
+                    if let Ok(mut c) = shared.lock() {
+                        c.error.get_or_insert(e);
                     }
                 }
             });
         }
-        // Only the builders hold these now: when they are gone, both channels close.
-        drop(built_tx);
+        // Only the workers hold the receiver now: when they are gone, sending fails.
         drop(jobs_rx);
-        let committer = s.spawn(move || commit_all(store, builder.now, built_rx, (unchanged, total), progress));
         let mut chunk: Vec<Judged> = Vec::with_capacity(CHUNK);
         let read = plan
             .for_each(&mut |record| {
@@ -453,85 +462,125 @@ fn write(
                 chunk.push(Judged { rows: p.rows, problems: Vec::new(), action, digest: p.digest });
                 if chunk.len() >= CHUNK {
                     let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
-                    // Refused only when the builders stopped: the committer's error says why.
+                    // Refused only when the workers stopped: their error says why.
                     if jobs_tx.send(full).is_err() {
-                        return Err(ImportError::Internal(String::new()));
+                        return Err(ImportError::Internal("the import's write threads stopped".into()));
                     }
                 }
                 Ok(())
             })
             .and_then(|()| {
                 if !chunk.is_empty() && jobs_tx.send(std::mem::take(&mut chunk)).is_err() {
-                    return Err(ImportError::Internal(String::new()));
+                    return Err(ImportError::Internal("the import's write threads stopped".into()));
                 }
                 Ok(())
             });
-        drop(jobs_tx);
-        let committed =
-            committer.join().unwrap_or_else(|_| Err(ImportError::Internal("import commit thread panicked".into())));
-        match (read, committed) {
-            (Ok(()), Ok(counts)) => Ok(counts),
-            (Err(ImportError::Internal(m)), Ok(_)) if m.is_empty() => {
-                Err(ImportError::Internal("the import's build threads stopped".into()))
-            }
-            (Err(ImportError::Internal(m)), Err(e)) if m.is_empty() => Err(e),
-            (Err(e), _) | (Ok(()), Err(e)) => Err(e),
+        if read.is_err() {
+            failed.store(true, Ordering::SeqCst);
         }
-    })
+        drop(jobs_tx);
+        read
+    });
+    let c = shared.into_inner().map_err(|_| ImportError::Internal("import write state poisoned".into()))?;
+    if let Some(e) = c.error {
+        return Err(e);
+    }
+    read?;
+    store.flush()?;
+    (c.progress)(c.done, c.total);
+    // How long each batch kept other writers (phones' pushes) waiting at most.
+    tracing::info!(
+        batches = c.batches,
+        longest_commit_ms = c.longest.as_millis() as u64,
+        "import: households committed"
+    );
+    Ok(c.written)
 }
 
-/// Commits built households in batches of [`COMMIT_BATCH`] as they come, then
-/// flushes; reports progress after each batch (counting the `unchanged`
-/// households the plan leaves out as done).
-fn commit_all(
+/// What the write threads share: counts, progress, the first error.
+struct Committed<'a, 'p> {
+    written: Counts,
+    done: u64,
+    total: u64,
+    batches: u32,
+    longest: std::time::Duration,
+    flushed: std::time::Instant,
+    progress: &'a mut ProgressFn<'p>,
+    error: Option<ImportError>,
+}
+
+/// One write thread: builds the chunks it takes and commits them in batches.
+fn build_and_commit(
     store: &dyn Store,
-    now: i64,
-    built: std::sync::mpsc::Receiver<Result<Vec<Built>, ImportError>>,
-    (unchanged, total): (u64, u64),
-    progress: &mut ProgressFn<'_>,
-) -> Result<Counts, ImportError> {
-    // Households the dry run found unchanged are not in the plan: done already.
-    let mut written = Counts { unchanged, ..Counts::default() };
-    let mut writes = Vec::with_capacity(COMMIT_BATCH);
-    let mut done = unchanged;
-    let (mut batches, mut longest, mut flushed) = (0u32, std::time::Duration::ZERO, std::time::Instant::now());
-    for chunk in built {
-        for b in chunk? {
-            done += 1;
-            match b {
+    b: &Builder,
+    jobs: &std::sync::Mutex<std::sync::mpsc::Receiver<Vec<Judged>>>,
+    shared: &std::sync::Mutex<Committed<'_, '_>>,
+    failed: &std::sync::atomic::AtomicBool,
+) -> Result<(), ImportError> {
+    let mut writes = Vec::with_capacity(COMMIT_BATCH + CHUNK);
+    let mut pending = Counts::default();
+    loop {
+        if failed.load(std::sync::atomic::Ordering::SeqCst) {
+            return Ok(());
+        }
+        // The lock is held only to take the next chunk.
+        let chunk = match jobs.lock().map(|rx| rx.recv()) {
+            Ok(Ok(chunk)) => chunk,
+            _ => break,
+        };
+        for j in chunk {
+            match build(store, b, j)? {
                 Built::Write(w, keys, created) => {
                     if created {
-                        written.create += 1;
+                        pending.create += 1;
                     } else {
-                        written.update += 1;
+                        pending.update += 1;
                     }
                     writes.push((*w, keys));
                 }
-                Built::Unchanged => written.unchanged += 1,
+                Built::Unchanged => pending.unchanged += 1,
             }
         }
         if writes.len() >= COMMIT_BATCH {
-            let started = std::time::Instant::now();
-            store.commit_docs(std::mem::take(&mut writes), now)?;
-            (batches, longest) = (batches + 1, longest.max(started.elapsed()));
-            // Made durable now and then, so phones syncing meanwhile receive
-            // their households while the import goes on.
-            if flushed.elapsed() >= FLUSH_EVERY {
-                store.flush()?;
-                flushed = std::time::Instant::now();
-            }
-            progress(done, total);
+            commit_batch(store, b.now, &mut writes, &mut pending, shared)?;
         }
     }
-    if !writes.is_empty() {
-        store.commit_docs(writes, now)?;
-        batches += 1;
+    commit_batch(store, b.now, &mut writes, &mut pending, shared)
+}
+
+/// Commits `writes` (one atomic store batch), adds `pending` to the counts,
+/// makes what was committed durable now and then (so phones syncing meanwhile
+/// receive their households while the import goes on) and reports progress.
+fn commit_batch(
+    store: &dyn Store,
+    now: i64,
+    writes: &mut Vec<(DocWrite, Vec<HouseholdKey>)>,
+    pending: &mut Counts,
+    shared: &std::sync::Mutex<Committed<'_, '_>>,
+) -> Result<(), ImportError> {
+    let started = std::time::Instant::now();
+    let committed = !writes.is_empty();
+    if committed {
+        store.commit_docs(std::mem::take(writes), now)?;
     }
-    store.flush()?;
-    progress(done, total);
-    // How long each batch kept other writers (phones' pushes) waiting at most.
-    tracing::info!(batches, longest_commit_ms = longest.as_millis() as u64, "import: households committed");
-    Ok(written)
+    let took = started.elapsed();
+    let mut c = shared.lock().map_err(|_| ImportError::Internal("import write state poisoned".into()))?;
+    let p = std::mem::take(pending);
+    c.written.create += p.create;
+    c.written.update += p.update;
+    c.written.unchanged += p.unchanged;
+    c.done += p.create + p.update + p.unchanged;
+    if committed {
+        c.batches += 1;
+        c.longest = c.longest.max(took);
+    }
+    if c.flushed.elapsed() >= FLUSH_EVERY {
+        store.flush()?;
+        c.flushed = std::time::Instant::now();
+    }
+    let (done, total) = (c.done, c.total);
+    (c.progress)(done, total);
+    Ok(())
 }
 
 enum Built {
