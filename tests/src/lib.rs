@@ -6,7 +6,7 @@
 //! `phone.record_visit("...")`, `phone.sync().await`.
 
 pub mod chaos;
-pub mod faulty_store;
+pub mod test_store;
 pub mod loadgen;
 pub mod phone;
 pub mod process;

@@ -391,178 +391,14 @@ async fn an_administrator_over_a_sub_district_or_more_is_sent_no_records_but_wha
 // documents only for cases without a row that decodes.
 
 use gridsync_server::http_admin::territory_tree;
-use gridsync_server::store::{
-    AuditEntry, Device, DocWrite, FeedEntry, Person, PhotoReferrer, RecordListing, SledStore, Store, StoreError,
-    StoreStats, StoredDoc, Territory, UploadAppend,
-};
-use gridsync_shared::photos::{PhotoHash, PhotoType};
+use gridsync_server::store::{DocWrite, SledStore, Store};
 use gridsync_shared::records::row::encode_row;
-use gridsync_shared::records::{Editor, RecordSummary, VisitFields, new_record, read_record};
+use gridsync_shared::records::{Editor, VisitFields, new_record, read_record};
 use gridsync_shared::workflow::CaseStatus;
 use gridsync_shared::{Author, DeviceId, DocId, PersonId, Record, RecordKind};
+use gridsync_tests::test_store::{Listing, TestStore};
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-/// Forwards every method a [`Store`] must have to `self.inner`, except
-/// `load_doc` and `docs_in_scope`, which the wrappers below count.
-macro_rules! forward_store {
-    () => {
-        fn put_territory(&self, t: &Territory) -> Result<(), StoreError> {
-            self.inner.put_territory(t)
-        }
-        fn territories(&self) -> Result<Vec<Territory>, StoreError> {
-            self.inner.territories()
-        }
-        fn put_person(&self, p: &Person) -> Result<(), StoreError> {
-            self.inner.put_person(p)
-        }
-        fn person(&self, id: PersonId) -> Result<Option<Person>, StoreError> {
-            self.inner.person(id)
-        }
-        fn person_by_username(&self, username: &str) -> Result<Option<Person>, StoreError> {
-            self.inner.person_by_username(username)
-        }
-        fn people(&self) -> Result<Vec<Person>, StoreError> {
-            self.inner.people()
-        }
-        fn put_device(&self, d: &Device) -> Result<(), StoreError> {
-            self.inner.put_device(d)
-        }
-        fn device(&self, id: DeviceId) -> Result<Option<Device>, StoreError> {
-            self.inner.device(id)
-        }
-        fn devices(&self) -> Result<Vec<Device>, StoreError> {
-            self.inner.devices()
-        }
-        fn person_disabled_at(&self, person: PersonId) -> Result<Option<i64>, StoreError> {
-            self.inner.person_disabled_at(person)
-        }
-        fn set_person_disabled(&self, person: PersonId, at: Option<i64>) -> Result<(), StoreError> {
-            self.inner.set_person_disabled(person, at)
-        }
-        fn device_grace(&self, device: DeviceId) -> Result<Vec<TerritoryPath>, StoreError> {
-            self.inner.device_grace(device)
-        }
-        fn set_device_grace(&self, device: DeviceId, territories: &[TerritoryPath]) -> Result<(), StoreError> {
-            self.inner.set_device_grace(device, territories)
-        }
-        fn commit_doc(&self, w: DocWrite, at: i64) -> Result<u64, StoreError> {
-            self.inner.commit_doc(w, at)
-        }
-        fn summary(&self, id: DocId) -> Result<Option<RecordSummary>, StoreError> {
-            self.inner.summary(id)
-        }
-        fn feed_after(&self, scope: &TerritoryPath, after: u64, limit: usize) -> Result<Vec<FeedEntry>, StoreError> {
-            self.inner.feed_after(scope, after, limit)
-        }
-        fn doc_heads_at(&self, id: DocId, seq: u64) -> Result<Option<Vec<automerge::ChangeHash>>, StoreError> {
-            self.inner.doc_heads_at(id, seq)
-        }
-        fn head_seq(&self) -> Result<u64, StoreError> {
-            self.inner.head_seq()
-        }
-        fn seq_at(&self, at_ms: i64) -> Result<u64, StoreError> {
-            self.inner.seq_at(at_ms)
-        }
-        fn stats(&self) -> Result<StoreStats, StoreError> {
-            self.inner.stats()
-        }
-        fn append_audit(&self, actor: &str, action: &str, detail: &str, at: i64) -> Result<u64, StoreError> {
-            self.inner.append_audit(actor, action, detail, at)
-        }
-        fn audit_after(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
-            self.inner.audit_after(after, limit)
-        }
-        fn flush(&self) -> Result<(), StoreError> {
-            self.inner.flush()
-        }
-        fn photo(&self, hash: &PhotoHash) -> Result<Option<(PhotoType, Vec<u8>)>, StoreError> {
-            self.inner.photo(hash)
-        }
-        fn has_photo(&self, hash: &PhotoHash) -> Result<bool, StoreError> {
-            self.inner.has_photo(hash)
-        }
-        fn photo_referrers(&self, hash: &PhotoHash) -> Result<Vec<PhotoReferrer>, StoreError> {
-            self.inner.photo_referrers(hash)
-        }
-        fn upload_received(&self, hash: &PhotoHash) -> Result<u64, StoreError> {
-            self.inner.upload_received(hash)
-        }
-        fn append_upload(&self, hash: &PhotoHash, offset: u64, bytes: &[u8]) -> Result<UploadAppend, StoreError> {
-            self.inner.append_upload(hash, offset, bytes)
-        }
-        fn upload_bytes(&self, hash: &PhotoHash) -> Result<Vec<u8>, StoreError> {
-            self.inner.upload_bytes(hash)
-        }
-        fn finish_upload(&self, hash: &PhotoHash, mime: PhotoType, bytes: &[u8]) -> Result<(), StoreError> {
-            self.inner.finish_upload(hash, mime, bytes)
-        }
-        fn discard_upload(&self, hash: &PhotoHash) -> Result<(), StoreError> {
-            self.inner.discard_upload(hash)
-        }
-    };
-}
-
-/// A [`SledStore`] that counts the documents it loads, one by one or a scope's
-/// page at a time, and lists records and counts them as the sled store does.
-struct CountingStore {
-    inner: &'static SledStore,
-    loaded: AtomicUsize,
-}
-
-impl Store for CountingStore {
-    forward_store!();
-    fn load_doc(&self, id: DocId) -> Result<Option<StoredDoc>, StoreError> {
-        self.loaded.fetch_add(1, Ordering::Relaxed);
-        self.inner.load_doc(id)
-    }
-    fn docs_in_scope(
-        &self,
-        scope: &TerritoryPath,
-        after: Option<DocId>,
-        limit: usize,
-    ) -> Result<Vec<(DocId, StoredDoc)>, StoreError> {
-        let page = self.inner.docs_in_scope(scope, after, limit)?;
-        self.loaded.fetch_add(page.len(), Ordering::Relaxed);
-        Ok(page)
-    }
-    fn records_in_scope(
-        &self,
-        scope: &TerritoryPath,
-        kind: RecordKind,
-        after: Option<DocId>,
-        limit: usize,
-    ) -> Result<Vec<RecordListing>, StoreError> {
-        self.inner.records_in_scope(scope, kind, after, limit)
-    }
-    fn record_counts_by_grid(
-        &self,
-        scope: &TerritoryPath,
-    ) -> Result<Vec<(TerritoryPath, RecordKind, u64)>, StoreError> {
-        self.inner.record_counts_by_grid(scope)
-    }
-}
-
-/// A [`SledStore`] seen through the trait's default listings and counts
-/// only: no rows, no record lists (as another engine would start).
-struct PlainStore {
-    inner: &'static SledStore,
-}
-
-impl Store for PlainStore {
-    forward_store!();
-    fn load_doc(&self, id: DocId) -> Result<Option<StoredDoc>, StoreError> {
-        self.inner.load_doc(id)
-    }
-    fn docs_in_scope(
-        &self,
-        scope: &TerritoryPath,
-        after: Option<DocId>,
-        limit: usize,
-    ) -> Result<Vec<(DocId, StoredDoc)>, StoreError> {
-        self.inner.docs_in_scope(scope, after, limit)
-    }
-}
+use std::sync::Arc;
 
 /// The row a record is committed with.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -759,53 +595,46 @@ fn tree_counts(store: &dyn Store, scope: &TerritoryPath) -> BTreeMap<TerritoryPa
         .collect()
 }
 
-fn leak(store: SledStore) -> &'static SledStore {
-    Box::leak(Box::new(store))
-}
-
 #[test]
 fn the_territory_trees_counts_from_record_lists_and_case_rows_are_those_read_from_every_document() {
     let dir = tempfile::tempdir().expect("dir");
-    let store = leak(SledStore::open(dir.path()).expect("store"));
-    city_store(store);
+    let store = Arc::new(SledStore::open(dir.path()).expect("store"));
+    city_store(&*store);
+    let plain = TestStore::over(store.clone()).listing(Listing::FromDocuments);
     let city: TerritoryPath = "tc".parse().expect("city");
-    let want = counts_from_documents(store, &city);
+    let want = counts_from_documents(&*store, &city);
     let p = |s: &str| -> TerritoryPath { s.parse().expect("path") };
     assert_eq!(want[&p("tc/d/s/c1/g1")], [3, 4, 2], "g1: the open cases, not the resolved or voided one");
     assert_eq!(want[&p("tc/d/s/c1/g2")], [1, 2, 3]);
     assert_eq!(want[&p("tc/d/s/c2/g3")], [0, 5, 1]);
     assert_eq!(want[&city], [4, 11, 6]);
 
-    assert_eq!(tree_counts(store, &city), want, "the sled store: record lists and rows");
-    assert_eq!(tree_counts(&PlainStore { inner: store }, &city), want, "a store with neither: documents");
+    assert_eq!(tree_counts(&*store, &city), want, "the sled store: record lists and rows");
+    assert_eq!(tree_counts(&plain, &city), want, "a store with neither: documents");
     let c1 = p("tc/d/s/c1");
     let within: BTreeMap<_, _> = want.iter().filter(|(k, _)| c1.contains(k)).map(|(k, v)| (k.clone(), *v)).collect();
-    assert_eq!(tree_counts(store, &c1), within, "a community's administrator");
-    assert_eq!(tree_counts(&PlainStore { inner: store }, &c1), within);
+    assert_eq!(tree_counts(&*store, &c1), within, "a community's administrator");
+    assert_eq!(tree_counts(&plain, &c1), within);
 }
 
 #[test]
 fn the_territory_tree_loads_documents_only_for_cases_without_a_row_that_decodes() {
     let dir = tempfile::tempdir().expect("dir");
-    let sled = leak(SledStore::open(dir.path()).expect("store"));
-    let rowless = city_store(sled);
-    let store = CountingStore { inner: sled, loaded: AtomicUsize::new(0) };
+    let sled = Arc::new(SledStore::open(dir.path()).expect("store"));
+    let rowless = city_store(&*sled);
+    let store = TestStore::over(sled.clone());
     let city: TerritoryPath = "tc".parse().expect("city");
-    let want = counts_from_documents(sled, &city);
+    let want = counts_from_documents(&*sled, &city);
 
     assert_eq!(tree_counts(&store, &city), want);
-    assert_eq!(
-        store.loaded.swap(0, Ordering::Relaxed),
-        rowless.len(),
-        "only the cases without a readable row are loaded, one each"
-    );
+    assert_eq!(store.take_loaded(), rowless.len(), "only the cases without a readable row are loaded, one each");
     // The rows backfilled (as the server does in the background for an upgraded store).
     for (id, seq, doc) in &rowless {
         let row = encode_row(&read_record(doc).expect("record"));
         assert!(sled.set_row(*id, *seq, row).expect("set row"), "the row is kept");
     }
     assert_eq!(tree_counts(&store, &city), want);
-    assert_eq!(store.loaded.load(Ordering::Relaxed), 0, "no document is loaded when every case has its row");
+    assert_eq!(store.take_loaded(), 0, "no document is loaded when every case has its row");
 }
 
 /// The figure for the tree at a city's size: 100,000 visit logs and 1,000

@@ -9,8 +9,8 @@
 use gridsync_server::Limits;
 use gridsync_server::store::{SledStore, Store};
 use gridsync_shared::DocId;
-use gridsync_tests::faulty_store::FaultyStore;
 use gridsync_tests::phone::{Backoff, PhoneError};
+use gridsync_tests::test_store::TestStore;
 use gridsync_tests::{TestServer, assert_converged};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -53,7 +53,7 @@ fn assert_clear_503(e: &PhoneError) {
 #[tokio::test]
 async fn while_the_store_cannot_write_pushes_get_503_healthz_is_degraded_and_all_recovers_without_restart() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = Arc::new(FaultyStore::open(dir.path().join("data")).expect("store"));
+    let store = Arc::new(TestStore::open(dir.path().join("data")).expect("store"));
     let server = TestServer::start_on(store.clone(), Limits::default(), None).await;
     let grid = server.grid("g1");
     let mut phone = server.phone_in(&grid).await;

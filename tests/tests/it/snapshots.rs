@@ -404,169 +404,12 @@ async fn a_bundle_with_photos_rebuilds_the_photos_too_and_a_damaged_photo_is_ref
 
 use gridsync_server::export::{Format, SnapshotMeta, write_snapshot};
 use gridsync_server::snapshot::{StoreSnapshot, with_pool};
-use gridsync_server::store::{
-    AuditEntry, Device, DocWrite, FeedEntry, Person, PhotoReferrer, RecordListing, StoreError, StoreStats, StoredDoc,
-    Territory, UploadAppend,
-};
-use gridsync_shared::photos::{PhotoHash, PhotoType};
+use gridsync_server::store::DocWrite;
 use gridsync_shared::records::row::encode_row;
-use gridsync_shared::records::{
-    CaseFields, CaseKind, Editor, PromiseFields, RecordSummary, VisitFields, new_record, read_record,
-};
-use gridsync_shared::{Author, DeviceId, DocId, PersonId, RecordKind};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-/// Which rows [`RowStore`] lists with its records.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Rows {
-    /// Each record's row made from its stored document (what a store that
-    /// keeps rows at each commit holds).
-    Kept,
-    /// None: every record is read from its document.
-    None,
-    /// Damaged bytes: readers must fall back to the document.
-    Damaged,
-}
-
-/// A [`SledStore`] that lists records with the rows `rows` says, and counts
-/// the documents loaded.
-struct RowStore {
-    inner: SledStore,
-    rows: Rows,
-    loaded: AtomicUsize,
-}
-
-impl Store for RowStore {
-    fn records_in_scope(
-        &self,
-        scope: &TerritoryPath,
-        kind: RecordKind,
-        after: Option<DocId>,
-        limit: usize,
-    ) -> Result<Vec<RecordListing>, StoreError> {
-        let mut out = Vec::new();
-        for (id, doc) in self.inner.docs_in_scope(scope, after, usize::MAX)? {
-            if doc.kind != kind || out.len() >= limit {
-                continue;
-            }
-            let row = match self.rows {
-                Rows::Kept => {
-                    let am = automerge::Automerge::load(&doc.bytes).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                    Some(encode_row(&read_record(&am).map_err(|e| StoreError::Corrupt(e.to_string()))?))
-                }
-                Rows::None => None,
-                Rows::Damaged => Some(vec![1, 1, 0xff, 0xfe]),
-            };
-            out.push(RecordListing { id, seq: doc.seq, row });
-        }
-        Ok(out)
-    }
-    fn load_doc(&self, id: DocId) -> Result<Option<StoredDoc>, StoreError> {
-        self.loaded.fetch_add(1, Ordering::Relaxed);
-        self.inner.load_doc(id)
-    }
-    fn put_territory(&self, t: &Territory) -> Result<(), StoreError> {
-        self.inner.put_territory(t)
-    }
-    fn territories(&self) -> Result<Vec<Territory>, StoreError> {
-        self.inner.territories()
-    }
-    fn put_person(&self, p: &Person) -> Result<(), StoreError> {
-        self.inner.put_person(p)
-    }
-    fn person(&self, id: PersonId) -> Result<Option<Person>, StoreError> {
-        self.inner.person(id)
-    }
-    fn person_by_username(&self, username: &str) -> Result<Option<Person>, StoreError> {
-        self.inner.person_by_username(username)
-    }
-    fn people(&self) -> Result<Vec<Person>, StoreError> {
-        self.inner.people()
-    }
-    fn put_device(&self, d: &Device) -> Result<(), StoreError> {
-        self.inner.put_device(d)
-    }
-    fn device(&self, id: DeviceId) -> Result<Option<Device>, StoreError> {
-        self.inner.device(id)
-    }
-    fn devices(&self) -> Result<Vec<Device>, StoreError> {
-        self.inner.devices()
-    }
-    fn person_disabled_at(&self, person: PersonId) -> Result<Option<i64>, StoreError> {
-        self.inner.person_disabled_at(person)
-    }
-    fn set_person_disabled(&self, person: PersonId, at: Option<i64>) -> Result<(), StoreError> {
-        self.inner.set_person_disabled(person, at)
-    }
-    fn device_grace(&self, device: DeviceId) -> Result<Vec<TerritoryPath>, StoreError> {
-        self.inner.device_grace(device)
-    }
-    fn set_device_grace(&self, device: DeviceId, territories: &[TerritoryPath]) -> Result<(), StoreError> {
-        self.inner.set_device_grace(device, territories)
-    }
-    fn commit_doc(&self, w: DocWrite, at: i64) -> Result<u64, StoreError> {
-        self.inner.commit_doc(w, at)
-    }
-    fn summary(&self, id: DocId) -> Result<Option<RecordSummary>, StoreError> {
-        self.inner.summary(id)
-    }
-    fn feed_after(&self, scope: &TerritoryPath, after: u64, limit: usize) -> Result<Vec<FeedEntry>, StoreError> {
-        self.inner.feed_after(scope, after, limit)
-    }
-    fn docs_in_scope(
-        &self,
-        scope: &TerritoryPath,
-        after: Option<DocId>,
-        limit: usize,
-    ) -> Result<Vec<(DocId, StoredDoc)>, StoreError> {
-        self.inner.docs_in_scope(scope, after, limit)
-    }
-    fn doc_heads_at(&self, id: DocId, seq: u64) -> Result<Option<Vec<automerge::ChangeHash>>, StoreError> {
-        self.inner.doc_heads_at(id, seq)
-    }
-    fn head_seq(&self) -> Result<u64, StoreError> {
-        self.inner.head_seq()
-    }
-    fn seq_at(&self, at_ms: i64) -> Result<u64, StoreError> {
-        self.inner.seq_at(at_ms)
-    }
-    fn stats(&self) -> Result<StoreStats, StoreError> {
-        self.inner.stats()
-    }
-    fn append_audit(&self, actor: &str, action: &str, detail: &str, at: i64) -> Result<u64, StoreError> {
-        self.inner.append_audit(actor, action, detail, at)
-    }
-    fn audit_after(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
-        self.inner.audit_after(after, limit)
-    }
-    fn flush(&self) -> Result<(), StoreError> {
-        self.inner.flush()
-    }
-    fn photo(&self, hash: &PhotoHash) -> Result<Option<(PhotoType, Vec<u8>)>, StoreError> {
-        self.inner.photo(hash)
-    }
-    fn has_photo(&self, hash: &PhotoHash) -> Result<bool, StoreError> {
-        self.inner.has_photo(hash)
-    }
-    fn photo_referrers(&self, hash: &PhotoHash) -> Result<Vec<PhotoReferrer>, StoreError> {
-        self.inner.photo_referrers(hash)
-    }
-    fn upload_received(&self, hash: &PhotoHash) -> Result<u64, StoreError> {
-        self.inner.upload_received(hash)
-    }
-    fn append_upload(&self, hash: &PhotoHash, offset: u64, bytes: &[u8]) -> Result<UploadAppend, StoreError> {
-        self.inner.append_upload(hash, offset, bytes)
-    }
-    fn upload_bytes(&self, hash: &PhotoHash) -> Result<Vec<u8>, StoreError> {
-        self.inner.upload_bytes(hash)
-    }
-    fn finish_upload(&self, hash: &PhotoHash, mime: PhotoType, bytes: &[u8]) -> Result<(), StoreError> {
-        self.inner.finish_upload(hash, mime, bytes)
-    }
-    fn discard_upload(&self, hash: &PhotoHash) -> Result<(), StoreError> {
-        self.inner.discard_upload(hash)
-    }
-}
+use gridsync_shared::records::{CaseFields, CaseKind, Editor, PromiseFields, VisitFields, new_record, read_record};
+use gridsync_shared::{Author, DeviceId, DocId, PersonId};
+use gridsync_tests::test_store::{Listing, TestStore};
+use std::sync::Arc;
 
 fn author(grid: &TerritoryPath) -> Author {
     Author { person: PersonId(uuid::Uuid::from_u128(7)), role: Role::Supervisor, territory: grid.clone() }
@@ -687,11 +530,11 @@ fn export(store: &dyn Store, city: &TerritoryPath, seq: u64, format: Format, mas
 fn a_snapshot_read_from_rows_holds_exactly_the_records_as_of_its_moment_in_the_same_bytes_as_one_read_from_documents() {
     let dir = tempfile::tempdir().expect("dir");
     let (inner, city, moment) = store_changed_after_its_moment(dir.path());
-    let mut store = RowStore { inner, rows: Rows::Kept, loaded: AtomicUsize::new(0) };
+    let mut store = TestStore::over(Arc::new(inner)).listing(Listing::RowsFromDocuments);
 
     let from_rows = export(&store, &city, moment, Format::Jsonl, false);
     assert_eq!(
-        store.loaded.swap(0, Ordering::Relaxed),
+        store.take_loaded(),
         4,
         "only the three records changed after the moment and the one created after it are read from documents"
     );
@@ -711,13 +554,13 @@ fn a_snapshot_read_from_rows_holds_exactly_the_records_as_of_its_moment_in_the_s
         (Format::Xlsx, true),
         (Format::Bundle, false),
     ] {
-        store.rows = Rows::Kept;
+        store.set_listing(Listing::RowsFromDocuments);
         let rows = export(&store, &city, moment, format, masked);
         assert_eq!(export(&store, &city, moment, format, masked), rows, "{format} twice: the same bytes");
-        store.rows = Rows::None;
+        store.set_listing(Listing::FromDocuments);
         let documents = export(&store, &city, moment, format, masked);
         assert_eq!(rows, documents, "{format} masked={masked}: from rows as from documents");
-        store.rows = Rows::Damaged;
+        store.set_listing(Listing::DamagedRows);
         assert_eq!(export(&store, &city, moment, format, masked), documents, "{format}: damaged rows");
     }
 }
@@ -726,10 +569,10 @@ fn a_snapshot_read_from_rows_holds_exactly_the_records_as_of_its_moment_in_the_s
 fn a_masked_snapshot_read_from_rows_masks_phone_and_id_numbers() {
     let dir = tempfile::tempdir().expect("dir");
     let (inner, city, moment) = store_changed_after_its_moment(dir.path());
-    let store = RowStore { inner, rows: Rows::Kept, loaded: AtomicUsize::new(0) };
+    let store = TestStore::over(Arc::new(inner)).listing(Listing::RowsFromDocuments);
     let unmasked = export(&store, &city, moment, Format::Csv, false);
     let masked = export(&store, &city, moment, Format::Csv, true);
-    assert_eq!(store.loaded.load(Ordering::Relaxed), 2 * 4, "read from rows");
+    assert_eq!(store.take_loaded(), 2 * 4, "read from rows");
     let text = |zip: &[u8], name: &str| String::from_utf8(entry(zip, name)).expect("utf-8");
     for name in ["households.csv", "visit_logs.csv"] {
         assert!(text(&unmasked, name).contains("13807120011"), "{name} unmasked holds the number");
