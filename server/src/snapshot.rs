@@ -10,7 +10,9 @@
 //! document at the heads it had then. Records are read on one worker per core
 //! ([`with_pool`], [`read_records`]) and handed out in id order, one kind at a
 //! time, at most a few hundred ahead of the archive, so memory stays flat and
-//! the same store and moment give the same bytes. A snapshot made with photos
+//! the same store and moment give the same bytes. The workers also list the
+//! store a page ahead and mask what a masked snapshot hides, so the thread
+//! writing the archive only formats. A snapshot made with photos
 //! ([`SnapshotRequest::photos`]) takes the photos its records referenced at
 //! that moment from the store's photo blobs, one at a time (a photo is
 //! immutable, so any time after is as good as the moment).
@@ -107,6 +109,8 @@ struct Want {
     moment: Moment,
     /// Also the document's bytes (a bundle).
     automerge: bool,
+    /// Mask each record ([`mask_record`]) on the worker that read it.
+    mask: bool,
 }
 
 /// Records of `kind` in `scope` at `moment`, in id order, read on `pool`'s
@@ -124,9 +128,20 @@ pub fn read_records<'e>(
     automerge: bool,
     pool: Option<Pool<'e>>,
 ) -> impl Iterator<Item = Result<ReadRecord, StoreError>> + 'e {
-    let want = Want { moment, automerge };
+    read_records_as(store, scope, kind, Want { moment, automerge, mask: false }, pool)
+}
+
+/// [`read_records`] as `want` asks. The store is listed a page ahead on the
+/// pool's workers too, so the consumer's thread only hands records out.
+fn read_records_as<'e>(
+    store: &'e dyn Store,
+    scope: TerritoryPath,
+    kind: RecordKind,
+    want: Want,
+    pool: Option<Pool<'e>>,
+) -> impl Iterator<Item = Result<ReadRecord, StoreError>> + 'e {
     let mut listed: VecDeque<RecordListing> = VecDeque::new();
-    let mut after: Option<DocId> = None;
+    let mut listing = Listing::start(store, scope, kind, None, pool.as_ref());
     let mut listed_all = false;
     let mut pending: VecDeque<Pending> = VecDeque::new();
     let mut ready: std::vec::IntoIter<Result<Option<ReadRecord>, StoreError>> = Vec::new().into_iter();
@@ -139,11 +154,10 @@ pub fn read_records<'e>(
             // Keep the workers AHEAD jobs ahead of what is handed out.
             while pending.len() < AHEAD && !(listed_all && listed.is_empty()) {
                 if listed.len() < CHUNK && !listed_all {
-                    match store.records_in_scope(&scope, kind, after, LISTING_PAGE) {
+                    match listing.next_page(pool.as_ref()) {
                         Ok(page) => {
-                            listed_all = page.len() < LISTING_PAGE;
-                            after = page.last().map(|l| l.id).or(after);
-                            listed.extend(page);
+                            listed_all = page.is_none();
+                            listed.extend(page.into_iter().flatten());
                         }
                         Err(e) => {
                             failed = true;
@@ -177,6 +191,77 @@ pub fn read_records<'e>(
     })
 }
 
+/// Listing a kind's records in scope, page by page, in id order: the next
+/// page is asked of the store (on a worker, with a pool) as soon as the one
+/// before it is handed out.
+struct Listing<'e> {
+    store: &'e dyn Store,
+    scope: TerritoryPath,
+    kind: RecordKind,
+    /// The page being listed; None once the last page was handed out.
+    next: Option<PendingPage>,
+}
+
+/// A page of listings being read, or read.
+enum PendingPage {
+    Ready(Result<Vec<RecordListing>, StoreError>),
+    Running(Receiver<Result<Vec<RecordListing>, StoreError>>),
+}
+
+impl<'e> Listing<'e> {
+    /// Starts listing the page after `after`.
+    fn start(
+        store: &'e dyn Store,
+        scope: TerritoryPath,
+        kind: RecordKind,
+        after: Option<DocId>,
+        pool: Option<&Pool<'e>>,
+    ) -> Self {
+        let next = Some(Self::page(store, scope.clone(), kind, after, pool));
+        Self { store, scope, kind, next }
+    }
+
+    fn page(
+        store: &'e dyn Store,
+        scope: TerritoryPath,
+        kind: RecordKind,
+        after: Option<DocId>,
+        pool: Option<&Pool<'e>>,
+    ) -> PendingPage {
+        let list = move || store.records_in_scope(&scope, kind, after, LISTING_PAGE);
+        let Some(pool) = pool else { return PendingPage::Ready(list()) };
+        let (done, result) = sync_channel(1);
+        match pool.run(Box::new(move || {
+            let _ = done.send(list());
+        })) {
+            Ok(()) => PendingPage::Running(result),
+            Err(job) => {
+                job(); // no workers left: list here
+                PendingPage::Ready(
+                    result.try_recv().unwrap_or_else(|_| Err(StoreError::Engine("listing records failed".into()))),
+                )
+            }
+        }
+    }
+
+    /// The next page (and the one after it started), or None after the last.
+    fn next_page(&mut self, pool: Option<&Pool<'e>>) -> Result<Option<Vec<RecordListing>>, StoreError> {
+        let page = match self.next.take() {
+            None => return Ok(None),
+            Some(PendingPage::Ready(page)) => page?,
+            Some(PendingPage::Running(result)) => result
+                .recv()
+                .map_err(|_| StoreError::Engine("a worker listing records failed (see the log)".into()))??,
+        };
+        if page.len() >= LISTING_PAGE
+            && let Some(last) = page.last()
+        {
+            self.next = Some(Self::page(self.store, self.scope.clone(), self.kind, Some(last.id), pool));
+        }
+        Ok(Some(page))
+    }
+}
+
 /// A chunk of records being read, or read.
 enum Pending {
     Ready(Vec<Result<Option<ReadRecord>, StoreError>>),
@@ -186,7 +271,20 @@ enum Pending {
 impl Pending {
     /// Starts reading `chunk` on `pool` (or reads it now without one).
     fn start<'e>(store: &'e dyn Store, chunk: Vec<RecordListing>, want: Want, pool: Option<&Pool<'e>>) -> Pending {
-        let read = move || chunk.into_iter().map(|listing| read_one(store, listing, want)).collect::<Vec<_>>();
+        let read = move || {
+            chunk
+                .into_iter()
+                .map(|listing| {
+                    let mut read = read_one(store, listing, want);
+                    if want.mask
+                        && let Ok(Some(ReadRecord { record: Ok(record), .. })) = &mut read
+                    {
+                        mask_record(record);
+                    }
+                    read
+                })
+                .collect::<Vec<_>>()
+        };
         let Some(pool) = pool else { return Pending::Ready(read()) };
         let (done, result) = sync_channel(1);
         match pool.run(Box::new(move || {
@@ -316,22 +414,13 @@ impl SnapshotSource for StoreSnapshot<'_> {
     }
 
     fn items(&self, kind: RecordKind) -> Box<dyn Iterator<Item = Result<SnapshotItem, ExportError>> + '_> {
-        let mask = self.mask;
-        let reads = read_records(
-            self.store,
-            self.scope.clone(),
-            kind,
-            Moment::Seq(self.seq),
-            self.automerge,
-            self.pool.clone(),
-        );
+        // Masked on the workers, as they read.
+        let want = Want { moment: Moment::Seq(self.seq), automerge: self.automerge, mask: self.mask };
+        let reads = read_records_as(self.store, self.scope.clone(), kind, want, self.pool.clone());
         Box::new(reads.map(move |read| {
             let read = read.map_err(|e| ExportError::Source(e.to_string()))?;
             let id = read.id;
-            let mut record = read.record.map_err(|e| ExportError::Source(format!("document {id}: {e}")))?;
-            if mask {
-                mask_record(&mut record);
-            }
+            let record = read.record.map_err(|e| ExportError::Source(format!("document {id}: {e}")))?;
             Ok(SnapshotItem { id, record, automerge: read.automerge.unwrap_or_default() })
         }))
     }

@@ -400,7 +400,9 @@ pub fn write_snapshot<W: Write>(
             for kind in RecordKind::ALL {
                 book.write_kind(kind, meta.as_of_ms, &names, noting_heads(run.items(source, kind), &names))?;
             }
-            archive.entry(xlsx::ENTRY_NAME, true, |w| book.save(w))?;
+            // The workbook is a zip of deflated parts already: deflating it
+            // again gains nothing, so it is stored (in deflate's stored blocks).
+            archive.entry_compressed(xlsx::ENTRY_NAME, true, flate2::Compression::none(), |w| book.save(w))?;
         }
         Format::Bundle => {
             for kind in RecordKind::ALL {

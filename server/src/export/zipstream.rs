@@ -10,11 +10,19 @@
 //! crate writes it: UTF-8 names (flag bit 11), deflate, data descriptors (bit 3),
 //! ZIP64 extra fields for entries that may pass 4 GiB, and ZIP64 end records when
 //! there are 65,535 entries or more or the archive passes 4 GiB.
+//!
+//! An entry's bytes are deflated in blocks of 64 KiB, each on its own (no
+//! back-references into the block before, as `pigz --independent` does), so
+//! an entry of more than one block is deflated on one thread per core while
+//! the caller goes on writing it; the compressed bytes depend only on the
+//! entry's bytes, never on the threads or on how the writer split them.
 
-use flate2::Crc;
-use flate2::write::DeflateEncoder;
+use flate2::{Compress, Compression, Crc, FlushCompress, Status};
 use sha2::{Digest, Sha256};
+use std::collections::VecDeque;
 use std::io::{self, BufWriter, Seek, SeekFrom, Write};
+use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
+use std::sync::{Arc, Mutex};
 use tempfile::SpooledTempFile;
 
 const LOCAL_HEADER: u32 = 0x0403_4b50;
@@ -87,45 +95,156 @@ impl<W: Write> Write for Digesting<W> {
     }
 }
 
-/// Hands the deflater its input in blocks of exactly [`BLOCK`] bytes (the last
-/// one shorter), so an entry's compressed bytes depend only on its bytes, not
-/// on how its writer split them (deflate's output does depend on that; the
-/// workbook arrives through a pipe in whatever pieces the kernel gives).
-struct Blocks<W: Write> {
-    inner: W,
-    block: Vec<u8>,
-}
-
-/// The size of the blocks [`Blocks`] hands on.
+/// The size of the blocks an entry is deflated in, each on its own.
 const BLOCK: usize = 64 * 1024;
 
-impl<W: Write> Blocks<W> {
-    fn new(inner: W) -> Self {
-        Self { inner, block: Vec::with_capacity(BLOCK) }
-    }
+/// A block deflated: the block and the buffer holding its deflated bytes,
+/// both handed back to be used again.
+type Deflated = io::Result<(Vec<u8>, Vec<u8>)>;
 
-    /// Hands on what is left and returns the inner writer.
-    fn finish(mut self) -> io::Result<W> {
-        if !self.block.is_empty() {
-            self.inner.write_all(&self.block)?;
+/// A block to deflate, a buffer for its deflated bytes, and where both go
+/// once it is deflated.
+type BlockJob = (Vec<u8>, Vec<u8>, SyncSender<Deflated>);
+
+/// Room for a block's deflated bytes: deflate may grow incompressible bytes
+/// by a few bytes per 16 KiB.
+const DEFLATED_ROOM: usize = BLOCK + BLOCK / 16 + 64;
+
+/// Deflates `input` on its own into raw deflate data with `z` (reset first):
+/// with [`FlushCompress::Sync`] for a block that more follow (ending on a byte
+/// boundary, not final), [`FlushCompress::Finish`] for the last block.
+fn deflate_block(z: &mut Compress, input: &[u8], flush: FlushCompress, out: &mut Vec<u8>) -> io::Result<()> {
+    z.reset();
+    out.clear();
+    out.reserve(input.len() + input.len() / 16 + 64);
+    loop {
+        let consumed = usize::try_from(z.total_in()).map_err(io::Error::other)?;
+        let rest = input.get(consumed..).unwrap_or_default();
+        let status = z.compress_vec(rest, out, flush).map_err(io::Error::other)?;
+        let all_in = usize::try_from(z.total_in()).map_err(io::Error::other)? == input.len();
+        let done = match flush {
+            FlushCompress::Finish => status == Status::StreamEnd,
+            // A flush is complete once it returns with output space left.
+            _ => all_in && out.len() < out.capacity(),
+        };
+        if done {
+            return Ok(());
         }
-        Ok(self.inner)
+        out.reserve(out.capacity().max(1024));
     }
 }
 
-impl<W: Write> Write for Blocks<W> {
+/// An entry's bytes on their way out, deflated in blocks of exactly [`BLOCK`]
+/// bytes (the last one shorter), each on its own: every full block on a
+/// compressor thread (started with the entry's first full block, one per
+/// core, in `scope`), written out in order; the last block here. An entry
+/// of less than a block starts no thread. Blocks and their deflated bytes
+/// go back and forth in the same few buffers, so the compressors allocate
+/// nothing per block.
+struct BlockDeflate<'scope, 'env, O: Write> {
+    out: O,
+    level: Compression,
+    block: Vec<u8>,
+    scope: &'scope std::thread::Scope<'scope, 'env>,
+    jobs: Option<Sender<BlockJob>>,
+    /// Blocks handed to the compressors, oldest first.
+    in_flight: VecDeque<Receiver<Deflated>>,
+    /// Buffers written out, to be used again.
+    spare: Vec<Vec<u8>>,
+    /// Blocks in flight at most before the oldest is waited for.
+    max_in_flight: usize,
+}
+
+impl<'scope, 'env, O: Write> BlockDeflate<'scope, 'env, O> {
+    fn new(out: O, level: Compression, scope: &'scope std::thread::Scope<'scope, 'env>) -> Self {
+        Self {
+            out,
+            level,
+            block: Vec::with_capacity(BLOCK),
+            scope,
+            jobs: None,
+            in_flight: VecDeque::new(),
+            spare: Vec::new(),
+            max_in_flight: 0,
+        }
+    }
+
+    /// The compressors' job queue, starting them on first use.
+    fn jobs(&mut self) -> &Sender<BlockJob> {
+        self.jobs.get_or_insert_with(|| {
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+            self.max_in_flight = 2 * threads + 2;
+            let (jobs, queue) = channel::<BlockJob>();
+            let queue = Arc::new(Mutex::new(queue));
+            for _ in 0..threads {
+                let queue = Arc::clone(&queue);
+                let level = self.level;
+                self.scope.spawn(move || {
+                    let mut z = Compress::new(level, false);
+                    loop {
+                        let job = match queue.lock() {
+                            Ok(queue) => queue.recv(),
+                            Err(_) => return,
+                        };
+                        let Ok((block, mut deflated, done)) = job else { return };
+                        let result = deflate_block(&mut z, &block, FlushCompress::Sync, &mut deflated);
+                        let _ = done.send(result.map(|()| (block, deflated)));
+                    }
+                });
+            }
+            jobs
+        })
+    }
+
+    /// Writes out the oldest block in flight.
+    fn write_oldest(&mut self) -> io::Result<()> {
+        if let Some(result) = self.in_flight.pop_front() {
+            let (block, deflated) = result.recv().map_err(|_| io::Error::other("a compressor thread failed"))??;
+            self.out.write_all(&deflated)?;
+            self.spare.extend([block, deflated]);
+        }
+        Ok(())
+    }
+
+    /// Hands the full block to the compressors.
+    fn hand_on(&mut self) -> io::Result<()> {
+        let mut next = self.spare.pop().unwrap_or_else(|| Vec::with_capacity(BLOCK));
+        next.clear();
+        let block = std::mem::replace(&mut self.block, next);
+        let deflated = self.spare.pop().unwrap_or_else(|| Vec::with_capacity(DEFLATED_ROOM));
+        let (done, result) = sync_channel(1);
+        self.jobs().send((block, deflated, done)).map_err(|_| io::Error::other("the compressor threads ended"))?;
+        self.in_flight.push_back(result);
+        while self.in_flight.len() > self.max_in_flight {
+            self.write_oldest()?;
+        }
+        Ok(())
+    }
+
+    /// Writes out every block and the last one, and returns the output.
+    fn finish(mut self) -> io::Result<O> {
+        while !self.in_flight.is_empty() {
+            self.write_oldest()?;
+        }
+        let mut last = self.spare.pop().unwrap_or_default();
+        deflate_block(&mut Compress::new(self.level, false), &self.block, FlushCompress::Finish, &mut last)?;
+        self.out.write_all(&last)?;
+        Ok(self.out)
+    }
+}
+
+impl<O: Write> Write for BlockDeflate<'_, '_, O> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = buf.len().min(BLOCK - self.block.len());
         self.block.extend_from_slice(&buf[..n]);
         if self.block.len() == BLOCK {
-            self.inner.write_all(&self.block)?;
-            self.block.clear();
+            self.hand_on()?;
         }
         Ok(n)
     }
 
-    /// Blocks are only handed on whole: a flush from the entry's writer
-    /// must not change the compressed bytes either.
+    /// Blocks are only deflated whole: a flush from the entry's writer
+    /// must not change the compressed bytes.
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
@@ -197,7 +316,7 @@ impl<W: Write> ZipStream<W> {
         large: bool,
         body: impl FnOnce(&mut dyn Write) -> Result<(), E>,
     ) -> Result<EntryDigest, E> {
-        self.entry_compressed(name, large, flate2::Compression::default(), body)
+        self.entry_compressed(name, large, Compression::default(), body)
     }
 
     /// [`ZipStream::entry`] at a chosen deflate level: `Compression::none()`
@@ -207,7 +326,7 @@ impl<W: Write> ZipStream<W> {
         &mut self,
         name: &str,
         large: bool,
-        level: flate2::Compression,
+        level: Compression,
         body: impl FnOnce(&mut dyn Write) -> Result<(), E>,
     ) -> Result<EntryDigest, E> {
         let offset = self.out.at;
@@ -232,18 +351,18 @@ impl<W: Write> ZipStream<W> {
             le64(out, 0)?;
         }
         let data_start = out.at;
-        let (crc, sha, size) = {
+        let (crc, sha, size) = std::thread::scope(|scope| {
             let mut digesting = Digesting {
-                inner: Blocks::new(DeflateEncoder::new(&mut self.out, level)),
+                inner: BlockDeflate::new(&mut self.out, level, scope),
                 crc: Crc::new(),
                 sha: Sha256::new(),
                 size: 0,
             };
             body(&mut digesting)?;
             let Digesting { inner, crc, sha, size } = digesting;
-            inner.finish()?.finish()?;
-            (crc.sum(), sha, size)
-        };
+            inner.finish()?;
+            Ok::<_, E>((crc.sum(), sha, size))
+        })?;
         let compressed = self.out.at - data_start;
         if !large && (size >= U32_LIMIT || compressed >= U32_LIMIT) {
             return Err(io::Error::other(format!("zip entry {name} passed 4 GiB without ZIP64")).into());
@@ -419,6 +538,25 @@ mod tests {
         for pieces in [&[8192][..], &[1, 65_536, 7, 4095], &[65_537, 3000, 123_457]] {
             assert!(archive(pieces) == whole, "split in pieces of {pieces:?}: other bytes");
         }
+    }
+
+    #[test]
+    fn an_entry_of_many_blocks_deflated_on_every_core_reads_back_in_order() {
+        // About 18 blocks of varied text: more than are ever in flight at once.
+        let body: Vec<u8> = (0..200_000u32)
+            .flat_map(|i| format!("{};", i.wrapping_mul(2_654_435_761) % 100_003).into_bytes())
+            .collect();
+        assert!(body.len() > 12 * BLOCK);
+        let mut bytes = Vec::new();
+        let mut zip = ZipStream::new(&mut bytes, &t());
+        let digest = zip.entry::<io::Error>("visit_logs.csv", true, |w| w.write_all(&body)).expect("entry");
+        zip.entry::<io::Error>("one_block_exactly", false, |w| w.write_all(&body[..BLOCK])).expect("entry");
+        zip.finish().expect("finish");
+        assert_eq!(digest.sha256, hex::encode(Sha256::digest(&body)));
+        let all = read_all(&bytes);
+        assert!(all[0].1 == body, "the entry reads back as written");
+        assert!(all[1].1 == body[..BLOCK], "an entry of exactly one block reads back");
+        assert!(bytes.len() < body.len() * 3 / 4, "deflated: {} bytes of {}", bytes.len(), body.len());
     }
 
     #[test]
