@@ -253,6 +253,9 @@ fn spill(store: &dyn Store, who: &Importer, path: &Path, dir: &Path) -> Result<(
     Ok((report, Some(spilled)))
 }
 
+/// A callback given the report and one household's rows.
+type HouseholdSink<'a> = dyn FnMut(&mut Report, Vec<Resident>) -> Result<(), ImportError> + 'a;
+
 fn row_of(bytes: &[u8]) -> u64 {
     u64::from_be_bytes(bytes.try_into().unwrap_or([0; 8]))
 }
@@ -261,11 +264,7 @@ fn row_of(bytes: &[u8]) -> u64 {
 /// Reports first what only the whole file shows: a repeated ID number (every
 /// row after the first with that number is left out) and a household's second
 /// head row (left out).
-fn households(
-    report: &mut Report,
-    spilled: Spilled,
-    f: &mut dyn FnMut(&mut Report, Vec<Resident>) -> Result<(), ImportError>,
-) -> Result<(), ImportError> {
+fn households(report: &mut Report, spilled: Spilled, f: &mut HouseholdSink<'_>) -> Result<(), ImportError> {
     // Repeated ID numbers: row -> the first row with that number.
     let mut repeated: HashMap<u64, u64> = HashMap::new();
     let mut ids = spilled.ids.finish()?;
@@ -767,7 +766,7 @@ mod tests {
     #[test]
     fn repeated_id_numbers_and_second_heads_are_reported_and_left_out() {
         let dir = tempfile::tempdir().expect("dir");
-        let store = crate::store::SledStore::open(&dir.path().join("data")).expect("store");
+        let store = crate::store::SledStore::open(dir.path().join("data")).expect("store");
         for (path, name) in [("xg", "孝感市"), ("xg/xn", "孝南区"), ("xg/xn/s0", "街道"), ("xg/xn/s0/c0", "社区")]
             .into_iter()
             .chain([("xg/xn/s0/c0/g1", "网格1"), ("xg/xn/s0/c0/g2", "网格2")])

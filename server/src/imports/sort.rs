@@ -191,7 +191,12 @@ mod tests {
             spool.push(r).expect("push");
         }
         let mut got = Vec::new();
-        spool.for_each(&mut |r| Ok(got.push(r))).expect("read");
+        spool
+            .for_each(&mut |r| {
+                got.push(r);
+                Ok(())
+            })
+            .expect("read");
         assert_eq!(got, records);
     }
 }
