@@ -4,6 +4,10 @@
 //! large batches holds the same keys and values in about half the bytes. The
 //! copy is the same store (same epoch, feed and cursors: phones notice nothing);
 //! the original directory is left as it was, for the operator to swap.
+//!
+//! The copy is written beside the target (`<target>.vacuum-partial`) and takes
+//! the target's name only once checked, so a vacuum killed part way never
+//! leaves a partial store where a server could be started on it.
 
 use super::backup::tree_named;
 use super::*;
@@ -12,6 +16,11 @@ use super::*;
 const BATCH_ENTRIES: usize = 10_000;
 /// Bytes per batch written into the copy.
 const BATCH_BYTES: usize = 16 * 1024 * 1024;
+/// The environment variable that sets the entries per batch (tests: many
+/// batches, so that a kill lands between two).
+const BATCH_VAR: &str = "GRIDSYNC_VACUUM_BATCH";
+/// What the copy is called until it is checked.
+const PARTIAL: &str = ".vacuum-partial";
 
 /// What a vacuum did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,6 +45,9 @@ pub enum VacuumError {
     /// The source is not a store.
     #[error("{0} holds no gridsync store (nothing was changed)")]
     NoStore(String),
+    /// The target names no directory that could be made (a root, `..`).
+    #[error("{0} is not a directory a copy can be written to (nothing was changed)")]
+    Target(String),
     /// The copy differs from the original: a bug or a failing disk; the copy is removed.
     #[error(
         "the copy differs from the original in tree {tree} at key {key}; the copy was removed, the original is unchanged"
@@ -54,8 +66,10 @@ pub enum VacuumError {
 impl SledStore {
     /// Rewrites the stopped store in `from` into `into` (empty or absent), then
     /// reads both back and checks they hold the same keys and values in every
-    /// tree. `progress` hears the entries copied so far. On any error the copy
-    /// is removed; `from` is never written.
+    /// tree. `progress` hears the entries copied so far. The copy gets the name
+    /// `into` only once checked; on any error it is removed, and a copy left
+    /// by a vacuum killed part way is removed by the next. `from` is never
+    /// written.
     pub fn vacuum(from: &Path, into: &Path, progress: &mut dyn FnMut(u64)) -> Result<Vacuumed, VacuumError> {
         if !from.join("conf").exists() {
             return Err(VacuumError::NoStore(from.display().to_string()));
@@ -68,10 +82,30 @@ impl SledStore {
         if std::fs::read_dir(into).is_ok_and(|mut d| d.next().is_some()) {
             return Err(VacuumError::NotEmpty(into.display().to_string()));
         }
+        let partial = match into.file_name() {
+            Some(name) => {
+                let mut name = name.to_os_string();
+                name.push(PARTIAL);
+                into.with_file_name(name)
+            }
+            None => return Err(VacuumError::Target(into.display().to_string())),
+        };
         let source = open_db(from)?;
-        let result = copy_and_check(&source, into, progress);
+        if partial.exists() {
+            // Only a vacuum killed part way leaves this name behind.
+            std::fs::remove_dir_all(&partial).map_err(|e| unwritable_io(&partial, e))?;
+        }
+        let result = copy_and_check(&source, &partial, progress).and_then(|entries| {
+            // The checked copy takes the target's name in one step (an empty
+            // target directory is replaced).
+            std::fs::rename(&partial, into).map_err(|e| unwritable_io(into, e))?;
+            if let Some(parent) = into.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::File::open(parent).and_then(|d| d.sync_all()).map_err(|e| unwritable_io(parent, e))?;
+            }
+            Ok(entries)
+        });
         if result.is_err() {
-            let _ = std::fs::remove_dir_all(into);
+            let _ = std::fs::remove_dir_all(&partial);
         }
         let entries = result?;
         // Both sizes as the file system counts them (sled's own estimate differs).
@@ -79,9 +113,19 @@ impl SledStore {
     }
 }
 
+fn unwritable_io(path: &Path, e: std::io::Error) -> VacuumError {
+    VacuumError::Store(StoreError::Unwritable(format!("{}: {e}", path.display())))
+}
+
+/// Entries per batch: [`BATCH_ENTRIES`], or what [`BATCH_VAR`] says.
+fn batch_entries() -> usize {
+    std::env::var(BATCH_VAR).ok().and_then(|v| v.parse().ok()).filter(|n| *n > 0).unwrap_or(BATCH_ENTRIES)
+}
+
 fn copy_and_check(source: &sled::Db, into: &Path, progress: &mut dyn FnMut(u64)) -> Result<u64, VacuumError> {
     // A new store: sled's page compression off, as for every new store.
     let copy = open_db(into)?;
+    let batch_entries = batch_entries();
     let mut entries = 0u64;
     for name in source.tree_names() {
         let from = tree_named(source, &name)?;
@@ -93,7 +137,7 @@ fn copy_and_check(source: &sled::Db, into: &Path, progress: &mut dyn FnMut(u64))
             batch.insert(k, v);
             n += 1;
             entries += 1;
-            if n >= BATCH_ENTRIES || bytes >= BATCH_BYTES {
+            if n >= batch_entries || bytes >= BATCH_BYTES {
                 to.apply_batch(std::mem::take(&mut batch)).map_err(unwritable)?;
                 (n, bytes) = (0, 0);
                 progress(entries);
@@ -222,5 +266,30 @@ mod tests {
             SledStore::vacuum(&tmp.path().join("nothing"), &empty, &mut |_| {}),
             Err(VacuumError::NoStore(_))
         ));
+    }
+
+    #[test]
+    fn a_copy_left_by_a_killed_vacuum_never_bears_the_targets_name_and_the_next_vacuum_replaces_it() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let (from, into) = (tmp.path().join("data"), tmp.path().join("data.vacuumed"));
+        drop(store_of_small_commits(&from, 50));
+        let before = everything(&from);
+        // What a vacuum killed part way leaves: half a copy, beside the target.
+        let partial = tmp.path().join("data.vacuumed.vacuum-partial");
+        {
+            let half = open_db(&partial).expect("open");
+            half.insert(b"r/half-copied", b"x".as_slice()).expect("insert");
+            half.flush().expect("flush");
+        }
+        assert!(!into.exists(), "no store under the target's name");
+        SledStore::vacuum(&from, &into, &mut |_| {}).expect("vacuum");
+        assert!(!partial.exists(), "the leftover is gone");
+        assert_eq!(everything(&into), before, "the copy is the original's, nothing of the leftover");
+        // An empty target directory is replaced by the copy.
+        let empty = tmp.path().join("empty");
+        std::fs::create_dir(&empty).expect("dir");
+        SledStore::vacuum(&from, &empty, &mut |_| {}).expect("vacuum into an empty directory");
+        assert_eq!(everything(&empty), before);
+        assert!(matches!(SledStore::vacuum(&from, Path::new("/"), &mut |_| {}), Err(VacuumError::NotEmpty(_))));
     }
 }
