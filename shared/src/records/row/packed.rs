@@ -19,7 +19,7 @@
 
 use super::{LEVEL, ROW_VERSION, RowError, byte_kind};
 use crate::records::RecordKind;
-use flate2::read::{DeflateDecoder, ZlibDecoder};
+use flate2::read::ZlibDecoder;
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 use std::io::Read;
 
@@ -36,30 +36,69 @@ const ZLIB: u8 = 0x78;
 /// (the commit's changes as Automerge wrote them), or None when that is not
 /// smaller or `row` is not such a row.
 pub fn pack(row: &[u8], changes: &[&[u8]]) -> Option<Vec<u8>> {
+    thread_local! {
+        /// This thread's inflater and deflater, reset for each row: setting
+        /// one up (allocating and clearing its tables) costs more than a row.
+        static CODERS: std::cell::RefCell<(Decompress, Option<(u8, Compress)>)> =
+            std::cell::RefCell::new((Decompress::new(false), None));
+    }
     let (&version, rest) = row.split_first()?;
     let (&kind, deflated) = rest.split_first()?;
     if version != ROW_VERSION || changes.is_empty() {
         return None;
     }
-    let mut json = Vec::with_capacity(deflated.len() * 3);
-    DeflateDecoder::new(deflated).read_to_end(&mut json).ok()?;
-    let dictionary = dictionary(changes.iter().map(|c| std::borrow::Cow::Borrowed(*c)));
-    let mut z = Compress::new(Compression::new(LEVEL), true);
-    z.set_dictionary(&dictionary).ok()?;
-    let mut out = Vec::with_capacity(row.len());
-    out.extend_from_slice(&[AT_REST, kind]);
-    loop {
-        if out.len() >= row.len() {
-            return None; // not smaller: keep the row as it is
+    CODERS.with(|cell| {
+        let mut coders = cell.try_borrow_mut().ok()?;
+        let (inflater, deflater) = &mut *coders;
+        inflater.reset(false);
+        let json = run_inflate(inflater, deflated).ok()?;
+        let dictionary = dictionary(changes.iter().map(|c| std::borrow::Cow::Borrowed(*c)));
+        // The smallest window reaching from the row's end back to the
+        // dictionary's start: less state to clear. Any window reads back (the
+        // stream names its own).
+        let reach = dictionary.len() + json.len();
+        let bits = (9..15).find(|b| 1usize << b >= reach).unwrap_or(15);
+        let z = match deflater {
+            Some((b, z)) if *b == bits => {
+                z.reset();
+                z
+            }
+            _ => &mut deflater.insert((bits, Compress::new_with_window_bits(Compression::new(LEVEL), true, bits))).1,
+        };
+        z.set_dictionary(&dictionary).ok()?;
+        let mut out = Vec::with_capacity(row.len());
+        out.extend_from_slice(&[AT_REST, kind]);
+        loop {
+            if out.len() >= row.len() {
+                return None; // not smaller: keep the row as it is
+            }
+            out.reserve(256);
+            let consumed = usize::try_from(z.total_in()).ok()?;
+            match z.compress_vec(json.get(consumed..)?, &mut out, FlushCompress::Finish).ok()? {
+                Status::StreamEnd => break,
+                Status::Ok | Status::BufError => {}
+            }
         }
-        out.reserve(256);
-        let consumed = usize::try_from(z.total_in()).ok()?;
-        match z.compress_vec(json.get(consumed..)?, &mut out, FlushCompress::Finish).ok()? {
-            Status::StreamEnd => break,
-            Status::Ok | Status::BufError => {}
+        (out.len() < row.len()).then_some(out)
+    })
+}
+
+/// All of a raw deflate stream, inflated by `z` (fresh or reset).
+fn run_inflate(z: &mut Decompress, deflated: &[u8]) -> Result<Vec<u8>, RowError> {
+    let mut out = Vec::with_capacity(deflated.len() * 4 + 256);
+    loop {
+        let consumed = usize::try_from(z.total_in()).map_err(|_| RowError::Changes("too long"))?;
+        let before = (z.total_in(), z.total_out());
+        match z.decompress_vec(deflated.get(consumed..).unwrap_or_default(), &mut out, FlushDecompress::Finish) {
+            Ok(Status::StreamEnd) => return Ok(out),
+            Ok(_) if out.len() == out.capacity() => out.reserve(out.capacity().max(1024)),
+            Ok(_) if (z.total_in(), z.total_out()) == before => {
+                return Err(RowError::Inflate(std::io::ErrorKind::UnexpectedEof.into()));
+            }
+            Ok(_) => {}
+            Err(e) => return Err(RowError::Inflate(std::io::Error::other(e))),
         }
     }
-    (out.len() < row.len()).then_some(out)
 }
 
 /// A row at rest joined with the changes it was packed against, as the store
@@ -278,5 +317,19 @@ mod tests {
         // A row not at rest passes through both ways unchanged.
         assert_eq!(with_changes(row.clone(), &[b"x".as_slice()]), row);
         assert_eq!(unpack(row.clone(), &[]).expect("as is"), row);
+    }
+
+    #[test]
+    fn a_thread_packs_each_row_as_it_would_alone_whatever_it_packed_before() {
+        let (short, short_row, short_changes) = visit_log(600, 7);
+        let (long, long_row, mut long_changes) = visit_log(600, 9);
+        // A dictionary past deflate's window: the largest window is used.
+        long_changes.insert(0, vec![b'a'; 40_000]);
+        let first = pack(&short_row, &refs(&short_changes)).expect("smaller");
+        let other = pack(&long_row, &refs(&long_changes)).expect("smaller");
+        assert_eq!(pack(&short_row, &refs(&short_changes)), Some(first.clone()), "the same bytes again");
+        assert_eq!(decode_row(&with_changes(first, &refs(&short_changes))).expect("decodes"), short);
+        assert_eq!(decode_row(&with_changes(other, &refs(&long_changes))).expect("decodes"), long);
+        assert_eq!(pack(&short_row[..short_row.len() - 5], &refs(&short_changes)), None, "a damaged row is not packed");
     }
 }
