@@ -167,7 +167,7 @@ fn read_records_as<'e>(
                     continue;
                 }
                 let chunk: Vec<RecordListing> = listed.drain(..listed.len().min(CHUNK)).collect();
-                pending.push_back(Pending::start(store, chunk, want, pool.as_ref()));
+                pending.push_back(start_reading(store, chunk, want, pool.as_ref()));
             }
             if let Some(next) = ready.next() {
                 match next {
@@ -180,7 +180,7 @@ fn read_records_as<'e>(
                 }
             }
             let next = pending.pop_front()?;
-            match next.finish() {
+            match next.finish("a worker reading records failed (see the log)") {
                 Ok(reads) => ready = reads.into_iter(),
                 Err(e) => {
                     failed = true;
@@ -203,9 +203,42 @@ struct Listing<'e> {
 }
 
 /// A page of listings being read, or read.
-enum PendingPage {
-    Ready(Result<Vec<RecordListing>, StoreError>),
-    Running(Receiver<Result<Vec<RecordListing>, StoreError>>),
+type PendingPage = Pooled<Result<Vec<RecordListing>, StoreError>>;
+
+/// Work started on a pool's worker (or done at once without one): its
+/// result, when asked for.
+enum Pooled<T> {
+    Ready(T),
+    Running(Receiver<T>),
+}
+
+impl<T: Send> Pooled<T> {
+    /// Starts `work` on `pool`; does it here without one, or when the pool
+    /// has no workers left.
+    fn start<'e>(pool: Option<&Pool<'e>>, work: impl FnOnce() -> T + Send + 'e) -> Pooled<T>
+    where
+        T: 'e,
+    {
+        let Some(pool) = pool else { return Pooled::Ready(work()) };
+        let (done, result) = sync_channel(1);
+        match pool.run(Box::new(move || {
+            let _ = done.send(work());
+        })) {
+            Ok(()) => Pooled::Running(result),
+            Err(job) => {
+                job(); // no workers left: here
+                Pooled::Running(result)
+            }
+        }
+    }
+
+    /// The result; `failed` if the worker doing it failed (it panicked).
+    fn finish(self, failed: &str) -> Result<T, StoreError> {
+        match self {
+            Pooled::Ready(t) => Ok(t),
+            Pooled::Running(result) => result.recv().map_err(|_| StoreError::Engine(failed.into())),
+        }
+    }
 }
 
 impl<'e> Listing<'e> {
@@ -228,30 +261,14 @@ impl<'e> Listing<'e> {
         after: Option<DocId>,
         pool: Option<&Pool<'e>>,
     ) -> PendingPage {
-        let list = move || store.records_in_scope(&scope, kind, after, LISTING_PAGE);
-        let Some(pool) = pool else { return PendingPage::Ready(list()) };
-        let (done, result) = sync_channel(1);
-        match pool.run(Box::new(move || {
-            let _ = done.send(list());
-        })) {
-            Ok(()) => PendingPage::Running(result),
-            Err(job) => {
-                job(); // no workers left: list here
-                PendingPage::Ready(
-                    result.try_recv().unwrap_or_else(|_| Err(StoreError::Engine("listing records failed".into()))),
-                )
-            }
-        }
+        Pooled::start(pool, move || store.records_in_scope(&scope, kind, after, LISTING_PAGE))
     }
 
     /// The next page (and the one after it started), or None after the last.
     fn next_page(&mut self, pool: Option<&Pool<'e>>) -> Result<Option<Vec<RecordListing>>, StoreError> {
         let page = match self.next.take() {
             None => return Ok(None),
-            Some(PendingPage::Ready(page)) => page?,
-            Some(PendingPage::Running(result)) => result
-                .recv()
-                .map_err(|_| StoreError::Engine("a worker listing records failed (see the log)".into()))??,
+            Some(page) => page.finish("a worker listing records failed (see the log)")??,
         };
         if page.len() >= LISTING_PAGE
             && let Some(last) = page.last()
@@ -263,52 +280,25 @@ impl<'e> Listing<'e> {
 }
 
 /// A chunk of records being read, or read.
-enum Pending {
-    Ready(Vec<Result<Option<ReadRecord>, StoreError>>),
-    Running(Receiver<Vec<Result<Option<ReadRecord>, StoreError>>>),
-}
+type Pending = Pooled<Vec<Result<Option<ReadRecord>, StoreError>>>;
 
-impl Pending {
-    /// Starts reading `chunk` on `pool` (or reads it now without one).
-    fn start<'e>(store: &'e dyn Store, chunk: Vec<RecordListing>, want: Want, pool: Option<&Pool<'e>>) -> Pending {
-        let read = move || {
-            chunk
-                .into_iter()
-                .map(|listing| {
-                    let mut read = read_one(store, listing, want);
-                    if want.mask
-                        && let Ok(Some(ReadRecord { record: Ok(record), .. })) = &mut read
-                    {
-                        mask_record(record);
-                    }
-                    read
-                })
-                .collect::<Vec<_>>()
-        };
-        let Some(pool) = pool else { return Pending::Ready(read()) };
-        let (done, result) = sync_channel(1);
-        match pool.run(Box::new(move || {
-            let _ = done.send(read());
-        })) {
-            Ok(()) => Pending::Running(result),
-            Err(job) => {
-                job(); // no workers left: read here
-                match result.try_recv() {
-                    Ok(reads) => Pending::Ready(reads),
-                    Err(_) => Pending::Ready(vec![Err(StoreError::Engine("reading records failed".into()))]),
+/// Starts reading `chunk` on `pool` (or reads it now without one).
+fn start_reading<'e>(store: &'e dyn Store, chunk: Vec<RecordListing>, want: Want, pool: Option<&Pool<'e>>) -> Pending {
+    let read = move || {
+        chunk
+            .into_iter()
+            .map(|listing| {
+                let mut read = read_one(store, listing, want);
+                if want.mask
+                    && let Ok(Some(ReadRecord { record: Ok(record), .. })) = &mut read
+                {
+                    mask_record(record);
                 }
-            }
-        }
-    }
-
-    fn finish(self) -> Result<Vec<Result<Option<ReadRecord>, StoreError>>, StoreError> {
-        match self {
-            Pending::Ready(reads) => Ok(reads),
-            Pending::Running(result) => {
-                result.recv().map_err(|_| StoreError::Engine("a worker reading records failed (see the log)".into()))
-            }
-        }
-    }
+                read
+            })
+            .collect::<Vec<_>>()
+    };
+    Pooled::start(pool, read)
 }
 
 /// One listed record at the moment wanted: None if it did not exist yet.

@@ -6,12 +6,12 @@
 //! `phone.record_visit("...")`, `phone.sync().await`.
 
 pub mod chaos;
-pub mod test_store;
 pub mod loadgen;
 pub mod phone;
 pub mod process;
 pub mod proxy;
 pub mod server;
+pub mod test_store;
 
 pub use phone::{Phone, PhoneError, Transport, assert_converged};
 pub use process::ServerProcess;

@@ -599,7 +599,7 @@ fn tree_counts(store: &dyn Store, scope: &TerritoryPath) -> BTreeMap<TerritoryPa
 fn the_territory_trees_counts_from_record_lists_and_case_rows_are_those_read_from_every_document() {
     let dir = tempfile::tempdir().expect("dir");
     let store = Arc::new(SledStore::open(dir.path()).expect("store"));
-    city_store(&*store);
+    city_store(&store);
     let plain = TestStore::over(store.clone()).listing(Listing::FromDocuments);
     let city: TerritoryPath = "tc".parse().expect("city");
     let want = counts_from_documents(&*store, &city);
@@ -621,7 +621,7 @@ fn the_territory_trees_counts_from_record_lists_and_case_rows_are_those_read_fro
 fn the_territory_tree_loads_documents_only_for_cases_without_a_row_that_decodes() {
     let dir = tempfile::tempdir().expect("dir");
     let sled = Arc::new(SledStore::open(dir.path()).expect("store"));
-    let rowless = city_store(&*sled);
+    let rowless = city_store(&sled);
     let store = TestStore::over(sled.clone());
     let city: TerritoryPath = "tc".parse().expect("city");
     let want = counts_from_documents(&*sled, &city);

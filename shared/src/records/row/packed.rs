@@ -51,7 +51,7 @@ pub fn pack(row: &[u8], changes: &[&[u8]]) -> Option<Vec<u8>> {
         let mut coders = cell.try_borrow_mut().ok()?;
         let (inflater, deflater) = &mut *coders;
         inflater.reset(false);
-        let json = run_inflate(inflater, deflated).ok()?;
+        let json = run_inflate(inflater, deflated, &[]).ok()?;
         let dictionary = dictionary(changes.iter().map(|c| std::borrow::Cow::Borrowed(*c)));
         // The smallest window reaching from the row's end back to the
         // dictionary's start: less state to clear. Any window reads back (the
@@ -81,24 +81,6 @@ pub fn pack(row: &[u8], changes: &[&[u8]]) -> Option<Vec<u8>> {
         }
         (out.len() < row.len()).then_some(out)
     })
-}
-
-/// All of a raw deflate stream, inflated by `z` (fresh or reset).
-fn run_inflate(z: &mut Decompress, deflated: &[u8]) -> Result<Vec<u8>, RowError> {
-    let mut out = Vec::with_capacity(deflated.len() * 4 + 256);
-    loop {
-        let consumed = usize::try_from(z.total_in()).map_err(|_| RowError::Changes("too long"))?;
-        let before = (z.total_in(), z.total_out());
-        match z.decompress_vec(deflated.get(consumed..).unwrap_or_default(), &mut out, FlushDecompress::Finish) {
-            Ok(Status::StreamEnd) => return Ok(out),
-            Ok(_) if out.len() == out.capacity() => out.reserve(out.capacity().max(1024)),
-            Ok(_) if (z.total_in(), z.total_out()) == before => {
-                return Err(RowError::Inflate(std::io::ErrorKind::UnexpectedEof.into()));
-            }
-            Ok(_) => {}
-            Err(e) => return Err(RowError::Inflate(std::io::Error::other(e))),
-        }
-    }
 }
 
 /// A row at rest joined with the changes it was packed against, as the store
@@ -188,14 +170,19 @@ fn dictionary<'a>(changes: impl DoubleEndedIterator<Item = std::borrow::Cow<'a, 
 /// names its dictionary (Adler-32) and checks its output, so other changes or
 /// damaged bytes are refused rather than misread.
 fn inflate(packed: &[u8], dictionary: &[u8]) -> Result<Vec<u8>, RowError> {
+    run_inflate(&mut Decompress::new(true), packed, dictionary)
+}
+
+/// All of the stream `input`, inflated by `z` (fresh or reset), given
+/// `dictionary` if the stream asks for one.
+fn run_inflate(z: &mut Decompress, input: &[u8], dictionary: &[u8]) -> Result<Vec<u8>, RowError> {
     const OTHERS: RowError = RowError::Changes("not the ones it was packed against");
-    let mut z = Decompress::new(true);
-    let mut out = Vec::with_capacity(packed.len() * 8 + 256);
+    let mut out = Vec::with_capacity(input.len() * 8 + 256);
     let mut dictionary_set = false;
     loop {
         let consumed = usize::try_from(z.total_in()).map_err(|_| RowError::Changes("too long"))?;
         let before = (z.total_in(), z.total_out());
-        match z.decompress_vec(packed.get(consumed..).unwrap_or_default(), &mut out, FlushDecompress::Finish) {
+        match z.decompress_vec(input.get(consumed..).unwrap_or_default(), &mut out, FlushDecompress::Finish) {
             Ok(Status::StreamEnd) => return Ok(out),
             Ok(_) if out.len() == out.capacity() => out.reserve(out.capacity().max(1024)),
             Ok(_) if (z.total_in(), z.total_out()) == before => return Err(RowError::Changes("cut short")),
