@@ -311,8 +311,8 @@ mod tests {
         assert!(matches!(decode_row(&[]), Err(RowError::Empty)));
         assert!(matches!(decode_row(&[ROW_VERSION]), Err(RowError::Empty)));
         let mut other = row.clone();
-        other[0] = ROW_VERSION + 1;
-        assert!(matches!(decode_row(&other), Err(RowError::Version(v)) if v == ROW_VERSION + 1));
+        other[0] = 0xee; // a version no build reads
+        assert!(matches!(decode_row(&other), Err(RowError::Version(0xee))));
         let mut other = row.clone();
         other[1] = 9;
         assert!(matches!(decode_row(&other), Err(RowError::Kind(9))));
