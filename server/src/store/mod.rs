@@ -14,7 +14,11 @@
 //! it is acknowledged ([`Store::finish_upload`]).
 
 mod sled_store;
+pub mod postgres;
+#[cfg(test)]
+mod conformance;
 
+pub use postgres::PgStore;
 pub use sled_store::{PrefixBytes, SledStore, VacuumError, Vacuumed};
 
 use automerge::ChangeHash;

@@ -1,0 +1,420 @@
+//! One behavioural suite for every store engine: each test below is a plain
+//! function over `&dyn Store`, run against the sled store and against the
+//! PostgreSQL store (on a throwaway server), so both keep the same promises.
+//! Then the PostgreSQL store's own: concurrent writers on separate pools (as
+//! two server processes) while readers page the feed.
+
+use super::postgres::scratch::ScratchPostgres;
+use super::*;
+use automerge::transaction::Transactable;
+use gridsync_shared::records::RecordSummary;
+use std::sync::{Arc, Mutex, Weak};
+
+/// One throwaway PostgreSQL shared by the tests running at the same time,
+/// stopped when the last of them is done.
+fn scratch() -> Arc<ScratchPostgres> {
+    static SHARED: Mutex<Weak<ScratchPostgres>> = Mutex::new(Weak::new());
+    let mut shared = SHARED.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(pg) = shared.upgrade() {
+        return pg;
+    }
+    let pg = Arc::new(ScratchPostgres::start().expect("a throwaway PostgreSQL (needed: this test is not skipped)"));
+    *shared = Arc::downgrade(&pg);
+    pg
+}
+
+/// A PostgreSQL store on a new database; the server lives as long as the first.
+fn pg_store() -> (Arc<ScratchPostgres>, PgStore) {
+    let pg = scratch();
+    let url = pg.create_database().expect("a database");
+    let store = PgStore::open(&url).expect("open the PostgreSQL store");
+    (pg, store)
+}
+
+/// Runs each named function against both stores, as `<name>::sled` and `<name>::postgres`.
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn sled() {
+                let dir = tempfile::tempdir().expect("tmp");
+                let store = super::SledStore::open(dir.path()).expect("open");
+                super::$name(&store);
+            }
+            #[test]
+            fn postgres() {
+                let (_pg, store) = super::pg_store();
+                super::$name(&store);
+            }
+        }
+    )*};
+}
+
+on_both_stores!(
+    the_feed_is_in_commit_order_within_a_scope_and_pages_alike,
+    a_record_reads_as_its_commits_with_heads_as_of_any_position,
+    a_record_keeps_the_grid_it_was_created_in,
+    a_whole_document_without_changes_replaces_what_was_held,
+    records_are_listed_per_kind_in_id_order_with_their_rows_and_counted_per_grid,
+    feed_positions_follow_server_time_and_never_go_back,
+    people_devices_territories_and_the_audit_log_read_back_as_written,
+    photos_uploads_and_the_photo_index_keep_their_promises,
+    household_keys_and_import_runs_keep_their_promises,
+);
+
+fn grid(s: &str) -> TerritoryPath {
+    s.parse().expect("path")
+}
+
+fn doc_id(n: u8) -> DocId {
+    DocId::from_bytes([n; 16])
+}
+
+fn write(doc: DocId, grid_path: &str, kind: RecordKind, changes: Vec<Vec<u8>>, heads: Vec<ChangeHash>) -> DocWrite {
+    DocWrite {
+        doc,
+        grid: grid(grid_path),
+        summary: RecordSummary { kind, household: None, at: 1 },
+        bytes: Vec::new(),
+        heads,
+        device: DeviceId::from_bytes([1; 16]),
+        changes,
+        photos: Vec::new(),
+        row: None,
+    }
+}
+
+/// One Automerge change setting `tag` (a new actor each time).
+fn change(tag: u8) -> Vec<u8> {
+    let mut doc = automerge::AutoCommit::new();
+    doc.put(automerge::ROOT, "tag", i64::from(tag)).expect("put");
+    doc.get_changes(&[]).first().map(|c| c.raw_bytes().to_vec()).expect("a change")
+}
+
+/// A commit of one change to record `n`.
+fn commit(store: &dyn Store, n: u8, grid_path: &str, at: i64) -> u64 {
+    let w = write(doc_id(n), grid_path, RecordKind::VisitLog, vec![change(n)], vec![ChangeHash([n; 32])]);
+    let seq = store.commit_doc(w, at).expect("commit");
+    store.flush().expect("flush");
+    seq
+}
+
+fn the_feed_is_in_commit_order_within_a_scope_and_pages_alike(store: &dyn Store) {
+    let a = commit(store, 1, "a/b/c/d/g1", 10);
+    let b = commit(store, 2, "a/b/c/d/g10", 11);
+    let c = commit(store, 3, "a/b/c/e/g1", 12);
+    let d = commit(store, 1, "a/b/c/d/g1", 13);
+    assert!(a < b && b < c && c < d, "positions rise with each commit");
+    assert_eq!(store.head_seq().expect("head"), d);
+    let seqs = |scope: &str, after: u64| -> Vec<u64> {
+        store.feed_after(&grid(scope), after, usize::MAX).expect("feed").iter().map(|e| e.seq).collect()
+    };
+    assert_eq!(seqs("a", 0), vec![a, b, c, d]);
+    assert_eq!(seqs("a/b/c/d", 0), vec![a, b, d]);
+    assert_eq!(seqs("a/b/c/d/g1", 0), vec![a, d], "g1 is not g10");
+    assert_eq!(seqs("a/b/c/d", a), vec![b, d]);
+    assert_eq!(seqs("a/b/c/e", d), Vec::<u64>::new());
+    assert_eq!(seqs("z", 0), Vec::<u64>::new());
+    let mut paged = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = store.feed_after(&grid("a/b/c"), after, 1).expect("page");
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        paged.extend(page);
+    }
+    assert_eq!(paged, store.feed_after(&grid("a/b/c"), 0, 100).expect("feed"), "pages of one add up to the whole");
+    let e = &paged[3];
+    assert_eq!((e.doc, e.grid.as_str(), e.device), (doc_id(1), "a/b/c/d/g1", DeviceId::from_bytes([1; 16])));
+    assert_eq!(e.changes.len(), 1);
+    assert!(automerge::Change::from_bytes(e.changes[0].clone()).is_ok(), "the change as committed");
+}
+
+/// A document changed twice, as a phone would push it: (changes, heads) of each push.
+fn two_pushes() -> Vec<(Vec<Vec<u8>>, Vec<ChangeHash>)> {
+    let mut doc = automerge::AutoCommit::new();
+    doc.put(automerge::ROOT, "note", "first").expect("put");
+    let first: Vec<Vec<u8>> = doc.get_changes(&[]).iter().map(|c| c.raw_bytes().to_vec()).collect();
+    let heads1 = doc.get_heads();
+    doc.put(automerge::ROOT, "note", "second").expect("put");
+    let second: Vec<Vec<u8>> = doc.get_changes(&heads1).iter().map(|c| c.raw_bytes().to_vec()).collect();
+    vec![(first, heads1), (second, doc.get_heads())]
+}
+
+fn a_record_reads_as_its_commits_with_heads_as_of_any_position(store: &dyn Store) {
+    let other = commit(store, 9, "a/b/c/d/g2", 1);
+    let id = doc_id(5);
+    let pushes = two_pushes();
+    let mut seqs = Vec::new();
+    for (changes, heads) in &pushes {
+        seqs.push(
+            store
+                .commit_doc(write(id, "a/b/c/d/g1", RecordKind::Case, changes.clone(), heads.clone()), 2)
+                .expect("commit"),
+        );
+    }
+    store.flush().expect("flush");
+    assert_eq!(store.doc_heads_at(id, other).expect("heads"), None, "not yet created then");
+    assert_eq!(store.doc_heads_at(id, seqs[0]).expect("heads"), Some(pushes[0].1.clone()));
+    assert_eq!(store.doc_heads_at(id, seqs[1] + 5).expect("heads"), Some(pushes[1].1.clone()));
+    let stored = store.load_doc(id).expect("load").expect("held");
+    assert_eq!((stored.grid.as_str(), stored.kind, stored.seq), ("a/b/c/d/g1", RecordKind::Case, seqs[1]));
+    let loaded = automerge::Automerge::load(&stored.bytes).expect("the document loads");
+    assert_eq!(loaded.get_heads(), pushes[1].1);
+    assert_eq!(store.summary(id).expect("summary").map(|s| s.kind), Some(RecordKind::Case));
+    assert_eq!(store.load_doc(doc_id(77)).expect("load"), None);
+    assert_eq!(store.summary(doc_id(77)).expect("summary"), None);
+    let listed = store.docs_in_scope(&grid("a/b/c/d/g1"), None, 10).expect("docs");
+    assert_eq!(listed, vec![(id, stored)]);
+}
+
+fn a_record_keeps_the_grid_it_was_created_in(store: &dyn Store) {
+    commit(store, 1, "a/b/c/d/g1", 1);
+    let later = commit(store, 1, "a/b/c/d/g2", 2);
+    let entry = store.feed_after(&grid("a"), later - 1, 10).expect("feed");
+    assert_eq!(entry[0].grid.as_str(), "a/b/c/d/g1");
+    assert!(store.docs_in_scope(&grid("a/b/c/d/g2"), None, 10).expect("docs").is_empty());
+    assert_eq!(store.load_doc(doc_id(1)).expect("load").expect("held").grid.as_str(), "a/b/c/d/g1");
+}
+
+fn a_whole_document_without_changes_replaces_what_was_held(store: &dyn Store) {
+    let id = doc_id(4);
+    let pushes = two_pushes();
+    store
+        .commit_doc(write(id, "a/b/c/d/g1", RecordKind::Household, pushes[0].0.clone(), pushes[0].1.clone()), 1)
+        .expect("commit");
+    let mut whole = automerge::AutoCommit::new();
+    whole.put(automerge::ROOT, "note", "replaced").expect("put");
+    let mut w = write(id, "a/b/c/d/g1", RecordKind::Household, Vec::new(), whole.get_heads());
+    w.bytes = whole.save();
+    let seq = store.commit_doc(w, 2).expect("commit");
+    store.flush().expect("flush");
+    let stored = store.load_doc(id).expect("load").expect("held");
+    assert_eq!(stored.seq, seq);
+    assert_eq!(automerge::Automerge::load(&stored.bytes).expect("loads").get_heads(), whole.get_heads());
+    let feed = store.feed_after(&grid("a"), 0, 10).expect("feed");
+    assert_eq!(feed.len(), 2);
+    assert!(feed[1].changes.is_empty(), "the replacing commit adds no changes to the feed");
+    // A later push adds its changes after the new base.
+    let heads = whole.get_heads();
+    whole.put(automerge::ROOT, "more", 1).expect("put");
+    let changes: Vec<Vec<u8>> = whole.get_changes(&heads).iter().map(|c| c.raw_bytes().to_vec()).collect();
+    store.commit_doc(write(id, "a/b/c/d/g1", RecordKind::Household, changes, whole.get_heads()), 3).expect("commit");
+    store.flush().expect("flush");
+    let stored = store.load_doc(id).expect("load").expect("held");
+    assert_eq!(automerge::Automerge::load(&stored.bytes).expect("loads").get_heads(), whole.get_heads());
+}
+
+fn records_are_listed_per_kind_in_id_order_with_their_rows_and_counted_per_grid(store: &dyn Store) {
+    let mut w = write(doc_id(3), "a/b/c/d/g1", RecordKind::VisitLog, vec![change(3)], Vec::new());
+    w.row = Some(b"row three".to_vec());
+    store.commit_doc(w, 1).expect("commit");
+    let one = store
+        .commit_doc(write(doc_id(1), "a/b/c/d/g2", RecordKind::VisitLog, vec![change(1)], Vec::new()), 1)
+        .expect("commit");
+    store.commit_doc(write(doc_id(2), "a/b/c/d/g1", RecordKind::Case, vec![change(2)], Vec::new()), 1).expect("commit");
+    store
+        .commit_doc(write(doc_id(4), "a/b/c/e/g1", RecordKind::VisitLog, vec![change(4)], Vec::new()), 1)
+        .expect("commit");
+    store.flush().expect("flush");
+    let scope = grid("a/b/c/d");
+    let listed = store.records_in_scope(&scope, RecordKind::VisitLog, None, 10).expect("list");
+    let ids: Vec<DocId> = listed.iter().map(|l| l.id).collect();
+    assert_eq!(ids, vec![doc_id(1), doc_id(3)]);
+    assert_eq!(listed[1].row.as_deref(), Some(&b"row three"[..]));
+    assert_eq!(store.records_in_scope(&scope, RecordKind::VisitLog, Some(doc_id(1)), 10).expect("list").len(), 1);
+    let docs: Vec<DocId> = store.docs_in_scope(&scope, None, 2).expect("docs").into_iter().map(|(id, _)| id).collect();
+    assert_eq!(docs, vec![doc_id(1), doc_id(2)], "id order, at most the limit");
+    let want = vec![
+        (grid("a/b/c/d/g1"), RecordKind::VisitLog, 1),
+        (grid("a/b/c/d/g1"), RecordKind::Case, 1),
+        (grid("a/b/c/d/g2"), RecordKind::VisitLog, 1),
+    ];
+    assert_eq!(store.record_counts_by_grid(&scope).expect("counts"), want);
+    // Rows: those without one are listed until given one for their last commit.
+    let rowless = store.records_without_rows(None, 10).expect("rowless");
+    assert_eq!(rowless.iter().map(|(id, _)| *id).collect::<Vec<_>>(), vec![doc_id(1), doc_id(2), doc_id(4)]);
+    assert!(
+        !store.set_row(doc_id(1), one + 100, b"stale".to_vec()).expect("set"),
+        "a row of another commit is refused"
+    );
+    assert!(store.set_row(doc_id(1), one, b"now".to_vec()).expect("set"));
+    assert_eq!(store.records_without_rows(None, 10).expect("rowless").len(), 2);
+}
+
+fn feed_positions_follow_server_time_and_never_go_back(store: &dyn Store) {
+    assert_eq!(store.seq_at(1_000).expect("seq_at"), 0, "an empty feed");
+    let a = commit(store, 1, "a/b/c/d/g1", 1_000);
+    let b = commit(store, 2, "a/b/c/d/g1", 2_000);
+    // The clock stepped back: the entry's time does not.
+    let c = commit(store, 3, "a/b/c/d/g1", 1_500);
+    let feed = store.feed_after(&grid("a"), 0, 10).expect("feed");
+    assert_eq!(feed.iter().map(|e| e.at).collect::<Vec<_>>(), vec![1_000, 2_000, 2_000]);
+    assert_eq!(store.seq_at(999).expect("seq_at"), 0);
+    assert_eq!(store.seq_at(1_000).expect("seq_at"), a);
+    assert_eq!(store.seq_at(1_999).expect("seq_at"), a);
+    assert_eq!(store.seq_at(2_000).expect("seq_at"), c);
+    assert!(b < c);
+    assert_eq!(store.stats().expect("stats").head_seq, c);
+}
+
+fn people_devices_territories_and_the_audit_log_read_back_as_written(store: &dyn Store) {
+    store.put_territory(&Territory { path: grid("a/b"), name: "东湖".into() }).expect("territory");
+    store.put_territory(&Territory { path: grid("a"), name: "市".into() }).expect("territory");
+    store.put_territory(&Territory { path: grid("a/b"), name: "东湖社区".into() }).expect("rename");
+    let names: Vec<(String, String)> =
+        store.territories().expect("list").into_iter().map(|t| (t.path.as_str().to_string(), t.name)).collect();
+    assert_eq!(names, vec![("a".into(), "市".into()), ("a/b".into(), "东湖社区".into())]);
+
+    let person = |n: u8, username: &str| Person {
+        id: PersonId::from_bytes([n; 16]),
+        username: username.into(),
+        name: "王芳".into(),
+        role: Role::Supervisor,
+        territory: grid("a/b"),
+        password_hash: "$argon2id$x".into(),
+        created_at: 7,
+    };
+    store.put_person(&person(2, "wang")).expect("person");
+    store.put_person(&person(1, "li")).expect("person");
+    assert!(matches!(store.put_person(&person(3, "wang")), Err(StoreError::Conflict(_))), "a taken username");
+    let mut renamed = person(2, "wangfang");
+    renamed.role = Role::Administrator;
+    store.put_person(&renamed).expect("rename");
+    assert_eq!(store.person_by_username("wangfang").expect("get"), Some(renamed.clone()));
+    assert_eq!(store.person(PersonId::from_bytes([2; 16])).expect("get"), Some(renamed.clone()));
+    assert_eq!(store.people().expect("people"), vec![person(1, "li"), renamed.clone()]);
+    assert_eq!(store.person_disabled_at(renamed.id).expect("disabled"), None);
+    store.set_person_disabled(renamed.id, Some(99)).expect("disable");
+    assert_eq!(store.person_disabled_at(renamed.id).expect("disabled"), Some(99));
+    store.set_person_disabled(renamed.id, None).expect("enable");
+    assert_eq!(store.person_disabled_at(renamed.id).expect("disabled"), None);
+
+    let device = Device {
+        id: DeviceId::from_bytes([5; 16]),
+        person: renamed.id,
+        name: "手机".into(),
+        actor: vec![9; 16],
+        token_hash: [8; 32],
+        created_at: 3,
+        revoked_at: None,
+    };
+    store.put_device(&device).expect("device");
+    let revoked = Device { revoked_at: Some(4), ..device.clone() };
+    store.put_device(&revoked).expect("revoke");
+    assert_eq!(store.device(device.id).expect("get"), Some(revoked.clone()));
+    assert_eq!(store.devices().expect("devices"), vec![revoked]);
+    assert_eq!(store.device(DeviceId::from_bytes([6; 16])).expect("get"), None);
+    assert!(store.device_grace(device.id).expect("grace").is_empty());
+    store.set_device_grace(device.id, &[grid("a/b"), grid("a/c")]).expect("grace");
+    assert_eq!(store.device_grace(device.id).expect("grace"), vec![grid("a/b"), grid("a/c")]);
+    store.set_device_grace(device.id, &[]).expect("end grace");
+    assert!(store.device_grace(device.id).expect("grace").is_empty());
+    store.note_device_seen(device.id, DeviceSeen { at: 5, pending: Some(3) }).expect("seen");
+    store.note_device_seen(device.id, DeviceSeen { at: 6, pending: None }).expect("seen");
+    assert_eq!(store.device_seen(device.id).expect("seen"), Some(DeviceSeen { at: 6, pending: None }));
+
+    let first = store.append_audit("cli", "person.add", "li", 10).expect("audit");
+    let second = store.append_audit("admin", "device.revoke", "手机", 11).expect("audit");
+    assert!(first < second);
+    let log = store.audit_after(0, 10).expect("log");
+    assert_eq!(log.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(), vec!["person.add", "device.revoke"]);
+    assert_eq!(store.audit_after(first, 10).expect("log").len(), 1);
+    assert_eq!(store.audit_after(0, 1).expect("log").len(), 1);
+}
+
+fn photos_uploads_and_the_photo_index_keep_their_promises(store: &dyn Store) {
+    use gridsync_shared::photos::PhotoRef;
+    let hash = |n: u8| PhotoHash::from_digest(&[n; 32]);
+    let h = hash(1);
+    assert_eq!(store.upload_received(&h).expect("received"), 0);
+    assert_eq!(store.append_upload(&h, 0, &[1; 100]).expect("append"), UploadAppend::Appended { received: 100 });
+    assert_eq!(store.append_upload(&h, 50, &[9; 10]).expect("append"), UploadAppend::WrongOffset { received: 100 });
+    assert_eq!(store.append_upload(&h, 100, &[2; 150]).expect("append"), UploadAppend::Appended { received: 250 });
+    let held = store.upload_bytes(&h).expect("bytes");
+    assert_eq!((held.len(), held[99], held[100]), (250, 1, 2));
+    store.finish_upload(&h, PhotoType::Jpeg, &held).expect("finish");
+    assert!(store.has_photo(&h).expect("has"));
+    assert_eq!(store.photo(&h).expect("photo"), Some((PhotoType::Jpeg, held)));
+    assert_eq!(store.upload_received(&h).expect("received"), 0);
+    let other = hash(2);
+    store.append_upload(&other, 0, &[5; 10]).expect("append");
+    store.discard_upload(&other).expect("discard");
+    assert_eq!(store.upload_received(&other).expect("received"), 0);
+    assert!(!store.has_photo(&other).expect("has"));
+    assert_eq!(store.photo(&other).expect("photo"), None);
+
+    let photo_ref = |h: &PhotoHash, size: u64, mime: PhotoType| PhotoRef {
+        id: uuid::Uuid::new_v4(),
+        sha256: h.clone(),
+        size,
+        mime,
+        taken_at: 1,
+        location: None,
+        by: PersonId(uuid::Uuid::nil()),
+        at: 1,
+        follow_up: None,
+    };
+    let with_photos = |doc: DocId, g: &str, photos: Vec<PhotoRef>| {
+        let mut w = write(doc, g, RecordKind::VisitLog, vec![change(1)], Vec::new());
+        w.photos = photos;
+        store.commit_doc(w, 1).expect("commit");
+    };
+    let (d1, d2) = (doc_id(1), doc_id(2));
+    with_photos(d1, "c/g1", vec![photo_ref(&h, 10, PhotoType::Jpeg), photo_ref(&h, 10, PhotoType::Jpeg)]);
+    with_photos(d2, "c/g2", vec![photo_ref(&h, 10, PhotoType::Jpeg), photo_ref(&other, 3, PhotoType::Webp)]);
+    with_photos(d2, "c/g3", vec![photo_ref(&h, 10, PhotoType::Jpeg), photo_ref(&h, 11, PhotoType::Webp)]);
+    let seen: Vec<(DocId, String, u64, PhotoType)> = store
+        .photo_referrers(&h)
+        .expect("referrers")
+        .into_iter()
+        .map(|r| (r.doc, r.grid.as_str().to_string(), r.size, r.mime))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            (d1, "c/g1".into(), 10, PhotoType::Jpeg),
+            (d2, "c/g3".into(), 10, PhotoType::Jpeg),
+            (d2, "c/g3".into(), 11, PhotoType::Webp)
+        ]
+    );
+    assert_eq!(store.photo_referrers(&other).expect("referrers").len(), 1);
+    assert!(store.photo_referrers(&hash(7)).expect("referrers").is_empty());
+}
+
+fn household_keys_and_import_runs_keep_their_promises(store: &dyn Store) {
+    let key = |n: u8, doc: u8, replace: bool| HouseholdKey {
+        key: [n; 32],
+        entry: HouseholdKeyEntry { doc: doc_id(doc), digest: replace.then_some([doc; 32]) },
+        replace,
+    };
+    let w = |doc: u8| write(doc_id(doc), "a/b/c/d/g1", RecordKind::Household, vec![change(doc)], Vec::new());
+    store.commit_doc_with_keys(w(1), 1, &[key(1, 1, true), key(2, 1, false)]).expect("commit");
+    store.commit_docs(vec![(w(2), vec![key(2, 2, false)]), (w(3), vec![key(1, 3, true)])], 2).expect("batch");
+    assert_eq!(
+        store.household_key(&[2; 32]).expect("key").map(|e| e.doc),
+        Some(doc_id(1)),
+        "the first keeps an added key"
+    );
+    assert_eq!(
+        store.household_key(&[1; 32]).expect("key"),
+        Some(HouseholdKeyEntry { doc: doc_id(3), digest: Some([3; 32]) }),
+        "an import's key replaces"
+    );
+    assert_eq!(store.household_key(&[9; 32]).expect("key"), None);
+    store.flush().expect("flush");
+    assert_eq!(store.feed_after(&grid("a"), 0, 10).expect("feed").len(), 3, "a batch is one commit per document");
+
+    store.put_import_run("r1", 5, b"{\"run\":1}").expect("run");
+    store.put_import_run("r2", 6, b"{\"run\":2}").expect("run");
+    assert_eq!(store.import_run("r1").expect("run"), Some(b"{\"run\":1}".to_vec()));
+    assert_eq!(store.import_runs(10).expect("runs"), vec![b"{\"run\":2}".to_vec(), b"{\"run\":1}".to_vec()]);
+    assert_eq!(store.import_runs(1).expect("runs").len(), 1);
+    store.put_import_secret("r1", b"passwords").expect("secret");
+    assert_eq!(store.take_import_secret("r1").expect("take"), Some(b"passwords".to_vec()));
+    assert_eq!(store.take_import_secret("r1").expect("take"), None, "taken once");
+    let person = PersonId::from_bytes([4; 16]);
+    assert_eq!(store.import_device(person).expect("device"), None);
+    store.set_import_device(person, DeviceId::from_bytes([5; 16])).expect("device");
+    assert_eq!(store.import_device(person).expect("device"), Some(DeviceId::from_bytes([5; 16])));
+}

@@ -1,0 +1,159 @@
+//! A throwaway PostgreSQL for tests and benchmarks: `initdb` into a temporary
+//! directory, a server listening only on a Unix socket there, one database
+//! per caller, stopped and deleted when dropped. Finds the programs in
+//! `GRIDSYNC_PG_BIN`, else the newest `/usr/lib/postgresql/*/bin`, else `PATH`;
+//! fails (never skips) when they are missing. As root it runs them as the
+//! `postgres` user, since PostgreSQL refuses to run as root.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use thiserror::Error;
+
+/// Why a throwaway PostgreSQL could not be had.
+#[derive(Debug, Error)]
+pub enum ScratchError {
+    /// `initdb` and `pg_ctl` were not found.
+    #[error(
+        "PostgreSQL's programs (initdb, pg_ctl) were not found: install Debian's postgresql package, or set GRIDSYNC_PG_BIN to their directory ({0})"
+    )]
+    Missing(String),
+    /// A step failed.
+    #[error("the throwaway PostgreSQL failed: {0}")]
+    Failed(String),
+}
+
+/// A running throwaway PostgreSQL server.
+pub struct ScratchPostgres {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    as_postgres: bool,
+    databases: AtomicUsize,
+}
+
+/// The port in the socket's name (`.s.PGSQL.<port>`); no TCP port is opened.
+const PORT: u16 = 5432;
+
+fn failed(what: &str, e: impl std::fmt::Display) -> ScratchError {
+    ScratchError::Failed(format!("{what}: {e}"))
+}
+
+impl ScratchPostgres {
+    /// The directory holding `initdb` and `pg_ctl`.
+    pub fn bin_dir() -> Result<PathBuf, ScratchError> {
+        if let Some(dir) = std::env::var_os("GRIDSYNC_PG_BIN") {
+            let dir = PathBuf::from(dir);
+            return if dir.join("initdb").is_file() {
+                Ok(dir)
+            } else {
+                Err(ScratchError::Missing(format!("GRIDSYNC_PG_BIN={} holds no initdb", dir.display())))
+            };
+        }
+        let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let v: u32 = e.file_name().to_str()?.parse().ok()?;
+                let bin = e.path().join("bin");
+                bin.join("initdb").is_file().then_some((v, bin))
+            })
+            .collect();
+        versions.sort();
+        if let Some((_, bin)) = versions.pop() {
+            return Ok(bin);
+        }
+        std::env::var_os("PATH")
+            .iter()
+            .flat_map(std::env::split_paths)
+            .find(|d| d.join("initdb").is_file() && d.join("pg_ctl").is_file())
+            .ok_or_else(|| ScratchError::Missing("not in GRIDSYNC_PG_BIN, /usr/lib/postgresql/*/bin or PATH".into()))
+    }
+
+    /// Makes and starts a new server (about a second).
+    pub fn start() -> Result<Self, ScratchError> {
+        let bin = Self::bin_dir()?;
+        let dir =
+            tempfile::Builder::new().prefix("gridsync-pg-").tempdir().map_err(|e| failed("temporary directory", e))?;
+        let as_postgres = std::env::var("USER").map(|u| u == "root").unwrap_or(false) || is_root();
+        if as_postgres {
+            let status =
+                Command::new("chown").arg("postgres:").arg(dir.path()).status().map_err(|e| failed("chown", e))?;
+            if !status.success() {
+                return Err(ScratchError::Failed(
+                    "cannot hand the directory to the postgres user (is there one?)".into(),
+                ));
+            }
+        }
+        let pg = Self { dir, bin, as_postgres, databases: AtomicUsize::new(0) };
+        let data = pg.data();
+        pg.run(
+            "initdb",
+            &["-D", path_str(&data)?, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync"],
+        )?;
+        let options =
+            format!("-k {} -c listen_addresses='' -p {PORT} -c max_connections=300", path_str(pg.dir.path())?);
+        let log = pg.dir.path().join("log");
+        pg.run("pg_ctl", &["-D", path_str(&data)?, "-l", path_str(&log)?, "-w", "-t", "60", "-o", &options, "start"])?;
+        Ok(pg)
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Runs one of PostgreSQL's programs (as `postgres` when we are root).
+    fn run(&self, program: &str, args: &[&str]) -> Result<(), ScratchError> {
+        let exe = self.bin.join(program);
+        let mut cmd = if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&exe);
+            c
+        } else {
+            Command::new(&exe)
+        };
+        let out = cmd.args(args).current_dir(self.dir.path()).output().map_err(|e| failed(program, e))?;
+        if !out.status.success() {
+            let log = std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default();
+            return Err(ScratchError::Failed(format!(
+                "{program} {}: {}{}\n{log}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )));
+        }
+        Ok(())
+    }
+
+    /// The connection string of database `name` on this server.
+    pub fn url(&self, name: &str) -> String {
+        format!("host={} port={PORT} user=postgres dbname={name}", self.dir.path().display())
+    }
+
+    /// Creates a new empty database and returns its connection string.
+    /// Call from a plain thread (the client is blocking).
+    pub fn create_database(&self) -> Result<String, ScratchError> {
+        let name = format!("gridsync_{}", self.databases.fetch_add(1, Ordering::Relaxed));
+        let mut client =
+            ::postgres::Client::connect(&self.url("postgres"), ::postgres::NoTls).map_err(|e| failed("connect", e))?;
+        client.batch_execute(&format!("CREATE DATABASE {name}")).map_err(|e| failed("CREATE DATABASE", e))?;
+        Ok(self.url(&name))
+    }
+}
+
+impl Drop for ScratchPostgres {
+    fn drop(&mut self) {
+        if let Ok(data) = path_str(&self.data()).map(str::to_string) {
+            let _ = self.run("pg_ctl", &["-D", &data, "-m", "immediate", "-w", "stop"]);
+        }
+    }
+}
+
+fn path_str(p: &Path) -> Result<&str, ScratchError> {
+    p.to_str().ok_or_else(|| ScratchError::Failed(format!("not a UTF-8 path: {}", p.display())))
+}
+
+/// Whether this process runs as root (whose files the `postgres` user cannot own).
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().map(|o| o.stdout.trim_ascii() == b"0").unwrap_or(false)
+}
