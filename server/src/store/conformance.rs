@@ -418,3 +418,108 @@ fn household_keys_and_import_runs_keep_their_promises(store: &dyn Store) {
     store.set_import_device(person, DeviceId::from_bytes([5; 16])).expect("device");
     assert_eq!(store.import_device(person).expect("device"), Some(DeviceId::from_bytes([5; 16])));
 }
+
+/// Many writers on two pools of their own (as two server processes on one
+/// database) commit while readers on both page the whole feed: each reader
+/// must see every position exactly once, in order (the feed is gap-free), and
+/// at the end every committed record. A feed whose positions became visible
+/// out of commit order would let a reader's cursor pass an entry still to come.
+#[test]
+fn readers_paging_while_two_processes_write_miss_and_repeat_no_entry() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    const WRITERS_PER_PROCESS: usize = 4;
+    const COMMITS_PER_WRITER: usize = 60;
+    const READERS_PER_PROCESS: usize = 2;
+    let pg = scratch();
+    let url = pg.create_database().expect("a database");
+    let processes = [
+        Arc::new(PgStore::open_with(&url, WRITERS_PER_PROCESS + READERS_PER_PROCESS).expect("open")),
+        Arc::new(PgStore::open_with(&url, WRITERS_PER_PROCESS + READERS_PER_PROCESS).expect("open")),
+    ];
+    let done = Arc::new(AtomicBool::new(false));
+    let pages_while_writing = Arc::new(AtomicUsize::new(0));
+    let root = grid("a");
+    let readers: Vec<_> = processes
+        .iter()
+        .flat_map(|p| std::iter::repeat_n(p.clone(), READERS_PER_PROCESS))
+        .enumerate()
+        .map(|(r, store)| {
+            let (done, pages, root) = (done.clone(), pages_while_writing.clone(), root.clone());
+            std::thread::spawn(move || -> Vec<DocId> {
+                let mut seen = Vec::new();
+                let mut cursor = 0u64;
+                loop {
+                    // Read `done` before the page: a page read after every writer finished is the last word.
+                    let finished = done.load(Ordering::Acquire);
+                    let page = store.feed_after(&root, cursor, 7 + r).expect("a page");
+                    if !finished && !page.is_empty() {
+                        pages.fetch_add(1, Ordering::Relaxed);
+                    }
+                    for e in &page {
+                        assert_eq!(
+                            e.seq,
+                            cursor + 1,
+                            "reader {r} at {cursor} was handed {}: an entry missed or repeated",
+                            e.seq
+                        );
+                        cursor = e.seq;
+                        seen.push(e.doc);
+                    }
+                    if finished && page.is_empty() {
+                        return seen;
+                    }
+                }
+            })
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let writers: Vec<_> = processes
+        .iter()
+        .flat_map(|p| std::iter::repeat_n(p.clone(), WRITERS_PER_PROCESS))
+        .enumerate()
+        .map(|(w, store)| {
+            std::thread::spawn(move || -> Vec<(u64, DocId)> {
+                let mut mine = Vec::new();
+                let mut i = 0;
+                while i < COMMITS_PER_WRITER {
+                    let new = |k: usize| {
+                        let doc = DocId(uuid::Uuid::new_v4());
+                        let g = format!("a/b/c/d/g{}", (w + k) % 3);
+                        (write(doc, &g, RecordKind::VisitLog, vec![change(w as u8)], Vec::new()), Vec::new())
+                    };
+                    if i % 10 == 9 {
+                        // A batch takes several positions at once.
+                        let batch: Vec<_> = (0..3).map(new).collect();
+                        let docs: Vec<DocId> = batch.iter().map(|(w, _)| w.doc).collect();
+                        let last = store.commit_docs(batch, 1).expect("commit a batch");
+                        mine.extend(docs.into_iter().enumerate().map(|(k, d)| (last - 2 + k as u64, d)));
+                        i += 3;
+                    } else {
+                        let (w, _) = new(0);
+                        let doc = w.doc;
+                        mine.push((store.commit_doc(w, 1).expect("commit"), doc));
+                        i += 1;
+                    }
+                }
+                mine
+            })
+        })
+        .collect();
+    let mut committed: Vec<(u64, DocId)> = writers.into_iter().flat_map(|w| w.join().expect("a writer")).collect();
+    let elapsed = started.elapsed();
+    done.store(true, Ordering::Release);
+    committed.sort();
+    let n = committed.len();
+    eprintln!(
+        "{n} records committed by {} writers on two pools in {:.2} s: {:.0} per second",
+        2 * WRITERS_PER_PROCESS,
+        elapsed.as_secs_f64(),
+        n as f64 / elapsed.as_secs_f64()
+    );
+    assert_eq!(committed.iter().map(|(s, _)| *s).collect::<Vec<_>>(), (1..=n as u64).collect::<Vec<_>>(), "gap-free");
+    let want: Vec<DocId> = committed.into_iter().map(|(_, d)| d).collect();
+    for (r, reader) in readers.into_iter().enumerate() {
+        assert_eq!(reader.join().expect("a reader"), want, "reader {r} saw every record once, in commit order");
+    }
+    assert!(pages_while_writing.load(Ordering::Relaxed) > 0, "the readers paged while the writers wrote");
+}
