@@ -25,6 +25,12 @@ struct Cli {
     /// Data directory of the embedded sled store.
     #[arg(long, global = true, env = "GRIDSYNC_DATA", default_value = "gridsync-data")]
     data: PathBuf,
+    /// The store: a PostgreSQL address (`postgres://user@host/db`, or
+    /// `host=/run/postgresql dbname=gridsync`) that several server processes
+    /// share; unset, the embedded sled store in --data. `serve` and the admin
+    /// commands only, so far.
+    #[arg(long, global = true, env = "GRIDSYNC_STORE")]
+    store: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -164,11 +170,15 @@ fn init_logs() {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.store.is_some() && !matches!(cli.command, Command::Serve { .. } | Command::Admin(_)) {
+        eprintln!("error: with --store (PostgreSQL) only serve and the admin commands work so far (issue 15)");
+        return ExitCode::FAILURE;
+    }
     match cli.command {
         Command::Serve { listen, demo, tls_cert, tls_key, max_connections } => {
             init_logs();
             let tls = tls_cert.zip(tls_key);
-            match serve(cli.data, listen, demo, tls, max_connections).await {
+            match serve(cli.data, cli.store, listen, demo, tls, max_connections).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -176,7 +186,7 @@ async fn main() -> ExitCode {
                 }
             }
         }
-        Command::Admin(cmd) => admin_command(cli.data, cmd).await,
+        Command::Admin(cmd) => admin_command(cli.data, cli.store, cmd).await,
         Command::Backup { out } => print_outcome(gridsync_server::backup::backup_command(&cli.data, &out).await),
         Command::Restore { file } => print_outcome(gridsync_server::backup::restore_command(&cli.data, &file)),
         Command::Vacuum { into } => print_outcome(vacuum(&cli.data, &into)),
@@ -293,8 +303,19 @@ fn vacuum(data: &std::path::Path, into: &std::path::Path) -> Result<String, Stri
     ))
 }
 
+/// The PostgreSQL store at `url`, opened on the blocking pool (its client blocks).
+async fn open_postgres(url: String) -> Result<Arc<dyn Store>, String> {
+    let opened = tokio::task::spawn_blocking(move || gridsync_server::store::PgStore::open(&url)).await;
+    match opened {
+        Ok(Ok(store)) => Ok(Arc::new(store)),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(format!("opening the PostgreSQL store failed: {e}")),
+    }
+}
+
 async fn serve(
     data: PathBuf,
+    store_url: Option<String>,
     listen: SocketAddr,
     demo: bool,
     tls: Option<(PathBuf, PathBuf)>,
@@ -306,7 +327,10 @@ async fn serve(
         None => None,
     };
     std::fs::create_dir_all(&data).map_err(|e| format!("cannot create data directory {}: {e}", data.display()))?;
-    let store: Arc<dyn Store> = Arc::new(SledStore::open(&data).map_err(|e| e.to_string())?);
+    let store: Arc<dyn Store> = match store_url {
+        Some(url) => open_postgres(url).await?,
+        None => Arc::new(SledStore::open(&data).map_err(|e| e.to_string())?),
+    };
     if demo::store_is_empty(store.as_ref()).map_err(|e| e.to_string())? {
         if demo {
             let text = demo::create_demo(store.as_ref(), now_ms()).map_err(|e| e.to_string())?;
@@ -351,15 +375,25 @@ async fn serve(
     store.flush().map_err(|e| e.to_string())
 }
 
-async fn admin_command(data: PathBuf, cmd: AdminCommand) -> ExitCode {
-    let result = match SledStore::open(&data) {
-        Ok(store) => admin::execute(&store, cmd, "cli").map_err(|e| e.to_string()),
-        Err(StoreError::Locked(_)) => match send_admin_command(&admin_socket_path(&data), &cmd).await {
-            Ok(reply) if reply.ok => Ok(reply.output),
-            Ok(reply) => Err(reply.output),
-            Err(e) => Err(format!("the store is in use but the running server's admin socket did not answer: {e}")),
+async fn admin_command(data: PathBuf, store_url: Option<String>, cmd: AdminCommand) -> ExitCode {
+    let result = match store_url {
+        // A shared database: no process holds it, so the command runs here.
+        Some(url) => match open_postgres(url).await {
+            Ok(store) => tokio::task::spawn_blocking(move || admin::execute(store.as_ref(), cmd, "cli"))
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| e.to_string())),
+            Err(e) => Err(e),
         },
-        Err(e) => Err(e.to_string()),
+        None => match SledStore::open(&data) {
+            Ok(store) => admin::execute(&store, cmd, "cli").map_err(|e| e.to_string()),
+            Err(StoreError::Locked(_)) => match send_admin_command(&admin_socket_path(&data), &cmd).await {
+                Ok(reply) if reply.ok => Ok(reply.output),
+                Ok(reply) => Err(reply.output),
+                Err(e) => Err(format!("the store is in use but the running server's admin socket did not answer: {e}")),
+            },
+            Err(e) => Err(e.to_string()),
+        },
     };
     match result {
         Ok(out) => {

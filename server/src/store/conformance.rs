@@ -523,3 +523,19 @@ fn readers_paging_while_two_processes_write_miss_and_repeat_no_entry() {
     }
     assert!(pages_while_writing.load(Ordering::Relaxed) > 0, "the readers paged while the writers wrote");
 }
+
+/// The blocking client would panic inside an async task; on a current-thread
+/// runtime (where the worker cannot be handed over) the store says so instead,
+/// and on a multi-threaded one it works, and is dropped there, without a panic.
+#[test]
+fn called_from_an_async_task_on_a_current_thread_runtime_it_errs_rather_than_panics() {
+    let (_pg, store) = pg_store();
+    let runtime = tokio::runtime::Builder::new_current_thread().build().expect("a runtime");
+    let result = runtime.block_on(async { store.head_seq() });
+    assert!(matches!(&result, Err(StoreError::Engine(m)) if m.contains("spawn_blocking")), "{result:?}");
+    let threaded = tokio::runtime::Builder::new_multi_thread().worker_threads(1).build().expect("a runtime");
+    assert_eq!(
+        threaded.block_on(async { tokio::spawn(async move { store.head_seq() }).await.expect("join") }).expect("head"),
+        0
+    );
+}

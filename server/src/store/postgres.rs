@@ -159,6 +159,23 @@ fn scope_params(scope: &TerritoryPath) -> (String, i32, String) {
     (scope.as_str().to_string(), len, prefix)
 }
 
+/// Runs `f`, which blocks on the database. Store methods belong on tokio's
+/// blocking pool (`spawn_blocking`); the blocking client drives a runtime of
+/// its own and would panic inside an async task. Called from a task on a
+/// multi-threaded runtime anyway, the task's worker is handed over
+/// (`block_in_place`); on a current-thread runtime that cannot be done, and
+/// the call fails with an error saying so rather than panicking.
+fn off_runtime<T>(f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Err(_) => f(),
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        Ok(_) => Err(StoreError::Engine(
+            "the PostgreSQL store was called from an async task on a current-thread runtime: call it through spawn_blocking".into(),
+        )),
+    }
+}
+
 impl PgStore {
     /// Connects to the database at `url` (`postgres://user@host/db`, or
     /// `host=/run/postgresql dbname=gridsync`), applying any migration it
@@ -172,15 +189,21 @@ impl PgStore {
         let config: ::postgres::Config =
             url.parse().map_err(|e| StoreError::Engine(format!("not a PostgreSQL address: {e}")))?;
         let store = Self { pool: Pool::new(config, connections) };
-        let mut conn = store.pool.get()?;
-        schema::migrate(&mut conn)?;
-        drop(conn);
+        off_runtime(|| schema::migrate(&mut *store.pool.get()?))?;
         Ok(store)
     }
 
     /// Runs `body` in one transaction, again from the start if it loses a
     /// serialization race or a deadlock (nothing of it was applied then).
     fn write<T>(
+        &self,
+        isolation: IsolationLevel,
+        body: impl FnMut(&mut Q<'_, ::postgres::Transaction<'_>>) -> Result<T, Fail>,
+    ) -> Result<T, StoreError> {
+        off_runtime(|| self.write_here(isolation, body))
+    }
+
+    fn write_here<T>(
         &self,
         isolation: IsolationLevel,
         mut body: impl FnMut(&mut Q<'_, ::postgres::Transaction<'_>>) -> Result<T, Fail>,
@@ -209,11 +232,13 @@ impl PgStore {
 
     /// Runs `body` on a connection outside any explicit transaction: for one statement.
     fn read<T>(&self, body: impl FnOnce(&mut Q<'_, ::postgres::Client>) -> Result<T, Fail>) -> Result<T, StoreError> {
-        let mut conn = self.pool.get()?;
-        let Conn { client, prepared } = &mut *conn;
-        body(&mut Q { c: client, prepared }).map_err(|f| match f {
-            Fail::Pg(e) => pg(e),
-            Fail::Store(e) => e,
+        off_runtime(|| {
+            let mut conn = self.pool.get()?;
+            let Conn { client, prepared } = &mut *conn;
+            body(&mut Q { c: client, prepared }).map_err(|f| match f {
+                Fail::Pg(e) => pg(e),
+                Fail::Store(e) => e,
+            })
         })
     }
 

@@ -29,6 +29,7 @@ mod overload;
 mod people;
 mod person_move;
 mod photos;
+mod postgres_store;
 mod property;
 mod reauthor;
 mod references;

@@ -155,3 +155,14 @@ pub(super) fn pg(e: ::postgres::Error) -> StoreError {
         _ => StoreError::Engine(text),
     }
 }
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        let idle = std::mem::take(&mut self.lock().idle);
+        // A client's drop says goodbye to the server by blocking on its own
+        // runtime, which panics on an async worker: done on a thread of its own.
+        if !idle.is_empty() {
+            let _ = std::thread::spawn(move || drop(idle)).join();
+        }
+    }
+}
