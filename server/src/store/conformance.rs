@@ -539,3 +539,20 @@ fn called_from_an_async_task_on_a_current_thread_runtime_it_errs_rather_than_pan
         0
     );
 }
+
+/// Several servers started at once on one empty database all open it, the
+/// schema made once (PostgreSQL may fail all but one racing `CREATE TABLE`).
+#[test]
+fn servers_opening_one_empty_database_at_once_all_start() {
+    let pg = scratch();
+    let url = pg.create_database().expect("a database");
+    let openers: Vec<_> = (0..6)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || PgStore::open(&url).map(|s| s.head_seq()))
+        })
+        .collect();
+    for o in openers {
+        assert_eq!(o.join().expect("join").expect("opened").expect("head"), 0);
+    }
+}

@@ -101,8 +101,26 @@ const ATTEMPTS: usize = 5;
 
 /// Applies every migration the database lacks, each in its own transaction
 /// with its `schema_version` row; refuses a database newer than this build.
+/// Servers starting at once on an empty database race to create the same
+/// tables (PostgreSQL may then fail one with a unique violation in its
+/// catalogue): the loser tries again and finds them made.
 pub(super) fn migrate(conn: &mut Conn) -> Result<i32, StoreError> {
-    let client = &mut conn.client;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match migrate_once(&mut conn.client) {
+            Ok(version) => return Ok(version),
+            Err(e @ StoreError::Engine(_)) if e.to_string().contains("newer than this") => return Err(e),
+            Err(e) if attempt >= ATTEMPTS => return Err(e),
+            Err(e) => {
+                tracing::debug!(error = %e, attempt, "migrating raced another server; trying again");
+                std::thread::sleep(std::time::Duration::from_millis(50 * attempt as u64));
+            }
+        }
+    }
+}
+
+fn migrate_once(client: &mut ::postgres::Client) -> Result<i32, StoreError> {
     client
         .batch_execute(
             "CREATE TABLE IF NOT EXISTS schema_version (version INT PRIMARY KEY, applied_at BIGINT NOT NULL)",
@@ -121,27 +139,14 @@ pub(super) fn migrate(conn: &mut Conn) -> Result<i32, StoreError> {
     while version < CURRENT {
         let next = version + 1;
         let sql = MIGRATIONS[usize::try_from(version).unwrap_or(0)];
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let result = (|| {
-                let mut tx = client.transaction()?;
-                tx.batch_execute(sql)?;
-                tx.execute(
-                    "INSERT INTO schema_version (version, applied_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                    &[&next, &crate::http::now_ms()],
-                )?;
-                tx.commit()
-            })();
-            match result {
-                Ok(()) => break,
-                // Another server created the same table at the same moment.
-                Err(_) if attempt < ATTEMPTS => {
-                    std::thread::sleep(std::time::Duration::from_millis(50 * attempt as u64))
-                }
-                Err(e) => return Err(pg(e)),
-            }
-        }
+        let mut tx = client.transaction().map_err(pg)?;
+        tx.batch_execute(sql).map_err(pg)?;
+        tx.execute(
+            "INSERT INTO schema_version (version, applied_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            &[&next, &crate::http::now_ms()],
+        )
+        .map_err(pg)?;
+        tx.commit().map_err(pg)?;
         tracing::info!(version = next, "PostgreSQL schema migrated");
         version = applied(client)?;
     }
