@@ -556,3 +556,26 @@ fn servers_opening_one_empty_database_at_once_all_start() {
         assert_eq!(o.join().expect("join").expect("opened").expect("head"), 0);
     }
 }
+
+/// After the database restarts (as after a failover), every pooled
+/// connection is dead: the next reads and writes go through on new ones,
+/// and nothing written before is lost.
+#[test]
+fn after_the_database_restarts_reads_and_writes_go_on_with_new_connections() {
+    let pg = Arc::new(ScratchPostgres::start().expect("a throwaway PostgreSQL of its own (it is restarted)"));
+    let url = pg.create_database().expect("a database");
+    let store = PgStore::open_with(&url, 4).expect("open");
+    // Four connections in the pool, all idle.
+    std::thread::scope(|s| {
+        for n in 0..4 {
+            let store = &store;
+            s.spawn(move || commit(store, n + 1, "a/b/c/d/g1", 1));
+        }
+    });
+    pg.restart().expect("restart");
+    for n in 5..10 {
+        assert_eq!(commit(&store, n, "a/b/c/d/g1", 2), u64::from(n), "a write right after the restart");
+        assert_eq!(store.head_seq().expect("a read right after the restart"), u64::from(n));
+    }
+    assert_eq!(store.feed_after(&grid("a"), 0, 100).expect("feed").len(), 9);
+}

@@ -159,6 +159,12 @@ fn scope_params(scope: &TerritoryPath) -> (String, i32, String) {
     (scope.as_str().to_string(), len, prefix)
 }
 
+/// Whether the connection is gone after an error (the server went away, or
+/// said it was shutting down, 57P01, and closed it).
+fn lost(conn: &Conn) -> bool {
+    conn.client.is_closed()
+}
+
 /// Runs `f`, which blocks on the database. Store methods belong on tokio's
 /// blocking pool (`spawn_blocking`); the blocking client drives a runtime of
 /// its own and would panic inside an async task. Called from a task on a
@@ -209,36 +215,60 @@ impl PgStore {
         mut body: impl FnMut(&mut Q<'_, ::postgres::Transaction<'_>>) -> Result<T, Fail>,
     ) -> Result<T, StoreError> {
         let mut conn = self.pool.get()?;
-        let mut attempt = 0;
+        let (mut attempt, mut reconnects) = (0, 0);
         loop {
             attempt += 1;
             let Conn { client, prepared } = &mut *conn;
-            let mut tx = client.build_transaction().isolation_level(isolation).start().map_err(pg)?;
-            let result = body(&mut Q { c: &mut tx, prepared });
-            let result = match result {
-                Ok(v) => tx.commit().map(|()| v).map_err(Fail::Pg),
-                Err(e) => Err(e),
-            };
-            match result {
+            // The error, and whether it came from COMMIT (whose outcome is then unknown).
+            let outcome = (|| -> Result<T, (Fail, bool)> {
+                let mut tx =
+                    client.build_transaction().isolation_level(isolation).start().map_err(|e| (e.into(), false))?;
+                let v = body(&mut Q { c: &mut tx, prepared }).map_err(|f| (f, false))?;
+                tx.commit().map_err(|e| (e.into(), true))?;
+                Ok(v)
+            })();
+            match outcome {
                 Ok(v) => return Ok(v),
-                Err(Fail::Pg(e)) if retryable(&e) && attempt < RETRIES => {
+                Err((Fail::Pg(e), false)) if lost(&conn) && reconnects < self.pool.max() => {
+                    tracing::warn!(error = %e, "a PostgreSQL connection was lost; the write goes on another");
+                    // The server closed this connection (a restart, a failover) before
+                    // COMMIT: nothing of the transaction was applied; again on another.
+                    reconnects += 1;
+                    drop(conn);
+                    conn = self.pool.get()?;
+                }
+                Err((Fail::Pg(e), _)) if retryable(&e) && attempt < RETRIES => {
                     std::thread::sleep(std::time::Duration::from_millis(attempt as u64));
                 }
-                Err(Fail::Pg(e)) => return Err(pg(e)),
-                Err(Fail::Store(e)) => return Err(e),
+                Err((Fail::Pg(e), _)) => return Err(pg(e)),
+                Err((Fail::Store(e), _)) => return Err(e),
             }
         }
     }
 
-    /// Runs `body` on a connection outside any explicit transaction: for one statement.
-    fn read<T>(&self, body: impl FnOnce(&mut Q<'_, ::postgres::Client>) -> Result<T, Fail>) -> Result<T, StoreError> {
+    /// Runs `body` on a connection outside any explicit transaction: for one
+    /// statement (again on another connection if the server closed this one).
+    fn read<T>(
+        &self,
+        mut body: impl FnMut(&mut Q<'_, ::postgres::Client>) -> Result<T, Fail>,
+    ) -> Result<T, StoreError> {
         off_runtime(|| {
             let mut conn = self.pool.get()?;
-            let Conn { client, prepared } = &mut *conn;
-            body(&mut Q { c: client, prepared }).map_err(|f| match f {
-                Fail::Pg(e) => pg(e),
-                Fail::Store(e) => e,
-            })
+            let mut reconnects = 0;
+            loop {
+                let Conn { client, prepared } = &mut *conn;
+                match body(&mut Q { c: client, prepared }) {
+                    Ok(v) => return Ok(v),
+                    Err(Fail::Pg(e)) if lost(&conn) && reconnects < self.pool.max() => {
+                        tracing::warn!(error = %e, "a PostgreSQL connection was lost; the read goes on another");
+                        reconnects += 1;
+                        drop(conn);
+                        conn = self.pool.get()?;
+                    }
+                    Err(Fail::Pg(e)) => return Err(pg(e)),
+                    Err(Fail::Store(e)) => return Err(e),
+                }
+            }
         })
     }
 

@@ -84,6 +84,11 @@ impl Pool {
         }
     }
 
+    /// The most connections it keeps.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
     fn lock(&self) -> MutexGuard<'_, PoolState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -125,6 +125,12 @@ impl ScratchPostgres {
         Ok(())
     }
 
+    /// Restarts the server (as a failover would): every open connection is closed.
+    pub fn restart(&self) -> Result<(), ScratchError> {
+        let (data, log) = (self.data(), self.dir.path().join("log"));
+        self.run("pg_ctl", &["-D", path_str(&data)?, "-l", path_str(&log)?, "-m", "fast", "-w", "restart"])
+    }
+
     /// The connection string of database `name` on this server.
     pub fn url(&self, name: &str) -> String {
         format!("host={} port={PORT} user=postgres dbname={name}", self.dir.path().display())
