@@ -225,6 +225,23 @@ fn records_are_listed_per_kind_in_id_order_with_their_rows_and_counted_per_grid(
     assert_eq!(store.records_in_scope(&scope, RecordKind::VisitLog, Some(doc_id(1)), 10).expect("list").len(), 1);
     let docs: Vec<DocId> = store.docs_in_scope(&scope, None, 2).expect("docs").into_iter().map(|(id, _)| id).collect();
     assert_eq!(docs, vec![doc_id(1), doc_id(2)], "id order, at most the limit");
+    let in_grid = |after: Option<u8>| -> Vec<DocId> {
+        let g1 = grid("a/b/c/d/g1");
+        store.docs_in_scope(&g1, after.map(doc_id), 10).expect("docs").into_iter().map(|(id, _)| id).collect()
+    };
+    assert_eq!(
+        (in_grid(None), in_grid(Some(2)), in_grid(Some(3))),
+        (vec![doc_id(2), doc_id(3)], vec![doc_id(3)], vec![])
+    );
+    let visits_in_grid = |after: Option<u8>| -> Vec<DocId> {
+        let g1 = grid("a/b/c/d/g1");
+        let listed = store.records_in_scope(&g1, RecordKind::VisitLog, after.map(doc_id), 10).expect("list");
+        listed.into_iter().map(|l| l.id).collect()
+    };
+    assert_eq!(
+        (visits_in_grid(None), visits_in_grid(Some(2)), visits_in_grid(Some(3))),
+        (vec![doc_id(3)], vec![doc_id(3)], vec![])
+    );
     let want = vec![
         (grid("a/b/c/d/g1"), RecordKind::VisitLog, 1),
         (grid("a/b/c/d/g1"), RecordKind::Case, 1),

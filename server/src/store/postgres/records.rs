@@ -156,23 +156,32 @@ impl PgStore {
         let (s, len, prefix) = scope_params(scope);
         // One statement: it sees a prefix of the feed (see the module's doc).
         self.read(|q| {
-            q.query(
-                "SELECT seq, at, doc, grid, device, changes FROM feed \
-                 WHERE seq > $1 AND (grid = $2 OR substr(grid, 1, $3) = $4) ORDER BY seq LIMIT $5",
-                &[&big(after), &s, &len, &prefix, &limit(limit_to)],
-            )?
-            .into_iter()
-            .map(|r| {
-                Ok(FeedEntry {
-                    seq: unsigned(r.get(0))?,
-                    at: r.get(1),
-                    doc: DocId(r.get(2)),
-                    grid: path(r.get(3))?,
-                    device: DeviceId(r.get(4)),
-                    changes: r.get(5),
+            let rows = if scope.is_grid() {
+                // A phone's own grid, the common case: one range of the (grid, seq) index.
+                q.query(
+                    "SELECT seq, at, doc, grid, device, changes FROM feed \
+                     WHERE grid = $2 AND seq > $1 ORDER BY seq LIMIT $3",
+                    &[&big(after), &s, &limit(limit_to)],
+                )?
+            } else {
+                q.query(
+                    "SELECT seq, at, doc, grid, device, changes FROM feed \
+                     WHERE seq > $1 AND (grid = $2 OR substr(grid, 1, $3) = $4) ORDER BY seq LIMIT $5",
+                    &[&big(after), &s, &len, &prefix, &limit(limit_to)],
+                )?
+            };
+            rows.into_iter()
+                .map(|r| {
+                    Ok(FeedEntry {
+                        seq: unsigned(r.get(0))?,
+                        at: r.get(1),
+                        doc: DocId(r.get(2)),
+                        grid: path(r.get(3))?,
+                        device: DeviceId(r.get(4)),
+                        changes: r.get(5),
+                    })
                 })
-            })
-            .collect()
+                .collect()
         })
     }
 
@@ -223,17 +232,32 @@ impl PgStore {
         limit_to: usize,
     ) -> Result<Vec<(DocId, StoredDoc)>, StoreError> {
         let (s, len, prefix) = scope_params(scope);
-        let after = after.map(|d| d.0);
+        let n = limit(limit_to);
+        macro_rules! docs {
+            ($inner:literal) => {
+                concat!(
+                    "SELECT r.id, r.grid, r.kind, r.seq, r.base, f.changes FROM \
+                     (SELECT id, grid, kind, seq, base, base_seq FROM records WHERE ",
+                    $inner,
+                    ") r LEFT JOIN feed f ON f.doc = r.id AND f.seq > r.base_seq AND f.seq <= r.seq \
+                     ORDER BY r.id, f.seq"
+                )
+            };
+        }
         self.read(|q| {
-            let rows = q.query(
-                "SELECT r.id, r.grid, r.kind, r.seq, r.base, f.changes FROM \
-                 (SELECT id, grid, kind, seq, base, base_seq FROM records \
-                  WHERE ($1::UUID IS NULL OR id > $1) AND (grid = $2 OR substr(grid, 1, $3) = $4) \
-                  ORDER BY id LIMIT $5) r \
-                 LEFT JOIN feed f ON f.doc = r.id AND f.seq > r.base_seq AND f.seq <= r.seq \
-                 ORDER BY r.id, f.seq",
-                &[&after, &s, &len, &prefix, &limit(limit_to)],
-            )?;
+            // A grid (a phone's own, the common case) is one range of the (grid, id) index.
+            let rows = match (scope.is_grid(), after) {
+                (true, None) => q.query(docs!("grid = $1 ORDER BY id LIMIT $2"), &[&s, &n])?,
+                (true, Some(a)) => q.query(docs!("grid = $1 AND id > $2 ORDER BY id LIMIT $3"), &[&s, &a.0, &n])?,
+                (false, None) => q.query(
+                    docs!("(grid = $1 OR substr(grid, 1, $2) = $3) ORDER BY id LIMIT $4"),
+                    &[&s, &len, &prefix, &n],
+                )?,
+                (false, Some(a)) => q.query(
+                    docs!("id > $4 AND (grid = $1 OR substr(grid, 1, $2) = $3) ORDER BY id LIMIT $5"),
+                    &[&s, &len, &prefix, &a.0, &n],
+                )?,
+            };
             Ok(Self::assemble(rows)?)
         })
     }
@@ -246,14 +270,29 @@ impl PgStore {
         limit_to: usize,
     ) -> Result<Vec<RecordListing>, StoreError> {
         let (s, len, prefix) = scope_params(scope);
-        let after = after.map(|d| d.0);
+        let (k, n) = (kind_index(kind), limit(limit_to));
         self.read(|q| {
-            q.query(
-                "SELECT id, seq, flat_row FROM records WHERE kind = $1 AND ($2::UUID IS NULL OR id > $2) \
-                 AND (grid = $3 OR substr(grid, 1, $4) = $5) ORDER BY id LIMIT $6",
-                &[&kind_index(kind), &after, &s, &len, &prefix, &limit(limit_to)],
-            )?
-            .into_iter()
+            let rows = match (scope.is_grid(), after) {
+                (true, None) => q.query(
+                    "SELECT id, seq, flat_row FROM records WHERE kind = $1 AND grid = $2 ORDER BY id LIMIT $3",
+                    &[&k, &s, &n],
+                )?,
+                (true, Some(a)) => q.query(
+                    "SELECT id, seq, flat_row FROM records WHERE kind = $1 AND grid = $2 AND id > $3 ORDER BY id LIMIT $4",
+                    &[&k, &s, &a.0, &n],
+                )?,
+                (false, None) => q.query(
+                    "SELECT id, seq, flat_row FROM records WHERE kind = $1 \
+                     AND (grid = $2 OR substr(grid, 1, $3) = $4) ORDER BY id LIMIT $5",
+                    &[&k, &s, &len, &prefix, &n],
+                )?,
+                (false, Some(a)) => q.query(
+                    "SELECT id, seq, flat_row FROM records WHERE kind = $1 AND id > $5 \
+                     AND (grid = $2 OR substr(grid, 1, $3) = $4) ORDER BY id LIMIT $6",
+                    &[&k, &s, &len, &prefix, &a.0, &n],
+                )?,
+            };
+            rows            .into_iter()
             .map(|r| Ok(RecordListing { id: DocId(r.get(0)), seq: unsigned(r.get(1))?, row: r.get(2) }))
             .collect()
         })
