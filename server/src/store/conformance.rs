@@ -25,10 +25,16 @@ fn scratch() -> Arc<ScratchPostgres> {
 
 /// A PostgreSQL store on a new database; the server lives as long as the first.
 fn pg_store() -> (Arc<ScratchPostgres>, PgStore) {
+    let (pg, _, store) = pg_store_at();
+    (pg, store)
+}
+
+/// As [`pg_store`], with the database's connection string.
+fn pg_store_at() -> (Arc<ScratchPostgres>, String, PgStore) {
     let pg = scratch();
     let url = pg.create_database().expect("a database");
     let store = PgStore::open(&url).expect("open the PostgreSQL store");
-    (pg, store)
+    (pg, url, store)
 }
 
 /// Runs each named function against both stores, as `<name>::sled` and `<name>::postgres`.
@@ -595,4 +601,53 @@ fn after_the_database_restarts_reads_and_writes_go_on_with_new_connections() {
         assert_eq!(store.head_seq().expect("a read right after the restart"), u64::from(n));
     }
     assert_eq!(store.feed_after(&grid("a"), 0, 100).expect("feed").len(), 9);
+}
+
+/// A server process killed in the middle of a commit (here its database
+/// session, while it waits for the feed's counter) leaves nothing half
+/// applied: its transaction is rolled back, and the store runs it again on a
+/// new connection, so the push lands exactly once, under the next position.
+#[test]
+fn a_commit_whose_session_is_killed_midway_lands_exactly_once() {
+    let (_pg, url, store) = pg_store_at();
+    let mut holder = ::postgres::Client::connect(&url, ::postgres::NoTls).expect("connect");
+    let mut hold = holder.transaction().expect("begin");
+    hold.execute("SELECT seq FROM feed_counter WHERE id = 1 FOR UPDATE", &[]).expect("hold the counter");
+    let store = Arc::new(store);
+    let writer = {
+        let store = store.clone();
+        std::thread::spawn(move || {
+            let mut w = write(doc_id(1), "a/b/c/d/g1", RecordKind::Household, vec![change(1)], Vec::new());
+            w.photos = Vec::new();
+            let keys = vec![HouseholdKey {
+                key: [7; 32],
+                entry: HouseholdKeyEntry { doc: doc_id(1), digest: None },
+                replace: true,
+            }];
+            store.commit_doc_with_keys(w, 1, &keys)
+        })
+    };
+    let mut admin = ::postgres::Client::connect(&url, ::postgres::NoTls).expect("connect");
+    let killed = (0..200)
+        .find_map(|_| {
+            let row = admin
+                .query_one(
+                    "SELECT COALESCE(SUM(CASE WHEN pg_terminate_backend(pid) THEN 1 ELSE 0 END), 0)::BIGINT FROM pg_stat_activity \
+                     WHERE query LIKE 'UPDATE feed_counter%' AND wait_event_type = 'Lock'",
+                    &[],
+                )
+                .expect("terminate");
+            let n: i64 = row.get(0);
+            if n == 0 {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            (n > 0).then_some(n)
+        })
+        .expect("the writer waited for the counter, and was killed there");
+    assert_eq!(killed, 1);
+    hold.rollback().expect("release the counter");
+    let seq = writer.join().expect("join").expect("the push lands, run again on a new connection");
+    assert_eq!(seq, 1, "the killed attempt took no position");
+    assert_eq!(store.feed_after(&grid("a"), 0, 10).expect("feed").len(), 1, "exactly once");
+    assert_eq!(store.household_key(&[7; 32]).expect("key").map(|e| e.doc), Some(doc_id(1)));
 }
