@@ -547,20 +547,22 @@ fn readers_paging_while_two_processes_write_miss_and_repeat_no_entry() {
     assert!(pages_while_writing.load(Ordering::Relaxed) > 0, "the readers paged while the writers wrote");
 }
 
-/// The blocking client would panic inside an async task; on a current-thread
-/// runtime (where the worker cannot be handed over) the store says so instead,
-/// and on a multi-threaded one it works, and is dropped there, without a panic.
+/// The blocking client would panic wherever a tokio runtime is entered: the
+/// store works from an async task on either kind of runtime, and from the
+/// blocking pool of a current-thread one (a server under `#[tokio::test]`),
+/// and is dropped inside a task without a panic.
 #[test]
-fn called_from_an_async_task_on_a_current_thread_runtime_it_errs_rather_than_panics() {
+fn called_from_async_tasks_or_the_blocking_pool_on_either_runtime_it_works_and_drops_cleanly() {
     let (_pg, store) = pg_store();
-    let runtime = tokio::runtime::Builder::new_current_thread().build().expect("a runtime");
-    let result = runtime.block_on(async { store.head_seq() });
-    assert!(matches!(&result, Err(StoreError::Engine(m)) if m.contains("spawn_blocking")), "{result:?}");
+    let store = Arc::new(store);
+    let current = tokio::runtime::Builder::new_current_thread().build().expect("a runtime");
+    assert_eq!(current.block_on(async { store.head_seq() }).expect("in a task"), 0);
+    let blocking = store.clone();
+    let on_pool = current.block_on(async { tokio::task::spawn_blocking(move || blocking.head_seq()).await });
+    assert_eq!(on_pool.expect("join").expect("on the blocking pool"), 0);
     let threaded = tokio::runtime::Builder::new_multi_thread().worker_threads(1).build().expect("a runtime");
-    assert_eq!(
-        threaded.block_on(async { tokio::spawn(async move { store.head_seq() }).await.expect("join") }).expect("head"),
-        0
-    );
+    let in_task = threaded.block_on(async { tokio::spawn(async move { store.head_seq() }).await.expect("join") });
+    assert_eq!(in_task.expect("in a task, the store dropped there"), 0);
 }
 
 /// Several servers started at once on one empty database all open it, the

@@ -166,19 +166,20 @@ fn lost(conn: &Conn) -> bool {
 }
 
 /// Runs `f`, which blocks on the database. Store methods belong on tokio's
-/// blocking pool (`spawn_blocking`); the blocking client drives a runtime of
-/// its own and would panic inside an async task. Called from a task on a
-/// multi-threaded runtime anyway, the task's worker is handed over
-/// (`block_in_place`); on a current-thread runtime that cannot be done, and
-/// the call fails with an error saying so rather than panicking.
-fn off_runtime<T>(f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
+/// blocking pool (`spawn_blocking`), but the blocking client drives a runtime
+/// of its own, which panics wherever a tokio runtime is entered (an async
+/// task; on a current-thread runtime, its blocking pool too, as far as the
+/// store can tell). So within a runtime: on a multi-threaded one the worker is
+/// handed over (`block_in_place`); on a current-thread one (tests) `f` runs on
+/// a thread of its own, joined.
+fn off_runtime<T: Send>(f: impl FnOnce() -> Result<T, StoreError> + Send) -> Result<T, StoreError> {
     use tokio::runtime::{Handle, RuntimeFlavor};
     match Handle::try_current() {
         Err(_) => f(),
         Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
-        Ok(_) => Err(StoreError::Engine(
-            "the PostgreSQL store was called from an async task on a current-thread runtime: call it through spawn_blocking".into(),
-        )),
+        Ok(_) => std::thread::scope(|s| {
+            s.spawn(f).join().unwrap_or_else(|_| Err(StoreError::Engine("a PostgreSQL store call panicked".into())))
+        }),
     }
 }
 
@@ -201,10 +202,10 @@ impl PgStore {
 
     /// Runs `body` in one transaction, again from the start if it loses a
     /// serialization race or a deadlock (nothing of it was applied then).
-    fn write<T>(
+    fn write<T: Send>(
         &self,
         isolation: IsolationLevel,
-        body: impl FnMut(&mut Q<'_, ::postgres::Transaction<'_>>) -> Result<T, Fail>,
+        body: impl FnMut(&mut Q<'_, ::postgres::Transaction<'_>>) -> Result<T, Fail> + Send,
     ) -> Result<T, StoreError> {
         off_runtime(|| self.write_here(isolation, body))
     }
@@ -248,9 +249,9 @@ impl PgStore {
 
     /// Runs `body` on a connection outside any explicit transaction: for one
     /// statement (again on another connection if the server closed this one).
-    fn read<T>(
+    fn read<T: Send>(
         &self,
-        mut body: impl FnMut(&mut Q<'_, ::postgres::Client>) -> Result<T, Fail>,
+        mut body: impl FnMut(&mut Q<'_, ::postgres::Client>) -> Result<T, Fail> + Send,
     ) -> Result<T, StoreError> {
         off_runtime(|| {
             let mut conn = self.pool.get()?;
