@@ -72,6 +72,10 @@ pub struct SledStore {
     grids: RwLock<std::collections::BTreeSet<TerritoryPath>>,
     /// Records due for compaction.
     compactor: compact::Queue,
+    /// Writes by this process that left a record without a row: a pass that
+    /// finds every record with its row marks the store so only if none
+    /// happened while it read (see [`records::ROWS_COMPLETE`]).
+    rowless_writes: AtomicU64,
 }
 
 #[derive(Default)]
@@ -245,6 +249,7 @@ impl SledStore {
             durable_seq: AtomicU64::new(durable),
             grids: RwLock::new(grids),
             compactor: compact::Queue::default(),
+            rowless_writes: AtomicU64::new(0),
         })
     }
 

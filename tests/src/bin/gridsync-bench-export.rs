@@ -3,9 +3,10 @@
 //! (`--no-rows`: without, so exports read every document), then writes a
 //! snapshot in each format to a discarding writer, printing one JSON line per
 //! format with seconds, records per second, CPU seconds, the process's peak
-//! RSS during the export and the load average. First it measures rows of
-//! 2,000 visit logs as `gridsync_tests::loadgen::notes::visit` makes them
-//! (size and decode time, against the JSON alone and the Automerge document).
+//! RSS during the export, the load average and the archive's size in bytes.
+//! First it measures rows of 2,000 visit logs as
+//! `gridsync_tests::loadgen::notes::visit` makes them (size and decode time,
+//! against the JSON alone and the Automerge document).
 //!
 //! The fill builds documents on every core and commits them 1,000 at a time
 //! (`Store::commit_docs`); it is not what is measured. `--keep DIR` fills a
@@ -411,19 +412,33 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             photos: false,
         };
         let prepared = prepare(&store, &req, "bench")?;
-        let mut sink = std::io::sink();
+        let mut sink = CountingSink(0);
         let manifest = prepared.write(&store, &mut sink, &mut |_| {})?;
         let secs = t.elapsed().as_secs_f64();
         let cpu = cpu_seconds() - cpu;
         println!(
-            "{{\"bench\":\"export\",\"format\":\"{format}\",\"rows\":{with_rows},\"cores\":{},\"records\":{},\"seconds\":{secs:.2},\"cpu_seconds\":{cpu:.1},\"records_per_second\":{:.0},\"peak_rss_mib\":{:.1},\"rss_before_mib\":{:.1},\"load_average\":{:.1}}}",
+            "{{\"bench\":\"export\",\"format\":\"{format}\",\"rows\":{with_rows},\"cores\":{},\"records\":{},\"seconds\":{secs:.2},\"cpu_seconds\":{cpu:.1},\"records_per_second\":{:.0},\"peak_rss_mib\":{:.1},\"rss_before_mib\":{:.1},\"load_average\":{:.1},\"bytes\":{}}}",
             std::thread::available_parallelism().map_or(1, |c| c.get()),
             manifest.counts.total(),
             manifest.counts.total() as f64 / secs,
             peak_rss_kib() as f64 / 1024.0,
             before as f64 / 1024.0,
-            load_average()
+            load_average(),
+            sink.0
         );
     }
     Ok(())
+}
+
+/// A writer that keeps nothing and counts the bytes it is given.
+struct CountingSink(u64);
+
+impl Write for CountingSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len() as u64;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }

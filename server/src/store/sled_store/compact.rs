@@ -93,6 +93,7 @@ impl SledStore {
             let Some(reached) = reached else { return Ok(false) };
             // A row packed against a chunk's changes must not outlive them.
             let mut now = now;
+            let mut dropped_row = false;
             if now.seq == reached
                 && let Some((_, last)) = folded.last()
                 && let Some(row) = now.row.take()
@@ -103,11 +104,16 @@ impl SledStore {
                     Err(error) => {
                         // Rows are rebuilt from documents where missing (see `Store::set_row`).
                         tracing::warn!(%doc, %error, "a packed row did not unpack at compaction: dropped");
+                        dropped_row = true;
                         None
                     }
                 };
             }
             let mut b = sled::Batch::default();
+            if dropped_row {
+                b.remove(super::records::ROWS_COMPLETE);
+                self.rowless_writes.fetch_add(1, Ordering::AcqRel);
+            }
             b.insert(base_key(doc), base.clone());
             let count = u32::try_from(folded.len()).unwrap_or(u32::MAX);
             for (seq, chunk) in folded {

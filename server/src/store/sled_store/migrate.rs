@@ -169,6 +169,8 @@ fn from_layout_1(db: &sled::Db) -> Result<(), StoreError> {
     }
     let mut b = sled::Batch::default();
     b.remove(PROGRESS_KEY);
+    // Upgraded records have no rows yet: the server gives them theirs.
+    b.remove(super::records::ROWS_COMPLETE);
     b.insert(LAYOUT_KEY, LAYOUT.to_be_bytes().to_vec());
     db.apply_batch(b).map_err(unwritable)?;
     db.flush().map_err(unwritable)?;
