@@ -13,10 +13,10 @@
 //! ([`Store::append_upload`]), and a verified photo is stored durably before
 //! it is acknowledged ([`Store::finish_upload`]).
 
-mod sled_store;
-pub mod postgres;
 #[cfg(test)]
 mod conformance;
+pub mod postgres;
+mod sled_store;
 
 pub use postgres::PgStore;
 pub use sled_store::{PrefixBytes, SledStore, VacuumError, Vacuumed};
