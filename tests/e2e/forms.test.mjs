@@ -442,6 +442,20 @@ test('two phones offline retitle the same case (its reporter and the supervisor)
   const caseId = await reportCaseOn(a.page, '原标题：垃圾清运不及时');
   await synced(a.page);
   const b = await phoneOf('wang'); // the supervisor, who may edit the grid's cases
+  // Both phones hold the case before the signal goes: b's first download may
+  // still be under way when its first sync is (this failed once in CI).
+  await synced(b.page);
+  await b.page.waitForFunction(
+    (id) => {
+      try {
+        return Boolean(window.gridsync.phone.record(id));
+      } catch {
+        return false;
+      }
+    },
+    caseId,
+    { timeout: 20000 },
+  );
 
   await a.context.setOffline(true);
   await b.context.setOffline(true);
