@@ -138,25 +138,65 @@ mod tests {
         let doc_id = DocId::from_bytes([7; 16]);
         let mut doc = automerge::Automerge::new();
         for i in 0..n {
-            let before = doc.get_heads();
-            let mut tx = doc.transaction();
-            tx.put(automerge::ROOT, format!("follow_up_{i}"), format!("第{i}次跟进")).expect("put");
-            tx.commit();
-            let write = DocWrite {
-                doc: doc_id,
-                grid: grid.clone(),
-                summary: RecordSummary { kind: RecordKind::Case, household: None, at: 1 },
-                bytes: Vec::new(),
-                heads: doc.get_heads(),
-                device: DeviceId::from_bytes([1; 16]),
-                changes: doc.get_changes(&before).iter().map(|c| c.raw_bytes().to_vec()).collect(),
-                photos: Vec::new(),
-                row: None,
-            };
-            store.commit_doc(write, 1_000 + i as i64).expect("commit");
+            follow_up(store, grid, doc_id, &mut doc, i);
         }
         store.flush().expect("flush");
         (doc_id, doc)
+    }
+
+    /// Commits the case's follow-up `i`, one change, as a push would.
+    fn follow_up(store: &SledStore, grid: &TerritoryPath, doc_id: DocId, doc: &mut automerge::Automerge, i: usize) {
+        let before = doc.get_heads();
+        let mut tx = doc.transaction();
+        tx.put(automerge::ROOT, format!("follow_up_{i}"), format!("第{i}次跟进")).expect("put");
+        tx.commit();
+        let write = DocWrite {
+            doc: doc_id,
+            grid: grid.clone(),
+            summary: RecordSummary { kind: RecordKind::Case, household: None, at: 1 },
+            bytes: Vec::new(),
+            heads: doc.get_heads(),
+            device: DeviceId::from_bytes([1; 16]),
+            changes: doc.get_changes(&before).iter().map(|c| c.raw_bytes().to_vec()).collect(),
+            photos: Vec::new(),
+            row: None,
+        };
+        store.commit_doc(write, 1_000 + i as i64).expect("commit");
+    }
+
+    #[test]
+    fn reads_racing_compactions_always_find_every_change() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = SledStore::open(dir.path()).expect("open");
+        let grid: TerritoryPath = "xg/xn/sh/dh/g1".parse().expect("grid");
+        let (id, mut doc) = case_committed(&store, &grid, 1);
+        let done = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let reader = || {
+                let mut reads = 0u64;
+                while !done.load(Ordering::Acquire) {
+                    // Reads take no lock: a compaction may land in the middle of one.
+                    let feed = store.feed_after(&grid, 0, 10_000).map_err(|e| format!("feed: {e}"))?;
+                    if feed.iter().any(|e| e.changes.is_empty()) {
+                        return Err("an entry without its changes".to_string());
+                    }
+                    store.load_doc(id).map_err(|e| format!("load: {e}"))?;
+                    reads += 1;
+                }
+                Ok::<u64, String>(reads)
+            };
+            let readers = [s.spawn(reader), s.spawn(reader)];
+            for i in 1..400 {
+                follow_up(&store, &grid, id, &mut doc, i);
+                store.flush().expect("flush");
+                store.compact_queued(1).expect("compact");
+            }
+            done.store(true, Ordering::Release);
+            for r in readers {
+                let reads = r.join().expect("reader").expect("every read finds every change");
+                assert!(reads > 0);
+            }
+        });
     }
 
     #[test]

@@ -254,8 +254,23 @@ impl SledStore {
         }
     }
 
-    /// The record's document, its meta already read.
-    fn doc_with(db: &sled::Db, doc: DocId, meta: RecordMeta) -> Result<StoredDoc, StoreError> {
+    /// The record's document, its meta already read. A compaction may fold
+    /// chunks between the reads of the meta and of the chunks (reads take no
+    /// lock): then the meta is read again.
+    fn doc_with(db: &sled::Db, doc: DocId, mut meta: RecordMeta) -> Result<StoredDoc, StoreError> {
+        const READS: usize = 16;
+        for _ in 0..READS {
+            if let Some(stored) = Self::doc_as_of(db, doc, &meta)? {
+                return Ok(stored);
+            }
+            meta = Self::meta(db, doc)?.ok_or_else(|| StoreError::Corrupt(format!("record {doc}: meta missing")))?;
+        }
+        Err(StoreError::Corrupt(format!("record {doc}: a chunk after its base is folded")))
+    }
+
+    /// The record's document as `meta` describes it; None if a chunk after
+    /// its base has been folded since `meta` was read.
+    fn doc_as_of(db: &sled::Db, doc: DocId, meta: &RecordMeta) -> Result<Option<StoredDoc>, StoreError> {
         let mut bytes = Vec::new();
         if meta.base_seq > 0 {
             let base = db.get(base_key(doc)).map_err(engine)?;
@@ -264,13 +279,13 @@ impl SledStore {
         for kv in db.range(chunk_key(doc, meta.base_seq.saturating_add(1))..=chunk_key(doc, u64::MAX)) {
             let chunk: Chunk = dec(&kv.map_err(engine)?.1)?;
             if chunk.changes.is_empty() && !chunk.hashes.is_empty() {
-                return Err(StoreError::Corrupt(format!("record {doc}: a chunk after its base is folded")));
+                return Ok(None);
             }
             for c in chunk.changes {
                 bytes.extend_from_slice(&c);
             }
         }
-        Ok(StoredDoc { grid: meta.grid, kind: meta.kind, seq: meta.seq, bytes })
+        Ok(Some(StoredDoc { grid: meta.grid.clone(), kind: meta.kind, seq: meta.seq, bytes }))
     }
 
     /// Commits many documents as one atomic batch (see [`Store::commit_docs`]).
@@ -464,37 +479,46 @@ impl SledStore {
             let chunk: Chunk = get(&db, &chunk_key(entry.doc, seq))?
                 .ok_or_else(|| StoreError::Corrupt(format!("record {}: chunk {seq} missing", entry.doc)))?;
             let changes = if chunk.changes.is_empty() && !chunk.hashes.is_empty() {
-                let doc = match bases.entry(entry.doc) {
-                    std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-                    std::collections::hash_map::Entry::Vacant(v) => {
-                        let base = db
-                            .get(base_key(entry.doc))
-                            .map_err(engine)?
-                            .ok_or_else(|| StoreError::Corrupt(format!("record {}: base missing", entry.doc)))?;
-                        v.insert(
-                            automerge::Automerge::load(&base)
-                                .map_err(|e| StoreError::Corrupt(format!("record {}: base: {e}", entry.doc)))?,
-                        )
-                    }
-                };
-                chunk
-                    .hashes
-                    .iter()
-                    .map(|h| {
-                        doc.get_change_by_hash(&ChangeHash(*h)).map(|c| c.raw_bytes().to_vec()).ok_or_else(|| {
-                            StoreError::Corrupt(format!(
-                                "record {}: a change of entry {seq} is not in its base",
-                                entry.doc
-                            ))
-                        })
-                    })
-                    .collect::<Result<Vec<_>, _>>()?
+                // A base loaded for an earlier entry may predate a compaction
+                // that folded this one since: then read the record's base again.
+                let mut found = Self::changes_from_base(&db, &mut bases, entry.doc, &chunk.hashes)?;
+                if found.is_none() {
+                    bases.remove(&entry.doc);
+                    found = Self::changes_from_base(&db, &mut bases, entry.doc, &chunk.hashes)?;
+                }
+                found.ok_or_else(|| {
+                    StoreError::Corrupt(format!("record {}: a change of entry {seq} is not in its base", entry.doc))
+                })?
             } else {
                 chunk.changes
             };
             out.push(FeedEntry { seq, at: entry.at, doc: entry.doc, grid: entry.grid, device: entry.device, changes });
         }
         Ok(out)
+    }
+
+    /// The changes named by `hashes` from `doc`'s base (parsed once per read,
+    /// in `bases`); None if the base loaded holds not all of them.
+    fn changes_from_base(
+        db: &sled::Db,
+        bases: &mut HashMap<DocId, automerge::Automerge>,
+        doc: DocId,
+        hashes: &[[u8; 32]],
+    ) -> Result<Option<Vec<Vec<u8>>>, StoreError> {
+        let base = match bases.entry(doc) {
+            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                let bytes = db
+                    .get(base_key(doc))
+                    .map_err(engine)?
+                    .ok_or_else(|| StoreError::Corrupt(format!("record {doc}: base missing")))?;
+                v.insert(
+                    automerge::Automerge::load(&bytes)
+                        .map_err(|e| StoreError::Corrupt(format!("record {doc}: base: {e}")))?,
+                )
+            }
+        };
+        Ok(hashes.iter().map(|h| base.get_change_by_hash(&ChangeHash(*h)).map(|c| c.raw_bytes().to_vec())).collect())
     }
 
     /// Records within `scope` after `after` in id order, with their metas, at
