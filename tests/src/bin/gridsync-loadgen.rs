@@ -3,8 +3,10 @@
 //!
 //!   gridsync-loadgen field-day --phones 50 --grids 10 --records 100
 //!   gridsync-loadgen steady --phones 100 --grids 10 --rates 250,500,1000,2000
+//!   gridsync-loadgen --store scratch --servers 2 field-day   (PostgreSQL, two servers)
 
 use clap::{Parser, Subcommand};
+use gridsync_tests::loadgen::city::Deployment;
 use gridsync_tests::loadgen::field_day::{self, FieldDay};
 use gridsync_tests::loadgen::hold::{self, Hold};
 use gridsync_tests::loadgen::steady::{self, Steady};
@@ -21,6 +23,14 @@ struct Cli {
     /// The server binary to start (default: gridsync-server beside this program).
     #[arg(long, global = true)]
     server_bin: Option<PathBuf>,
+    /// Run the servers on PostgreSQL: an address of an empty database, or
+    /// `scratch` for a throwaway PostgreSQL started for the run (initdb on a
+    /// temporary directory). Unset: the embedded sled store.
+    #[arg(long, global = true, env = "GRIDSYNC_STORE")]
+    store: Option<String>,
+    /// Server processes sharing the PostgreSQL store; phones are spread across them.
+    #[arg(long, global = true, default_value_t = 1)]
+    servers: usize,
     #[command(subcommand)]
     workload: Workload,
 }
@@ -98,6 +108,10 @@ async fn run(cli: Cli) -> Result<String, LoadError> {
         Some(p) => return Err(LoadError::NoServer(p)),
         None => sibling_server_binary()?,
     };
+    if cli.servers == 0 || (cli.servers > 1 && cli.store.is_none()) {
+        return Err(LoadError::Setup("--servers above 1 needs --store (PostgreSQL)".into()));
+    }
+    Deployment::set(Deployment { store: cli.store.filter(|s| !s.is_empty()), servers: cli.servers });
     match cli.workload {
         Workload::FieldDay { phones, grids, records, timeout_s, keep_data } => {
             let cfg = FieldDay { phones, grids, records, timeout: Duration::from_secs(timeout_s) };

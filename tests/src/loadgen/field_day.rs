@@ -2,7 +2,7 @@
 //! back online at the same moment and sync until each holds every record of its
 //! grid.
 
-use super::measure::{Latency, dir_bytes, own_stats, process_stats, round};
+use super::measure::{Latency, own_stats, processes_stats, round};
 use super::{City, LoadError, notes};
 use crate::phone::Phone;
 use gridsync_shared::records::NewRecord;
@@ -143,8 +143,8 @@ pub async fn run(cfg: FieldDay, server_binary: &Path, data_dir: Option<&Path>) -
     }
     let offline_recording_s = started.elapsed().as_secs_f64();
 
-    let pid = city.server.pid().ok_or_else(|| LoadError::Setup("server has no pid".into()))?;
-    let before = process_stats(pid).unwrap_or_default();
+    let pids = city.server_pids()?;
+    let before = processes_stats(&pids).unwrap_or_default();
     let own_before = own_stats().unwrap_or_default();
     let started = Instant::now();
     let deadline = started + cfg.timeout;
@@ -157,9 +157,12 @@ pub async fn run(cfg: FieldDay, server_binary: &Path, data_dir: Option<&Path>) -
         runs.push(joined.map_err(|e| LoadError::Setup(format!("phone task: {e}")))??);
     }
     let wall = started.elapsed().as_secs_f64();
-    let after = process_stats(pid).unwrap_or_default();
-    let server_max_queue_wait_ms =
-        server_figures(&city.server.url).await.and_then(|s| s["max_wait_ms"].as_u64()).unwrap_or(0);
+    let after = processes_stats(&pids).unwrap_or_default();
+    let mut server_max_queue_wait_ms = 0;
+    for url in std::iter::once(&city.server).chain(&city.more_servers).map(|s| s.url.clone()) {
+        let waited = server_figures(&url).await.and_then(|s| s["max_wait_ms"].as_u64()).unwrap_or(0);
+        server_max_queue_wait_ms = server_max_queue_wait_ms.max(waited);
+    }
     let own_after = own_stats().unwrap_or_default();
     runs.sort_by_key(|(i, _)| *i);
     check_grids_agree(&city, &runs)?;
@@ -173,7 +176,7 @@ pub async fn run(cfg: FieldDay, server_binary: &Path, data_dir: Option<&Path>) -
     let mut latencies: Vec<Duration> = runs.iter().flat_map(|(_, r)| r.latencies.iter().copied()).collect();
     let up: u64 = runs.iter().map(|(_, r)| r.phone.transport.bytes_up).sum();
     let down: u64 = runs.iter().map(|(_, r)| r.phone.transport.bytes_down).sum();
-    let disk = dir_bytes(&city.server.data);
+    let disk = city.store_bytes();
     let peak_mib = after.peak_rss as f64 / (1024.0 * 1024.0);
     let round_trips_to_push = per_phone(&|r| r.rounds_to_push);
 
@@ -245,7 +248,7 @@ pub async fn run(cfg: FieldDay, server_binary: &Path, data_dir: Option<&Path>) -
         offline_recording_s: round(offline_recording_s, 2),
         targets,
     };
-    city.server.kill().await;
+    city.kill_servers().await;
     Ok(report)
 }
 

@@ -8,7 +8,7 @@
 //! are those of real records.
 
 use super::field_day::{PerPhone, Target, bring_home};
-use super::measure::{Latency, dir_bytes, process_stats, round};
+use super::measure::{Latency, processes_stats, round};
 use super::{City, LoadError, notes};
 use crate::phone::Phone;
 use gridsync_server::store::{DocWrite, Store};
@@ -73,7 +73,7 @@ pub async fn run(cfg: Hold, server_binary: &Path) -> Result<HoldReport, LoadErro
         return Err(LoadError::Setup("at most one syncing phone per grid".into()));
     }
     let started = Instant::now();
-    let fill = |store: &gridsync_server::store::SledStore,
+    let fill = |store: &dyn Store,
                 grids: &[gridsync_shared::TerritoryPath],
                 regs: &[gridsync_shared::protocol::DeviceRegistration]| {
         let mut rng = StdRng::seed_from_u64(7);
@@ -125,10 +125,10 @@ pub async fn run(cfg: Hold, server_binary: &Path) -> Result<HoldReport, LoadErro
     // starts from nothing.
     let mut city = City::build_filled(server_binary, cfg.grids, cfg.grids, None, fill).await?;
     let fill_s = started.elapsed().as_secs_f64();
-    let pid = city.server.pid().ok_or_else(|| LoadError::Setup("server has no pid".into()))?;
+    let pids = city.server_pids()?;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let idle = process_stats(pid).unwrap_or_default();
-    let disk = dir_bytes(&city.server.data);
+    let idle = processes_stats(&pids).unwrap_or_default();
+    let disk = city.store_bytes();
 
     let per_grid = cfg.records / cfg.grids;
     let mut rng = StdRng::seed_from_u64(8);
@@ -141,7 +141,7 @@ pub async fn run(cfg: Hold, server_binary: &Path) -> Result<HoldReport, LoadErro
                 .map_err(|e| LoadError::Phone { phone: i, error: Box::new(e.into()) })?;
         }
     }
-    let before = process_stats(pid).unwrap_or_default();
+    let before = processes_stats(&pids).unwrap_or_default();
     let t = Instant::now();
     let deadline = t + Duration::from_secs(3600);
     let mut tasks = tokio::task::JoinSet::new();
@@ -155,7 +155,7 @@ pub async fn run(cfg: Hold, server_binary: &Path) -> Result<HoldReport, LoadErro
         runs.push(j.map_err(|e| LoadError::Setup(e.to_string()))??);
     }
     let wall = t.elapsed().as_secs_f64();
-    let after = process_stats(pid).unwrap_or_default();
+    let after = processes_stats(&pids).unwrap_or_default();
     let n = runs.len().max(1) as f64;
     let mut latencies: Vec<Duration> = runs.iter().flat_map(|(_, r)| r.latencies.iter().copied()).collect();
     let peak_mib = after.peak_rss as f64 / (1024.0 * 1024.0);
@@ -182,6 +182,6 @@ pub async fn run(cfg: Hold, server_binary: &Path) -> Result<HoldReport, LoadErro
             met: after.peak_rss < 512 * 1000 * 1000,
         }],
     };
-    city.server.kill().await;
+    city.kill_servers().await;
     Ok(report)
 }

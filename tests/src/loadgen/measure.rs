@@ -33,6 +33,15 @@ pub fn process_stats(pid: u32) -> Option<ProcessStats> {
     Some(ProcessStats { cpu_s: ticks as f64 / clock_ticks_per_second(), peak_rss: kib("VmHWM:")?, rss: kib("VmRSS:")? })
 }
 
+/// The figures of several processes (a city's servers) added up: CPU time,
+/// peak and current memory; None if any has no `/proc` entry.
+pub fn processes_stats(pids: &[u32]) -> Option<ProcessStats> {
+    pids.iter().try_fold(ProcessStats::default(), |sum, pid| {
+        let s = process_stats(*pid)?;
+        Some(ProcessStats { cpu_s: sum.cpu_s + s.cpu_s, peak_rss: sum.peak_rss + s.peak_rss, rss: sum.rss + s.rss })
+    })
+}
+
 /// The kernel's USER_HZ: 100 on every Linux this runs on.
 fn clock_ticks_per_second() -> f64 {
     100.0

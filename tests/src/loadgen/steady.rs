@@ -6,7 +6,7 @@
 //! response with the real engine, so the machine's CPU goes to the server.
 
 use super::field_day::{Target, bring_home};
-use super::measure::{Latency, process_stats, round};
+use super::measure::{Latency, processes_stats, round};
 use super::{City, LoadError};
 use crate::phone::{Phone, PhoneError};
 use gridsync_shared::DocId;
@@ -201,14 +201,14 @@ pub async fn run(cfg: Steady, server_binary: &Path) -> Result<SteadyReport, Load
     }
     workers.sort_by_key(|w| w.index);
 
-    let pid = city.server.pid().ok_or_else(|| LoadError::Setup("server has no pid".into()))?;
+    let pids = city.server_pids()?;
     let mut steps = Vec::new();
     for &rate in &cfg.rates {
-        let (step, back) = run_step(workers, rate, cfg.step, pid).await?;
+        let (step, back) = run_step(workers, rate, cfg.step, &pids).await?;
         workers = back;
         steps.push(step);
     }
-    let peak = process_stats(pid).map(|s| s.peak_rss).unwrap_or(0) as f64 / (1024.0 * 1024.0);
+    let peak = processes_stats(&pids).map(|s| s.peak_rss).unwrap_or(0) as f64 / (1024.0 * 1024.0);
     let passes = steps.iter().find(|s| s.request_latency.p99_ms > 100.0).map(|s| s.offered_per_s);
     let sustained = steps
         .iter()
@@ -225,7 +225,7 @@ pub async fn run(cfg: Steady, server_binary: &Path) -> Result<SteadyReport, Load
             met: s.request_latency.p99_ms < 50.0 && s.acknowledged_per_s >= 1900.0,
         })
         .collect();
-    city.server.kill().await;
+    city.kill_servers().await;
     Ok(SteadyReport {
         workload: "steady",
         phones: cfg.phones,
@@ -246,9 +246,9 @@ async fn run_step(
     workers: Vec<Worker>,
     rate: u32,
     length: Duration,
-    pid: u32,
+    pids: &[u32],
 ) -> Result<(StepReport, Vec<Worker>), LoadError> {
-    let before = process_stats(pid).unwrap_or_default();
+    let before = processes_stats(pids).unwrap_or_default();
     let started = Instant::now();
     let mut senders = Vec::with_capacity(workers.len());
     let mut tasks = tokio::task::JoinSet::new();
@@ -283,7 +283,7 @@ async fn run_step(
         tally.busy += t.busy;
     }
     workers.sort_by_key(|w| w.index);
-    let after = process_stats(pid).unwrap_or_default();
+    let after = processes_stats(pids).unwrap_or_default();
     let busy = tally.last_ack.map_or(length, |t| t.duration_since(started)).max(length);
     Ok((
         StepReport {
