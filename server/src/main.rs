@@ -113,6 +113,14 @@ enum Command {
         #[arg(long)]
         into: PathBuf,
     },
+    /// Move this (stopped) sled store into an empty PostgreSQL database (the
+    /// one --store or GRIDSYNC_STORE names): records with every change at its
+    /// feed position, people with their password hashes, devices with their
+    /// tokens, territories, the audit log, photos, imports. One transaction:
+    /// all or nothing; a non-empty database is refused. Phones continue
+    /// against servers on the database without signing in or downloading again.
+    /// (Not `migrate`: that is what each store does to its own layout on start.)
+    MoveTo,
     /// Load a bundle snapshot into this (empty) data directory; the server must be stopped.
     Import {
         /// The bundle archive written by `snapshot --format bundle`.
@@ -179,8 +187,8 @@ fn init_logs() {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    if cli.store.is_some() && !matches!(cli.command, Command::Serve { .. } | Command::Admin(_)) {
-        eprintln!("error: with --store (PostgreSQL) only serve and the admin commands work so far (issue 15)");
+    if cli.store.is_some() && !matches!(cli.command, Command::Serve { .. } | Command::Admin(_) | Command::MoveTo) {
+        eprintln!("error: with --store (PostgreSQL) only serve, move-to and the admin commands work so far (issue 15)");
         return ExitCode::FAILURE;
     }
     match cli.command {
@@ -199,6 +207,7 @@ async fn main() -> ExitCode {
         Command::Backup { out } => print_outcome(gridsync_server::backup::backup_command(&cli.data, &out).await),
         Command::Restore { file } => print_outcome(gridsync_server::backup::restore_command(&cli.data, &file)),
         Command::Vacuum { into } => print_outcome(vacuum(&cli.data, &into)),
+        Command::MoveTo => print_outcome(move_to(cli.data, cli.store).await),
         Command::ImportCity(cmd) => match import_city(&cli.data, cmd).await {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::FAILURE,
@@ -309,6 +318,77 @@ fn vacuum(data: &std::path::Path, into: &std::path::Path) -> Result<String, Stri
         into.display(),
         data.display(),
         data.display()
+    ))
+}
+
+/// `move-to`: the stopped sled store in `data` into the empty PostgreSQL
+/// database at `url`, with a progress line; audited in the database.
+async fn move_to(data: PathBuf, url: Option<String>) -> Result<String, String> {
+    let url = url.ok_or(
+        "move-to needs --store postgres://… (or GRIDSYNC_STORE): the empty PostgreSQL database to move this store into",
+    )?;
+    if !data.join("db").exists() {
+        return Err(format!("no gridsync store in {} (use --data)", data.display()));
+    }
+    let source = match SledStore::open(&data) {
+        Ok(s) => s,
+        Err(StoreError::Locked(_)) => {
+            return Err(format!(
+                "a gridsync-server is running on {}: stop it first (the move copies a stopped store; nothing was changed)",
+                data.display()
+            ));
+        }
+        Err(e) => return Err(e.to_string()),
+    };
+    let bar = ProgressBar::new_spinner();
+    if let Ok(style) = ProgressStyle::with_template("{spinner} {pos} {msg} copied ({elapsed})") {
+        bar.set_style(style);
+    }
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    let b = bar.clone();
+    let shown = data.display().to_string();
+    let task = tokio::task::spawn_blocking(move || {
+        let target = gridsync_server::store::PgStore::open(&url).map_err(|e| e.to_string())?;
+        let started = std::time::Instant::now();
+        let moved = target
+            .move_in(&source, &mut |what, n| {
+                b.set_message(what.to_string());
+                b.set_position(n);
+            })
+            .map_err(|e| e.to_string())?;
+        let what = format!(
+            "moved from the sled store in {shown}: {} records, {} feed entries (feed position {}), {} people, {} devices",
+            moved.records, moved.feed_entries, moved.head_seq, moved.people, moved.devices
+        );
+        target.append_audit("cli", "store.move", &what, now_ms()).map_err(|e| e.to_string())?;
+        Ok::<_, String>((moved, started.elapsed()))
+    });
+    let result = task.await.map_err(|e| e.to_string());
+    bar.finish_and_clear();
+    let (m, took) = result??;
+    let d = data.display();
+    Ok(format!(
+        "moved {d} into the PostgreSQL database in {:.1} s, in one transaction:
+           {} records, {} feed entries (feed position {}), {} audit entries,
+           {} territories, {} people, {} devices, {} photos, {} unfinished uploads,
+           {} household keys, {} import runs, {} store epochs.
+         Start the servers with --store on this database (several may share it). Phones continue
+         where they were: same device tokens, same sync cursors. {d} is unchanged; do not serve it
+         again (phones' new work is in the database now); keep it until you are satisfied, or back it up.
+",
+        took.as_secs_f64(),
+        m.records,
+        m.feed_entries,
+        m.head_seq,
+        m.audit_entries,
+        m.territories,
+        m.people,
+        m.devices,
+        m.photos,
+        m.uploads,
+        m.household_keys,
+        m.import_runs,
+        m.epochs,
     ))
 }
 

@@ -653,3 +653,127 @@ fn a_commit_whose_session_is_killed_midway_lands_exactly_once() {
     assert_eq!(store.feed_after(&grid("a"), 0, 10).expect("feed").len(), 1, "exactly once");
     assert_eq!(store.household_key(&[7; 32]).expect("key").map(|e| e.doc), Some(doc_id(1)));
 }
+
+/// Everything `a` and `b` answer through the trait, compared: territories,
+/// people (disabled, import devices), devices (grace, last seen), the audit
+/// log, the feed under `cities` with each entry's heads, every record's
+/// document and summary, photos and their index, household keys, import runs.
+fn assert_same_contents(a: &dyn Store, b: &dyn Store, cities: &[&str], photos: &[PhotoHash], keys: &[[u8; 32]]) {
+    assert_eq!(a.territories().expect("a"), b.territories().expect("b"));
+    let people = a.people().expect("a");
+    assert_eq!(people, b.people().expect("b"));
+    for p in &people {
+        assert_eq!(a.person_disabled_at(p.id).expect("a"), b.person_disabled_at(p.id).expect("b"));
+        assert_eq!(a.import_device(p.id).expect("a"), b.import_device(p.id).expect("b"));
+    }
+    let devices = a.devices().expect("a");
+    assert_eq!(devices, b.devices().expect("b"));
+    for d in &devices {
+        assert_eq!(a.device_grace(d.id).expect("a"), b.device_grace(d.id).expect("b"));
+        assert_eq!(a.device_seen(d.id).expect("a"), b.device_seen(d.id).expect("b"));
+    }
+    assert_eq!(a.audit_after(0, 10_000).expect("a"), b.audit_after(0, 10_000).expect("b"));
+    assert_eq!(a.head_seq().expect("a"), b.head_seq().expect("b"));
+    assert_eq!(a.epochs().expect("a"), b.epochs().expect("b"));
+    for city in cities {
+        let feed = a.feed_after(&grid(city), 0, 10_000).expect("a");
+        assert!(!feed.is_empty(), "{city} has a feed");
+        assert_eq!(feed, b.feed_after(&grid(city), 0, 10_000).expect("b"), "the feed of {city}");
+        for e in &feed {
+            assert_eq!(a.doc_heads_at(e.doc, e.seq).expect("a"), b.doc_heads_at(e.doc, e.seq).expect("b"));
+            assert_eq!(a.summary(e.doc).expect("a"), b.summary(e.doc).expect("b"));
+        }
+        let docs = a.docs_in_scope(&grid(city), None, 10_000).expect("a");
+        assert_eq!(docs, b.docs_in_scope(&grid(city), None, 10_000).expect("b"), "the records of {city}");
+        for (id, doc) in &docs {
+            assert_eq!(Some(doc), b.load_doc(*id).expect("b").as_ref());
+        }
+    }
+    for h in photos {
+        assert_eq!(a.photo(h).expect("a"), b.photo(h).expect("b"));
+        assert_eq!(a.photo_referrers(h).expect("a"), b.photo_referrers(h).expect("b"));
+        assert_eq!(a.upload_bytes(h).expect("a"), b.upload_bytes(h).expect("b"));
+    }
+    for k in keys {
+        assert_eq!(a.household_key(k).expect("a"), b.household_key(k).expect("b"));
+    }
+    assert_eq!(a.import_runs(100).expect("a"), b.import_runs(100).expect("b"));
+}
+
+/// A sled store filled by the behaviours above (records in two cities, one
+/// without a territory, photos, an unfinished upload, household keys, import
+/// runs and a secret, a disabled person, a device in its grace) is moved into
+/// an empty PostgreSQL database: everything reads back the same, the next
+/// commit takes the next position on both, and a second move is refused
+/// without changing anything.
+#[test]
+fn a_sled_store_moved_into_postgresql_reads_back_the_same_and_goes_on_from_its_feed_position() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let sled = SledStore::open(dir.path()).expect("open");
+    people_devices_territories_and_the_audit_log_read_back_as_written(&sled);
+    // Records: a case of two real pushes, visit logs, households with keys.
+    commit(&sled, 9, "a/b/c/d/g2", 1);
+    for (changes, heads) in two_pushes() {
+        sled.commit_doc(write(doc_id(5), "a/b/c/d/g1", RecordKind::Case, changes, heads), 2).expect("commit");
+    }
+    let key = |n: u8, doc: u8, replace: bool| HouseholdKey {
+        key: [n; 32],
+        entry: HouseholdKeyEntry { doc: doc_id(doc), digest: replace.then_some([doc; 32]) },
+        replace,
+    };
+    let household = |doc: u8| write(doc_id(doc), "a/b/c/d/g1", RecordKind::Household, vec![change(doc)], Vec::new());
+    sled.commit_doc_with_keys(household(1), 3, &[key(1, 1, true), key(2, 1, false)]).expect("commit");
+    sled.commit_docs(vec![(household(2), vec![key(2, 2, false)]), (household(3), vec![key(1, 3, true)])], 4)
+        .expect("batch");
+    // A photo, referenced by a record in a city without a territory.
+    let h1 = PhotoHash::from_digest(&[1; 32]);
+    sled.append_upload(&h1, 0, &[1; 100]).expect("append");
+    sled.finish_upload(&h1, PhotoType::Jpeg, &[1; 100]).expect("finish");
+    let photo_ref = |h: &PhotoHash, size: u64, mime: PhotoType| gridsync_shared::photos::PhotoRef {
+        id: uuid::Uuid::new_v4(),
+        sha256: h.clone(),
+        size,
+        mime,
+        taken_at: 1,
+        location: None,
+        by: PersonId(uuid::Uuid::nil()),
+        at: 1,
+        follow_up: None,
+    };
+    let mut w = write(doc_id(30), "c/g1", RecordKind::VisitLog, vec![change(30)], Vec::new());
+    w.photos =
+        vec![photo_ref(&h1, 100, PhotoType::Jpeg), photo_ref(&PhotoHash::from_digest(&[2; 32]), 3, PhotoType::Webp)];
+    sled.commit_doc(w, 5).expect("commit");
+    sled.put_import_run("r1", 5, b"{\"run\":1}").expect("run");
+    sled.put_import_run("r2", 6, b"{\"run\":2}").expect("run");
+    sled.set_import_device(PersonId::from_bytes([1; 16]), DeviceId::from_bytes([5; 16])).expect("device");
+    let unfinished = PhotoHash::from_digest(&[3; 32]);
+    sled.append_upload(&unfinished, 0, &[7; 40]).expect("append");
+    sled.put_import_secret("r2", b"initial passwords").expect("secret");
+    let wang = PersonId::from_bytes([2; 16]);
+    sled.set_person_disabled(wang, Some(1234)).expect("disable");
+    sled.set_device_grace(DeviceId::from_bytes([5; 16]), &[grid("a/b")]).expect("grace");
+    sled.flush().expect("flush");
+
+    let (_pg, pg) = pg_store();
+    let moved = pg.move_in(&sled, &mut |_, _| {}).expect("move");
+    assert_eq!((moved.people, moved.devices, moved.photos, moved.uploads), (2, 1, 1, 1));
+    assert_eq!((moved.household_keys, moved.import_runs), (2, 2));
+    let photos: Vec<PhotoHash> = [1, 2, 3].map(|n| PhotoHash::from_digest(&[n; 32])).to_vec();
+    let keys = [[1; 32], [2; 32], [9; 32]];
+    assert_same_contents(&sled, &pg, &["a", "c"], &photos, &keys);
+    assert_eq!(pg.take_import_secret("r2").expect("take"), Some(b"initial passwords".to_vec()));
+
+    let again = pg.move_in(&sled, &mut |_, _| {});
+    assert!(matches!(again, Err(postgres::MoveError::NotEmpty(_))), "a second move is refused: {again:?}");
+    assert_eq!(pg.head_seq().expect("head"), sled.head_seq().expect("head"), "and changes nothing");
+
+    let head = sled.head_seq().expect("head");
+    assert_eq!(commit(&pg, 40, "a/b/c/d/g1", 100), head + 1, "the next commit goes on from the feed position");
+    assert_eq!(commit(&sled, 40, "a/b/c/d/g1", 100), head + 1);
+    let after = |store: &dyn Store| -> Vec<(u64, DocId)> {
+        store.feed_after(&grid("a"), head, 10).expect("feed").into_iter().map(|e| (e.seq, e.doc)).collect()
+    };
+    assert_eq!(after(&pg), vec![(head + 1, doc_id(40))], "a cursor at the old head gets only the new entry");
+    assert_eq!(after(&pg), after(&sled));
+}

@@ -46,11 +46,15 @@ use ::postgres::types::ToSql;
 use pool::{Conn, Pool, pg, retryable};
 use std::collections::HashMap;
 
+mod backup;
 mod extras;
+mod move_in;
 mod pool;
 mod records;
 pub mod schema;
 pub mod scratch;
+
+pub use move_in::{MoveError, Moved};
 
 /// A store in a PostgreSQL (or compatible) database.
 pub struct PgStore {
@@ -660,6 +664,18 @@ impl Store for PgStore {
 
     fn set_import_device(&self, person: PersonId, device: DeviceId) -> Result<(), StoreError> {
         self.import_device_set(person, device)
+    }
+
+    fn epochs(&self) -> Result<Vec<StoreEpoch>, StoreError> {
+        self.stored_epochs()
+    }
+
+    fn last_backup(&self) -> Result<Option<crate::backup::BackupMark>, StoreError> {
+        self.last_backup_mark()
+    }
+
+    fn note_backup(&self, mark: &crate::backup::BackupMark) -> Result<(), StoreError> {
+        self.note_backup_mark(mark)
     }
 
     fn backup(&self, sink: &mut dyn crate::backup::BackupSink) -> Result<crate::backup::BackupFacts, StoreError> {

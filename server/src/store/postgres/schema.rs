@@ -91,6 +91,16 @@ const MIGRATIONS: &[&str] = &[
         detail TEXT NOT NULL
     );
     "#,
+    // 2: store epochs (a restore begins one; a move from sled brings them) and the last backup.
+    r#"
+    CREATE TABLE IF NOT EXISTS store_epochs (
+        n INT PRIMARY KEY,
+        id BYTEA NOT NULL,
+        base_seq BIGINT NOT NULL,
+        at BIGINT NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS last_backup (id INT PRIMARY KEY, at BIGINT NOT NULL, head_seq BIGINT NOT NULL);
+    "#,
 ];
 
 /// The schema version this build writes and reads.
