@@ -187,8 +187,15 @@ fn init_logs() {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    if cli.store.is_some() && !matches!(cli.command, Command::Serve { .. } | Command::Admin(_) | Command::MoveTo) {
-        eprintln!("error: with --store (PostgreSQL) only serve, move-to and the admin commands work so far (issue 15)");
+    if cli.store.is_some()
+        && !matches!(
+            cli.command,
+            Command::Serve { .. } | Command::Admin(_) | Command::MoveTo | Command::Snapshot { .. }
+        )
+    {
+        eprintln!(
+            "error: with --store (PostgreSQL) only serve, snapshot, move-to and the admin commands work so far (issue 15)"
+        );
         return ExitCode::FAILURE;
     }
     match cli.command {
@@ -225,7 +232,11 @@ async fn main() -> ExitCode {
                 }
             };
             let req = SnapshotRequest { format, territory, as_of, unmask, reason, photos };
-            match snapshot_command(&cli.data, &req, &out).await {
+            let written = match cli.store {
+                Some(url) => snapshot_from_postgres(url, req, out.clone()).await,
+                None => snapshot_command(&cli.data, &req, &out).await,
+            };
+            match written {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     let _ = std::fs::remove_file(&out);
@@ -540,6 +551,22 @@ async fn snapshot_command(data: &std::path::Path, req: &SnapshotRequest, out: &s
         }
         Err(e) => Err(e.to_string()),
     }
+}
+
+/// Writes a snapshot of the PostgreSQL store at `url` to `out` (any server
+/// may be running on it: the snapshot is pinned to a feed position).
+async fn snapshot_from_postgres(url: String, req: SnapshotRequest, out: PathBuf) -> Result<(), String> {
+    let store = open_postgres(url).await?;
+    let task = tokio::task::spawn_blocking(move || {
+        let mut file =
+            std::io::BufWriter::new(std::fs::File::create(&out).map_err(|e| format!("{}: {e}", out.display()))?);
+        let prepared = gridsync_server::snapshot::prepare(store.as_ref(), &req, "cli").map_err(|e| e.to_string())?;
+        let manifest = prepared.write(store.as_ref(), &mut file, &mut |_| {}).map_err(|e| e.to_string())?;
+        std::io::Write::flush(&mut file).map_err(|e| e.to_string())?;
+        println!("{} records, as of feed position {} → {}", manifest.counts.total(), prepared.seq(), out.display());
+        Ok(())
+    });
+    task.await.map_err(|e| e.to_string())?
 }
 
 /// `import-city`: a template, or an import on the stopped store or through the

@@ -25,6 +25,7 @@ mod https;
 mod loadgen;
 mod lost_responses;
 mod metrics;
+mod move_to_postgres;
 mod overload;
 mod people;
 mod person_move;
