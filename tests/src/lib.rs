@@ -11,11 +11,13 @@ pub mod phone;
 pub mod process;
 pub mod proxy;
 pub mod server;
+pub mod stores;
 pub mod test_store;
 
 pub use phone::{Phone, PhoneError, Transport, assert_converged};
 pub use process::ServerProcess;
 pub use server::{PASSWORD, TestServer};
+pub use stores::Backend;
 
 /// Unix milliseconds now.
 pub fn now_ms() -> i64 {

@@ -208,6 +208,12 @@ impl Phone {
         Ok(Phone { replica: Replica::open(storage)?, ..self })
     }
 
+    /// Points this phone at another server, keeping its replica, cursor and
+    /// token: as when its server process dies and another serves the same store.
+    pub fn move_to(&mut self, url: &str) {
+        self.url = url.into();
+    }
+
     /// The device's bearer token.
     pub fn token(&self) -> &str {
         &self.token

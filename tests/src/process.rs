@@ -1,6 +1,9 @@
 //! The real `gridsync-server` binary as a child process, for tests that must
-//! stop and restart (or kill) the server itself.
+//! stop and restart (or kill) the server itself. Under `GRIDSYNC_TEST_STORE=postgres`
+//! a data directory stands for a database of its own ([`crate::stores::database_of`]):
+//! every process and CLI command on it gets `--store` with that database.
 
+use crate::stores::{Backend, store_args};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -50,23 +53,66 @@ pub struct ServerProcess {
 }
 
 impl ServerProcess {
-    /// Runs the binary with `args` on `data` and returns its output (for CLI commands).
+    /// Runs the binary with `args` on `data`'s store (the store under test,
+    /// [`Backend::from_env`]) and returns its output (for CLI commands).
     pub async fn cli(data: &Path, args: &[&str]) -> std::process::Output {
-        Command::new(server_binary()).arg("--data").arg(data).args(args).output().await.expect("run gridsync-server")
+        Self::cli_on(Backend::from_env(), data, args).await
     }
 
-    /// Starts `gridsync-server serve` on `data` at `port`, waiting until it answers /healthz.
+    /// Like [`Self::cli`], on the given store (`Backend::Sled` for commands about sled's files).
+    pub async fn cli_on(backend: Backend, data: &Path, args: &[&str]) -> std::process::Output {
+        Command::new(server_binary())
+            .arg("--data")
+            .arg(data)
+            .args(store_args(backend, data))
+            .args(args)
+            .output()
+            .await
+            .expect("run gridsync-server")
+    }
+
+    /// Starts `gridsync-server serve` on `data` (on the store under test) at
+    /// `port`, waiting until it answers /healthz.
     pub async fn start(data: &Path, port: u16, extra: &[&str]) -> ServerProcess {
-        Self::start_with_scheme(data, port, extra, None).await
+        Self::start_on(Backend::from_env(), data, port, extra).await
+    }
+
+    /// Like [`Self::start`], on the given store.
+    pub async fn start_on(backend: Backend, data: &Path, port: u16, extra: &[&str]) -> ServerProcess {
+        Self::start_with_scheme_on(backend, data, port, extra, None).await
     }
 
     /// Like [`Self::start`]; with `tls_cert` (DER) the server is expected to
     /// speak HTTPS and readiness is checked by a TCP connect instead.
     pub async fn start_with_scheme(data: &Path, port: u16, extra: &[&str], tls_cert: Option<Vec<u8>>) -> ServerProcess {
-        Self::start_binary(&server_binary(), data, port, extra, tls_cert).await
+        Self::start_with_scheme_on(Backend::from_env(), data, port, extra, tls_cert).await
     }
 
-    /// Like [`Self::start_with_scheme`], running the given server binary.
+    /// Like [`Self::start_with_scheme`], on the given store.
+    pub async fn start_with_scheme_on(
+        backend: Backend,
+        data: &Path,
+        port: u16,
+        extra: &[&str],
+        tls_cert: Option<Vec<u8>>,
+    ) -> ServerProcess {
+        let store = store_args(backend, data);
+        let extra: Vec<&str> = store.iter().map(String::as_str).chain(extra.iter().copied()).collect();
+        Self::start_binary(&server_binary(), data, port, &extra, tls_cert).await
+    }
+
+    /// Starts another `gridsync-server serve` on the PostgreSQL database that
+    /// stands for `store_of` ([`crate::stores::database_of`]), with its own data
+    /// directory `data` (its admin socket) at `port`: a second process serving
+    /// the same store, as behind a load balancer (a sled store has one process).
+    pub async fn start_beside(store_of: &Path, data: &Path, port: u16) -> ServerProcess {
+        let store = store_args(Backend::Postgres, store_of);
+        let extra: Vec<&str> = store.iter().map(String::as_str).collect();
+        Self::start_binary(&server_binary(), data, port, &extra, None).await
+    }
+
+    /// Like [`Self::start_with_scheme`], running the given server binary with
+    /// exactly these arguments (no `--store` added: pass one in `extra`).
     pub async fn start_binary(
         binary: &Path,
         data: &Path,
@@ -146,11 +192,16 @@ pub fn free_port() -> u16 {
 /// Creates, through the CLI, the city `xg/xn/sh/dh/g1` (孝感市 … 第一网格) and a
 /// field-staff person per `(username, password)` in grid g1.
 pub async fn small_city(data: &Path, staff: &[(&str, &str)]) {
+    small_city_on(Backend::from_env(), data, staff).await;
+}
+
+/// Like [`small_city`], on the given store.
+pub async fn small_city_on(backend: Backend, data: &Path, staff: &[(&str, &str)]) {
     let people: Vec<CliPerson<'_>> = staff
         .iter()
         .map(|(username, password)| CliPerson { username, password, role: "field_staff", territory: "g1" })
         .collect();
-    city(data, &["g1"], &people).await;
+    city_on(backend, data, &["g1"], &people).await;
 }
 
 /// The community every [`city`] grid hangs under.
@@ -172,6 +223,11 @@ pub struct CliPerson<'a> {
 /// Creates, through the CLI, the community `xg/xn/sh/dh` (孝感市 … 东湖社区)
 /// with the given grids under it (`g1` is 第一网格), and the given people.
 pub async fn city(data: &Path, grids: &[&str], people: &[CliPerson<'_>]) {
+    city_on(Backend::from_env(), data, grids, people).await;
+}
+
+/// Like [`city`], on the given store.
+pub async fn city_on(backend: Backend, data: &Path, grids: &[&str], people: &[CliPerson<'_>]) {
     const NUMERALS: [&str; 9] = ["一", "二", "三", "四", "五", "六", "七", "八", "九"];
     let mut territories: Vec<(String, String)> = vec![
         ("xg".into(), "孝感市".into()),
@@ -188,7 +244,7 @@ pub async fn city(data: &Path, grids: &[&str], people: &[CliPerson<'_>]) {
     }
     for (path, name) in &territories {
         let args = ["territory", "add", path.as_str(), name.as_str()];
-        let out = ServerProcess::cli(data, &args).await;
+        let out = ServerProcess::cli_on(backend, data, &args).await;
         assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
     }
     for p in people {
@@ -208,7 +264,7 @@ pub async fn city(data: &Path, grids: &[&str], people: &[CliPerson<'_>]) {
             "--password",
             p.password,
         ];
-        let out = ServerProcess::cli(data, &args).await;
+        let out = ServerProcess::cli_on(backend, data, &args).await;
         assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
     }
 }

@@ -1,7 +1,9 @@
-//! A real server in this process, on `127.0.0.1:0`, over a real sled store in a
-//! temporary directory (or a given one, or any store), with default or given limits.
+//! A real server in this process, on `127.0.0.1:0`, over the store the run
+//! tests (a sled store in a temporary directory, or a fresh PostgreSQL database:
+//! [`crate::stores`]), an explicitly sled one, or any store; default or given limits.
 
 use crate::phone::Phone;
+use crate::stores::{Backend, Database};
 use gridsync_server::Limits;
 use gridsync_server::admin::{add_person, add_territory};
 use gridsync_server::store::{SledStore, Store};
@@ -22,6 +24,8 @@ pub struct TestServer {
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
     _dir: Option<tempfile::TempDir>,
+    /// The PostgreSQL database it runs on, dropped after the server.
+    database: Option<Database>,
     names: AtomicUsize,
 }
 
@@ -29,19 +33,39 @@ pub struct TestServer {
 pub const PASSWORD: &str = "correct horse battery";
 
 impl TestServer {
-    /// Starts a server on a fresh store, with a city, district and sub-district.
+    /// Starts a server on a fresh store of the store under test
+    /// ([`Backend::from_env`]), with a city, district and sub-district.
     pub async fn start() -> Self {
         Self::start_with(Limits::default()).await
     }
 
     /// Like [`Self::start`], with these limits (connections, sync queue).
     pub async fn start_with(limits: Limits) -> Self {
+        match Backend::from_env() {
+            Backend::Sled => Self::start_sled_with(limits).await,
+            Backend::Postgres => {
+                let database = Database::create();
+                let mut server = Self::start_on(database.open(), limits, None).await;
+                server.database = Some(database);
+                server
+            }
+        }
+    }
+
+    /// Like [`Self::start`], always on a sled store in a temporary directory
+    /// (for tests about sled itself, or that wrap it).
+    pub async fn start_sled() -> Self {
+        Self::start_sled_with(Limits::default()).await
+    }
+
+    /// Like [`Self::start_sled`], with these limits.
+    pub async fn start_sled_with(limits: Limits) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = Arc::new(SledStore::open(dir.path().join("data")).expect("open store"));
         Self::start_on(store, limits, Some(dir)).await
     }
 
-    /// Like [`Self::start_with`], with the sled store in `data` (e.g. on a small file system).
+    /// Like [`Self::start_sled_with`], with the sled store in `data` (e.g. on a small file system).
     pub async fn start_in(data: &Path, limits: Limits) -> Self {
         let store = Arc::new(SledStore::open(data).expect("open store"));
         Self::start_on(store, limits, None).await
@@ -60,7 +84,15 @@ impl TestServer {
         let task = tokio::spawn(gridsync_server::run_with(listener, store.clone(), limits, async {
             let _ = rx.await;
         }));
-        TestServer { url, store, stop: Some(tx), task: Some(task), _dir: dir, names: AtomicUsize::new(0) }
+        TestServer {
+            url,
+            store,
+            stop: Some(tx),
+            task: Some(task),
+            _dir: dir,
+            database: None,
+            names: AtomicUsize::new(0),
+        }
     }
 
     /// The server's address, e.g. `127.0.0.1:40123`.

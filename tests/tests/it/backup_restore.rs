@@ -10,8 +10,9 @@ use gridsync_server::store::{SledStore, Store};
 use gridsync_shared::photos::{PhotoHash, PhotoType};
 use gridsync_shared::records::read_record;
 use gridsync_shared::{DocId, TerritoryPath};
+use gridsync_tests::Backend;
 use gridsync_tests::Phone;
-use gridsync_tests::process::{CliPerson, ServerProcess, city, free_port};
+use gridsync_tests::process::{CliPerson, ServerProcess, city_on, free_port};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -99,7 +100,8 @@ async fn a_backup_taken_while_phones_push_restores_and_the_phones_continue_witho
     let data = dir.path().join("data");
     let person = |username, role| CliPerson { username, password: "password-123", role, territory: "g1" };
     let admin = CliPerson { username: "admin", password: "password-123", role: "administrator", territory: "" };
-    city(
+    city_on(
+        Backend::Sled,
         &data,
         &["g1"],
         &[admin, person("li", "field_staff"), person("wang", "field_staff"), person("zhao", "field_staff")],
@@ -113,11 +115,13 @@ async fn a_backup_taken_while_phones_push_restores_and_the_phones_continue_witho
         format!(",xg/xn/sh/dh/g1,东湖路2号,王强,户主,{},,,", resident_id(2)),
     ];
     std::fs::write(&ledger, rows.join("\r\n")).expect("write ledger");
-    let out = ServerProcess::cli(&data, &["import-city", "households", ledger.to_str().expect("path")]).await;
+    let out =
+        ServerProcess::cli_on(Backend::Sled, &data, &["import-city", "households", ledger.to_str().expect("path")])
+            .await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
 
     let port = free_port();
-    let server = ServerProcess::start(&data, port, &[]).await;
+    let server = ServerProcess::start_on(Backend::Sled, &data, port, &[]).await;
     let mut li = Phone::sign_in(&server.url, "li", "password-123").await.expect("sign in");
     let mut wang = Phone::sign_in(&server.url, "wang", "password-123").await.expect("sign in");
     for i in 0..15 {
@@ -150,7 +154,7 @@ async fn a_backup_taken_while_phones_push_restores_and_the_phones_continue_witho
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     let file = dir.path().join("gridsync.backup");
     let started = std::time::Instant::now();
-    let out = ServerProcess::cli(&data, &["backup", "--out", file.to_str().expect("path")]).await;
+    let out = ServerProcess::cli_on(Backend::Sled, &data, &["backup", "--out", file.to_str().expect("path")]).await;
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     stop.store(true, Ordering::Release);
@@ -177,11 +181,11 @@ async fn a_backup_taken_while_phones_push_restores_and_the_phones_continue_witho
     server.kill().await;
 
     // Restore: refused into the old (non-empty) directory; done into an empty one.
-    let refused = ServerProcess::cli(&data, &["restore", file.to_str().expect("path")]).await;
+    let refused = ServerProcess::cli_on(Backend::Sled, &data, &["restore", file.to_str().expect("path")]).await;
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("not empty"), "{refused:?}");
     let restored = dir.path().join("restored");
-    let out = ServerProcess::cli(&restored, &["restore", file.to_str().expect("path")]).await;
+    let out = ServerProcess::cli_on(Backend::Sled, &restored, &["restore", file.to_str().expect("path")]).await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     // The backup is the store at one moment: checked on a second restore of the same file.
@@ -204,8 +208,8 @@ async fn a_backup_taken_while_phones_push_restores_and_the_phones_continue_witho
         held.len()
     };
 
-    let server = ServerProcess::start(&restored, port, &[]).await;
-    let running = ServerProcess::cli(&restored, &["restore", file.to_str().expect("path")]).await;
+    let server = ServerProcess::start_on(Backend::Sled, &restored, port, &[]).await;
+    let running = ServerProcess::cli_on(Backend::Sled, &restored, &["restore", file.to_str().expect("path")]).await;
     assert!(String::from_utf8_lossy(&running.stderr).contains("running"), "{running:?}");
 
     // The phones' tokens still work; wang syncs first: its follow-up waits for li's case.
@@ -247,7 +251,7 @@ async fn a_backup_taken_while_phones_push_restores_and_the_phones_continue_witho
     assert!(all.contains_key(&late_visit));
 
     // The audit log and the import history came through, with the restore recorded.
-    let audit = ServerProcess::cli(&restored, &["audit"]).await;
+    let audit = ServerProcess::cli_on(Backend::Sled, &restored, &["audit"]).await;
     let audit = String::from_utf8_lossy(&audit.stdout).to_string();
     for action in ["person.add", "import", "store.backup", "store.restore"] {
         assert!(audit.contains(action), "{action} in the audit log:\n{audit}");
@@ -359,8 +363,12 @@ async fn the_cli_backs_up_a_stopped_store_and_refuses_a_cut_short_backup_with_a_
     let dir = tempfile::tempdir().expect("tmp");
     small_backup(dir.path());
     let stopped = dir.path().join("stopped.backup");
-    let out =
-        ServerProcess::cli(&dir.path().join("source"), &["backup", "--out", stopped.to_str().expect("path")]).await;
+    let out = ServerProcess::cli_on(
+        Backend::Sled,
+        &dir.path().join("source"),
+        &["backup", "--out", stopped.to_str().expect("path")],
+    )
+    .await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     #[cfg(unix)]
     {
@@ -369,15 +377,15 @@ async fn the_cli_backs_up_a_stopped_store_and_refuses_a_cut_short_backup_with_a_
         assert_eq!(mode & 0o777, 0o600, "only its owner may read a backup");
     }
     let copy = dir.path().join("copy");
-    let out = ServerProcess::cli(&copy, &["restore", stopped.to_str().expect("path")]).await;
+    let out = ServerProcess::cli_on(Backend::Sled, &copy, &["restore", stopped.to_str().expect("path")]).await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let audit = ServerProcess::cli(&copy, &["audit"]).await;
+    let audit = ServerProcess::cli_on(Backend::Sled, &copy, &["audit"]).await;
     assert!(String::from_utf8_lossy(&audit.stdout).contains("store.restore"));
     let good = std::fs::read(&stopped).expect("read");
     let file = dir.path().join("cut.backup");
     std::fs::write(&file, &good[..good.len() / 2]).expect("write");
     let target = dir.path().join("data");
-    let out = ServerProcess::cli(&target, &["restore", file.to_str().expect("path")]).await;
+    let out = ServerProcess::cli_on(Backend::Sled, &target, &["restore", file.to_str().expect("path")]).await;
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("incomplete") && stderr.contains("nothing was restored"), "{stderr}");
@@ -386,7 +394,7 @@ async fn the_cli_backs_up_a_stopped_store_and_refuses_a_cut_short_backup_with_a_
 
 #[tokio::test]
 async fn a_cursor_issued_before_store_epochs_still_syncs() {
-    let server = gridsync_tests::TestServer::start().await;
+    let server = gridsync_tests::TestServer::start_sled().await;
     let grid = server.grid("g1");
     let mut phone = server.phone_in(&grid).await;
     phone.record_visit("走访");

@@ -1,16 +1,19 @@
 //! The real `gridsync-server` binary killed with SIGKILL at random moments —
-//! mid-request, mid-flush, idle — and restarted on the same data directory,
-//! while phones running the real client core edit and sync without pause.
+//! mid-request, mid-flush, idle — and restarted on the same store (its data
+//! directory, or its PostgreSQL database), while phones running the real
+//! client core edit and sync without pause. On PostgreSQL the phones then
+//! move to another server process on the same database, cursors and all.
 //!
 //! CI runs 60 kills; `GRIDSYNC_KILLS=200` runs the long version
 //! (`GRIDSYNC_CRASH_SEED` sets the seed of the edits and kill delays; the
 //! interleaving with the server's timing differs from run to run).
 
 use gridsync_server::store::SledStore;
-use gridsync_tests::Phone;
 use gridsync_tests::chaos::{Worker, assert_no_problems, audit_store, check_converged, check_ledgers};
 use gridsync_tests::process::{COMMUNITY, CliPerson, ServerProcess, city, free_port};
 use gridsync_tests::proxy::{seed_from_env, size_from_env};
+use gridsync_tests::stores::open_store;
+use gridsync_tests::{Backend, Phone};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::sync::Arc;
@@ -34,6 +37,7 @@ async fn acknowledged_changes_survive_random_sigkills_and_no_edit_is_lost() {
     let seed = seed_from_env("GRIDSYNC_CRASH_SEED");
     let mut rng = StdRng::seed_from_u64(seed);
     let started = Instant::now();
+    let backend = Backend::from_env();
 
     let dir = tempfile::tempdir().expect("tmp");
     let data = dir.path().join("data");
@@ -106,9 +110,9 @@ async fn acknowledged_changes_survive_random_sigkills_and_no_edit_is_lost() {
     }
     server.kill().await;
 
-    let store = SledStore::open(&data).expect("open the store the killed server left");
+    let store = open_store(backend, &data);
     let root = COMMUNITY.parse().expect("community path");
-    let (audit, docs) = audit_store(&store, &root);
+    let (audit, docs) = audit_store(store.as_ref(), &root);
     let requests: u64 = workers.iter().map(|w| w.ledger.exchanges_ok + w.ledger.exchanges_failed).sum();
     let failed: u64 = workers.iter().map(|w| w.ledger.exchanges_failed).sum();
     let made: usize = workers.iter().map(|w| w.ledger.changes_made()).sum();
@@ -117,7 +121,7 @@ async fn acknowledged_changes_survive_random_sigkills_and_no_edit_is_lost() {
     println!(
         "crash loop: {kills} SIGKILLs ({mid_request} with a sync request in flight), {requests} sync requests \
          ({failed} failed), {made} changes made, {acknowledged} acknowledged, {rejections} refused; \
-         store: {} records, {} changes, {} feed entries; {:.1} s",
+         store ({backend:?}): {} records, {} changes, {} feed entries; {:.1} s",
         audit.docs,
         audit.changes,
         audit.feed_entries,
@@ -128,10 +132,44 @@ async fn acknowledged_changes_survive_random_sigkills_and_no_edit_is_lost() {
     let refs: Vec<&Worker> = workers.iter().collect();
     problems.extend(check_ledgers(&docs, &refs));
     for w in &workers {
-        problems.extend(check_converged(&docs, &store, w));
+        problems.extend(check_converged(&docs, store.as_ref(), w));
     }
     assert!(kills == 0 || acknowledged > 0, "the phones got nothing acknowledged: the loop tested nothing");
     assert_no_problems(&format!("after {kills} SIGKILLs (seed {seed})"), &problems);
+    if backend == Backend::Postgres {
+        drop(store);
+        continue_on_another_process(&dir, &data, &mut workers).await;
+    }
+}
+
+/// The killed server's phones move to another server process on the same
+/// PostgreSQL database (its own data directory and port) and go on from their
+/// cursors: a phone already at the head receives nothing on its first sync
+/// there (its cursor was understood, not started over), a new visit reaches
+/// every phone that should see it, and all converge with the database.
+async fn continue_on_another_process(dir: &tempfile::TempDir, data: &std::path::Path, workers: &mut [Worker]) {
+    let other = ServerProcess::start_beside(data, &dir.path().join("other"), free_port()).await;
+    for w in workers.iter_mut() {
+        w.phone.move_to(&other.url);
+        let report = w.exchange().await.unwrap_or_else(|e| panic!("{}: first sync on another process: {e}", w.name));
+        assert_eq!(report.received, 0, "{}: its cursor from the killed process was not continued", w.name);
+    }
+    let visit = workers[0].phone.record_visit("换了一台服务器后的走访");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for _ in 0..2 {
+        for w in workers.iter_mut() {
+            w.settle(deadline).await.unwrap_or_else(|e| panic!("on another process: {e}"));
+        }
+    }
+    let store = open_store(Backend::Postgres, data);
+    let (audit, docs) = audit_store(store.as_ref(), &COMMUNITY.parse().expect("community path"));
+    let mut problems = audit.problems;
+    assert!(docs.contains_key(&visit), "the visit pushed to the other process is in the database");
+    for w in workers.iter() {
+        problems.extend(check_converged(&docs, store.as_ref(), w));
+    }
+    assert_no_problems("after moving to another server process on the same database", &problems);
+    other.kill().await;
 }
 
 /// Set in the child process of the test below: the store directory to commit into before aborting.

@@ -19,7 +19,7 @@ use automerge::{ChangeHash, ReadDoc};
 use gridsync_client::{MemoryStorage, Replica, SyncReport};
 use gridsync_server::admin::add_territory;
 use gridsync_server::auth::{hash_password, register_device};
-use gridsync_server::store::{Person, SledStore, Store, Territory};
+use gridsync_server::store::{Person, Store, Territory};
 use gridsync_shared::directory::Directory;
 use gridsync_shared::protocol::DeviceRegistration;
 use gridsync_shared::records::{
@@ -29,10 +29,12 @@ use gridsync_shared::reports::{Period, report};
 use gridsync_shared::rules::Rejection;
 use gridsync_shared::workflow::{CaseStatus, StatusMove, possible_moves};
 use gridsync_shared::{DocId, PersonId, Role, TerritoryPath};
+use gridsync_tests::Backend;
 use gridsync_tests::Phone;
 use gridsync_tests::chaos::audit_store;
 use gridsync_tests::process::{ServerProcess, free_port};
 use gridsync_tests::proxy::size_from_env;
+use gridsync_tests::stores::open_store;
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
@@ -57,7 +59,7 @@ struct Cast {
 
 /// Writes the territories, people and devices of `cases` cases straight into
 /// the store (one password hash for all: argon2 per person would dominate).
-fn cast_cases(store: &SledStore, first: usize, cases: usize) -> Vec<Cast> {
+fn cast_cases(store: &dyn Store, first: usize, cases: usize) -> Vec<Cast> {
     for (p, name) in [("fd", "田野市"), ("fd/d1", "城区"), (ROOT, "中心街道")] {
         add_territory(store, &p.parse().expect("path"), name).expect("territory");
     }
@@ -893,8 +895,8 @@ async fn run(seeds: &[u64]) -> Tally {
     let dir = tempfile::tempdir_in("/dev/shm").or_else(|_| tempfile::tempdir()).expect("tmp");
     let data = dir.path().join("data");
     let casts = {
-        let store = SledStore::open(&data).expect("store");
-        cast_cases(&store, 0, seeds.len())
+        let store = open_store(Backend::from_env(), &data);
+        cast_cases(store.as_ref(), 0, seeds.len())
     };
     let mut server = Server::start(&data).await;
     let mut tally = Tally::default();
@@ -917,8 +919,8 @@ async fn run(seeds: &[u64]) -> Tally {
     server.kill().await;
     tally.kills = server.kills;
     println!("restarting the server took {:.1} s", server.down_for.as_secs_f64());
-    let store = SledStore::open(&data).expect("the store opens after SIGKILL");
-    let (audit, docs) = audit_store(&store, &ROOT.parse().expect("root"));
+    let store = open_store(Backend::from_env(), &data);
+    let (audit, docs) = audit_store(store.as_ref(), &ROOT.parse().expect("root"));
     assert!(audit.problems.is_empty(), "the store: {:?}", audit.problems);
     for devices in &all_devices {
         for d in devices {

@@ -13,8 +13,9 @@
 
 use gridsync_shared::protocol::{DEFAULT_PAGE_BYTES, SyncRequest, SyncResponse, decode, encode};
 use gridsync_shared::workflow::CaseStatus;
+use gridsync_tests::Backend;
 use gridsync_tests::phone::Phone;
-use gridsync_tests::process::{CliPerson, ServerProcess, city, free_port, server_binary};
+use gridsync_tests::process::{CliPerson, ServerProcess, city_on, free_port, server_binary};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -106,7 +107,7 @@ fn unpack() -> (tempfile::TempDir, PathBuf, Expected) {
 #[tokio::test]
 async fn a_layout_1_store_is_upgraded_in_place_and_reads_the_same() {
     let (_tmp, data, expected) = unpack();
-    let server = ServerProcess::start(&data, free_port(), &[]).await;
+    let server = ServerProcess::start_on(Backend::Sled, &data, free_port(), &[]).await;
 
     // Every record, with the same history, to a phone starting from nothing.
     let mut sup = Phone::sign_in(&server.url, "sup", PASSWORD).await.expect("sign in");
@@ -144,7 +145,8 @@ async fn make_layout_1_fixture() {
     let tmp = tempfile::tempdir().expect("tmp");
     let data = tmp.path().join("data");
     let staff = |username, territory| CliPerson { username, password: PASSWORD, role: "field_staff", territory };
-    city(
+    city_on(
+        Backend::Sled,
         &data,
         &["g1", "g2"],
         &[
@@ -155,7 +157,7 @@ async fn make_layout_1_fixture() {
         ],
     )
     .await;
-    let server = ServerProcess::start(&data, free_port(), &[]).await;
+    let server = ServerProcess::start_on(Backend::Sled, &data, free_port(), &[]).await;
     let mut li = Phone::sign_in(&server.url, "li", PASSWORD).await.expect("sign in");
     let mut wang = Phone::sign_in(&server.url, "wang", PASSWORD).await.expect("sign in");
     let mut zhao = Phone::sign_in(&server.url, "zhao", PASSWORD).await.expect("sign in");
@@ -242,7 +244,8 @@ async fn make_large_layout_1_fixture() {
     let data = tmp.path().join("data");
     let grids = ["g1", "g2", "g3", "g4"];
     let staff = |username, territory| CliPerson { username, password: PASSWORD, role: "field_staff", territory };
-    city(
+    city_on(
+        Backend::Sled,
         &data,
         &grids,
         &[
@@ -255,7 +258,7 @@ async fn make_large_layout_1_fixture() {
         ],
     )
     .await;
-    let server = ServerProcess::start(&data, free_port(), &[]).await;
+    let server = ServerProcess::start_on(Backend::Sled, &data, free_port(), &[]).await;
     let mut phones = Vec::new();
     for name in ["s1", "s2", "s3", "s4"] {
         phones.push(Phone::sign_in(&server.url, name, PASSWORD).await.expect("sign in"));
@@ -605,7 +608,7 @@ async fn an_upgrade_killed_again_and_again_ends_as_an_upgrade_never_killed() {
 
     // A restart reads the same.
     done.kill().await;
-    let server = ServerProcess::start(&data, port, &[]).await;
+    let server = ServerProcess::start_on(Backend::Sled, &data, port, &[]).await;
     let mut fresh = Phone::sign_in(&server.url, "sup", PASSWORD).await.expect("sign in");
     fresh.sync().await.expect("sync");
     assert_eq!(heads_of(&fresh), heads_of(&sup), "a restart reads the same");

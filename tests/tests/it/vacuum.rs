@@ -4,8 +4,9 @@
 //! directory is left as it was. A vacuum killed at any moment leaves the
 //! original as it was and no store under the target's name.
 
+use gridsync_tests::Backend;
 use gridsync_tests::phone::Phone;
-use gridsync_tests::process::{CliPerson, ServerProcess, city, free_port, server_binary};
+use gridsync_tests::process::{CliPerson, ServerProcess, city_on, free_port, server_binary};
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -22,9 +23,9 @@ async fn a_vacuumed_copy_serves_every_phone_from_where_it_stood() {
     let tmp = tempfile::tempdir().expect("tmp");
     let (data, copy) = (tmp.path().join("data"), tmp.path().join("data.vacuumed"));
     let staff = |username| CliPerson { username, password: PASSWORD, role: "field_staff", territory: "g1" };
-    city(&data, &["g1"], &[staff("li"), staff("wang")]).await;
+    city_on(Backend::Sled, &data, &["g1"], &[staff("li"), staff("wang")]).await;
     let port = free_port();
-    let server = ServerProcess::start(&data, port, &[]).await;
+    let server = ServerProcess::start_on(Backend::Sled, &data, port, &[]).await;
     let mut li = Phone::sign_in(&server.url, "li", PASSWORD).await.expect("sign in");
     let mut wang = Phone::sign_in(&server.url, "wang", PASSWORD).await.expect("sign in");
     for i in 0..40 {
@@ -37,13 +38,13 @@ async fn a_vacuumed_copy_serves_every_phone_from_where_it_stood() {
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     let original = std::fs::read(data.join("db")).expect("the original's file");
 
-    let out = ServerProcess::cli(&data, &["vacuum", "--into", copy.to_str().expect("path")]).await;
+    let out = ServerProcess::cli_on(Backend::Sled, &data, &["vacuum", "--into", copy.to_str().expect("path")]).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("checked") && stdout.contains("mv "), "{stdout}");
     assert_eq!(std::fs::read(data.join("db")).expect("still there"), original, "the original is left as it was");
 
-    let server = ServerProcess::start(&copy, port, &[]).await;
+    let server = ServerProcess::start_on(Backend::Sled, &copy, port, &[]).await;
     let late = li.record_visit("换目录之后的走访");
     li.sync().await.expect("li syncs on the copy");
     let reports = wang.sync().await.expect("wang syncs on the copy");
@@ -52,7 +53,7 @@ async fn a_vacuumed_copy_serves_every_phone_from_where_it_stood() {
     assert!(records_of(&wang).contains(&late.to_string()));
     assert_eq!(records_of(&wang), records_of(&li));
 
-    let out = ServerProcess::cli(&data, &["vacuum", "--into", copy.to_str().expect("path")]).await;
+    let out = ServerProcess::cli_on(Backend::Sled, &data, &["vacuum", "--into", copy.to_str().expect("path")]).await;
     assert!(!out.status.success(), "a copy in use, or a directory holding anything, is refused");
     assert!(String::from_utf8_lossy(&out.stderr).contains("not empty"));
     drop(server);
@@ -80,9 +81,9 @@ async fn a_vacuum_killed_at_any_moment_leaves_the_original_as_it_was_and_no_stor
     let (data, copy) = (tmp.path().join("data"), tmp.path().join("data.vacuumed"));
     let partial = tmp.path().join("data.vacuumed.vacuum-partial");
     let staff = |username| CliPerson { username, password: PASSWORD, role: "field_staff", territory: "g1" };
-    city(&data, &["g1"], &[staff("li"), staff("wang")]).await;
+    city_on(Backend::Sled, &data, &["g1"], &[staff("li"), staff("wang")]).await;
     let port = free_port();
-    let server = ServerProcess::start(&data, port, &[]).await;
+    let server = ServerProcess::start_on(Backend::Sled, &data, port, &[]).await;
     let mut li = Phone::sign_in(&server.url, "li", PASSWORD).await.expect("sign in");
     for i in 0..300 {
         li.record_visit(&format!("第{i}次走访：老人身体健康，家中整洁。"));
@@ -135,10 +136,10 @@ async fn a_vacuum_killed_at_any_moment_leaves_the_original_as_it_was_and_no_stor
     println!("{landed} kills landed part way through a copy");
 
     // The next vacuum replaces the partial copy and serves every record.
-    let out = ServerProcess::cli(&data, &["vacuum", "--into", copy.to_str().expect("path")]).await;
+    let out = ServerProcess::cli_on(Backend::Sled, &data, &["vacuum", "--into", copy.to_str().expect("path")]).await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(!partial.exists());
-    let server = ServerProcess::start(&copy, port, &[]).await;
+    let server = ServerProcess::start_on(Backend::Sled, &copy, port, &[]).await;
     let mut wang = Phone::sign_in(&server.url, "wang", PASSWORD).await.expect("sign in");
     wang.sync().await.expect("sync on the copy");
     assert_eq!(records_of(&wang), records_of(&li), "every record, from the copy");

@@ -136,6 +136,27 @@ impl ScratchPostgres {
         format!("host={} port={PORT} user=postgres dbname={name}", self.dir.path().display())
     }
 
+    /// The temporary directory holding the data directory, the socket and the log.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Drops the database of connection string `url` (made by
+    /// [`Self::create_database`]), closing its sessions first.
+    /// Call from a plain thread (the client is blocking).
+    pub fn drop_database(&self, url: &str) -> Result<(), ScratchError> {
+        let config: ::postgres::Config = url.parse().map_err(|e| failed("connection string", e))?;
+        let name = config.get_dbname().ok_or_else(|| ScratchError::Failed(format!("no database in {url}")))?;
+        if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(ScratchError::Failed(format!("not a database this server made: {name}")));
+        }
+        let mut client =
+            ::postgres::Client::connect(&self.url("postgres"), ::postgres::NoTls).map_err(|e| failed("connect", e))?;
+        client
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .map_err(|e| failed("DROP DATABASE", e))
+    }
+
     /// Creates a new empty database and returns its connection string.
     /// Call from a plain thread (the client is blocking).
     pub fn create_database(&self) -> Result<String, ScratchError> {
