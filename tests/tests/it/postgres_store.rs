@@ -1,13 +1,23 @@
-//! Two gridsync servers on one PostgreSQL database (issue 15): phones signed
-//! in to either one see each other's work, and a case edited through both at
-//! once converges. The database is a throwaway one started for the test.
+//! Two gridsync servers on one PostgreSQL database (issue 15), whatever store
+//! the rest of the suite runs on: phones signed in to either one see each
+//! other's work, and a case edited through both at once converges; two real
+//! server processes with no load balancer, one killed mid-sync and its phones
+//! moved to the other, lose nothing and converge. The database is a fresh one
+//! on the test process's throwaway PostgreSQL ([`gridsync_tests::stores`]).
 
 use gridsync_server::Limits;
 use gridsync_server::store::PgStore;
-use gridsync_server::store::postgres::scratch::ScratchPostgres;
 use gridsync_shared::{Record, Role};
-use gridsync_tests::{Phone, TestServer, assert_converged};
+use gridsync_tests::chaos::{Worker, assert_no_problems, audit_store, check_converged, check_ledgers};
+use gridsync_tests::process::{COMMUNITY, CliPerson, ServerProcess, city_on, free_port};
+use gridsync_tests::proxy::seed_from_env;
+use gridsync_tests::stores::{Database, open_store};
+use gridsync_tests::{Backend, Phone, TestServer, assert_converged};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 /// The PostgreSQL store at `url`, opened off the async workers (its client blocks).
 async fn open(url: String) -> Arc<PgStore> {
@@ -25,15 +35,9 @@ async fn sync_clean(phone: &mut Phone) {
 // PostgreSQL store allows only where the worker can be handed over.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn phones_on_two_servers_sharing_one_database_converge_on_a_case_edited_through_both() {
-    let (_pg, url) = tokio::task::spawn_blocking(|| {
-        let pg = ScratchPostgres::start().expect("a throwaway PostgreSQL (needed: this test is not skipped)");
-        let url = pg.create_database().expect("a database");
-        (pg, url)
-    })
-    .await
-    .expect("join");
-    let one = TestServer::start_on(open(url.clone()).await, Limits::default(), None).await;
-    let two = TestServer::start_on(open(url).await, Limits::default(), None).await;
+    let database = Database::create();
+    let one = TestServer::start_on(open(database.url.clone()).await, Limits::default(), None).await;
+    let two = TestServer::start_on(open(database.url.clone()).await, Limits::default(), None).await;
     let grid = one.grid("g1");
     let (user_a, user_b) = (one.person(Role::FieldStaff, &grid), one.person(Role::FieldStaff, &grid));
     let mut a = one.phone_for(&user_a).await;
@@ -54,4 +58,155 @@ async fn phones_on_two_servers_sharing_one_database_converge_on_a_case_edited_th
     assert_converged(&two, &phones, &grid);
     let Some(Record::Case(merged)) = a.replica.record(case) else { panic!("case missing") };
     assert_eq!(merged.follow_ups.len(), 2, "both follow-ups survive, one pushed through each server");
+}
+
+const PASSWORD: &str = "two-processes-password";
+
+/// Grid managers in g1 and g2 (one of each grid on each process), a
+/// supervisor over the community, and two grid managers in g3 for the case
+/// edited through both processes at once.
+const PEOPLE: [CliPerson<'static>; 7] = [
+    CliPerson { username: "li", password: PASSWORD, role: "field_staff", territory: "g1" },
+    CliPerson { username: "wang", password: PASSWORD, role: "field_staff", territory: "g1" },
+    CliPerson { username: "zhang", password: PASSWORD, role: "field_staff", territory: "g2" },
+    CliPerson { username: "liu", password: PASSWORD, role: "field_staff", territory: "g2" },
+    CliPerson { username: "zhuren", password: PASSWORD, role: "supervisor", territory: "" },
+    CliPerson { username: "zhao", password: PASSWORD, role: "field_staff", territory: "g3" },
+    CliPerson { username: "qian", password: PASSWORD, role: "field_staff", territory: "g3" },
+];
+
+/// Who starts on process A (the one killed); the rest are on B.
+const ON_A: [&str; 2] = ["li", "zhang"];
+
+/// Syncs until nothing waits, through whichever process the phone is on.
+async fn sync_through(phone: &mut Phone, who: &str) {
+    let reports = phone.sync().await.unwrap_or_else(|e| panic!("{who} syncs: {e}"));
+    assert!(reports.iter().all(|r| r.rejected.is_empty()), "{who}: nothing here breaks a rule: {reports:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_server_processes_on_one_database_serve_phones_on_both_and_one_killed_mid_sync_hands_its_phones_to_the_other()
+ {
+    let seed = seed_from_env("GRIDSYNC_TWO_PROCESSES_SEED");
+    let mut rng = StdRng::seed_from_u64(seed);
+    let dir = tempfile::tempdir().expect("tmp");
+    let (data_a, data_b) = (dir.path().join("a"), dir.path().join("b"));
+    city_on(Backend::Postgres, &data_a, &["g1", "g2", "g3"], &PEOPLE).await;
+    // Two processes, each with its own data directory (admin socket) and port, one database.
+    let a = ServerProcess::start_on(Backend::Postgres, &data_a, free_port(), &[]).await;
+    let b = ServerProcess::start_beside(&data_a, &data_b, free_port()).await;
+
+    // A case edited through both processes at once.
+    let mut zhao = Phone::sign_in(&a.url, "zhao", PASSWORD).await.expect("zhao signs in on A");
+    let mut qian = Phone::sign_in(&b.url, "qian", PASSWORD).await.expect("qian signs in on B");
+    let case = zhao.report_case("井盖缺失，夜间有行人跌倒风险");
+    sync_through(&mut zhao, "zhao").await;
+    sync_through(&mut qian, "qian").await;
+    assert!(qian.replica.record(case).is_some(), "qian hears through B of the case pushed to A");
+    zhao.follow_up(case, "已设置警示锥");
+    qian.follow_up(case, "已报市政维修");
+    let (za, qb) = tokio::join!(zhao.sync(), qian.sync());
+    za.expect("zhao's follow-up through A");
+    qb.expect("qian's follow-up through B");
+    sync_through(&mut zhao, "zhao").await;
+    sync_through(&mut qian, "qian").await;
+    for (who, phone) in [("zhao", &zhao), ("qian", &qian)] {
+        let Some(Record::Case(c)) = phone.replica.record(case) else { panic!("{who}: case missing") };
+        assert_eq!(c.follow_ups.len(), 2, "{who}: both follow-ups, one through each process");
+    }
+
+    // Phones spread across both processes, editing and syncing without pause.
+    let a_down = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (a_sent, a_in_flight) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let moved = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for person in &PEOPLE[..5] {
+        let on_a = ON_A.contains(&person.username);
+        let url = if on_a { &a.url } else { &b.url };
+        let phone = Phone::sign_in(url, person.username, PASSWORD).await.expect("sign in");
+        let mut worker = Worker::new(person.username, phone);
+        let mut rng = StdRng::seed_from_u64(rng.random());
+        let (b_url, a_down, stop) = (b.url.clone(), a_down.clone(), stop.clone());
+        let (a_sent, a_in_flight, moved) = (a_sent.clone(), a_in_flight.clone(), moved.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut on_a = on_a;
+            while !stop.load(Ordering::SeqCst) {
+                if on_a && a_down.load(Ordering::SeqCst) {
+                    // Its server is gone: the phone is pointed at the other one.
+                    worker.phone.move_to(&b_url);
+                    on_a = false;
+                    moved.fetch_add(1, Ordering::SeqCst);
+                }
+                for _ in 0..rng.random_range(1..=3) {
+                    worker.random_edit(&mut rng);
+                }
+                if on_a {
+                    a_sent.fetch_add(1, Ordering::SeqCst);
+                    a_in_flight.fetch_add(1, Ordering::SeqCst);
+                }
+                let result = worker.exchange().await;
+                if on_a {
+                    a_in_flight.fetch_sub(1, Ordering::SeqCst);
+                }
+                let pause = if result.is_ok() { rng.random_range(0..20) } else { rng.random_range(20..80) };
+                tokio::time::sleep(Duration::from_millis(pause)).await;
+            }
+            worker
+        }));
+    }
+
+    // After a while, A is killed a few milliseconds after one of its phones sent a request.
+    tokio::time::sleep(Duration::from_millis(rng.random_range(1_000..2_000))).await;
+    let sent = a_sent.load(Ordering::SeqCst);
+    while a_sent.load(Ordering::SeqCst) == sent {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    tokio::time::sleep(Duration::from_micros(rng.random_range(0..20_000))).await;
+    let mid_sync = a_in_flight.load(Ordering::SeqCst) > 0;
+    a.kill().await;
+    a_down.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    stop.store(true, Ordering::SeqCst);
+    let mut workers = Vec::new();
+    for task in tasks {
+        workers.push(task.await.expect("worker task"));
+    }
+    assert_eq!(moved.load(Ordering::SeqCst), ON_A.len() as u64, "every phone of A moved to B");
+
+    // A quiet round through B: everyone pushes what waits, then pulls everything.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut problems = Vec::new();
+    for _ in 0..2 {
+        for w in &mut workers {
+            if let Err(e) = w.settle(deadline).await {
+                problems.push(e);
+            }
+        }
+    }
+    b.kill().await;
+
+    let store = open_store(Backend::Postgres, &data_a);
+    let (audit, mut docs) = audit_store(store.as_ref(), &COMMUNITY.parse().expect("community path"));
+    let acknowledged: usize = workers.iter().map(|w| w.ledger.changes_acknowledged()).sum();
+    println!(
+        "two processes: A killed {} a sync; {} records, {} changes, {} feed entries in the database; \
+         {acknowledged} changes acknowledged (seed {seed})",
+        if mid_sync { "during" } else { "between" },
+        audit.docs,
+        audit.changes,
+        audit.feed_entries
+    );
+    problems.extend(audit.problems);
+    for w in &workers {
+        problems.extend(check_converged(&docs, store.as_ref(), w));
+    }
+    // The g3 case was made outside the workers' ledgers.
+    docs.remove(&case);
+    let refs: Vec<&Worker> = workers.iter().collect();
+    problems.extend(check_ledgers(&docs, &refs));
+    assert!(acknowledged > 0, "the phones got nothing acknowledged: the test tested nothing");
+    assert_no_problems(&format!("two processes, one killed (seed {seed})"), &problems);
+    let heads = |phone: &Phone| phone.replica.document(case).map(|d| d.get_heads());
+    assert_eq!(heads(&zhao), heads(&qian), "the case edited through both processes converged");
 }
