@@ -132,6 +132,9 @@ pub enum BackupError {
     /// The target data directory holds something.
     #[error("{0} is not empty: restore only into an empty or absent data directory (nothing was changed)")]
     NotEmpty(String),
+    /// The backup was made from another kind of store (its engine, and where it restores).
+    #[error("the backup was made by a store of another kind ({0}): restore it into {1}; nothing was restored")]
+    OtherEngine(String, &'static str),
     /// A server runs on the target data directory.
     #[error(
         "a gridsync-server is running on {0}: stop it, and restore into an empty or absent data directory (nothing was changed)"
@@ -432,13 +435,28 @@ pub fn write_backup(
     actor: &str,
     progress: &mut dyn FnMut(u64),
 ) -> Result<BackupEnd, BackupError> {
+    write_backup_of(store, SLED_ENGINE, out, label, actor, progress)
+}
+
+/// What a sled backup's header names as its engine.
+const SLED_ENGINE: &str = "sled-0.34; every tree, entry by entry";
+
+/// As [`write_backup`], for a store whose backups name `engine` in their header.
+pub(crate) fn write_backup_of(
+    store: &dyn Store,
+    engine: &str,
+    out: &mut dyn Write,
+    label: &str,
+    actor: &str,
+    progress: &mut dyn FnMut(u64),
+) -> Result<BackupEnd, BackupError> {
     let created_at = crate::http::now_ms();
     store.append_audit(actor, "store.backup", &format!("full backup to {label}"), created_at)?;
     let header = BackupHeader {
         format: FORMAT_VERSION,
         created_at,
         server_version: env!("CARGO_PKG_VERSION").into(),
-        engine: "sled-0.34; every tree, entry by entry".into(),
+        engine: engine.into(),
     };
     let mut writer = BackupWriter::new(out, &header, progress).map_err(|e| io_err("writing the backup", e))?;
     let facts = store.backup(&mut writer)?;
@@ -510,6 +528,12 @@ pub fn restore(
     refuse_target(data)?;
     let f = std::fs::File::open(file).map_err(|e| io_err(file.display(), e))?;
     let mut reader = BackupReader::new(f, &file.display().to_string())?;
+    if reader.header.engine == crate::store::postgres::backup::ENGINE {
+        return Err(BackupError::OtherEngine(
+            reader.header.engine.clone(),
+            "an empty PostgreSQL database (restore with --store)",
+        ));
+    }
     let name = data.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "data".into());
     let building = data.with_file_name(format!(".{name}.restoring"));
     if building.exists() {
@@ -756,5 +780,82 @@ pub fn restore_command(data: &Path, file: &Path) -> Result<String, String> {
         o.end.facts.head_seq,
         hex::encode(o.epoch.id),
         o.epoch.base_seq
+    ))
+}
+
+/// `gridsync-server --store URL backup --out FILE`: the PostgreSQL database
+/// as of one moment (a read-only REPEATABLE READ transaction; servers go on
+/// writing), in the same file format as a sled store's backup; written beside
+/// `out` and moved there once read back whole. Returns the text to print.
+pub async fn backup_command_postgres(url: String, out: &Path) -> Result<String, String> {
+    let partial = PathBuf::from(format!("{}.partial", out.display()));
+    let label = out.display().to_string();
+    let bar = spinner("{spinner} {pos} rows copied ({elapsed})");
+    let b = bar.clone();
+    let target = partial.clone();
+    let task = tokio::task::spawn_blocking(move || {
+        let store = crate::store::PgStore::open(&url).map_err(|e| e.to_string())?;
+        let mut file =
+            std::io::BufWriter::new(create_private(&target).map_err(|e| format!("{}: {e}", target.display()))?);
+        let engine = crate::store::postgres::backup::ENGINE;
+        write_backup_of(&store, engine, &mut file, &label, "cli", &mut |n| b.set_position(n)).map_err(|e| e.to_string())
+    });
+    let written = task.await.map_err(|e| e.to_string()).and_then(|r| r);
+    bar.finish_and_clear();
+    let end = match written.and_then(|_| verify(&partial).map_err(|e| e.to_string())) {
+        Ok((_, end)) => end,
+        Err(e) => {
+            let _ = std::fs::remove_file(&partial);
+            return Err(e);
+        }
+    };
+    std::fs::rename(&partial, out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let size = std::fs::metadata(out).map(|m| m.len()).unwrap_or(0);
+    let f = &end.facts;
+    Ok(format!(
+        "backup written to {} ({} bytes): {} rows of {} tables, feed position {}, audit position {}; consistent as of one moment (one read-only transaction, {:.0} ms)\n",
+        out.display(),
+        size,
+        end.items,
+        f.trees.len(),
+        f.head_seq,
+        f.audit_seq,
+        f.elapsed_ms
+    ))
+}
+
+/// `gridsync-server --store URL restore FILE`: a PostgreSQL backup into an
+/// empty database, in one transaction (a refused or damaged file keeps nothing).
+pub async fn restore_command_postgres(url: String, file: &Path) -> Result<String, String> {
+    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
+    let who = format!("cli ({user})");
+    let bar = spinner("{spinner} {pos} rows restored ({elapsed})");
+    let b = bar.clone();
+    let path = file.to_path_buf();
+    let task = tokio::task::spawn_blocking(move || {
+        let f = std::fs::File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let mut reader = BackupReader::new(f, &path.display().to_string()).map_err(|e| e.to_string())?;
+        let store = crate::store::PgStore::open(&url).map_err(|e| e.to_string())?;
+        let detail = format!(
+            "restored from {} (made {} by gridsync-server {})",
+            path.display(),
+            crate::export::LocalTime::from_unix_ms(reader.header.created_at).iso8601(),
+            reader.header.server_version
+        );
+        let epoch = store
+            .restore_backup(&mut reader, &who, &detail, crate::http::now_ms(), &mut |n| b.set_position(n))
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>((reader.items(), epoch))
+    });
+    let done = task.await.map_err(|e| e.to_string()).and_then(|r| r);
+    bar.finish_and_clear();
+    let (items, epoch) = done?;
+    Ok(format!(
+        "restored {items} rows from {} into the PostgreSQL database: feed position {}, new store epoch {}.\n\
+         Phones continue syncing: each is told the store was restored, sends its own changes again, and goes on from feed position {}.\n",
+        file.display(),
+        epoch.base_seq,
+        hex::encode(epoch.id),
+        epoch.base_seq
     ))
 }

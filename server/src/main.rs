@@ -190,11 +190,16 @@ async fn main() -> ExitCode {
     if cli.store.is_some()
         && !matches!(
             cli.command,
-            Command::Serve { .. } | Command::Admin(_) | Command::MoveTo | Command::Snapshot { .. }
+            Command::Serve { .. }
+                | Command::Admin(_)
+                | Command::MoveTo
+                | Command::Snapshot { .. }
+                | Command::Backup { .. }
+                | Command::Restore { .. }
         )
     {
         eprintln!(
-            "error: with --store (PostgreSQL) only serve, snapshot, move-to and the admin commands work so far (issue 15)"
+            "error: with --store (PostgreSQL) only serve, snapshot, backup, restore, move-to and the admin commands work so far (issue 15); vacuum and import are the sled store's"
         );
         return ExitCode::FAILURE;
     }
@@ -211,8 +216,14 @@ async fn main() -> ExitCode {
             }
         }
         Command::Admin(cmd) => admin_command(cli.data, cli.store, cmd).await,
-        Command::Backup { out } => print_outcome(gridsync_server::backup::backup_command(&cli.data, &out).await),
-        Command::Restore { file } => print_outcome(gridsync_server::backup::restore_command(&cli.data, &file)),
+        Command::Backup { out } => print_outcome(match cli.store {
+            Some(url) => gridsync_server::backup::backup_command_postgres(url, &out).await,
+            None => gridsync_server::backup::backup_command(&cli.data, &out).await,
+        }),
+        Command::Restore { file } => print_outcome(match cli.store {
+            Some(url) => gridsync_server::backup::restore_command_postgres(url, &file).await,
+            None => gridsync_server::backup::restore_command(&cli.data, &file),
+        }),
         Command::Vacuum { into } => print_outcome(vacuum(&cli.data, &into)),
         Command::MoveTo => print_outcome(move_to(cli.data, cli.store).await),
         Command::ImportCity(cmd) => match import_city(&cli.data, cmd).await {

@@ -654,9 +654,59 @@ fn a_commit_whose_session_is_killed_midway_lands_exactly_once() {
     assert_eq!(store.household_key(&[7; 32]).expect("key").map(|e| e.doc), Some(doc_id(1)));
 }
 
+/// Fills a store with some of everything it keeps: records in two cities (one
+/// without a territory), photos, an unfinished upload, household keys, import
+/// runs and a secret, a disabled person, a device in its grace.
+fn fill_with_everything(store: &dyn Store) {
+    people_devices_territories_and_the_audit_log_read_back_as_written(store);
+    // Records: a case of two real pushes, visit logs, households with keys.
+    commit(store, 9, "a/b/c/d/g2", 1);
+    for (changes, heads) in two_pushes() {
+        store.commit_doc(write(doc_id(5), "a/b/c/d/g1", RecordKind::Case, changes, heads), 2).expect("commit");
+    }
+    let key = |n: u8, doc: u8, replace: bool| HouseholdKey {
+        key: [n; 32],
+        entry: HouseholdKeyEntry { doc: doc_id(doc), digest: replace.then_some([doc; 32]) },
+        replace,
+    };
+    let household = |doc: u8| write(doc_id(doc), "a/b/c/d/g1", RecordKind::Household, vec![change(doc)], Vec::new());
+    store.commit_doc_with_keys(household(1), 3, &[key(1, 1, true), key(2, 1, false)]).expect("commit");
+    store
+        .commit_docs(vec![(household(2), vec![key(2, 2, false)]), (household(3), vec![key(1, 3, true)])], 4)
+        .expect("batch");
+    // A photo, referenced by a record in a city without a territory.
+    let h1 = PhotoHash::from_digest(&[1; 32]);
+    store.append_upload(&h1, 0, &[1; 100]).expect("append");
+    store.finish_upload(&h1, PhotoType::Jpeg, &[1; 100]).expect("finish");
+    let photo_ref = |h: &PhotoHash, size: u64, mime: PhotoType| gridsync_shared::photos::PhotoRef {
+        id: uuid::Uuid::new_v4(),
+        sha256: h.clone(),
+        size,
+        mime,
+        taken_at: 1,
+        location: None,
+        by: PersonId(uuid::Uuid::nil()),
+        at: 1,
+        follow_up: None,
+    };
+    let mut w = write(doc_id(30), "c/g1", RecordKind::VisitLog, vec![change(30)], Vec::new());
+    w.photos =
+        vec![photo_ref(&h1, 100, PhotoType::Jpeg), photo_ref(&PhotoHash::from_digest(&[2; 32]), 3, PhotoType::Webp)];
+    store.commit_doc(w, 5).expect("commit");
+    store.put_import_run("r1", 5, b"{\"run\":1}").expect("run");
+    store.put_import_run("r2", 6, b"{\"run\":2}").expect("run");
+    store.set_import_device(PersonId::from_bytes([1; 16]), DeviceId::from_bytes([5; 16])).expect("device");
+    let unfinished = PhotoHash::from_digest(&[3; 32]);
+    store.append_upload(&unfinished, 0, &[7; 40]).expect("append");
+    store.put_import_secret("r2", b"initial passwords").expect("secret");
+    let wang = PersonId::from_bytes([2; 16]);
+    store.set_person_disabled(wang, Some(1234)).expect("disable");
+    store.set_device_grace(DeviceId::from_bytes([5; 16]), &[grid("a/b")]).expect("grace");
+    store.flush().expect("flush");
+}
+
 /// Everything `a` and `b` answer through the trait, compared: territories,
-/// people (disabled, import devices), devices (grace, last seen), the audit
-/// log, the feed under `cities` with each entry's heads, every record's
+/// people (disabled, import devices), devices (grace, last seen), the feed under `cities` with each entry's heads, every record's
 /// document and summary, photos and their index, household keys, import runs.
 fn assert_same_contents(a: &dyn Store, b: &dyn Store, cities: &[&str], photos: &[PhotoHash], keys: &[[u8; 32]]) {
     assert_eq!(a.territories().expect("a"), b.territories().expect("b"));
@@ -672,9 +722,7 @@ fn assert_same_contents(a: &dyn Store, b: &dyn Store, cities: &[&str], photos: &
         assert_eq!(a.device_grace(d.id).expect("a"), b.device_grace(d.id).expect("b"));
         assert_eq!(a.device_seen(d.id).expect("a"), b.device_seen(d.id).expect("b"));
     }
-    assert_eq!(a.audit_after(0, 10_000).expect("a"), b.audit_after(0, 10_000).expect("b"));
     assert_eq!(a.head_seq().expect("a"), b.head_seq().expect("b"));
-    assert_eq!(a.epochs().expect("a"), b.epochs().expect("b"));
     for city in cities {
         let feed = a.feed_after(&grid(city), 0, 10_000).expect("a");
         assert!(!feed.is_empty(), "{city} has a feed");
@@ -710,50 +758,7 @@ fn assert_same_contents(a: &dyn Store, b: &dyn Store, cities: &[&str], photos: &
 fn a_sled_store_moved_into_postgresql_reads_back_the_same_and_goes_on_from_its_feed_position() {
     let dir = tempfile::tempdir().expect("tmp");
     let sled = SledStore::open(dir.path()).expect("open");
-    people_devices_territories_and_the_audit_log_read_back_as_written(&sled);
-    // Records: a case of two real pushes, visit logs, households with keys.
-    commit(&sled, 9, "a/b/c/d/g2", 1);
-    for (changes, heads) in two_pushes() {
-        sled.commit_doc(write(doc_id(5), "a/b/c/d/g1", RecordKind::Case, changes, heads), 2).expect("commit");
-    }
-    let key = |n: u8, doc: u8, replace: bool| HouseholdKey {
-        key: [n; 32],
-        entry: HouseholdKeyEntry { doc: doc_id(doc), digest: replace.then_some([doc; 32]) },
-        replace,
-    };
-    let household = |doc: u8| write(doc_id(doc), "a/b/c/d/g1", RecordKind::Household, vec![change(doc)], Vec::new());
-    sled.commit_doc_with_keys(household(1), 3, &[key(1, 1, true), key(2, 1, false)]).expect("commit");
-    sled.commit_docs(vec![(household(2), vec![key(2, 2, false)]), (household(3), vec![key(1, 3, true)])], 4)
-        .expect("batch");
-    // A photo, referenced by a record in a city without a territory.
-    let h1 = PhotoHash::from_digest(&[1; 32]);
-    sled.append_upload(&h1, 0, &[1; 100]).expect("append");
-    sled.finish_upload(&h1, PhotoType::Jpeg, &[1; 100]).expect("finish");
-    let photo_ref = |h: &PhotoHash, size: u64, mime: PhotoType| gridsync_shared::photos::PhotoRef {
-        id: uuid::Uuid::new_v4(),
-        sha256: h.clone(),
-        size,
-        mime,
-        taken_at: 1,
-        location: None,
-        by: PersonId(uuid::Uuid::nil()),
-        at: 1,
-        follow_up: None,
-    };
-    let mut w = write(doc_id(30), "c/g1", RecordKind::VisitLog, vec![change(30)], Vec::new());
-    w.photos =
-        vec![photo_ref(&h1, 100, PhotoType::Jpeg), photo_ref(&PhotoHash::from_digest(&[2; 32]), 3, PhotoType::Webp)];
-    sled.commit_doc(w, 5).expect("commit");
-    sled.put_import_run("r1", 5, b"{\"run\":1}").expect("run");
-    sled.put_import_run("r2", 6, b"{\"run\":2}").expect("run");
-    sled.set_import_device(PersonId::from_bytes([1; 16]), DeviceId::from_bytes([5; 16])).expect("device");
-    let unfinished = PhotoHash::from_digest(&[3; 32]);
-    sled.append_upload(&unfinished, 0, &[7; 40]).expect("append");
-    sled.put_import_secret("r2", b"initial passwords").expect("secret");
-    let wang = PersonId::from_bytes([2; 16]);
-    sled.set_person_disabled(wang, Some(1234)).expect("disable");
-    sled.set_device_grace(DeviceId::from_bytes([5; 16]), &[grid("a/b")]).expect("grace");
-    sled.flush().expect("flush");
+    fill_with_everything(&sled);
 
     let (_pg, pg) = pg_store();
     let moved = pg.move_in(&sled, &mut |_, _| {}).expect("move");
@@ -762,6 +767,8 @@ fn a_sled_store_moved_into_postgresql_reads_back_the_same_and_goes_on_from_its_f
     let photos: Vec<PhotoHash> = [1, 2, 3].map(|n| PhotoHash::from_digest(&[n; 32])).to_vec();
     let keys = [[1; 32], [2; 32], [9; 32]];
     assert_same_contents(&sled, &pg, &["a", "c"], &photos, &keys);
+    assert_eq!(sled.audit_after(0, 10_000).expect("sled"), pg.audit_after(0, 10_000).expect("pg"));
+    assert_eq!(sled.epochs().expect("sled"), pg.epochs().expect("pg"));
     assert_eq!(pg.take_import_secret("r2").expect("take"), Some(b"initial passwords".to_vec()));
 
     let again = pg.move_in(&sled, &mut |_, _| {});
@@ -776,4 +783,60 @@ fn a_sled_store_moved_into_postgresql_reads_back_the_same_and_goes_on_from_its_f
     };
     assert_eq!(after(&pg), vec![(head + 1, doc_id(40))], "a cursor at the old head gets only the new entry");
     assert_eq!(after(&pg), after(&sled));
+}
+
+/// A backup of a PostgreSQL store (the same file format as sled's) restores
+/// into an empty database as the store it was taken of, with a new epoch and
+/// the restore audited; it is refused by a non-empty database, by a sled data
+/// directory, and when damaged (keeping nothing); a sled backup is refused by PostgreSQL.
+#[test]
+fn a_postgresql_backup_restores_into_an_empty_database_as_the_store_it_was_taken_of() {
+    use crate::backup::{BackupError, BackupReader};
+    let (pg, original) = pg_store();
+    fill_with_everything(&original);
+    let mut file = Vec::new();
+    let engine = postgres::backup::ENGINE;
+    let end =
+        crate::backup::write_backup_of(&original, engine, &mut file, "test", "test", &mut |_| {}).expect("backup");
+    assert_eq!(end.facts.head_seq, original.head_seq().expect("head"));
+    assert!(end.facts.trees.iter().any(|(t, n)| t == "pg/feed" && *n > 0), "{:?}", end.facts.trees);
+    let head = original.head_seq().expect("head");
+
+    let restored = PgStore::open(&pg.create_database().expect("db")).expect("open");
+    let mut reader = BackupReader::new(file.as_slice(), "test").expect("a backup");
+    let epoch = restored.restore_backup(&mut reader, "test", "from memory", 60, &mut |_| {}).expect("restore");
+    assert_eq!(epoch.base_seq, head);
+    assert_eq!(restored.epochs().expect("epochs"), vec![epoch], "a new epoch begins");
+    let photos: Vec<PhotoHash> = [1, 2, 3].map(|n| PhotoHash::from_digest(&[n; 32])).to_vec();
+    let keys = [[1; 32], [2; 32], [9; 32]];
+    assert_same_contents(&restored, &original, &["a", "c"], &photos, &keys);
+    let mut audit = restored.audit_after(0, 100).expect("audit");
+    assert_eq!(audit.pop().map(|e| e.action), Some("store.restore".into()));
+    assert_eq!(audit.pop().map(|e| e.action), Some("store.backup".into()), "the backup's own entry is in it");
+    assert_eq!(restored.take_import_secret("r2").expect("take"), Some(b"initial passwords".to_vec()));
+    assert_eq!(commit(&restored, 42, "a/b/c/d/g1", 70), head + 1, "positions go on from the backup's");
+    assert_eq!(commit(&original, 42, "a/b/c/d/g1", 70), head + 1);
+
+    // Refused: into a non-empty database, into a sled data directory, and a damaged file.
+    let mut reader = BackupReader::new(file.as_slice(), "test").expect("a backup");
+    let again = restored.restore_backup(&mut reader, "test", "again", 80, &mut |_| {});
+    assert!(matches!(again, Err(BackupError::NotEmpty(_))), "{again:?}");
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("pg.backup");
+    std::fs::write(&path, &file).expect("write");
+    let into_sled = crate::backup::restore(&path, &dir.path().join("data"), "test", &mut |_| {});
+    assert!(matches!(into_sled, Err(BackupError::OtherEngine(..))), "{into_sled:?}");
+    let empty = PgStore::open(&pg.create_database().expect("db")).expect("open");
+    let cut = &file[..file.len() - 40];
+    let damaged =
+        BackupReader::new(cut, "test").and_then(|mut r| empty.restore_backup(&mut r, "t", "d", 1, &mut |_| {}));
+    assert!(damaged.is_err(), "a cut-short file is refused");
+    assert_eq!((empty.head_seq().expect("head"), empty.people().expect("people").len()), (0, 0), "and keeps nothing");
+    let sled = SledStore::open(dir.path().join("sled")).expect("open");
+    fill_with_everything(&sled);
+    let mut sled_file = Vec::new();
+    crate::backup::write_backup(&sled, &mut sled_file, "test", "test", &mut |_| {}).expect("backup");
+    let mut reader = BackupReader::new(sled_file.as_slice(), "test").expect("a backup");
+    let sled_into_pg = empty.restore_backup(&mut reader, "test", "sled", 1, &mut |_| {});
+    assert!(matches!(sled_into_pg, Err(BackupError::OtherEngine(..))), "{sled_into_pg:?}");
 }

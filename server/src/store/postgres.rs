@@ -46,7 +46,7 @@ use ::postgres::types::ToSql;
 use pool::{Conn, Pool, pg, retryable};
 use std::collections::HashMap;
 
-mod backup;
+pub mod backup;
 mod extras;
 mod move_in;
 mod pool;
@@ -679,11 +679,7 @@ impl Store for PgStore {
     }
 
     fn backup(&self, sink: &mut dyn crate::backup::BackupSink) -> Result<crate::backup::BackupFacts, StoreError> {
-        let _ = sink;
-        Err(StoreError::Engine(
-            "the PostgreSQL store makes no gridsync backups yet: back the database up with its own tools (pg_dump, base backups)"
-                .into(),
-        ))
+        self.backup_rows(sink)
     }
 
     fn check_writable(&self) -> Result<(), StoreError> {

@@ -105,30 +105,34 @@ impl PgStore {
     }
 }
 
+/// Whether the database holds nothing of a store: Err says what it holds.
+pub(super) fn refuse_unless_empty<C: ::postgres::GenericClient>(c: &mut C) -> Result<(), String> {
+    let mut held = Vec::new();
+    let mut exists = |sql: &str| c.query_one(sql, &[]).map(|r| r.get::<_, bool>(0)).unwrap_or(true);
+    for table in
+        ["territories", "people", "devices", "records", "feed", "audit", "photos", "import_runs", "store_epochs"]
+    {
+        // Table names are ours, not the caller's.
+        if exists(&format!("SELECT EXISTS (SELECT 1 FROM {table})")) {
+            held.push(table.to_string());
+        }
+    }
+    if exists("SELECT seq > 0 FROM feed_counter WHERE id = 1") {
+        held.push("a feed position".into());
+    }
+    if exists("SELECT seq > 0 FROM audit_counter WHERE id = 1") {
+        held.push("an audit position".into());
+    }
+    if held.is_empty() { Ok(()) } else { Err(format!("it holds {}", held.join(", "))) }
+}
+
 /// The whole copy, in the caller's transaction.
 fn copy_all(q: &mut Tx<'_, '_>, src: &SledStore, progress: &mut dyn FnMut(&str, u64)) -> Result<Moved, MoveError> {
     // Holding both counters keeps any server on this database from committing meanwhile.
-    let feed_at: i64 = q.query_one("SELECT seq FROM feed_counter WHERE id = 1 FOR UPDATE", &[])?.get(0);
-    let audit_at: i64 = q.query_one("SELECT seq FROM audit_counter WHERE id = 1 FOR UPDATE", &[])?.get(0);
-    let mut held = Vec::new();
-    for table in ["territories", "people", "devices", "records", "feed", "audit", "photos", "import_runs"] {
-        // Table names are ours, not the caller's.
-        let sql = format!("SELECT EXISTS (SELECT 1 FROM {table})");
-        if q.c.query_one(sql.as_str(), &[])?.get::<_, bool>(0) {
-            held.push(table);
-        }
-    }
-    if feed_at > 0 {
-        held.push("a feed position");
-    }
-    if audit_at > 0 {
-        held.push("an audit position");
-    }
-    if q.query_one("SELECT EXISTS (SELECT 1 FROM store_epochs)", &[])?.get::<_, bool>(0) {
-        held.push("store epochs");
-    }
-    if !held.is_empty() {
-        return Err(MoveError::NotEmpty(format!("it holds {}", held.join(", "))));
+    q.query_one("SELECT seq FROM feed_counter WHERE id = 1 FOR UPDATE", &[])?;
+    q.query_one("SELECT seq FROM audit_counter WHERE id = 1 FOR UPDATE", &[])?;
+    if let Err(held) = refuse_unless_empty(q.c) {
+        return Err(MoveError::NotEmpty(held));
     }
     let mut moved = Moved::default();
 
