@@ -59,6 +59,8 @@ pub use move_in::{MoveError, Moved};
 /// A store in a PostgreSQL (or compatible) database.
 pub struct PgStore {
     pool: Pool,
+    /// The store epochs as last read, and when (see [`backup`]): every sync asks for them.
+    epochs: backup::EpochCache,
 }
 
 /// How many connections a server process keeps open by default.
@@ -206,7 +208,7 @@ impl PgStore {
     pub fn open_with(url: &str, connections: usize) -> Result<Self, StoreError> {
         let config: ::postgres::Config =
             url.parse().map_err(|e| StoreError::Engine(format!("not a PostgreSQL address: {e}")))?;
-        let store = Self { pool: Pool::new(config, connections) };
+        let store = Self { pool: Pool::new(config, connections), epochs: Default::default() };
         off_runtime(|| schema::migrate(&mut *store.pool.get()?))?;
         Ok(store)
     }

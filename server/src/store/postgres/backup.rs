@@ -2,9 +2,39 @@
 //! the sled store's) and the mark of its last backup.
 
 use super::*;
+use std::time::{Duration, Instant};
+
+/// How long the epochs read are used before they are read again. Every sync
+/// asks for them (its cursor names one), and they change only when a backup
+/// is restored, which needs an empty database: a server serving one sees the
+/// new epoch within this long.
+const EPOCHS_KEPT: Duration = Duration::from_secs(1);
+
+/// The store's epochs as last read, and when.
+#[derive(Default)]
+pub(super) struct EpochCache(std::sync::Mutex<Option<(Instant, Vec<StoreEpoch>)>>);
+
+impl EpochCache {
+    /// Forgets what was read (the epochs were just written).
+    pub(super) fn forget(&self) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+}
 
 impl PgStore {
     pub(super) fn stored_epochs(&self) -> Result<Vec<StoreEpoch>, StoreError> {
+        let lock = || self.epochs.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, epochs)) = lock().as_ref()
+            && at.elapsed() < EPOCHS_KEPT
+        {
+            return Ok(epochs.clone());
+        }
+        let epochs = self.read_epochs()?;
+        *lock() = Some((Instant::now(), epochs.clone()));
+        Ok(epochs)
+    }
+
+    fn read_epochs(&self) -> Result<Vec<StoreEpoch>, StoreError> {
         self.read(|q| {
             q.query("SELECT id, base_seq, at FROM store_epochs ORDER BY n", &[])?
                 .into_iter()
@@ -222,6 +252,7 @@ impl PgStore {
             )
             .map_err(pg)?;
             tx.commit().map_err(pg)?;
+            self.epochs.forget();
             Ok(Ok(epoch))
         });
         outcome.map_err(BackupError::Store)?

@@ -98,6 +98,7 @@ impl PgStore {
                 }
             };
             tx.commit().map_err(pg)?;
+            self.epochs.forget();
             Ok(Ok(moved))
         })
         .unwrap_or_else(|e| Err(MoveError::Store(e)));
