@@ -1,9 +1,8 @@
 //! `gridsync-server snapshot` writes the same archive against a running
 //! server (through its admin socket) and against a stopped server's data directory.
 
-use gridsync_tests::Backend;
 use gridsync_tests::Phone;
-use gridsync_tests::process::{ServerProcess, free_port, small_city_on};
+use gridsync_tests::process::{ServerProcess, free_port, small_city};
 use std::io::Read;
 
 fn manifest(path: &std::path::Path) -> serde_json::Value {
@@ -17,8 +16,8 @@ fn manifest(path: &std::path::Path) -> serde_json::Value {
 async fn the_cli_snapshot_works_against_a_running_and_a_stopped_server() {
     let dir = tempfile::tempdir().expect("tmp");
     let data = dir.path().join("data");
-    small_city_on(Backend::Sled, &data, &[("li", "password-li")]).await;
-    let server = ServerProcess::start_on(Backend::Sled, &data, free_port(), &[]).await;
+    small_city(&data, &[("li", "password-li")]).await;
+    let server = ServerProcess::start(&data, free_port(), &[]).await;
     let mut phone = Phone::sign_in(&server.url, "li", "password-li").await.expect("sign in");
     for i in 0..30 {
         phone.record_visit(&format!("走访{i}"));
@@ -26,32 +25,23 @@ async fn the_cli_snapshot_works_against_a_running_and_a_stopped_server() {
     phone.sync().await.expect("sync");
 
     let running = dir.path().join("running.zip");
-    let out = ServerProcess::cli_on(
-        Backend::Sled,
-        &data,
-        &["snapshot", "--format", "jsonl", "--out", running.to_str().expect("path")],
-    )
-    .await;
+    let out =
+        ServerProcess::cli(&data, &["snapshot", "--format", "jsonl", "--out", running.to_str().expect("path")]).await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(manifest(&running)["counts"]["visit_log"], 30);
 
-    let no_reason =
-        ServerProcess::cli_on(Backend::Sled, &data, &["snapshot", "--format", "bundle", "--out", "/tmp/x.zip"]).await;
+    let no_reason = ServerProcess::cli(&data, &["snapshot", "--format", "bundle", "--out", "/tmp/x.zip"]).await;
     assert!(!no_reason.status.success(), "a bundle needs --unmask and a reason");
 
     server.kill().await;
     let stopped = dir.path().join("stopped.zip");
-    let out = ServerProcess::cli_on(
-        Backend::Sled,
-        &data,
-        &["snapshot", "--format", "csv", "--out", stopped.to_str().expect("path")],
-    )
-    .await;
+    let out =
+        ServerProcess::cli(&data, &["snapshot", "--format", "csv", "--out", stopped.to_str().expect("path")]).await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let m = manifest(&stopped);
     assert_eq!(m["counts"]["visit_log"], 30);
     assert_eq!(m["masked"], true);
-    let audit = ServerProcess::cli_on(Backend::Sled, &data, &["audit"]).await;
+    let audit = ServerProcess::cli(&data, &["audit"]).await;
     let audit = String::from_utf8_lossy(&audit.stdout);
     assert_eq!(audit.matches("snapshot.export").count(), 2, "{audit}");
 }
@@ -75,8 +65,8 @@ fn photo_entries(path: &std::path::Path) -> Vec<(String, Vec<u8>)> {
 async fn the_cli_snapshot_with_photos_holds_the_uploaded_photos_against_a_running_and_a_stopped_server() {
     let dir = tempfile::tempdir().expect("tmp");
     let data = dir.path().join("data");
-    small_city_on(Backend::Sled, &data, &[("li", "password-li")]).await;
-    let server = ServerProcess::start_on(Backend::Sled, &data, free_port(), &[]).await;
+    small_city(&data, &[("li", "password-li")]).await;
+    let server = ServerProcess::start(&data, free_port(), &[]).await;
     let mut phone = Phone::sign_in(&server.url, "li", "password-li").await.expect("sign in");
     let mut bytes = vec![0xFF, 0xD8, 0xFF, 0xE0];
     bytes.extend((0..20_000u32).map(|i| (i % 253) as u8));
@@ -106,7 +96,7 @@ async fn the_cli_snapshot_with_photos_holds_the_uploaded_photos_against_a_runnin
 
     let running = dir.path().join("running.zip");
     let args = ["snapshot", "--format", "xlsx", "--photos", "--out", running.to_str().expect("path")];
-    let out = ServerProcess::cli_on(Backend::Sled, &data, &args).await;
+    let out = ServerProcess::cli(&data, &args).await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(photo_entries(&running), [(name.clone(), bytes.clone())], "through the admin socket");
     assert_eq!(manifest(&running)["photos"]["included"], 1);
@@ -114,16 +104,12 @@ async fn the_cli_snapshot_with_photos_holds_the_uploaded_photos_against_a_runnin
     server.kill().await;
     let stopped = dir.path().join("stopped.zip");
     let args = ["snapshot", "--format", "csv", "--photos", "--out", stopped.to_str().expect("path")];
-    let out = ServerProcess::cli_on(Backend::Sled, &data, &args).await;
+    let out = ServerProcess::cli(&data, &args).await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(photo_entries(&stopped), [(name.clone(), bytes)], "from the data directory");
     let without = dir.path().join("without.zip");
-    let out = ServerProcess::cli_on(
-        Backend::Sled,
-        &data,
-        &["snapshot", "--format", "csv", "--out", without.to_str().expect("path")],
-    )
-    .await;
+    let out =
+        ServerProcess::cli(&data, &["snapshot", "--format", "csv", "--out", without.to_str().expect("path")]).await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(photo_entries(&without).is_empty());
     assert!(manifest(&without).get("photos").is_none());
