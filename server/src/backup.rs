@@ -130,7 +130,9 @@ pub enum BackupError {
     #[error("the backup is damaged ({0}); nothing was restored")]
     Corrupt(String),
     /// The target data directory holds something.
-    #[error("{0} is not empty: restore only into an empty or absent data directory (nothing was changed)")]
+    #[error(
+        "{0} is not empty: restore only into an empty or absent data directory, or an empty database (nothing was changed)"
+    )]
     NotEmpty(String),
     /// The backup was made from another kind of store (its engine, and where it restores).
     #[error("the backup was made by a store of another kind ({0}): restore it into {1}; nothing was restored")]

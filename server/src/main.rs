@@ -196,10 +196,12 @@ async fn main() -> ExitCode {
                 | Command::Snapshot { .. }
                 | Command::Backup { .. }
                 | Command::Restore { .. }
+                | Command::Import { .. }
+                | Command::ImportCity(_)
         )
     {
         eprintln!(
-            "error: with --store (PostgreSQL) only serve, snapshot, backup, restore, move-to and the admin commands work so far (issue 15); vacuum and import are the sled store's"
+            "error: vacuum is the sled store's (it gives back the space sled keeps free); a PostgreSQL database is vacuumed by PostgreSQL itself"
         );
         return ExitCode::FAILURE;
     }
@@ -226,7 +228,7 @@ async fn main() -> ExitCode {
         }),
         Command::Vacuum { into } => print_outcome(vacuum(&cli.data, &into)),
         Command::MoveTo => print_outcome(move_to(cli.data, cli.store).await),
-        Command::ImportCity(cmd) => match import_city(&cli.data, cmd).await {
+        Command::ImportCity(cmd) => match import_city(&cli.data, cli.store, cmd).await {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::FAILURE,
             Err(e) => {
@@ -257,14 +259,24 @@ async fn main() -> ExitCode {
             }
         }
         Command::Import { file } => {
-            let result = SledStore::open(&cli.data).map_err(|e| e.to_string()).and_then(|store| {
+            let import = move |store: &dyn Store| {
                 let f = std::fs::File::open(&file).map_err(|e| format!("{}: {e}", file.display()))?;
-                let n = gridsync_server::snapshot::import_bundle(&store, std::io::BufReader::new(f), now_ms())
+                let n = gridsync_server::snapshot::import_bundle(store, std::io::BufReader::new(f), now_ms())
                     .map_err(|e| e.to_string())?;
                 let what = format!("{} records and {} photos from {}", n.records, n.photos, file.display());
                 store.append_audit("cli", "bundle.import", &what, now_ms()).map_err(|e| e.to_string())?;
-                Ok(n)
-            });
+                Ok::<_, String>(n)
+            };
+            let result = match cli.store {
+                Some(url) => match open_postgres(url).await {
+                    Ok(store) => tokio::task::spawn_blocking(move || import(store.as_ref()))
+                        .await
+                        .map_err(|e| e.to_string())
+                        .and_then(|r| r),
+                    Err(e) => Err(e),
+                },
+                None => SledStore::open(&cli.data).map_err(|e| e.to_string()).and_then(|store| import(&store)),
+            };
             match result {
                 Ok(n) => {
                     println!("imported {} records and {} photos", n.records, n.photos);
@@ -583,7 +595,11 @@ async fn snapshot_from_postgres(url: String, req: SnapshotRequest, out: PathBuf)
 /// `import-city`: a template, or an import on the stopped store or through the
 /// running server's admin socket, with a progress bar. Ok(false): refused or
 /// (for a dry run) problems found.
-async fn import_city(data: &std::path::Path, cmd: ImportCityCommand) -> Result<bool, String> {
+async fn import_city(
+    data: &std::path::Path,
+    store_url: Option<String>,
+    cmd: ImportCityCommand,
+) -> Result<bool, String> {
     use gridsync_server::imports::{self, cli::ImportCityRequest};
     use gridsync_shared::imports::ImportKind;
     let (kind, args) = match cmd {
@@ -622,9 +638,13 @@ async fn import_city(data: &std::path::Path, cmd: ImportCityCommand) -> Result<b
         progress_bar.set_length(total);
         progress_bar.set_position(done);
     };
-    let end = match SledStore::open(data) {
+    let opened = match store_url {
+        // A shared database: no process holds it, so the import runs here.
+        Some(url) => Ok(open_postgres(url).await?),
+        None => SledStore::open(data).map(|s| Arc::new(s) as Arc<dyn Store>),
+    };
+    let end = match opened {
         Ok(store) => {
-            let store: Arc<dyn Store> = Arc::new(store);
             let task = tokio::task::spawn_blocking(move || {
                 imports::cli::execute(store.as_ref(), &req, &mut progress).map_err(|e| e.to_string())
             });
