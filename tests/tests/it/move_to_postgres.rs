@@ -8,8 +8,8 @@
 use gridsync_server::store::postgres::scratch::ScratchPostgres;
 use gridsync_server::store::{PgStore, SledStore, Store};
 use gridsync_shared::{DocId, TerritoryPath};
-use gridsync_tests::Phone;
-use gridsync_tests::process::{CliPerson, ServerProcess, city, free_port};
+use gridsync_tests::process::{CliPerson, ServerProcess, city_on, free_port};
+use gridsync_tests::{Backend, Phone};
 use std::collections::BTreeSet;
 use std::io::Read;
 use std::path::Path;
@@ -51,8 +51,10 @@ fn archive_files(path: &Path) -> Vec<(String, Vec<u8>)> {
     files
 }
 
+/// The CLI on `data`, with exactly these arguments: the source is a sled
+/// directory and the target named by `--store`, whichever store the suite runs on.
 async fn run_cli(data: &Path, args: &[&str]) -> std::process::Output {
-    ServerProcess::cli(data, args).await
+    ServerProcess::cli_on(Backend::Sled, data, args).await
 }
 
 /// Every record id a phone holds.
@@ -67,7 +69,13 @@ async fn phones_of_a_sled_server_continue_on_postgresql_after_move_to_without_si
     let person = |username, territory| CliPerson { username, password: PASSWORD, role: "field_staff", territory };
     let admin = CliPerson { username: "admin", password: PASSWORD, role: "administrator", territory: "" };
     let zhou = CliPerson { username: "zhou", password: PASSWORD, role: "supervisor", territory: "" };
-    city(&data, &["g1", "g2"], &[admin, zhou, person("li", "g1"), person("wang", "g1"), person("zhao", "g2")]).await;
+    city_on(
+        Backend::Sled,
+        &data,
+        &["g1", "g2"],
+        &[admin, zhou, person("li", "g1"), person("wang", "g1"), person("zhao", "g2")],
+    )
+    .await;
     // A city import: an import run and household keys to carry over.
     let ledger = dir.path().join("人口信息表.csv");
     let rows = [
@@ -81,7 +89,7 @@ async fn phones_of_a_sled_server_continue_on_postgresql_after_move_to_without_si
 
     // A day on the sled server.
     let port = free_port();
-    let server = ServerProcess::start(&data, port, &[]).await;
+    let server = ServerProcess::start_on(Backend::Sled, &data, port, &[]).await;
     let mut li = Phone::sign_in(&server.url, "li", PASSWORD).await.expect("sign in");
     let mut wang = Phone::sign_in(&server.url, "wang", PASSWORD).await.expect("sign in");
     let mut zhao = Phone::sign_in(&server.url, "zhao", PASSWORD).await.expect("sign in");
@@ -162,7 +170,7 @@ async fn phones_of_a_sled_server_continue_on_postgresql_after_move_to_without_si
 
     // A server on the database at the same address; the same phones go on.
     let served = dir.path().join("served");
-    let server = ServerProcess::start(&served, port, &["--store", &url]).await;
+    let server = ServerProcess::start_on(Backend::Sled, &served, port, &["--store", &url]).await;
     let pushed = li.sync().await.expect("li continues with the same token and cursor");
     assert_eq!(pushed.iter().map(|r| r.acknowledged).sum::<usize>(), 1, "li's offline visit goes up");
     assert_eq!(pushed.iter().map(|r| r.received).sum::<usize>(), 0, "and li receives nothing again");
