@@ -37,8 +37,9 @@ impl Backend {
     }
 }
 
-/// This process's throwaway PostgreSQL, once started (taken at exit).
-static CLUSTER: Mutex<Option<ScratchPostgres>> = Mutex::new(None);
+/// This process's throwaway PostgreSQL, once started (taken at exit), and
+/// the migrated database every test database is copied from.
+static CLUSTER: Mutex<Option<(ScratchPostgres, String)>> = Mutex::new(None);
 static STARTED: Once = Once::new();
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -68,19 +69,26 @@ fn on_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
 
 /// Runs `f` with this process's PostgreSQL, starting it on first use. Fails
 /// loudly (never skips) when PostgreSQL cannot be started.
-fn with_cluster<T>(f: impl FnOnce(&ScratchPostgres) -> T) -> T {
+fn with_cluster<T>(f: impl FnOnce(&ScratchPostgres, &str) -> T) -> T {
     STARTED.call_once(|| {
-        let pg = ScratchPostgres::start()
+        // No flushes to disk: the tests kill gridsync's processes, never the
+        // database's machine, and what PostgreSQL has committed survives a
+        // client's death without them (COMMIT still waits for the WAL write).
+        let pg = ScratchPostgres::start_with(&["fsync=off", "full_page_writes=off"])
             .unwrap_or_else(|e| panic!("{STORE_ENV}=postgres needs a throwaway PostgreSQL: {e}"));
         reap_after_exit(pg.dir());
-        *lock(&CLUSTER) = Some(pg);
+        // The schema migrated once; each test's database is a copy (a file copy
+        // costs less than a migration of an empty database).
+        let template = pg.create_database().unwrap_or_else(|e| panic!("the template database: {e}"));
+        drop(PgStore::open(&template).unwrap_or_else(|e| panic!("migrating the template database: {e}")));
+        *lock(&CLUSTER) = Some((pg, template));
         // SAFETY: registers a plain function with no arguments, as atexit expects.
         let registered = unsafe { atexit(stop_cluster) };
         assert_eq!(registered, 0, "atexit refused the PostgreSQL clean-up");
     });
     let guard = lock(&CLUSTER);
-    let pg = guard.as_ref().expect("this process's PostgreSQL was stopped: the process is exiting");
-    f(pg)
+    let (pg, template) = guard.as_ref().expect("this process's PostgreSQL was stopped: the process is exiting");
+    f(pg, template)
 }
 
 /// Should this process die without running its exit handlers (SIGKILL, an
@@ -110,9 +118,9 @@ pub struct Database {
 }
 
 impl Database {
-    /// Creates a new empty database.
+    /// Creates a new database holding the migrated, empty schema.
     pub fn create() -> Database {
-        let url = on_thread(|| with_cluster(|pg| pg.create_database()))
+        let url = on_thread(|| with_cluster(|pg, template| pg.copy_database(template)))
             .unwrap_or_else(|e| panic!("a database on the throwaway PostgreSQL: {e}"));
         Database { url }
     }
@@ -128,7 +136,7 @@ impl Drop for Database {
     fn drop(&mut self) {
         let url = self.url.clone();
         // Best effort: the cluster and all its databases go at exit anyway.
-        let _ = on_thread(move || with_cluster(|pg| pg.drop_database(&url)));
+        let _ = on_thread(move || with_cluster(|pg, _| pg.drop_database(&url)));
     }
 }
 
