@@ -6,10 +6,10 @@
 //! the same phone replaces its device instead of piling devices up.
 
 use gridsync_server::admin::{add_person, add_territory};
-use gridsync_server::store::{SledStore, Store};
 use gridsync_shared::Role;
 use gridsync_tests::process::{free_port, server_binary};
-use gridsync_tests::{PASSWORD, Phone, TestServer};
+use gridsync_tests::stores::{open_store, store_args};
+use gridsync_tests::{Backend, PASSWORD, Phone, TestServer};
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -33,6 +33,7 @@ impl Server {
         let child = tokio::process::Command::new(server_binary())
             .arg("--data")
             .arg(&data)
+            .args(store_args(Backend::from_env(), &data))
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .envs(env.iter().copied())
             .stdout(Stdio::null())
@@ -65,16 +66,18 @@ impl Server {
     }
 }
 
+/// The territories and `people` in the store under test for `data`.
 fn city(data: &Path, people: &[&str]) {
-    let store = SledStore::open(data).expect("store");
+    let store = open_store(Backend::from_env(), data);
+    let store = store.as_ref();
     let mut path = String::new();
     for (part, name) in GRID.split('/').zip(["孝感市", "孝南区", "书院街道", "东湖社区", "第一网格"])
     {
         path = if path.is_empty() { part.to_string() } else { format!("{path}/{part}") };
-        add_territory(&store, &path.parse().expect("path"), name).expect("territory");
+        add_territory(store, &path.parse().expect("path"), name).expect("territory");
     }
     for username in people {
-        add_person(&store, username, username, Role::FieldStaff, &GRID.parse().expect("grid"), PASSWORD)
+        add_person(store, username, username, Role::FieldStaff, &GRID.parse().expect("grid"), PASSWORD)
             .expect("person");
     }
     store.flush().expect("flush");
@@ -169,9 +172,11 @@ async fn a_password_reset_by_an_administrator_works_at_once_for_a_locked_out_per
 
     // The person calls the administrator, who resets the password (through
     // the running server's admin socket).
+    let data = server._dir.path().join("data");
     let out = std::process::Command::new(server_binary())
         .arg("--data")
-        .arg(server._dir.path().join("data"))
+        .arg(&data)
+        .args(store_args(Backend::from_env(), &data))
         .args(["person", "reset-password", "--username", "li", "--password", "new-password-9"])
         .output()
         .expect("run the CLI");
