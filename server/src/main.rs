@@ -402,14 +402,13 @@ async fn move_to(data: PathBuf, url: Option<String>) -> Result<String, String> {
     let (m, took) = result??;
     let d = data.display();
     Ok(format!(
-        "moved {d} into the PostgreSQL database in {:.1} s, in one transaction:
-           {} records, {} feed entries (feed position {}), {} audit entries,
-           {} territories, {} people, {} devices, {} photos, {} unfinished uploads,
-           {} household keys, {} import runs, {} store epochs.
-         Start the servers with --store on this database (several may share it). Phones continue
-         where they were: same device tokens, same sync cursors. {d} is unchanged; do not serve it
-         again (phones' new work is in the database now); keep it until you are satisfied, or back it up.
-",
+        "moved {d} into the PostgreSQL database in {:.1} s, in one transaction:\n\
+         \x20 {} records, {} feed entries (feed position {}), {} audit entries,\n\
+         \x20 {} territories, {} people, {} devices, {} photos, {} unfinished uploads,\n\
+         \x20 {} household keys, {} import runs, {} store epochs.\n\
+         Start the servers with --store on this database (several may share it). Phones continue\n\
+         where they were: same device tokens, same sync cursors. {d} is unchanged; do not serve it\n\
+         again (phones' new work is in the database now); keep it until you are satisfied, or back it up.\n",
         took.as_secs_f64(),
         m.records,
         m.feed_entries,
