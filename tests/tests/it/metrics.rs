@@ -339,19 +339,18 @@ async fn metrics_answer_only_loopback_not_through_a_proxy_and_with_a_token_only_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_last_backups_time_outlives_a_restart_and_counts_a_backup_made_while_the_server_was_stopped() {
-    use gridsync_tests::Backend;
     use gridsync_tests::process::{ServerProcess, free_port};
     let dir = tempfile::tempdir().expect("tmp");
     let data = dir.path().join("data");
     let last_backup = |text: &str| parse(text).expect("valid").value("gridsync_last_backup_timestamp_seconds", &[]);
-    let server = ServerProcess::start_on(Backend::Sled, &data, free_port(), &[]).await;
+    let server = ServerProcess::start(&data, free_port(), &[]).await;
     assert_eq!(last_backup(&scrape(&server.url, &[]).await.2), Some(0.0), "no backup yet");
     server.kill().await;
     let started = gridsync_server::http::now_ms() as f64 / 1000.0;
     let file = dir.path().join("backup.gsbk");
-    let out = ServerProcess::cli_on(Backend::Sled, &data, &["backup", "--out", file.to_str().expect("path")]).await;
+    let out = ServerProcess::cli(&data, &["backup", "--out", file.to_str().expect("path")]).await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let server = ServerProcess::start_on(Backend::Sled, &data, free_port(), &[]).await;
+    let server = ServerProcess::start(&data, free_port(), &[]).await;
     let at = last_backup(&scrape(&server.url, &[]).await.2).expect("gauge");
     assert!(at >= started.floor(), "the stopped server's backup at {at}, after {started}");
     server.kill().await;
