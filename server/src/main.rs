@@ -172,9 +172,15 @@ struct ImportFileArgs {
     as_user: Option<String>,
 }
 
+/// What the server logs unless `GRIDSYNC_LOG` says otherwise: its own events
+/// at info, Automerge's only when something is wrong.
+const DEFAULT_LOG_FILTER: &str = "info,automerge=warn";
+
 fn init_logs() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("GRIDSYNC_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    // Automerge marks its parsing functions as info-level spans: formatting
+    // them cost ~6 % of a steady push's CPU (perf, 2,400 changes/s offered).
+    let filter = EnvFilter::try_from_env("GRIDSYNC_LOG").unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
     let json = std::env::var("GRIDSYNC_LOG_FORMAT").is_ok_and(|f| f == "json");
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if json {

@@ -16,8 +16,8 @@ use gridsync_shared::protocol::{
 };
 use gridsync_shared::records::{Record, RecordKind, read_record};
 use gridsync_shared::rules::{
-    PushVerdict, RejectReason, Rejection, check_assignee, check_new_id, check_push, check_reference, new_assignees,
-    references,
+    PushVerdict, RejectReason, Rejection, check_assignee, check_new_id, check_push_knowing, check_reference,
+    new_assignees, references,
 };
 use gridsync_shared::{Author, DeviceId, DocId, TerritoryPath};
 use serde::{Deserialize, Serialize};
@@ -105,22 +105,73 @@ fn restored_position(
     Some((position, current))
 }
 
-/// Striped locks so that two pushes to one document never interleave.
+/// Striped locks so that two pushes to one document never interleave. Each
+/// stripe also keeps the records its last pushes left ([`LastRecords`]), so
+/// that the next push to one of them need not read the document to judge it.
 pub struct DocLocks {
-    stripes: Vec<Mutex<()>>,
+    stripes: Vec<Mutex<LastRecords>>,
 }
 
 impl Default for DocLocks {
     fn default() -> Self {
-        Self { stripes: (0..256).map(|_| Mutex::new(())).collect() }
+        Self { stripes: (0..256).map(|_| Mutex::new(LastRecords::default())).collect() }
     }
 }
 
 impl DocLocks {
-    fn lock(&self, id: &DocId) -> std::sync::MutexGuard<'_, ()> {
+    fn lock(&self, id: &DocId) -> std::sync::MutexGuard<'_, LastRecords> {
         let b = id.as_bytes();
         let i = (b[15] as usize) ^ ((b[14] as usize) << 1);
         self.stripes[i % self.stripes.len()].lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Records as the pushes of one lock stripe left them, each with the heads of
+/// the document it was read from. A record is only ever handed out for a
+/// document with exactly those heads (the same changes, so the same record,
+/// whichever server process wrote them); the oldest go first past
+/// [`LAST_RECORDS_BYTES`].
+#[derive(Default)]
+pub struct LastRecords {
+    kept: std::collections::VecDeque<LastRecord>,
+    bytes: usize,
+}
+
+struct LastRecord {
+    doc: DocId,
+    heads: Vec<automerge::ChangeHash>,
+    record: Record,
+    bytes: usize,
+}
+
+/// Roughly how much memory one stripe's kept records may take (256 stripes:
+/// 32 MiB at most in all).
+const LAST_RECORDS_BYTES: usize = 128 * 1024;
+
+impl LastRecords {
+    /// The record of `doc` as read at `heads`, if kept.
+    fn get(&self, doc: DocId, heads: &[automerge::ChangeHash]) -> Option<&Record> {
+        self.kept.iter().find(|k| k.doc == doc && k.heads == heads).map(|k| &k.record)
+    }
+
+    /// Keeps `record`, read from `doc` at `heads`; `size` estimates its memory.
+    fn keep(&mut self, doc: DocId, heads: Vec<automerge::ChangeHash>, record: Record, size: usize) {
+        if let Some(i) = self.kept.iter().position(|k| k.doc == doc) {
+            if let Some(old) = self.kept.remove(i) {
+                self.bytes -= old.bytes;
+            }
+        }
+        if size > LAST_RECORDS_BYTES {
+            return;
+        }
+        while self.bytes + size > LAST_RECORDS_BYTES {
+            match self.kept.pop_front() {
+                Some(old) => self.bytes -= old.bytes,
+                None => break,
+            }
+        }
+        self.bytes += size;
+        self.kept.push_back(LastRecord { doc, heads, record, bytes: size });
     }
 }
 
@@ -279,7 +330,7 @@ fn push_one(
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| Rejection::new(RejectReason::Malformed, format!("not an Automerge change: {e}")))?;
 
-    let _guard = locks.lock(&push.doc);
+    let mut last = locks.lock(&push.doc);
     let stored = store.load_doc(push.doc)?;
     let current =
         match &stored {
@@ -296,13 +347,17 @@ fn push_one(
         .filter(|c| current.as_ref().is_none_or(|d| d.get_change_by_hash(&c.hash()).is_none()))
         .map(|c| c.raw_bytes().to_vec())
         .collect();
-    match check_push(current.as_ref(), changes, actor, author)? {
+    let known = current.as_ref().and_then(|doc| last.get(push.doc, &doc.get_heads()));
+    match check_push_knowing(current.as_ref().map(|doc| (doc, known)), changes, actor, author)? {
         PushVerdict::Duplicate => Ok(PushOutcome::Duplicate),
         PushVerdict::Accept { merged, record } => {
             check_references_in_store(store, &record, author, push.doc, stored.is_some())?;
             check_assignees_in_store(store, current.as_ref(), &record)?;
             // A household's head ID number is indexed with it, so an import finds it.
             let keys = crate::imports::commit_keys(push.doc, &record);
+            let row = gridsync_shared::records::row::encode_row(&record);
+            let row_len = row.len();
+            let heads = merged.get_heads();
             store.commit_doc_with_keys(
                 DocWrite {
                     doc: push.doc,
@@ -310,15 +365,17 @@ fn push_one(
                     summary: record.summary(),
                     // The store keeps the changes; a whole document only stands in for none.
                     bytes: if new_changes.is_empty() { merged.save() } else { Vec::new() },
-                    heads: merged.get_heads(),
+                    heads: heads.clone(),
                     device: caller.device.id,
                     changes: new_changes,
                     photos: record.photos().to_vec(),
-                    row: Some(gridsync_shared::records::row::encode_row(&record)),
+                    row: Some(row),
                 },
                 now,
                 &keys,
             )?;
+            // A row is its record's fields deflated: a few times smaller than the record.
+            last.keep(push.doc, heads, *record, row_len * 4);
             Ok(PushOutcome::Accepted)
         }
     }

@@ -124,7 +124,11 @@ pub fn check_new_record(record: &Record, author: &Author) -> Checked<()> {
 
 /// Checks an edit of an existing record, from `before` to `after` as the writer made it.
 pub fn check_update(before: &Automerge, after: &Automerge, author: &Author) -> Checked<Record> {
-    let old = read_record(before)?;
+    check_update_from(before, read_record(before)?, after, author)
+}
+
+/// [`check_update`] with `old`, the record `before` holds, already read.
+fn check_update_from(before: &Automerge, old: Record, after: &Automerge, author: &Author) -> Checked<Record> {
     // Fixed fields are compared as stored, before the new version is parsed: a
     // changed `type` would otherwise read as a malformed record of the other kind.
     for key in META_KEYS {
@@ -427,6 +431,22 @@ pub fn check_push(
     actor: &ActorId,
     author: &Author,
 ) -> Checked<PushVerdict> {
+    check_push_knowing(current.map(|doc| (doc, None)), changes, actor, author)
+}
+
+/// [`check_push`], given the record the current document holds when the
+/// caller has it already (read at the same heads, e.g. kept from the last
+/// push): the verdict is the same, without reading the document again.
+pub fn check_push_knowing(
+    current: Option<(&Automerge, Option<&Record>)>,
+    changes: Vec<Change>,
+    actor: &ActorId,
+    author: &Author,
+) -> Checked<PushVerdict> {
+    let (current, known) = match current {
+        Some((doc, known)) => (Some(doc), known),
+        None => (None, None),
+    };
     if changes.is_empty() {
         return Err(Rejection::new(RejectReason::Malformed, "no changes"));
     }
@@ -489,9 +509,17 @@ pub fn check_push(
         if !after.get_missing_deps(&[]).is_empty() {
             return Err(Rejection::new(RejectReason::MissingDependencies, "changes depend on changes not sent"));
         }
-        let record = match before {
-            None => check_new(&after, author)?,
-            Some(b) => check_update(b, &after, author)?,
+        // The record `before` holds, when it is already read: the current
+        // document's from the caller, or the last run's result.
+        let before_record = match (&state, at_heads) {
+            (None, true) => known.cloned(),
+            (Some(_), true) => last_record.clone(),
+            _ => None,
+        };
+        let record = match (before, before_record) {
+            (None, _) => check_new(&after, author)?,
+            (Some(b), Some(old)) => check_update_from(b, old, &after, author)?,
+            (Some(b), None) => check_update(b, &after, author)?,
         };
         if at_heads {
             // Written on the latest state: the judged result is the merge.
@@ -516,7 +544,11 @@ pub fn check_push(
         // can win the merge over someone else's concurrent value. Whoever
         // may not edit the fields must leave them as the server has them.
         if !may_edit_fields(&record, author) {
-            check_field_rights(&read_record(doc)?, &record, author)?;
+            let old = match known {
+                Some(old) => old.clone(),
+                None => read_record(doc)?,
+            };
+            check_field_rights(&old, &record, author)?;
         }
     }
     Ok(PushVerdict::Accept { merged: Box::new(merged), record: Box::new(record) })

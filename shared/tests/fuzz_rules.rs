@@ -14,7 +14,7 @@ use gridsync_shared::records::{
     CaseFields, CaseKind, Editor, GeoPoint, HouseholdFields, Member, NewRecord, PromiseFields, Satisfaction,
     VisitFields, VisitKind, new_record, read_record,
 };
-use gridsync_shared::rules::{PushVerdict, RejectReason, Rejection, check_push};
+use gridsync_shared::rules::{PushVerdict, RejectReason, Rejection, check_push, check_push_knowing};
 use gridsync_shared::workflow::CaseStatus;
 use gridsync_shared::{Author, PersonId, Record, Role, TerritoryPath};
 use proptest::prelude::*;
@@ -1002,7 +1002,28 @@ fn run_update(u: &Update) -> Result<Outcome, TestCaseError> {
     }
     let pushed = rotate(pushed, u.rotate);
     let verdict = check_push(Some(&server), pushed.clone(), &me.actor, &me.author);
+    // A server that kept the record its last push left judges without reading
+    // the document again: the verdict must be the same.
+    let known = read_record(&server).expect("the server's record is valid");
+    let knowing = check_push_knowing(Some((&server, Some(&known))), pushed.clone(), &me.actor, &me.author);
+    prop_assert!(
+        same_verdict(&verdict, &knowing),
+        "judged with the record kept and with it read, a push gets different verdicts"
+    );
     check_verdict(Some(&server), &pushed, me, verdict)
+}
+
+/// Whether two verdicts agree: both refuse for the same reason, both find
+/// only duplicates, or both accept the same merge and the same record.
+fn same_verdict(a: &Result<PushVerdict, Rejection>, b: &Result<PushVerdict, Rejection>) -> bool {
+    match (a, b) {
+        (Err(x), Err(y)) => x == y,
+        (Ok(PushVerdict::Duplicate), Ok(PushVerdict::Duplicate)) => true,
+        (Ok(PushVerdict::Accept { merged: m1, record: r1 }), Ok(PushVerdict::Accept { merged: m2, record: r2 })) => {
+            m1.get_heads() == m2.get_heads() && r1 == r2
+        }
+        _ => false,
+    }
 }
 
 fn run_creation(c: &Creation) -> Result<Outcome, TestCaseError> {

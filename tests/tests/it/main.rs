@@ -21,6 +21,7 @@ mod field_day_interleavings;
 mod first_run;
 mod fuzz_http;
 mod hostile_input;
+mod kept_records;
 mod https;
 mod loadgen;
 mod lost_responses;
