@@ -6,9 +6,8 @@
 
 use gridsync_shared::Role;
 use gridsync_shared::records::{Household, NewRecord, Record, RecordKind};
-use gridsync_tests::Backend;
 use gridsync_tests::Phone;
-use gridsync_tests::process::{CliPerson, ServerProcess, city_on, free_port};
+use gridsync_tests::process::{CliPerson, ServerProcess, city, free_port};
 use gridsync_tests::server::{PASSWORD, TestServer};
 use serde_json::Value;
 use std::time::Duration;
@@ -403,7 +402,7 @@ async fn the_cli_imports_on_a_stopped_and_a_running_server() {
     let dir = tempfile::tempdir().expect("tmp");
     let data = dir.path().join("data");
     let admin = CliPerson { username: "admin", password: "password-admin", role: "administrator", territory: "" };
-    city_on(Backend::Sled, &data, &["g1"], &[admin]).await;
+    city(&data, &["g1"], &[admin]).await;
     let file = |name: &str, bytes: Vec<u8>| {
         let path = dir.path().join(name);
         std::fs::write(&path, bytes).expect("write");
@@ -418,18 +417,18 @@ async fn the_cli_imports_on_a_stopped_and_a_running_server() {
     let hh_file = file("hh.csv", gbk_csv(&hh));
 
     // Stopped: the dry run reports the unknown grid and writes nothing; the fixed file imports.
-    let out = ServerProcess::cli_on(Backend::Sled, &data, &["import-city", "households", &hh_file, "--dry-run"]).await;
+    let out = ServerProcess::cli(&data, &["import-city", "households", &hh_file, "--dry-run"]).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success() && stdout.contains("第4行 所属网格：未知网格"), "{stdout}");
     hh.pop();
     let hh_file = file("hh.csv", gbk_csv(&hh));
-    let out = ServerProcess::cli_on(Backend::Sled, &data, &["import-city", "households", &hh_file]).await;
+    let out = ServerProcess::cli(&data, &["import-city", "households", &hh_file]).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && stdout.contains("已导入：新建 1"), "{stdout}");
 
     // Running: the same file through the admin socket changes nothing; people get a passwords file.
-    let server = ServerProcess::start_on(Backend::Sled, &data, free_port(), &[]).await;
-    let out = ServerProcess::cli_on(Backend::Sled, &data, &["import-city", "households", &hh_file]).await;
+    let server = ServerProcess::start(&data, free_port(), &[]).await;
+    let out = ServerProcess::cli(&data, &["import-city", "households", &hh_file]).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && stdout.contains("已导入：新建 0，更新 0，不变 1"), "{stdout}");
     let mut people = rows(&[PEOPLE_HEADER]);
@@ -437,18 +436,16 @@ async fn the_cli_imports_on_a_stopped_and_a_running_server() {
     let people_file = file("people.xlsx", xlsx(&people));
     let passwords = dir.path().join("passwords.csv");
     let pw = passwords.to_str().expect("path");
-    let refused = ServerProcess::cli_on(Backend::Sled, &data, &["import-city", "people", &people_file]).await;
+    let refused = ServerProcess::cli(&data, &["import-city", "people", &people_file]).await;
     assert!(!refused.status.success(), "a people import needs --passwords-out");
-    let out =
-        ServerProcess::cli_on(Backend::Sled, &data, &["import-city", "people", &people_file, "--passwords-out", pw])
-            .await;
+    let out = ServerProcess::cli(&data, &["import-city", "people", &people_file, "--passwords-out", pw]).await;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let csv = std::fs::read_to_string(&passwords).expect("passwords file");
     let password = csv.lines().nth(1).and_then(|l| l.rsplit(',').next()).expect("password").to_string();
     let mut phone = Phone::sign_in(&server.url, "zhangwei", &password).await.expect("signs in");
     phone.sync().await.expect("sync");
     assert_eq!(phone.replica.records_of(Some(RecordKind::Household)).count(), 1);
-    let audit = ServerProcess::cli_on(Backend::Sled, &data, &["audit"]).await;
+    let audit = ServerProcess::cli(&data, &["audit"]).await;
     assert!(!String::from_utf8_lossy(&audit.stdout).contains(&password), "no password in the audit log");
     server.kill().await;
 }

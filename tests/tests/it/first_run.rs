@@ -6,7 +6,6 @@
 //! files drift from what the server accepts, this fails.
 
 use gridsync_shared::records::RecordKind;
-use gridsync_tests::Backend;
 use gridsync_tests::Phone;
 use gridsync_tests::process::{ServerProcess, free_port};
 use std::path::{Path, PathBuf};
@@ -19,7 +18,7 @@ fn example(name: &str) -> String {
 
 /// Runs one README command on `data` and returns its stdout; fails the test if it fails.
 async fn run(data: &Path, args: &[&str]) -> String {
-    let out = ServerProcess::cli_on(Backend::Sled, data, args).await;
+    let out = ServerProcess::cli(data, args).await;
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(out.status.success(), "{args:?}: {stdout}{}", String::from_utf8_lossy(&out.stderr));
     stdout
@@ -40,7 +39,7 @@ async fn the_readmes_first_run_takes_an_empty_store_to_a_city_whose_grid_manager
     .await;
 
     // 2. Each file is checked by a dry run, then imported; the server runs meanwhile.
-    let server = ServerProcess::start_on(Backend::Sled, &data, free_port(), &[]).await;
+    let server = ServerProcess::start(&data, free_port(), &[]).await;
     for (kind, file) in
         [("territories", "网格划分表.csv"), ("people", "网格员名册.csv"), ("households", "人口信息表.csv")]
     {
