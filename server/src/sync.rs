@@ -156,10 +156,10 @@ impl LastRecords {
 
     /// Keeps `record`, read from `doc` at `heads`; `size` estimates its memory.
     fn keep(&mut self, doc: DocId, heads: Vec<automerge::ChangeHash>, record: Record, size: usize) {
-        if let Some(i) = self.kept.iter().position(|k| k.doc == doc) {
-            if let Some(old) = self.kept.remove(i) {
-                self.bytes -= old.bytes;
-            }
+        if let Some(i) = self.kept.iter().position(|k| k.doc == doc)
+            && let Some(old) = self.kept.remove(i)
+        {
+            self.bytes -= old.bytes;
         }
         if size > LAST_RECORDS_BYTES {
             return;
