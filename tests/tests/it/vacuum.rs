@@ -6,13 +6,21 @@
 
 use gridsync_tests::Backend;
 use gridsync_tests::phone::Phone;
-use gridsync_tests::process::{CliPerson, ServerProcess, city_on, free_port, server_binary};
+use gridsync_tests::process::{COMMUNITY, CliPerson, ServerProcess, city_on, free_port, server_binary};
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 const PASSWORD: &str = "password-123";
+
+/// Every record the sled store in `dir` holds (opened here: no server runs on it).
+fn stored_records(dir: &Path) -> BTreeSet<String> {
+    let store = gridsync_server::store::SledStore::open(dir).expect("open the store");
+    let city: gridsync_shared::TerritoryPath = COMMUNITY.parse().expect("path");
+    let ids = gridsync_server::store::Store::docs_in_scope(&store, &city, None, usize::MAX).expect("records");
+    ids.into_iter().map(|(id, _)| id.to_string()).collect()
+}
 
 fn records_of(phone: &Phone) -> BTreeSet<String> {
     phone.replica.document_ids().map(|d| d.to_string()).collect()
@@ -114,6 +122,13 @@ async fn a_vacuum_killed_at_any_moment_leaves_the_original_as_it_was_and_no_stor
         if child.wait().await.expect("wait").success() {
             // It ended before the kill: a whole, checked copy. Start again from nothing.
             assert!(copy.exists() && !partial.exists(), "attempt {attempt}: a finished vacuum leaves its copy only");
+            std::fs::remove_dir_all(&copy).expect("remove the copy");
+            continue;
+        }
+        if copy.exists() && !partial.exists() {
+            // Killed after its last step, the rename that names the finished
+            // copy, but before it exited: the copy must be whole.
+            assert_eq!(stored_records(&copy), stored_records(&data), "attempt {attempt}: a named copy lacks records");
             std::fs::remove_dir_all(&copy).expect("remove the copy");
             continue;
         }
