@@ -367,17 +367,6 @@ fn photos_uploads_and_the_photo_index_keep_their_promises(store: &dyn Store) {
     assert!(!store.has_photo(&other).expect("has"));
     assert_eq!(store.photo(&other).expect("photo"), None);
 
-    let photo_ref = |h: &PhotoHash, size: u64, mime: PhotoType| PhotoRef {
-        id: uuid::Uuid::new_v4(),
-        sha256: h.clone(),
-        size,
-        mime,
-        taken_at: 1,
-        location: None,
-        by: PersonId(uuid::Uuid::nil()),
-        at: 1,
-        follow_up: None,
-    };
     let with_photos = |doc: DocId, g: &str, photos: Vec<PhotoRef>| {
         let mut w = write(doc, g, RecordKind::VisitLog, vec![change(1)], Vec::new());
         w.photos = photos;
@@ -678,17 +667,6 @@ fn fill_with_everything(store: &dyn Store) {
     let h1 = PhotoHash::from_digest(&[1; 32]);
     store.append_upload(&h1, 0, &[1; 100]).expect("append");
     store.finish_upload(&h1, PhotoType::Jpeg, &[1; 100]).expect("finish");
-    let photo_ref = |h: &PhotoHash, size: u64, mime: PhotoType| gridsync_shared::photos::PhotoRef {
-        id: uuid::Uuid::new_v4(),
-        sha256: h.clone(),
-        size,
-        mime,
-        taken_at: 1,
-        location: None,
-        by: PersonId(uuid::Uuid::nil()),
-        at: 1,
-        follow_up: None,
-    };
     let mut w = write(doc_id(30), "c/g1", RecordKind::VisitLog, vec![change(30)], Vec::new());
     w.photos =
         vec![photo_ref(&h1, 100, PhotoType::Jpeg), photo_ref(&PhotoHash::from_digest(&[2; 32]), 3, PhotoType::Webp)];
@@ -839,4 +817,19 @@ fn a_postgresql_backup_restores_into_an_empty_database_as_the_store_it_was_taken
     let mut reader = BackupReader::new(sled_file.as_slice(), "test").expect("a backup");
     let sled_into_pg = empty.restore_backup(&mut reader, "test", "sled", 1, &mut |_| {});
     assert!(matches!(sled_into_pg, Err(BackupError::OtherEngine(..))), "{sled_into_pg:?}");
+}
+
+/// A reference to photo `h` as a record would hold it.
+fn photo_ref(h: &PhotoHash, size: u64, mime: PhotoType) -> PhotoRef {
+    PhotoRef {
+        id: uuid::Uuid::new_v4(),
+        sha256: h.clone(),
+        size,
+        mime,
+        taken_at: 1,
+        location: None,
+        by: PersonId(uuid::Uuid::nil()),
+        at: 1,
+        follow_up: None,
+    }
 }
