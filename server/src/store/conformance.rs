@@ -485,15 +485,18 @@ fn readers_paging_while_two_processes_write_miss_and_repeat_no_entry() {
         })
         .collect();
     let started = std::time::Instant::now();
+    let calls = Arc::new(AtomicUsize::new(0));
     let writers: Vec<_> = processes
         .iter()
         .flat_map(|p| std::iter::repeat_n(p.clone(), WRITERS_PER_PROCESS))
         .enumerate()
         .map(|(w, store)| {
+            let calls = calls.clone();
             std::thread::spawn(move || -> Vec<(u64, DocId)> {
                 let mut mine = Vec::new();
                 let mut i = 0;
                 while i < COMMITS_PER_WRITER {
+                    calls.fetch_add(1, Ordering::Relaxed);
                     let new = |k: usize| {
                         let doc = DocId(uuid::Uuid::new_v4());
                         let g = format!("a/b/c/d/g{}", (w + k) % 3);
@@ -534,6 +537,14 @@ fn readers_paging_while_two_processes_write_miss_and_repeat_no_entry() {
         assert_eq!(reader.join().expect("a reader"), want, "reader {r} saw every record once, in commit order");
     }
     assert!(pages_while_writing.load(Ordering::Relaxed) > 0, "the readers paged while the writers wrote");
+    // Each process gathers its writers' concurrent commits into shared transactions (group commit).
+    let counts: Vec<_> = processes.iter().map(|p| p.group_counts()).collect();
+    eprintln!("group commit: {counts:?}");
+    let grouped: u64 = counts.iter().map(|c| c.commits).sum();
+    assert_eq!(grouped, calls.load(Ordering::Relaxed) as u64, "every commit call went through a group");
+    for (p, c) in counts.iter().enumerate() {
+        assert!(c.groups < c.commits, "process {p}: {WRITERS_PER_PROCESS} concurrent writers shared no transaction");
+    }
 }
 
 /// The blocking client would panic wherever a tokio runtime is entered: the

@@ -48,12 +48,14 @@ use std::collections::HashMap;
 
 pub mod backup;
 mod extras;
+mod group;
 mod move_in;
 mod pool;
 mod records;
 pub mod schema;
 pub mod scratch;
 
+pub use group::GroupCounts;
 pub use move_in::{MoveError, Moved};
 
 /// A store in a PostgreSQL (or compatible) database.
@@ -61,6 +63,8 @@ pub struct PgStore {
     pool: Pool,
     /// The store epochs as last read, and when (see [`backup`]): every sync asks for them.
     epochs: backup::EpochCache,
+    /// Commits waiting to go into the next transaction together (group commit).
+    commits: group::Gather<records::CommitJob>,
 }
 
 /// How many connections a server process keeps open by default.
@@ -86,6 +90,13 @@ impl From<StoreError> for Fail {
     fn from(e: StoreError) -> Self {
         Fail::Store(e)
     }
+}
+
+/// A write that failed: why, and whether it failed at COMMIT, when whether
+/// it was applied is unknown (otherwise nothing of it was).
+struct WriteFailure {
+    error: StoreError,
+    at_commit: bool,
 }
 
 /// A client (a connection or a transaction on it) with the connection's
@@ -208,7 +219,11 @@ impl PgStore {
     pub fn open_with(url: &str, connections: usize) -> Result<Self, StoreError> {
         let config: ::postgres::Config =
             url.parse().map_err(|e| StoreError::Engine(format!("not a PostgreSQL address: {e}")))?;
-        let store = Self { pool: Pool::new(config, connections), epochs: Default::default() };
+        let store = Self {
+            pool: Pool::new(config, connections),
+            epochs: Default::default(),
+            commits: group::Gather::new(records::GROUP_WRITES),
+        };
         off_runtime(|| schema::migrate(&mut *store.pool.get()?))?;
         Ok(store)
     }
@@ -226,9 +241,20 @@ impl PgStore {
     fn write_here<T>(
         &self,
         isolation: IsolationLevel,
-        mut body: impl FnMut(&mut Q<'_, ::postgres::Transaction<'_>>) -> Result<T, Fail>,
+        body: impl FnMut(&mut Q<'_, ::postgres::Transaction<'_>>) -> Result<T, Fail>,
     ) -> Result<T, StoreError> {
-        let mut conn = self.pool.get()?;
+        self.write_telling(isolation, body).map_err(|f| f.error)
+    }
+
+    /// As [`Self::write_here`], telling a failure whose outcome is unknown
+    /// (COMMIT sent, its answer lost) from one where nothing was applied.
+    fn write_telling<T>(
+        &self,
+        isolation: IsolationLevel,
+        mut body: impl FnMut(&mut Q<'_, ::postgres::Transaction<'_>>) -> Result<T, Fail>,
+    ) -> Result<T, WriteFailure> {
+        let applied_nothing = |error| WriteFailure { error, at_commit: false };
+        let mut conn = self.pool.get().map_err(applied_nothing)?;
         let (mut attempt, mut reconnects) = (0, 0);
         loop {
             attempt += 1;
@@ -249,13 +275,13 @@ impl PgStore {
                     // COMMIT: nothing of the transaction was applied; again on another.
                     reconnects += 1;
                     drop(conn);
-                    conn = self.pool.get()?;
+                    conn = self.pool.get().map_err(applied_nothing)?;
                 }
                 Err((Fail::Pg(e), _)) if retryable(&e) && attempt < RETRIES => {
                     std::thread::sleep(std::time::Duration::from_millis(attempt as u64));
                 }
-                Err((Fail::Pg(e), _)) => return Err(pg(e)),
-                Err((Fail::Store(e), _)) => return Err(e),
+                Err((Fail::Pg(e), at_commit)) => return Err(WriteFailure { error: pg(e), at_commit }),
+                Err((Fail::Store(e), at_commit)) => return Err(WriteFailure { error: e, at_commit }),
             }
         }
     }

@@ -37,19 +37,29 @@ fn heads_of(heads: Vec<Vec<u8>>) -> Result<Vec<ChangeHash>, StoreError> {
     heads.into_iter().map(|h| h.try_into().map(ChangeHash).map_err(|_| corrupt("a head is not 32 bytes"))).collect()
 }
 
-impl PgStore {
-    /// Commits many documents in one transaction (see the module's feed technique).
-    pub(super) fn commit_records(
-        &self,
-        writes: Vec<(DocWrite, Vec<HouseholdKey>)>,
-        at: i64,
-    ) -> Result<u64, StoreError> {
-        if writes.is_empty() {
-            return self.head_seq();
-        }
+/// At most this many records per group commit, beyond its first commit
+/// (which may be larger: an import's batch): it bounds how long one
+/// transaction holds the feed counter.
+pub(super) const GROUP_WRITES: usize = 256;
+
+/// One caller's commit, prepared, waiting for its group.
+pub(super) struct CommitJob {
+    batch: Batch,
+    at: i64,
+}
+
+/// What one commit writes, computed before any transaction.
+struct Batch {
+    photos: Vec<PhotoEntry>,
+    keys: Vec<HouseholdKey>,
+    records: Vec<Prepared>,
+}
+
+impl Batch {
+    fn of(writes: Vec<(DocWrite, Vec<HouseholdKey>)>) -> Result<Batch, StoreError> {
         let mut photos: Vec<PhotoEntry> = Vec::new();
         let mut keys: Vec<HouseholdKey> = Vec::new();
-        let mut prepared = Vec::with_capacity(writes.len());
+        let mut records = Vec::with_capacity(writes.len());
         for (mut w, ks) in writes {
             let mut by_hash: std::collections::BTreeMap<String, Vec<(i64, i16)>> = Default::default();
             for p in &w.photos {
@@ -62,7 +72,7 @@ impl PgStore {
             photos.extend(by_hash.into_iter().map(|(h, c)| (h, w.doc.0, w.grid.as_str().to_string(), c)));
             keys.extend(ks);
             let base = (w.changes.is_empty() && !w.bytes.is_empty()).then(|| std::mem::take(&mut w.bytes));
-            prepared.push(Prepared {
+            records.push(Prepared {
                 doc: w.doc.0,
                 grid: w.grid.as_str().to_string(),
                 kind: kind_index(w.summary.kind),
@@ -74,23 +84,85 @@ impl PgStore {
                 device: w.device.0,
             });
         }
+        Ok(Batch { photos, keys, records })
+    }
+}
+
+impl PgStore {
+    /// Commits many documents in one transaction (see the module's feed
+    /// technique), gathered with other callers' concurrent commits into one
+    /// transaction where they arrive while another is running ([`super::group`]).
+    /// Returns the feed position of the last of `writes`.
+    pub(super) fn commit_records(
+        &self,
+        writes: Vec<(DocWrite, Vec<HouseholdKey>)>,
+        at: i64,
+    ) -> Result<u64, StoreError> {
+        if writes.is_empty() {
+            return self.head_seq();
+        }
+        let batch = Batch::of(writes)?;
+        let size = batch.records.len();
+        off_runtime(|| self.commits.submit(CommitJob { batch, at }, size, |jobs| self.commit_group(jobs)))
+    }
+
+    /// How many transactions have committed records and how many commits they held.
+    pub fn group_counts(&self) -> GroupCounts {
+        self.commits.counts()
+    }
+
+    /// Runs a group's commits as one transaction, each commit's result its
+    /// last feed position. Should the transaction fail before COMMIT (nothing
+    /// applied), each commit runs again alone, so that one commit's failure
+    /// is its own; a failed COMMIT, whose outcome is unknown, fails them all
+    /// (the phones' retries settle it, as for a single commit).
+    fn commit_group(&self, jobs: Vec<CommitJob>) -> Vec<Result<u64, StoreError>> {
+        let at = jobs.iter().map(|j| j.at).max().unwrap_or(0);
+        let batches: Vec<&Batch> = jobs.iter().map(|j| &j.batch).collect();
+        match self.commit_batches(&batches, at) {
+            Ok(last) => {
+                let total: usize = batches.iter().map(|b| b.records.len()).sum();
+                let mut upto = 0;
+                batches
+                    .iter()
+                    .map(|b| {
+                        upto += b.records.len();
+                        Ok(unsigned(last)? - (total - upto) as u64)
+                    })
+                    .collect()
+            }
+            Err(f) if f.at_commit || jobs.len() == 1 => jobs.iter().map(|_| Err(f.error.clone())).collect(),
+            Err(f) => {
+                tracing::debug!(error = %f.error, commits = jobs.len(), "a group commit failed; its commits run alone");
+                jobs.iter()
+                    .map(|j| self.commit_batches(&[&j.batch], j.at).map_err(|f| f.error).and_then(unsigned))
+                    .collect()
+            }
+        }
+    }
+
+    /// Writes `batches` in one transaction; returns the last feed position taken.
+    fn commit_batches(&self, batches: &[&Batch], at: i64) -> Result<i64, WriteFailure> {
         // Row locks taken before the counter in one order, so that two
         // commits never wait on each other in a circle. A later entry for the
         // same (hash, doc) wins, as a later commit would.
-        let mut last_photo: HashMap<(String, uuid::Uuid), usize> = HashMap::new();
-        for (i, (h, d, _, _)) in photos.iter().enumerate() {
-            last_photo.insert((h.clone(), *d), i);
+        let all_photos = batches.iter().flat_map(|b| b.photos.iter());
+        let mut last_photo: HashMap<(&str, uuid::Uuid), usize> = HashMap::new();
+        for (i, (h, d, _, _)) in all_photos.clone().enumerate() {
+            last_photo.insert((h.as_str(), *d), i);
         }
-        let mut photos: Vec<PhotoEntry> = photos
-            .into_iter()
+        let mut photos: Vec<&PhotoEntry> = all_photos
             .enumerate()
-            .filter(|(i, (h, d, _, _))| last_photo.get(&(h.clone(), *d)) == Some(i))
+            .filter(|(i, (h, d, _, _))| last_photo.get(&(h.as_str(), *d)) == Some(i))
             .map(|(_, p)| p)
             .collect();
         photos.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+        let mut keys: Vec<&HouseholdKey> = batches.iter().flat_map(|b| b.keys.iter()).collect();
         keys.sort_by_key(|k| k.key);
-        let n = big(prepared.len() as u64);
-        self.write(IsolationLevel::ReadCommitted, |q| {
+        let records: Vec<&Prepared> = batches.iter().flat_map(|b| b.records.iter()).collect();
+        let n = big(records.len() as u64);
+        // Called within `commit_records`' `off_runtime`.
+        self.write_telling(IsolationLevel::ReadCommitted, |q| {
             for (hash, doc, grid, claims) in &photos {
                 q.execute("DELETE FROM photo_refs WHERE hash = $1 AND doc = $2", &[hash, doc])?;
                 for (ord, (size, mime)) in claims.iter().enumerate() {
@@ -123,7 +195,7 @@ impl PgStore {
                 &[&n, &at],
             )?;
             let (last, at): (i64, i64) = (counter.get(0), counter.get(1));
-            for (i, p) in prepared.iter().enumerate() {
+            for (i, p) in records.iter().enumerate() {
                 let seq = last - n + 1 + big(i as u64);
                 let base_seq: i64 = if p.base.is_some() { seq } else { 0 };
                 // The grid a record was created in stays its grid (and its feed's).
@@ -143,7 +215,7 @@ impl PgStore {
                     &[&seq, &at, &p.doc, &grid, &p.device, &p.heads, &p.changes],
                 )?;
             }
-            Ok(unsigned(last)?)
+            Ok(last)
         })
     }
 
