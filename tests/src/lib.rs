@@ -13,11 +13,13 @@ pub mod proxy;
 pub mod server;
 pub mod stores;
 pub mod test_store;
+pub mod watchdog;
 
 pub use phone::{Phone, PhoneError, Transport, assert_converged};
 pub use process::ServerProcess;
 pub use server::{PASSWORD, TestServer};
 pub use stores::Backend;
+pub use watchdog::Watchdog;
 
 /// Unix milliseconds now.
 pub fn now_ms() -> i64 {

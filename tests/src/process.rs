@@ -139,7 +139,8 @@ impl ServerProcess {
         let scheme = if tls_cert.is_some() { "https" } else { "http" };
         let url = format!("{scheme}://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(30);
-        let http = reqwest::Client::new();
+        // Each probe bounded, so that a server that accepts but never answers fails the deadline.
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().expect("an HTTP client");
         loop {
             let up = if tls_cert.is_some() {
                 tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok()
@@ -170,17 +171,32 @@ impl ServerProcess {
 
     /// Kills the process with SIGKILL: no shutdown, no final flush.
     pub async fn kill(mut self) {
-        let _ = self.child.start_kill();
-        let _ = self.child.wait().await;
+        reap(&mut self.child).await;
     }
 
     /// Kills the process with SIGKILL and starts the same binary again on the
     /// same data directory, port and arguments, waiting until it answers.
     pub async fn restart(mut self) -> ServerProcess {
-        let _ = self.child.start_kill();
-        let _ = self.child.wait().await;
+        reap(&mut self.child).await;
         let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
         Self::start_binary(&self.binary, &self.data, self.port, &extra, self.tls_cert.take()).await
+    }
+}
+
+/// Sends SIGKILL to `child` and waits until it is gone. Polls `try_wait`
+/// (a plain `waitpid`) rather than awaiting the exit notice, which relies on
+/// the runtime's child-signal or pidfd handling; panics should the process
+/// outlive SIGKILL by 30 s.
+pub async fn reap(child: &mut tokio::process::Child) {
+    let _ = child.start_kill();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) | Err(_) => return,
+            Ok(None) => {}
+        }
+        assert!(Instant::now() < deadline, "process {:?} still alive 30 s after SIGKILL", child.id());
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 

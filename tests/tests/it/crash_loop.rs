@@ -13,7 +13,7 @@ use gridsync_tests::chaos::{Worker, assert_no_problems, audit_store, check_conve
 use gridsync_tests::process::{COMMUNITY, CliPerson, ServerProcess, city, free_port};
 use gridsync_tests::proxy::{seed_from_env, size_from_env};
 use gridsync_tests::stores::open_store;
-use gridsync_tests::{Backend, Phone};
+use gridsync_tests::{Backend, Phone, Watchdog};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::sync::Arc;
@@ -38,6 +38,8 @@ async fn acknowledged_changes_survive_random_sigkills_and_no_edit_is_lost() {
     let mut rng = StdRng::seed_from_u64(seed);
     let started = Instant::now();
     let backend = Backend::from_env();
+    // 15 s alone on this 2-core machine; far more means a hang, named by its phase.
+    let watchdog = Watchdog::arm("crash_loop::acknowledged_changes_survive_random_sigkills", Duration::from_secs(600));
 
     let dir = tempfile::tempdir().expect("tmp");
     let data = dir.path().join("data");
@@ -77,12 +79,20 @@ async fn acknowledged_changes_survive_random_sigkills_and_no_edit_is_lost() {
     // idle gaps); the other half come a few milliseconds after a request was
     // sent, where a request is most often being judged, flushed or answered.
     let mut mid_request = 0;
-    for _ in 0..kills {
+    for k in 0..kills {
+        watchdog.phase(format!("kill {k} of {kills}: waiting for a moment to kill"));
         if rng.random_bool(0.5) {
             tokio::time::sleep(Duration::from_millis(rng.random_range(0..400))).await;
         } else {
-            let sent = requests_sent.load(Ordering::SeqCst);
+            // The phones send a request every few tens of ms; a minute without one
+            // means every phone is stuck waiting on a live server.
+            let (sent, since) = (requests_sent.load(Ordering::SeqCst), Instant::now());
             while requests_sent.load(Ordering::SeqCst) == sent {
+                assert!(
+                    since.elapsed() < Duration::from_secs(60),
+                    "no phone sent a request for 60 s ({} in flight): the server stopped answering",
+                    in_flight.load(Ordering::SeqCst)
+                );
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
             tokio::time::sleep(Duration::from_micros(rng.random_range(0..20_000))).await;
@@ -90,13 +100,16 @@ async fn acknowledged_changes_survive_random_sigkills_and_no_edit_is_lost() {
         if in_flight.load(Ordering::SeqCst) > 0 {
             mid_request += 1;
         }
+        watchdog.phase(format!("kill {k} of {kills}: killing and restarting the server"));
         server = server.restart().await;
     }
+    watchdog.phase("waiting for the phones to stop");
     stop.store(true, Ordering::SeqCst);
     let mut workers = Vec::new();
     for task in tasks {
         workers.push(task.await.expect("worker task"));
     }
+    watchdog.phase("the quiet round and the audit");
 
     // A quiet round: everyone pushes what waits, then everyone pulls everything.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -138,6 +151,7 @@ async fn acknowledged_changes_survive_random_sigkills_and_no_edit_is_lost() {
     assert_no_problems(&format!("after {kills} SIGKILLs (seed {seed})"), &problems);
     if backend == Backend::Postgres {
         drop(store);
+        watchdog.phase("the phones moving to another server process");
         continue_on_another_process(&dir, &data, &mut workers).await;
     }
 }
