@@ -17,6 +17,7 @@ mod directory;
 mod disk_full;
 mod durability;
 mod faulty_network;
+mod feed_order;
 mod field_day_interleavings;
 mod first_run;
 mod fuzz_http;
