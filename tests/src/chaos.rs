@@ -44,6 +44,8 @@ pub struct Ledger {
     pub exchanges_ok: u64,
     /// Exchanges that failed (network, server status, or a damaged response).
     pub exchanges_failed: u64,
+    /// Exchanges that got no answer within [`UNANSWERED`] (counted in `exchanges_failed` too).
+    pub unanswered: u64,
     /// Times the app was closed and opened again (the replica reopened from its storage).
     pub reopens: u64,
 }
@@ -300,7 +302,17 @@ impl Worker {
     pub async fn exchange(&mut self) -> Result<SyncReport, PhoneError> {
         let before = outbox_of(&self.phone);
         let request = self.phone.replica.build_request();
-        let result = match self.phone.post_sync(&request).await {
+        let answer = match tokio::time::timeout(UNANSWERED, self.phone.post_sync(&request)).await {
+            Ok(answer) => answer,
+            Err(_) => {
+                self.ledger.unanswered += 1;
+                Err(PhoneError::Io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no answer within {} s", UNANSWERED.as_secs()),
+                )))
+            }
+        };
+        let result = match answer {
             Ok(response) => {
                 self.phone.clock += 1;
                 self.phone.replica.apply_response(&response, self.phone.clock).map_err(PhoneError::from)
@@ -340,6 +352,10 @@ impl Worker {
         }
     }
 }
+
+/// How long a worker waits for a sync's answer before it gives up on it (a
+/// server that keeps a request this long is stuck, or a proxy holds it).
+pub const UNANSWERED: Duration = Duration::from_secs(60);
 
 /// What a store audit found.
 #[derive(Clone, Debug, Default)]

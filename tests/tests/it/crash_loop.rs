@@ -148,6 +148,9 @@ async fn acknowledged_changes_survive_random_sigkills_and_no_edit_is_lost() {
         problems.extend(check_converged(&docs, store.as_ref(), w));
     }
     assert!(kills == 0 || acknowledged > 0, "the phones got nothing acknowledged: the loop tested nothing");
+    // A killed server breaks its connections at once: a request left unanswered was kept by a live one.
+    let unanswered: u64 = workers.iter().map(|w| w.ledger.unanswered).sum();
+    assert_eq!(unanswered, 0, "{unanswered} sync requests got no answer from a running server");
     assert_no_problems(&format!("after {kills} SIGKILLs (seed {seed})"), &problems);
     if backend == Backend::Postgres {
         drop(store);
