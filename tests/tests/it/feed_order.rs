@@ -149,6 +149,7 @@ struct Reader {
     /// feed and pushes nothing must get every change as a feed change.
     snapshots: Vec<(usize, DocId)>,
     failed: usize,
+    failed_in_a_row: usize,
 }
 
 impl Reader {
@@ -163,11 +164,14 @@ impl Reader {
             Err(e) => {
                 // Nothing changed on the server: the same page is asked again.
                 self.failed += 1;
+                self.failed_in_a_row += 1;
+                assert!(self.failed_in_a_row < 20, "{}: 20 pages in a row failed, the last with {e}", self.name);
                 eprintln!("{}: a page failed: {e}", self.name);
                 return true;
             }
         };
         self.next = 1 - process;
+        self.failed_in_a_row = 0;
         let response: SyncResponse = decode(&answer).expect("the server's response decodes");
         let index = self.pages.len();
         let mut changes = Vec::new();
@@ -190,6 +194,11 @@ impl Reader {
     fn scope_name(&self) -> String {
         self.scope.map_or_else(|| COMMUNITY.to_string(), |g| format!("{COMMUNITY}/{}", GRIDS[g]))
     }
+}
+
+/// A change's feed position for messages.
+fn feed_seq(seq: Option<u64>) -> String {
+    seq.map_or_else(|| "not in the database's feed".to_string(), |s| format!("feed seq {s}"))
 }
 
 /// Where a change stands in the database's feed.
@@ -225,6 +234,7 @@ async fn readers_paging_both_server_processes_while_phones_push_through_both_mis
             pages: Vec::new(),
             snapshots: Vec::new(),
             failed: 0,
+            failed_in_a_row: 0,
         };
         while reader.page(started).await {}
         assert!(reader.pages.iter().all(|p| p.changes.is_empty()), "{}: the feed starts empty", reader.name);
@@ -366,9 +376,10 @@ async fn readers_paging_both_server_processes_while_phones_push_through_both_mis
             let reached =
                 reader.pages[..p].iter().flat_map(|q| &q.changes).filter_map(|(h, _)| seq_of(h)).max().unwrap_or(0);
             format!(
-                "page {p} (served by process {}, {:.3} s in, after seq {reached}, the last it had received) held seqs {}..={}",
+                "page {p} (served by process {}, {:.3} s in, after seq {reached}, the last it had received) held {} changes at seqs {}..={}",
                 PROCESS[page.process],
                 page.at.as_secs_f64(),
+                page.changes.len(),
                 seqs.iter().min().copied().unwrap_or(0),
                 seqs.iter().max().copied().unwrap_or(0)
             )
@@ -394,8 +405,9 @@ async fn readers_paging_both_server_processes_while_phones_push_through_both_mis
         for (hash, ps) in repeats {
             let doc = reader.pages[ps[0]].changes.iter().find(|(h, _)| h == hash).map(|(_, d)| *d);
             let mut text = format!(
-                "{name} received change {hash} (record {doc:?}, feed seq {:?}) {} times: first on {}",
-                seq_of(hash),
+                "{name} received change {hash} (record {}, {}) {} times: first on {}",
+                doc.map_or_else(|| "?".to_string(), |d| d.to_string()),
+                feed_seq(seq_of(hash)),
                 ps.len(),
                 describe(ps[0])
             );
@@ -419,8 +431,12 @@ async fn readers_paging_both_server_processes_while_phones_push_through_both_mis
                 None => "no page went past it".to_string(),
             };
             problems.push(format!(
-                "{name} missed change {} (record {}, {}, pushed by {}, feed seq {seq:?}): {when}",
-                change.hash, change.doc, GRIDS[change.grid], change.writer
+                "{name} missed change {} (record {}, {}, pushed by {}, {}): {when}",
+                change.hash,
+                change.doc,
+                GRIDS[change.grid],
+                change.writer,
+                feed_seq(seq)
             ));
         }
         let while_writing = reader
@@ -444,6 +460,9 @@ async fn readers_paging_both_server_processes_while_phones_push_through_both_mis
         readers.len(),
         PAGE_BYTES_RANGE.0
     );
+    for refusal in rejected.iter().take(3) {
+        eprintln!("refused: {refusal}");
+    }
     assert!(acked.len() >= 100, "the writers got at least 100 changes acknowledged: {}", acked.len());
     let shown: Vec<&String> = problems.iter().take(12).collect();
     assert!(
