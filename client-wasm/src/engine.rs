@@ -6,7 +6,7 @@
 use crate::local_doc::{DocHeader, LocalDoc};
 use crate::replica::{RejectedRecord, Replica, ReplicaError};
 use crate::storage::{Storage, StoreOp};
-use automerge::{Automerge, Change, ReadDoc};
+use automerge::{Automerge, ReadDoc};
 use gridsync_shared::DocId;
 use gridsync_shared::protocol::{
     self, DEFAULT_PAGE_BYTES, DocBody, DocPush, PUSH_BUDGET_BYTES, PushOutcome, SyncRequest, SyncResponse,
@@ -216,10 +216,10 @@ impl<S: Storage> Replica<S> {
                             self.docs.insert(id, LocalDoc::received(header, &raw.concat(), actor));
                         }
                         (local, _) => {
-                            // Parsing checks every change (format and hash) before any is applied.
+                            // Parsing checks every change (format and checksum) before any is applied.
                             let changes = raw
                                 .into_iter()
-                                .map(Change::from_bytes)
+                                .map(gridsync_shared::protocol::parse_change)
                                 .collect::<Result<Vec<_>, _>>()
                                 .map_err(|e| ReplicaError::Corrupt(e.to_string()))?;
                             let local = match local {

@@ -9,7 +9,7 @@
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::store::{DocWrite, Store};
-use automerge::{Change, ReadDoc};
+use automerge::ReadDoc;
 use gridsync_shared::protocol::{
     DocBody, DocUpdate, MAX_CHANGE_BYTES, MAX_PUSH_DOCS, PAGE_BYTES_RANGE, PushOutcome, PushResult, SyncRequest,
     SyncResponse,
@@ -326,9 +326,9 @@ fn push_one(
     let changes = push
         .changes
         .into_iter()
-        .map(Change::from_bytes)
+        .map(gridsync_shared::protocol::parse_change)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| Rejection::new(RejectReason::Malformed, format!("not an Automerge change: {e}")))?;
+        .map_err(|e| Rejection::new(RejectReason::Malformed, e.to_string()))?;
 
     let mut last = locks.lock(&push.doc);
     let stored = store.load_doc(push.doc)?;
@@ -441,6 +441,8 @@ fn pull(
                     position = Position::Feed { after: upto };
                     continue;
                 }
+                let ids: Vec<DocId> = docs.iter().map(|(id, _)| *id).collect();
+                let mut summaries = store.summaries(&ids)?;
                 for (id, doc) in docs {
                     // A record created after the snapshot's moment comes through the
                     // feed (and not at all to the phone that pushed it).
@@ -453,7 +455,7 @@ fn pull(
                         return Ok((updates, position, true));
                     }
                     used += doc.bytes.len();
-                    let summary = store.summary(id)?;
+                    let summary = summaries.remove(&id);
                     updates.push(DocUpdate { doc: id, body: DocBody::Snapshot(doc.bytes), summary });
                     position = Position::Snapshot { upto, after: Some(id) };
                 }
@@ -463,6 +465,10 @@ fn pull(
                 if entries.is_empty() {
                     return Ok((updates, Position::Feed { after }, false));
                 }
+                let mut ids: Vec<DocId> = entries.iter().filter(|e| e.device != own).map(|e| e.doc).collect();
+                ids.sort_unstable();
+                ids.dedup();
+                let summaries = store.summaries(&ids)?;
                 let mut at = after;
                 for entry in entries {
                     if entry.device != own {
@@ -476,7 +482,7 @@ fn pull(
                                 c.extend(entry.changes)
                             }
                             _ => {
-                                let summary = store.summary(entry.doc)?;
+                                let summary = summaries.get(&entry.doc).cloned();
                                 updates.push(DocUpdate {
                                     doc: entry.doc,
                                     body: DocBody::Changes(entry.changes),

@@ -214,6 +214,31 @@ pub enum ProtocolError {
     TrailingBytes(usize),
 }
 
+/// Why bytes sent as an Automerge change are not one.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ChangeError {
+    /// Automerge could not parse them.
+    #[error("not an Automerge change: {0}")]
+    Unparsable(String),
+    /// They parse, but the checksum in their header is not their hash's:
+    /// damaged bytes, which a document holding them could never be loaded from.
+    #[error("an Automerge change whose checksum does not match its contents")]
+    BadChecksum,
+}
+
+/// Parses one change as sent over the wire, checking what Automerge's own
+/// parsing leaves to document loading: that its header's checksum is the
+/// first four bytes of its hash. Both ends take changes only through this,
+/// so a stored document always loads.
+pub fn parse_change(bytes: Vec<u8>) -> Result<automerge::Change, ChangeError> {
+    let change = automerge::Change::from_bytes(bytes).map_err(|e| ChangeError::Unparsable(e.to_string()))?;
+    // A change chunk: 4 magic bytes, then its 4-byte checksum.
+    match change.raw_bytes().get(4..8) {
+        Some(checksum) if checksum == &change.hash().0[..4] => Ok(change),
+        _ => Err(ChangeError::BadChecksum),
+    }
+}
+
 /// Encodes a message with the magic bytes and version.
 pub fn encode<T: Serialize>(message: &T) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);

@@ -200,3 +200,32 @@ async fn a_revoked_token_is_refused_and_nothing_is_stored() {
     assert_eq!(fingerprint(&server, None), before);
     assert_eq!(phone.replica.pending_changes(), 1, "the phone keeps its unsent record");
 }
+
+/// A change whose bytes were damaged (one byte of its text flipped, or of its
+/// checksum) still parses, but no document holding it could ever be loaded
+/// again: it is refused as malformed, stores nothing, and the record stays
+/// editable. The HTTP fuzzer found records left unreadable this way.
+#[tokio::test]
+async fn a_change_with_damaged_bytes_is_refused_and_the_record_stays_editable() {
+    let server = TestServer::start().await;
+    let grid = server.grid("g1");
+    let mut phone = server.phone_in(&grid).await;
+    let visit = phone.record_visit("正常的走访");
+    phone.sync().await.expect("sync");
+    let honest = tampered(&phone, visit, None, |tx| {
+        let (_, notes) = tx.get(ROOT, "notes").expect("get").expect("the visit's notes");
+        tx.splice_text(&notes, 0, 0, "补充：住户反映楼道灯不亮。").expect("splice");
+    });
+    for at in [5, honest.changes[0].len() - 3] {
+        let mut push = honest.clone();
+        push.changes[0][at] ^= 0x20;
+        let before = fingerprint(&server, Some(visit));
+        let response = phone.push_raw(vec![push]).await.expect("push");
+        assert_eq!(only_rejection(&response), RejectReason::Malformed, "byte {at} damaged");
+        assert_eq!(fingerprint(&server, Some(visit)), before, "byte {at} damaged: nothing stored");
+    }
+    let response = phone.push_raw(vec![honest]).await.expect("push");
+    assert_eq!(response.results[0].outcome, PushOutcome::Accepted, "the record stays editable");
+    let stored = server.store().load_doc(visit).expect("load").expect("the record");
+    assert!(automerge::Automerge::load(&stored.bytes).is_ok(), "and loads");
+}
