@@ -66,6 +66,7 @@ on_both_stores!(
     people_devices_territories_and_the_audit_log_read_back_as_written,
     photos_uploads_and_the_photo_index_keep_their_promises,
     household_keys_and_import_runs_keep_their_promises,
+    summaries_read_together_are_each_records_latest,
 );
 
 fn grid(s: &str) -> TerritoryPath {
@@ -103,6 +104,28 @@ fn commit(store: &dyn Store, n: u8, grid_path: &str, at: i64) -> u64 {
     let seq = store.commit_doc(w, at).expect("commit");
     store.flush().expect("flush");
     seq
+}
+
+fn summaries_read_together_are_each_records_latest(store: &dyn Store) {
+    let household = doc_id(9);
+    for (n, kind) in [(1, RecordKind::VisitLog), (2, RecordKind::Case), (3, RecordKind::VisitLog)] {
+        let mut w = write(doc_id(n), "a/b/c/d/g1", kind, vec![change(n)], vec![ChangeHash([n; 32])]);
+        w.summary.at = i64::from(n);
+        store.commit_doc(w, 1).expect("commit");
+    }
+    // A later commit of record 3 names a household: its summary is the latest.
+    let mut w = write(doc_id(3), "a/b/c/d/g1", RecordKind::VisitLog, vec![change(30)], vec![ChangeHash([30; 32])]);
+    w.summary = RecordSummary { kind: RecordKind::VisitLog, household: Some(household), at: 30 };
+    store.commit_doc(w, 2).expect("commit");
+    store.flush().expect("flush");
+    let ids = [doc_id(3), doc_id(1), doc_id(7), doc_id(2)];
+    let together = store.summaries(&ids).expect("summaries");
+    assert_eq!(together.len(), 3, "an unknown record has no summary: {together:?}");
+    for id in ids {
+        assert_eq!(together.get(&id).cloned(), store.summary(id).expect("summary"), "record {id}");
+    }
+    assert_eq!(together.get(&doc_id(3)).and_then(|s| s.household), Some(household));
+    assert!(store.summaries(&[]).expect("none asked").is_empty());
 }
 
 fn the_feed_is_in_commit_order_within_a_scope_and_pages_alike(store: &dyn Store) {

@@ -295,6 +295,17 @@ pub trait Store: Send + Sync + 'static {
     /// A record's summary as of its last commit (None for records stored
     /// before summaries were kept).
     fn summary(&self, id: DocId) -> Result<Option<RecordSummary>, StoreError>;
+    /// The summaries of `ids`, as [`Store::summary`] gives each (records
+    /// without one are absent): one read where the engine allows, for a page of the feed.
+    fn summaries(&self, ids: &[DocId]) -> Result<std::collections::HashMap<DocId, RecordSummary>, StoreError> {
+        let mut out = std::collections::HashMap::with_capacity(ids.len());
+        for id in ids {
+            if let Some(s) = self.summary(*id)? {
+                out.insert(*id, s);
+            }
+        }
+        Ok(out)
+    }
     /// Durable feed entries within `scope` with `seq > after` (up to
     /// [`Store::head_seq`]), in order, at most `limit`.
     fn feed_after(&self, scope: &TerritoryPath, after: u64, limit: usize) -> Result<Vec<FeedEntry>, StoreError>;

@@ -546,6 +546,16 @@ impl Store for PgStore {
         })
     }
 
+    fn summaries(&self, ids: &[DocId]) -> Result<HashMap<DocId, RecordSummary>, StoreError> {
+        let ids: Vec<uuid::Uuid> = ids.iter().map(|d| d.0).collect();
+        self.read(|q| {
+            q.query("SELECT id, summary FROM records WHERE id = ANY($1)", &[&ids])?
+                .iter()
+                .map(|r| Ok((DocId(r.get(0)), dec::<RecordSummary>(r.get(1))?)))
+                .collect()
+        })
+    }
+
     fn feed_after(&self, scope: &TerritoryPath, after: u64, limit: usize) -> Result<Vec<FeedEntry>, StoreError> {
         self.feed_entries(scope, after, limit)
     }
