@@ -48,6 +48,22 @@ const WRITERS: [(&str, usize); 6] = [("li", 0), ("wang", 0), ("zhang", 1), ("liu
 const READERS: [(&str, Option<usize>, usize); 5] =
     [("zhuren", None, 0), ("zhuren", None, 1), ("sun", Some(0), 1), ("zhou", Some(1), 0), ("wu", Some(2), 1)];
 
+/// How long a reader may page after the writers stopped before its feed
+/// counts as endless (a few hundred pages at most are left by then).
+const DRAIN: Duration = Duration::from_secs(30);
+
+/// How long a process may take to answer one sync request.
+const ANSWER: Duration = Duration::from_secs(20);
+
+/// The answer to a sync request, failing the test if none comes within [`ANSWER`]
+/// (a server that never answers must fail the test, not hang it).
+async fn answered<T>(who: &str, request: impl std::future::Future<Output = T>) -> T {
+    match tokio::time::timeout(ANSWER, request).await {
+        Ok(answer) => answer,
+        Err(_) => panic!("{who}: no answer to a sync request within {} s", ANSWER.as_secs()),
+    }
+}
+
 /// The processes' names in messages.
 const PROCESS: [&str; 2] = ["A", "B"];
 
@@ -77,7 +93,7 @@ impl Writer {
     async fn exchange(&mut self) -> bool {
         let bytes = self.phone.replica.build_request();
         let request: SyncRequest = decode(&bytes).expect("the replica's own request decodes");
-        let answer = match self.phone.post_sync_patiently(&bytes).await {
+        let answer = match answered(&self.name, self.phone.post_sync_patiently(&bytes)).await {
             Ok(answer) => answer,
             Err(e) => {
                 // Not acknowledged, so not expected of any reader; pushed again next time.
@@ -150,6 +166,8 @@ struct Reader {
     snapshots: Vec<(usize, DocId)>,
     failed: usize,
     failed_in_a_row: usize,
+    /// Still told that more wait when [`DRAIN`] had passed after the writers stopped.
+    undrained: bool,
 }
 
 impl Reader {
@@ -159,7 +177,12 @@ impl Reader {
         self.phone.move_to(&self.urls[process]);
         let request =
             SyncRequest { cursor: self.cursor.clone(), push: Vec::new(), max_response_bytes: PAGE_BYTES_RANGE.0 };
-        let answer = match self.phone.post_sync_patiently(&encode(&request)).await {
+        let answer = match answered(
+            &format!("{} on process {}", self.name, PROCESS[process]),
+            self.phone.post_sync_patiently(&encode(&request)),
+        )
+        .await
+        {
             Ok(answer) => answer,
             Err(e) => {
                 // Nothing changed on the server: the same page is asked again.
@@ -235,6 +258,7 @@ async fn readers_paging_both_server_processes_while_phones_push_through_both_mis
             snapshots: Vec::new(),
             failed: 0,
             failed_in_a_row: 0,
+            undrained: false,
         };
         while reader.page(started).await {}
         assert!(reader.pages.iter().all(|p| p.changes.is_empty()), "{}: the feed starts empty", reader.name);
@@ -279,12 +303,17 @@ async fn readers_paging_both_server_processes_while_phones_push_through_both_mis
             let done = done.clone();
             let mut rng = StdRng::seed_from_u64(rng.random());
             tokio::spawn(async move {
+                let mut drain_until = None;
                 loop {
                     // Read before the page: a page asked for after every writer
                     // stopped, with no more behind it, is the last word.
                     let finished = done.load(Ordering::SeqCst);
                     let more = reader.page(started).await;
                     if finished && !more {
+                        return reader;
+                    }
+                    if finished && *drain_until.get_or_insert_with(|| Instant::now() + DRAIN) < Instant::now() {
+                        reader.undrained = true;
                         return reader;
                     }
                     if !more {
@@ -370,18 +399,33 @@ async fn readers_paging_both_server_processes_while_phones_push_through_both_mis
     let (mut paged, mut pages, mut pages_while_writing) = (0usize, 0usize, 0usize);
     for reader in &readers {
         let name = format!("reader {} over {}", reader.name, reader.scope_name());
+        // Each page's lowest and highest feed seq, and the highest the reader held before it.
+        let ranges: Vec<(u64, u64)> = reader
+            .pages
+            .iter()
+            .map(|page| {
+                let seqs = page.changes.iter().filter_map(|(h, _)| seq_of(h));
+                (seqs.clone().min().unwrap_or(0), seqs.max().unwrap_or(0))
+            })
+            .collect();
+        let reached: Vec<u64> = ranges
+            .iter()
+            .scan(0, |top, &(_, high)| {
+                let before = *top;
+                *top = high.max(*top);
+                Some(before)
+            })
+            .collect();
         let describe = |p: usize| {
             let page = &reader.pages[p];
-            let seqs: Vec<u64> = page.changes.iter().filter_map(|(h, _)| seq_of(h)).collect();
-            let reached =
-                reader.pages[..p].iter().flat_map(|q| &q.changes).filter_map(|(h, _)| seq_of(h)).max().unwrap_or(0);
             format!(
-                "page {p} (served by process {}, {:.3} s in, after seq {reached}, the last it had received) held {} changes at seqs {}..={}",
+                "page {p} (served by process {}, {:.3} s in, after seq {}, the highest it had received) held {} changes at seqs {}..={}",
                 PROCESS[page.process],
                 page.at.as_secs_f64(),
+                reached[p],
                 page.changes.len(),
-                seqs.iter().min().copied().unwrap_or(0),
-                seqs.iter().max().copied().unwrap_or(0)
+                ranges[p].0,
+                ranges[p].1
             )
         };
         let mut received: HashMap<ChangeHash, Vec<usize>> = HashMap::new();
@@ -394,6 +438,13 @@ async fn readers_paging_both_server_processes_while_phones_push_through_both_mis
             for (hash, _) in &page.changes {
                 received.entry(*hash).or_default().push(p);
             }
+        }
+        if reader.undrained {
+            problems.push(format!(
+                "{name} was still told more changes wait after {} s of paging once the writers had stopped ({} pages in all)",
+                DRAIN.as_secs(),
+                reader.pages.len()
+            ));
         }
         for &(p, doc) in &reader.snapshots {
             problems.push(format!(
@@ -423,9 +474,7 @@ async fn readers_paging_both_server_processes_while_phones_push_through_both_mis
         missed.sort_by_key(|c| seq_of(&c.hash));
         for change in missed {
             let seq = seq_of(&change.hash);
-            let skipped_on = seq.and_then(|s| {
-                reader.pages.iter().position(|page| page.changes.iter().any(|(h, _)| seq_of(h).is_some_and(|t| t > s)))
-            });
+            let skipped_on = seq.and_then(|s| ranges.iter().position(|&(_, high)| high > s));
             let when = match skipped_on {
                 Some(p) => format!("{} without it, and no page brought it later", describe(p)),
                 None => "no page went past it".to_string(),
