@@ -50,6 +50,16 @@ impl Default for SyncLimits {
     }
 }
 
+impl SyncLimits {
+    /// For a store across the network (PostgreSQL): a sync spends much of its
+    /// time waiting on the database, not on a core, so four workers per core
+    /// keep the cores busy (and give the store's group commit more to gather).
+    pub fn for_networked_store() -> Self {
+        let local = Self::default();
+        Self { workers: local.workers * 4, ..local }
+    }
+}
+
 /// What the gate has done since start (for `/healthz` and the load generator).
 #[derive(Clone, Copy, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct SyncFigures {

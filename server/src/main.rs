@@ -313,10 +313,13 @@ fn print_outcome(result: Result<String, String>) -> ExitCode {
 
 /// The limits for this process: its open-file limit raised to the hard limit
 /// first, so that thousands of phones can connect where the system allows.
-fn limits(max_connections: Option<usize>) -> Limits {
+fn limits(max_connections: Option<usize>, networked_store: bool) -> Limits {
     let before = connections::fd_limit();
     let fds = connections::raise_fd_limit();
     let mut limits = Limits { metrics: gridsync_server::metrics::MetricsAccess::from_env(), ..Limits::default() };
+    if networked_store {
+        limits.sync = gridsync_server::backpressure::SyncLimits::for_networked_store();
+    }
     if let Some(fds) = fds {
         limits.connections = connections::ConnectionLimits::for_fd_limit(fds);
     }
@@ -449,7 +452,7 @@ async fn serve(
     tls: Option<(PathBuf, PathBuf)>,
     max_connections: Option<usize>,
 ) -> Result<(), String> {
-    let limits = limits(max_connections);
+    let limits = limits(max_connections, store_url.is_some());
     let acceptor = match &tls {
         Some((cert, key)) => Some(gridsync_server::tls::acceptor(cert, key).map_err(|e| e.to_string())?),
         None => None,
