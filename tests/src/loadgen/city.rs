@@ -49,15 +49,15 @@ impl Deployment {
 
 /// The store a city is written into before its servers start.
 enum CityStore {
-    Sled(SledStore),
-    Postgres { store: PgStore, url: String, empty: u64, _scratch: Option<Box<ScratchPostgres>> },
+    Sled(Box<SledStore>),
+    Postgres { store: Box<PgStore>, url: String, empty: u64, _scratch: Option<Box<ScratchPostgres>> },
 }
 
 impl CityStore {
     fn as_store(&self) -> &dyn Store {
         match self {
-            CityStore::Sled(s) => s,
-            CityStore::Postgres { store, .. } => store,
+            CityStore::Sled(s) => s.as_ref(),
+            CityStore::Postgres { store, .. } => store.as_ref(),
         }
     }
 }
@@ -119,7 +119,7 @@ impl City {
         let dir = tempfile::tempdir().map_err(setup)?;
         let data: PathBuf = data_dir.map(Path::to_path_buf).unwrap_or_else(|| dir.path().join("data"));
         let city_store = match deployment.store.as_deref() {
-            None => CityStore::Sled(SledStore::open(&data).map_err(setup)?),
+            None => CityStore::Sled(Box::new(SledStore::open(&data).map_err(setup)?)),
             Some(given) => {
                 let (url, scratch) = if given == "scratch" {
                     // On a thread of its own: its client blocks, which no runtime allows.
@@ -140,7 +140,7 @@ impl City {
                     return Err(LoadError::Setup(format!("the database at {url} is not empty: give an empty one")));
                 }
                 let empty = store.stats().map_err(setup)?.disk_bytes;
-                CityStore::Postgres { store, url, empty, _scratch: scratch }
+                CityStore::Postgres { store: Box::new(store), url, empty, _scratch: scratch }
             }
         };
         let (grid_paths, registrations) = Self::register(city_store.as_store(), phones, grids)?;
@@ -151,7 +151,7 @@ impl City {
                 drop(store);
                 (None, None)
             }
-            CityStore::Postgres { store, url, empty, _scratch } => (Some(url), Some((store, empty, _scratch))),
+            CityStore::Postgres { store, url, empty, _scratch } => (Some(url), Some((*store, empty, _scratch))),
         };
         let mut started = Vec::with_capacity(servers);
         for k in 0..servers {
