@@ -386,6 +386,9 @@ test('phones whose clocks are six hours wrong: offline work is accepted and reac
   await signIn(fast.page, server.url, 'feng');
   await synced(fast.page);
   assert.ok(Math.abs((await fast.page.evaluate(() => Date.now())) - Date.now() - 6 * 3_600_000) < 60_000, 'the clock is off');
+  // The app installed (its screens cached) before the signal goes: within
+  // 300 ms of signing in the screens are still being fetched.
+  await fast.page.evaluate(() => navigator.serviceWorker.ready);
   await fast.context.setOffline(true);
   await recordVisit(fast.page, '时钟快6小时的走访');
   const caseId = await reportCase(fast.page, '时钟快6小时上报的事件');
@@ -405,6 +408,7 @@ test('phones whose clocks are six hours wrong: offline work is accepted and reac
   await clockOff(slow.context, -6);
   await signIn(slow.page, server.url, 'chen');
   await synced(slow.page);
+  await slow.page.evaluate(() => navigator.serviceWorker.ready);
   await slow.context.setOffline(true);
   await recordVisit(slow.page, '时钟慢6小时的走访');
   await followUp(slow.page, caseId, '慢6小时的跟进');
