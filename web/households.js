@@ -311,7 +311,10 @@ function memberForm(l, m, cancel) {
       if (ok && (await saved(m ? '成员已保存' : '已添加成员'))) S.refresh();
     }),
   );
-  setTimeout(() => name.focus(), 0);
+  // Once the caller has put the form in place, before any later tap: a
+  // timer here could move the focus after the person (or a test) had already
+  // started typing in another field, sending their text into 姓名.
+  queueMicrotask(() => name.isConnected && name.focus());
   return form;
 }
 
