@@ -26,6 +26,9 @@ export const VERSION = '1.1.0'; // keep in step with VERSION in sw.js
 let Phone = null;
 let resolveReady;
 const ready = new Promise((r) => (resolveReady = r));
+let resolveScreens;
+/** Settles once every screen's module has been fetched (or failed to be): offline, they open from memory. */
+const screens = new Promise((r) => (resolveScreens = r));
 window.gridsync = {
   get phone() {
     return S.phone;
@@ -33,6 +36,7 @@ window.gridsync = {
   syncNow: sync.syncNow,
   syncState: sync.state,
   ready,
+  screens,
   flush,
   writesBlocked,
   version: VERSION,
@@ -684,6 +688,7 @@ function fatal(text, detail) {
     ),
   );
   resolveReady();
+  resolveScreens();
   registerWorker(); // a fixed version can still arrive through it
 }
 
@@ -736,7 +741,8 @@ async function boot() {
   setTimeout(() => {
     loadToday().then(renderBadge, (e) => console.error(e));
     registerWorker();
-    for (const load of Object.values(MODULES)) load().catch((e) => console.warn('screen module:', e));
+    const loads = Object.values(MODULES).map((load) => load().catch((e) => console.warn('screen module:', e)));
+    Promise.allSettled(loads).then(resolveScreens);
   }, 300);
 }
 

@@ -115,6 +115,9 @@ export async function signIn(page, url, username) {
   await page.getByTestId('login-submit').click();
   await page.getByTestId('nav-me').waitFor(); // the record tabs too, unless an administrator over a sub-district or more
   await page.evaluate(() => window.gridsync.ready);
+  // Every screen fetched, as on a phone that opened the app before the signal
+  // went: a test going offline at once would otherwise find 走访 not yet loaded.
+  await page.evaluate(() => window.gridsync.screens);
 }
 
 /** Waits until the phone reports nothing left to sync. */
