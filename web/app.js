@@ -325,13 +325,14 @@ function renderBanners(st) {
         'div.banner.danger',
         { testid: 'rejection-banner', role: 'alert' },
         h('div.banner-title', null, `${rejections.length} 条记录未被服务器接受`),
-        h('div.small', null, '未被接受的修改已撤销，如有需要请重新录入。'),
+        h('div.small', null, '未被接受的修改已撤销，如有需要请重新办理。'),
         rejections.map((r) =>
           h(
             'div.rejection',
             { testid: 'rejection-item', 'data-doc': r.doc },
             h('div', null, h('b', null, r.message)),
             h('div', null, r.summary),
+            r.kept ? h('div.small', { testid: 'rejection-kept' }, `已保留${r.kept}，将重新上传。`) : null,
             r.detail ? h('details.small', null, h('summary', null, '技术详情'), r.detail) : null,
             h(
               'button.btn.small',

@@ -4,14 +4,14 @@
 //! after a lost response and nothing is duplicated or lost.
 
 use crate::local_doc::{DocHeader, LocalDoc};
-use crate::replica::{RejectedRecord, Replica, ReplicaError};
+use crate::replica::{RejectedRecord, Replica, ReplicaError, summarize};
 use crate::storage::{Storage, StoreOp};
 use automerge::{Automerge, ReadDoc};
 use gridsync_shared::DocId;
 use gridsync_shared::protocol::{
     self, DEFAULT_PAGE_BYTES, DocBody, DocPush, PUSH_BUDGET_BYTES, PushOutcome, SyncRequest, SyncResponse,
 };
-use gridsync_shared::records::RecordKind;
+use gridsync_shared::records::{RecordKind, read_record};
 use gridsync_shared::rules::{RejectReason, Rejection};
 
 /// Where the phone remembers that the server was restored and its own
@@ -34,6 +34,9 @@ pub struct SyncReport {
     /// Records written again under this device's actor because the server
     /// refused changes made by the phone's earlier device; they go up next.
     pub reauthored: usize,
+    /// Refused records whose other work (follow-ups, photos, field edits) the
+    /// phone kept without the refused part; it goes up next.
+    pub salvaged: usize,
     /// Records that others' changes reached in this response (noted, with
     /// the time, for [`Replica::changed_since`]).
     pub changed_by_others: Vec<DocId>,
@@ -42,7 +45,7 @@ pub struct SyncReport {
 impl SyncReport {
     /// True if another request should follow at once.
     pub fn needs_another_round(&self) -> bool {
-        self.more || self.reauthored > 0 || self.pending > 0 && self.acknowledged > 0
+        self.more || self.reauthored > 0 || self.salvaged > 0 || self.pending > 0 && self.acknowledged > 0
     }
 }
 
@@ -136,7 +139,10 @@ impl<S: Storage> Replica<S> {
                                 self.outbox.remove(&id);
                             }
                         }
-                        self.rejected.remove(&id);
+                        // A refusal whose kept work this was stays shown until dismissed.
+                        if self.rejected.get(&id).is_some_and(|r| r.kept.is_none()) {
+                            self.rejected.remove(&id);
+                        }
                         report.acknowledged += 1;
                         touched.push(id);
                     }
@@ -157,9 +163,24 @@ impl<S: Storage> Replica<S> {
                         continue;
                     }
                     let kind = self.docs.get(&id).and_then(LocalDoc::kind);
-                    let summary = self.roll_back(id)?;
-                    self.rejected
-                        .insert(id, RejectedRecord { doc: id, kind, summary, rejection: rejection.clone(), at: now });
+                    // What was written with the refused part (a follow-up beside a
+                    // refused 交办) is kept and goes up again, without that part.
+                    let summary = self.docs.get(&id).and_then(LocalDoc::get).and_then(|d| read_record(d).ok());
+                    let kept = match rejection.reason {
+                        RejectReason::WrongActor | RejectReason::Malformed => None,
+                        _ => self.salvage(id, server_copies.get(&id).copied(), now)?,
+                    };
+                    let (summary, kept) = match kept {
+                        Some(carried) => {
+                            report.salvaged += 1;
+                            (summary.map(|r| summarize(&r)).unwrap_or_default(), Some(carried.describe_zh()))
+                        }
+                        None => (self.roll_back(id)?, None),
+                    };
+                    self.rejected.insert(
+                        id,
+                        RejectedRecord { doc: id, kind, summary, rejection: rejection.clone(), at: now, kept },
+                    );
                     report.rejected.push((id, rejection));
                     touched.push(id);
                 }

@@ -61,6 +61,12 @@ pub struct RejectedRecord {
     pub rejection: Rejection,
     /// When the phone learned of it, Unix ms.
     pub at: i64,
+    /// What of the refused work the phone kept and pushes again (see
+    /// [`gridsync_shared::records::salvage`]), in words; `None` if all of it
+    /// was rolled back. Stored under its own key (`kept/<id>`), so rejections
+    /// saved before it existed still read.
+    #[serde(skip)]
+    pub kept: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -102,6 +108,9 @@ pub(crate) fn outbox_key(id: &DocId) -> String {
 pub(crate) fn rejected_key(id: &DocId) -> String {
     format!("rejected/{id}")
 }
+pub(crate) fn kept_key(id: &DocId) -> String {
+    format!("kept/{id}")
+}
 
 fn corrupt(what: impl std::fmt::Display) -> ReplicaError {
     ReplicaError::Corrupt(what.to_string())
@@ -127,6 +136,7 @@ impl<S: Storage> Replica<S> {
         };
         let mut outboxes = Vec::new();
         let mut stored_docs = Vec::new();
+        let mut kept = Vec::new();
         for (key, value) in r.storage.load_all()? {
             match key.split_once('/') {
                 None if key == "identity" => r.identity = Some(postcard::from_bytes(&value).map_err(corrupt)?),
@@ -142,7 +152,13 @@ impl<S: Storage> Replica<S> {
                     let id: DocId = id.parse().map_err(corrupt)?;
                     r.rejected.insert(id, postcard::from_bytes(&value).map_err(corrupt)?);
                 }
+                Some(("kept", id)) => kept.push((id.parse::<DocId>().map_err(corrupt)?, value)),
                 _ => {}
+            }
+        }
+        for (id, value) in kept {
+            if let Some(r) = r.rejected.get_mut(&id) {
+                r.kept = Some(String::from_utf8_lossy(&value).into_owned());
             }
         }
         // Documents are parsed only when first needed (see `LocalDoc`).
@@ -379,6 +395,10 @@ impl<S: Storage> Replica<S> {
                 }
                 None => ops.push(StoreOp::Delete { key: rejected_key(id) }),
             }
+            match self.rejected.get(id).and_then(|r| r.kept.as_ref()) {
+                Some(kept) => ops.push(StoreOp::Put { key: kept_key(id), value: kept.as_bytes().to_vec() }),
+                None => ops.push(StoreOp::Delete { key: kept_key(id) }),
+            }
         }
         if with_cursor {
             if let Some(c) = &self.cursor {
@@ -522,7 +542,8 @@ impl<S: Storage> Replica<S> {
     /// Forgets a shown rejection.
     pub fn dismiss_rejection(&mut self, id: DocId) -> Result<(), ReplicaError> {
         if self.rejected.remove(&id).is_some() {
-            self.storage.commit(vec![StoreOp::Delete { key: rejected_key(&id) }])?;
+            self.storage
+                .commit(vec![StoreOp::Delete { key: rejected_key(&id) }, StoreOp::Delete { key: kept_key(&id) }])?;
         }
         Ok(())
     }
@@ -580,6 +601,46 @@ impl<S: Storage> Replica<S> {
         self.rejected.remove(&id);
         self.docs.insert(id, LocalDoc::new(fresh));
         Ok(true)
+    }
+
+    /// After the server refused the push to `id`, keeps what of the phone's
+    /// unacknowledged work can be kept: re-made on top of `server_copy` (the
+    /// server's saved document sent with the refusal, if it has one) without
+    /// the decisions, or also without field edits (see
+    /// [`gridsync_shared::records::salvage`]); the re-made changes replace the
+    /// record's outbox and go up next. Returns what was kept, or `None`,
+    /// changing nothing, when nothing can be.
+    pub(crate) fn salvage(
+        &mut self,
+        id: DocId,
+        server_copy: Option<&[u8]>,
+        now: i64,
+    ) -> Result<Option<gridsync_shared::records::Carried>, ReplicaError> {
+        let (author, actor) = self.author()?;
+        let Some(local) = self.docs.get(&id).and_then(LocalDoc::get) else { return Ok(None) };
+        let Ok(record) = read_record(local) else { return Ok(None) };
+        let base = match server_copy {
+            Some(bytes) => Some(Automerge::load(bytes).map_err(corrupt)?),
+            None => None,
+        };
+        let Ok(Some(remade)) = gridsync_shared::records::salvage(&record, base.as_ref(), actor, &author, now) else {
+            return Ok(None);
+        };
+        let since = base.as_ref().map(Automerge::get_heads).unwrap_or_default();
+        let mut hashes = Vec::new();
+        for change in remade.doc.get_changes(&since) {
+            hashes.push(change.hash());
+            self.outbox_bytes.insert(change.hash(), change.raw_bytes().to_vec());
+        }
+        for h in self.outbox.remove(&id).unwrap_or_default() {
+            self.outbox_bytes.remove(&h);
+        }
+        if !hashes.is_empty() {
+            self.outbox.insert(id, hashes);
+        }
+        self.in_flight.remove(&id);
+        self.docs.insert(id, LocalDoc::new(remade.doc));
+        Ok(Some(remade.carried))
     }
 
     /// Drops the changes to `id` that the server refused (those sent in the

@@ -177,6 +177,7 @@ impl Phone {
             message: &'static str,
             detail: &'a str,
             at: i64,
+            kept: Option<&'a str>,
         }
         let shown: Vec<Shown> = self
             .replica
@@ -188,6 +189,7 @@ impl Phone {
                 message: r.rejection.reason.message_zh(),
                 detail: &r.rejection.detail,
                 at: r.at,
+                kept: r.kept.as_deref(),
             })
             .collect();
         to_js(&shown)

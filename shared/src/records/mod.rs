@@ -14,13 +14,13 @@ mod edit;
 mod members;
 mod merge;
 mod read;
-mod reauthor;
+mod remake;
 pub mod row;
 
 pub use edit::{EditError, Editor, new_household_in_one_batch, new_imported_household, new_record, new_record_with_id};
 pub use merge::{FieldConflict, FieldValue, MergeRule, member_merge_rule, merge_rule, single_valued_fields};
 pub use read::{META_KEYS, RecordError, read_record, read_record_at};
-pub use reauthor::reauthor;
+pub use remake::{Carried, Carry, Remade, reauthor, remake, salvage};
 
 use crate::ids::{DocId, PersonId};
 use crate::photos::PhotoRef;

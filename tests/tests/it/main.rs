@@ -36,6 +36,7 @@ mod postgres_store;
 mod property;
 mod reauthor;
 mod references;
+mod refused_work;
 mod rejections;
 mod reports;
 mod retries_and_paging;
