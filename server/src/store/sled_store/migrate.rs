@@ -71,7 +71,15 @@ pub(super) fn to_current(db: &sled::Db) -> Result<(), StoreError> {
     match layout(db)? {
         LAYOUT => {
             if db.get(LAYOUT_KEY).map_err(engine)?.is_none() {
-                db.insert(LAYOUT_KEY, LAYOUT.to_be_bytes().to_vec()).map_err(unwritable)?;
+                let mut b = sled::Batch::default();
+                b.insert(LAYOUT_KEY, LAYOUT.to_be_bytes().to_vec());
+                // A new store holds no record, so none without its export row:
+                // written only by this release, it never needs the start-up pass
+                // that looks for them (which reads every record).
+                if db.scan_prefix(super::records::META_PREFIX).next().is_none() {
+                    b.insert(super::records::ROWS_COMPLETE, Vec::new());
+                }
+                db.apply_batch(b).map_err(unwritable)?;
                 db.flush().map_err(unwritable)?;
             }
             Ok(())
