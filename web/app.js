@@ -332,7 +332,7 @@ function renderBanners(st) {
             { testid: 'rejection-item', 'data-doc': r.doc },
             h('div', null, h('b', null, r.message)),
             h('div', null, r.summary),
-            r.kept ? h('div.small', { testid: 'rejection-kept' }, `已保留${r.kept}，将重新上传。`) : null,
+            r.kept ? h('div.small', { testid: 'rejection-kept' }, `已保留 ${r.kept}，将重新上传。`) : null,
             r.detail ? h('details.small', null, h('summary', null, '技术详情'), r.detail) : null,
             h(
               'button.btn.small',

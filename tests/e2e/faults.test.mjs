@@ -527,3 +527,52 @@ test('a disabled account: the app says to contact the administrator, and the wor
   assert.equal((await onServer()).visits('账号停用前离线写的走访').length, 1);
   await context.close();
 });
+
+test('a 交办 refused because the assignee was disabled meanwhile: the follow-ups written with it are kept, reach the server, and the phone says so', { timeout: 90_000 }, async () => {
+  const community = GRID.split('/').slice(0, -1).join('/');
+  cli(server.data, 'person', 'add', '--username', 'tian', '--name', '田野', '--role', 'field_staff', '--territory', GRID, '--password', PASSWORD);
+  cli(server.data, 'person', 'add', '--username', 'heq', '--name', '何强', '--role', 'field_staff', '--territory', GRID, '--password', PASSWORD);
+  cli(server.data, 'person', 'add', '--username', 'zheng', '--name', '郑主任', '--role', 'supervisor', '--territory', community, '--password', PASSWORD);
+  const reporter = await newPhone(browser);
+  await signIn(reporter.page, server.url, 'tian');
+  const caseId = await reportCase(reporter.page, '交办被拒的路灯事件');
+  await synced(reporter.page);
+
+  const sup = await newPhone(browser);
+  await signIn(sup.page, server.url, 'zheng');
+  await synced(sup.page);
+  await sup.page.evaluate((id) => (location.hash = `#/case/${id}`), caseId);
+  await sup.page.getByTestId('case-move-accepted').click();
+  await sup.page.getByTestId('dialog-ok').click();
+  await sup.page.getByTestId('case-status').filter({ hasText: '已受理' }).waitFor();
+  await synced(sup.page);
+
+  // Offline: a follow-up, 交办 to 何强, another follow-up; meanwhile 何强 is disabled.
+  await sup.context.setOffline(true);
+  await followUp(sup.page, caseId, '已电话联系报事人');
+  await sup.page.getByTestId('case-move-assigned').click();
+  await sup.page.getByTestId('assignee-option').filter({ hasText: '何强' }).click();
+  await sup.page.getByTestId('dialog-ok').click();
+  await sup.page.getByTestId('case-assignee').filter({ hasText: '何强' }).waitFor();
+  await followUp(sup.page, caseId, '明早安排到现场查看');
+  cli(server.data, 'person', 'disable', '--username', 'heq');
+  await sup.context.setOffline(false);
+  await sup.page.evaluate(() => window.gridsync.syncNow());
+
+  const banner = sup.page.getByTestId('rejection-banner');
+  await banner.waitFor({ timeout: 20000 });
+  assert.match(await banner.innerText(), /交办被拒的路灯事件/);
+  assert.match(await sup.page.getByTestId('rejection-kept').innerText(), /已保留 2 条跟进记录，将重新上传/);
+  await sup.page.waitForFunction(() => window.gridsync.phone.pendingChanges() === 0);
+  await sup.page.evaluate((id) => (location.hash = `#/case/${id}`), caseId);
+  await sup.page.getByTestId('case-status').filter({ hasText: '已受理' }).waitFor();
+  assert.equal(await sup.page.getByTestId('followup-item').count(), 2, 'both follow-ups still on the phone');
+  await sup.page.getByTestId('rejection-banner').scrollIntoViewIfNeeded();
+  await shot(sup.page, 'faults-refused-handover-kept');
+
+  const [onTheServer] = (await onServer()).cases('交办被拒的路灯事件');
+  assert.deepEqual(onTheServer.record.follow_ups.map((f) => f.note), ['已电话联系报事人', '明早安排到现场查看']);
+  assert.equal(onTheServer.record.status_log.filter((e) => e.to === 'assigned').length, 0, 'the refused 交办 is not there');
+  await sup.context.close();
+  await reporter.context.close();
+});
