@@ -6,8 +6,34 @@
 use crate::stores::{Backend, store_args};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tokio::process::{Child, Command};
+
+/// The process ids of the servers this test process started and has not yet
+/// killed, for [`kill_running_servers`].
+static RUNNING: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+fn running() -> std::sync::MutexGuard<'static, Vec<u32>> {
+    RUNNING.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn forget(pid: Option<u32>) {
+    if let Some(pid) = pid {
+        running().retain(|&p| p != pid);
+    }
+}
+
+/// Sends SIGKILL to every server process this test process started and has
+/// not killed: for a test process about to exit without running destructors
+/// (the [`crate::Watchdog`]), so that no server outlives it holding a port,
+/// a data directory or CI's output pipe.
+pub fn kill_running_servers() {
+    let pids: Vec<String> = running().drain(..).map(|p| p.to_string()).collect();
+    if !pids.is_empty() {
+        let _ = std::process::Command::new("kill").arg("-KILL").args(&pids).stderr(Stdio::null()).status();
+    }
+}
 
 /// The `gridsync-server` built alongside the running executable, if there is
 /// one: beside it (a binary in target/<profile>) or one level up (a test in
@@ -136,6 +162,9 @@ impl ServerProcess {
             .kill_on_drop(true)
             .spawn()
             .expect("spawn gridsync-server");
+        if let Some(pid) = child.id() {
+            running().push(pid);
+        }
         let scheme = if tls_cert.is_some() { "https" } else { "http" };
         let url = format!("{scheme}://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -183,11 +212,19 @@ impl ServerProcess {
     }
 }
 
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        // `kill_on_drop` kills it; it is no longer one of ours to kill.
+        forget(self.child.id());
+    }
+}
+
 /// Sends SIGKILL to `child` and waits until it is gone. Polls `try_wait`
 /// (a plain `waitpid`) rather than awaiting the exit notice, which relies on
 /// the runtime's child-signal or pidfd handling; panics should the process
 /// outlive SIGKILL by 30 s.
 pub async fn reap(child: &mut tokio::process::Child) {
+    forget(child.id());
     let _ = child.start_kill();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {

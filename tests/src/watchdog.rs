@@ -20,8 +20,8 @@ struct State {
 impl Watchdog {
     /// Arms a watchdog for the test `test`: if it is still armed after
     /// `limit`, the test process prints the test's last phase and exits with
-    /// status 101 (a failed test), its exit handlers run (the throwaway
-    /// PostgreSQL is stopped). `GRIDSYNC_WATCHDOG_S` overrides the limit.
+    /// status 101 (a failed test), the server processes it started killed and
+    /// its exit handlers run (the throwaway PostgreSQL is stopped). `GRIDSYNC_WATCHDOG_S` overrides the limit.
     pub fn arm(test: &str, limit: Duration) -> Watchdog {
         let limit =
             std::env::var("GRIDSYNC_WATCHDOG_S").ok().and_then(|s| s.parse().ok()).map_or(limit, Duration::from_secs);
@@ -50,6 +50,8 @@ impl Watchdog {
                         std::thread::sleep(Duration::from_secs(20));
                         std::process::abort();
                     });
+                    // `exit` runs no destructors: the servers it started would outlive it.
+                    crate::process::kill_running_servers();
                     std::process::exit(101);
                 }
                 s = cv.wait_timeout(s, deadline - now).unwrap_or_else(|p| p.into_inner()).0;

@@ -45,3 +45,4 @@ mod snapshots;
 mod store_upgrade;
 mod vacuum;
 mod voiding;
+mod watchdog;
