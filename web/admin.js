@@ -555,6 +555,7 @@ async function auditPage(body) {
       ['操作人', (e) => e.actor.replace(/^person:/, '')],
       ['操作', (e) => [ACTION_NAMES[e.action] ? `${ACTION_NAMES[e.action]} ` : '', h('code', null, e.action)]],
       ['详情', (e) => h('span.pre', null, e.detail)],
+      ['区域', (e) => e.territory || '全部'],
     ], data.entries, () => ({ testid: 'audit-row' }));
     const more = data.next_before
       ? h('button.btn.wide', { type: 'button', testid: 'audit-more', onclick: (e) => (e.target.remove(), load(data.next_before, true)) }, '更早的记录')

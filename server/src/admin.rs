@@ -148,7 +148,7 @@ pub fn execute(store: &dyn Store, command: AdminCommand, actor: &str) -> Result<
         AdminCommand::Territory(TerritoryCommand::Add { path, name }) => {
             let path = TerritoryPath::parse(&path).map_err(|e| ApiError::BadRequest(e.to_string()))?;
             add_territory(store, &path, &name)?;
-            store.append_audit(actor, "territory.add", &format!("{path} {name}"), now())?;
+            store.append_audit_in(Some(&path), actor, "territory.add", &format!("{path} {name}"), now())?;
             let _ = writeln!(out, "added {} {path} {name}", path.level().name_zh());
         }
         AdminCommand::Territory(TerritoryCommand::List) => {
@@ -163,7 +163,8 @@ pub fn execute(store: &dyn Store, command: AdminCommand, actor: &str) -> Result<
                 None => (random_password(), true),
             };
             let person = add_person(store, &username, &name, role, &territory, &password)?;
-            store.append_audit(actor, "person.add", &format!("{username} {role} {territory}"), now())?;
+            let detail = format!("{username} {role} {territory}");
+            store.append_audit_in(Some(&territory), actor, "person.add", &detail, now())?;
             let _ = writeln!(
                 out,
                 "added {} {} ({}) in {territory}, id {}",
@@ -200,7 +201,10 @@ pub fn execute(store: &dyn Store, command: AdminCommand, actor: &str) -> Result<
                 store.set_device_grace(device.id, &grace)?;
             }
             store.flush()?;
-            store.append_audit(actor, "person.move", &format!("{username} {from} -> {territory}"), now())?;
+            // For the administrators over both ends.
+            let over_both = from.ancestors_and_self().into_iter().rev().find(|t| t.contains(&territory));
+            let detail = format!("{username} {from} -> {territory}");
+            store.append_audit_in(over_both.as_ref(), actor, "person.move", &detail, now())?;
             let _ = writeln!(out, "moved {username} from {from} to {territory}");
         }
         AdminCommand::Person(PersonCommand::List) => {
@@ -243,7 +247,8 @@ pub fn execute(store: &dyn Store, command: AdminCommand, actor: &str) -> Result<
                 .person_by_username(&username)?
                 .ok_or_else(|| ApiError::NotFound(format!("no person with username {username:?}")))?;
             let reg = register_device(store, &person, &name, now())?;
-            store.append_audit(actor, "device.add", &format!("{} for {username}", reg.device), now())?;
+            let detail = format!("{} for {username}", reg.device);
+            store.append_audit_in(Some(&person.territory), actor, "device.add", &detail, now())?;
             let _ = writeln!(out, "device {} for {username}\ntoken (shown once): {}", reg.device, reg.token);
         }
         AdminCommand::Device(DeviceCommand::List) => {
@@ -380,7 +385,7 @@ pub fn disable_person(
     let revoked = revoke_devices_of(store, person.id, None, at)?;
     store.flush()?;
     let detail = format!("{} ({}): {} devices revoked", person.username, person.id, revoked.len());
-    store.append_audit(actor, "person.disable", &detail, at)?;
+    store.append_audit_in(Some(&person.territory), actor, "person.disable", &detail, at)?;
     Ok(format!("disabled {}; {} devices revoked", person.username, revoked.len()))
 }
 
@@ -389,7 +394,8 @@ pub fn enable_person(store: &dyn Store, by: Option<&Person>, person: &Person, ac
     check_manages(by, person)?;
     store.set_person_disabled(person.id, None)?;
     store.flush()?;
-    store.append_audit(actor, "person.enable", &format!("{} ({})", person.username, person.id), now())?;
+    let detail = format!("{} ({})", person.username, person.id);
+    store.append_audit_in(Some(&person.territory), actor, "person.enable", &detail, now())?;
     Ok(format!("enabled {}: they may sign in again", person.username))
 }
 
@@ -411,7 +417,7 @@ pub fn reset_password(
     let revoked = revoke_devices_of(store, person.id, None, at)?;
     store.flush()?;
     let detail = format!("{} ({}): {} devices revoked", person.username, person.id, revoked.len());
-    store.append_audit(actor, "person.reset_password", &detail, at)?;
+    store.append_audit_in(Some(&person.territory), actor, "person.reset_password", &detail, at)?;
     Ok(format!("password of {} reset; {} devices revoked", person.username, revoked.len()))
 }
 
@@ -419,17 +425,18 @@ pub fn reset_password(
 /// people inside their territory.
 pub fn revoke_device(store: &dyn Store, by: Option<&Person>, id: DeviceId, actor: &str) -> Result<String, ApiError> {
     let mut device = store.device(id)?.ok_or_else(|| ApiError::NotFound(format!("no device {id}")))?;
-    if let Some(admin) = by {
-        let owner = store.person(device.person)?;
-        if !owner.is_some_and(|o| admin.territory.contains(&o.territory)) {
-            return Err(ApiError::Forbidden("that device belongs to someone outside your territory".into()));
-        }
+    let owner = store.person(device.person)?;
+    if let Some(admin) = by
+        && !owner.as_ref().is_some_and(|o| admin.territory.contains(&o.territory))
+    {
+        return Err(ApiError::Forbidden("that device belongs to someone outside your territory".into()));
     }
     if device.revoked_at.is_none() {
         device.revoked_at = Some(now());
         store.put_device(&device)?;
         store.flush()?;
     }
-    store.append_audit(actor, "device.revoke", &id.to_string(), now())?;
+    let territory = owner.map(|o| o.territory);
+    store.append_audit_in(territory.as_ref(), actor, "device.revoke", &id.to_string(), now())?;
     Ok(format!("device {id} revoked"))
 }

@@ -284,7 +284,7 @@ async fn report_route(
     let q = crate::reports::ReportQuery::for_person(&c.person, &params, now)?;
     let (store, actor, format) = (state.store.clone(), format!("person:{}", c.person.username), q.format);
     let report = blocking(move || {
-        store.append_audit(&actor, "report.download", &q.describe(), now)?;
+        store.append_audit_in(Some(&q.scope), &actor, "report.download", &q.describe(), now)?;
         crate::reports::report(store.as_ref(), &q.scope, q.from, q.to, now)
     })
     .await?;

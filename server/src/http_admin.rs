@@ -102,10 +102,17 @@ async fn audit_route(state: AppState, q: AuditQuery, authorization: Option<Strin
     let store = state.store.clone();
     let actor = format!("person:{}", c.person.username);
     let lines = blocking(move || {
-        store.append_audit(&actor, "audit.download", &format!("after={}", q.after.unwrap_or(0)), now_ms())?;
+        let (admin, territory) = (&c.person.username, &c.person.territory);
+        store.append_audit_in(
+            Some(territory),
+            &actor,
+            "audit.download",
+            &format!("after={}", q.after.unwrap_or(0)),
+            now_ms(),
+        )?;
         let entries = store.audit_after(q.after.unwrap_or(0), usize::MAX)?;
         let mut out = Vec::new();
-        for e in entries {
+        for e in entries.into_iter().filter(|e| e.visible_to(admin, territory)) {
             serde_json::to_writer(&mut out, &e).map_err(|e| ApiError::Internal(e.to_string()))?;
             out.push(b'\n');
         }
@@ -536,7 +543,7 @@ async fn territory_put_route(
             Some(old) => {
                 crate::admin::add_territory(store.as_ref(), &path, &body.name)?;
                 let detail = format!("{path} {} -> {}", old.name, body.name.trim());
-                store.append_audit(&actor, "territory.rename", &detail, now_ms())?;
+                store.append_audit_in(Some(&path), &actor, "territory.rename", &detail, now_ms())?;
                 Ok((true, format!("renamed {path} to {}", body.name.trim())))
             }
             None => {
@@ -779,10 +786,12 @@ impl AuditFilter {
     }
 }
 
-/// The audit entries that match `f`, newest first, at most `limit`; and
-/// whether more match. Reads the log a page at a time.
+/// The audit entries `admin` may read ([`crate::store::AuditEntry::visible_to`])
+/// that match `f`, newest first, at most `limit`; and whether more match.
+/// Reads the log a page at a time.
 fn audit_matching(
     store: &dyn crate::store::Store,
+    admin: &crate::store::Person,
     f: &AuditFilter,
     limit: usize,
 ) -> Result<(Vec<crate::store::AuditEntry>, bool), ApiError> {
@@ -793,7 +802,7 @@ fn audit_matching(
         let Some(last) = page.last() else { break };
         after = last.seq;
         let n = page.len();
-        all.extend(page.into_iter().filter(|e| f.keeps(e)));
+        all.extend(page.into_iter().filter(|e| f.keeps(e) && e.visible_to(&admin.username, &admin.territory)));
         if n < 1000 {
             break;
         }
@@ -809,10 +818,10 @@ async fn audit_search_route(
     f: AuditFilter,
     authorization: Option<String>,
 ) -> Result<Response, ApiError> {
-    console_caller(&state, authorization).await?;
+    let c = console_caller(&state, authorization).await?;
     let limit = f.limit.unwrap_or(100).clamp(1, 1000);
     let store = state.store.clone();
-    let (entries, more) = blocking(move || audit_matching(store.as_ref(), &f, limit)).await?;
+    let (entries, more) = blocking(move || audit_matching(store.as_ref(), &c.person, &f, limit)).await?;
     let next_before = if more { entries.last().map(|e| e.seq) } else { None };
     Ok(json_reply(&serde_json::json!({ "entries": entries, "next_before": next_before })))
 }
@@ -836,18 +845,19 @@ async fn audit_csv_route(state: AppState, f: AuditFilter, authorization: Option<
             f.from.map(|v| v.to_string()).unwrap_or_default(),
             f.to.map(|v| v.to_string()).unwrap_or_default()
         );
-        store.append_audit(&actor, "audit.download", &detail, now_ms())?;
-        let (entries, _) = audit_matching(store.as_ref(), &f, usize::MAX - 1)?;
-        let mut out = String::from("\u{feff}序号,时间(UTC),操作人,操作,详情\n");
+        store.append_audit_in(Some(&c.person.territory), &actor, "audit.download", &detail, now_ms())?;
+        let (entries, _) = audit_matching(store.as_ref(), &c.person, &f, usize::MAX - 1)?;
+        let mut out = String::from("\u{feff}序号,时间(UTC),操作人,操作,详情,区域\n");
         for e in entries {
             let at = chrono_like(e.at);
             out.push_str(&format!(
-                "{},{},{},{},{}\n",
+                "{},{},{},{},{},{}\n",
                 e.seq,
                 at,
                 csv_field(&e.actor),
                 csv_field(&e.action),
-                csv_field(&e.detail)
+                csv_field(&e.detail),
+                csv_field(e.territory.as_ref().map_or("", |t| t.as_str()))
             ));
         }
         Ok(out)

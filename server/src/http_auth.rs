@@ -86,7 +86,7 @@ async fn sign_in_route(
         let actor = format!("person:{}", person.username);
         for r in &revoked {
             let detail = format!("{} of {}: {}; new device {}", r.device, person.username, r.why, reg.device);
-            store.append_audit(&actor, "device.revoke", &detail, now)?;
+            store.append_audit_in(Some(&person.territory), &actor, "device.revoke", &detail, now)?;
         }
         Ok((reg, revoked))
     })
@@ -156,7 +156,8 @@ async fn password_route(
         let revoked = auth::revoke_devices_of(store.as_ref(), person.id, Some(c.device.id), now)?;
         store.flush()?;
         let detail = format!("{} ({}): {} other devices revoked", person.username, person.id, revoked.len());
-        store.append_audit(&format!("person:{}", person.username), "person.change_password", &detail, now)?;
+        let actor = format!("person:{}", person.username);
+        store.append_audit_in(Some(&person.territory), &actor, "person.change_password", &detail, now)?;
         Ok(revoked.len())
     })
     .await?;

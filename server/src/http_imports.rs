@@ -297,7 +297,14 @@ async fn passwords_route(state: AppState, id: String, authorization: Option<Stri
             run.passwords_ready = false;
             run.save(store.as_ref())?;
             // Only that it was downloaded, never what.
-            store.append_audit(&actor, "import.passwords_download", &run.id, crate::http::now_ms())?;
+            let territory = run.scope.clone().unwrap_or_else(|| c.person.territory.clone());
+            store.append_audit_in(
+                Some(&territory),
+                &actor,
+                "import.passwords_download",
+                &run.id,
+                crate::http::now_ms(),
+            )?;
         }
         Ok(csv)
     })

@@ -576,7 +576,7 @@ pub fn prepare(store: &dyn Store, req: &SnapshotRequest, actor: &str) -> Result<
         if req.photos { " photos=true" } else { "" },
         if req.unmask { format!(" reason={reason}") } else { String::new() }
     );
-    store.append_audit(actor, "snapshot.export", &detail, now)?;
+    store.append_audit_in(Some(&scope), actor, "snapshot.export", &detail, now)?;
     let meta = crate::export::SnapshotMeta {
         territory: scope.clone(),
         as_of_ms: as_of,

@@ -183,9 +183,16 @@ macro_rules! forward_required {
         fn stats(&self) -> Result<StoreStats, StoreError> {
             self.$inner.stats()
         }
-        fn append_audit(&self, actor: &str, action: &str, detail: &str, at: i64) -> Result<u64, StoreError> {
+        fn append_audit_in(
+            &self,
+            territory: Option<&TerritoryPath>,
+            actor: &str,
+            action: &str,
+            detail: &str,
+            at: i64,
+        ) -> Result<u64, StoreError> {
             self.$write()?;
-            self.$inner.append_audit(actor, action, detail, at)
+            self.$inner.append_audit_in(territory, actor, action, detail, at)
         }
         fn audit_after(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
             self.$inner.audit_after(after, limit)

@@ -442,7 +442,13 @@ pub fn dry_run(
         scope: who.scope().cloned(),
     };
     run.save(store)?;
-    store.append_audit(&who.actor, "import.dry_run", &audit_detail(&run, None), crate::http::now_ms())?;
+    store.append_audit_in(
+        who.scope(),
+        &who.actor,
+        "import.dry_run",
+        &audit_detail(&run, None),
+        crate::http::now_ms(),
+    )?;
     Ok(run)
 }
 
@@ -480,7 +486,8 @@ pub fn apply(
             run.status = Status::Failed;
             run.error = Some(format!("文件有{}处问题，未导入；请修正后重新上传", outcome.report.problems_total));
             run.save(store)?;
-            store.append_audit(&who.actor, "import.refused", &audit_detail(run, None), crate::http::now_ms())?;
+            let detail = audit_detail(run, None);
+            store.append_audit_in(who.scope(), &who.actor, "import.refused", &detail, crate::http::now_ms())?;
             Ok(outcome)
         }
         Ok(outcome) => {
@@ -492,7 +499,8 @@ pub fn apply(
                 run.passwords_ready = true;
             }
             run.save(store)?;
-            store.append_audit(
+            store.append_audit_in(
+                who.scope(),
                 &who.actor,
                 "import.apply",
                 &audit_detail(run, Some(&outcome.written)),
@@ -504,7 +512,8 @@ pub fn apply(
             run.status = Status::Failed;
             run.error = Some(e.to_string());
             run.save(store)?;
-            store.append_audit(&who.actor, "import.failed", &format!("{}: {e}", run.id), crate::http::now_ms())?;
+            let detail = format!("{}: {e}", run.id);
+            store.append_audit_in(who.scope(), &who.actor, "import.failed", &detail, crate::http::now_ms())?;
             Err(e)
         }
     }

@@ -361,10 +361,15 @@ fn people_devices_territories_and_the_audit_log_read_back_as_written(store: &dyn
     assert_eq!(store.device_seen(device.id).expect("seen"), Some(DeviceSeen { at: 6, pending: None }));
 
     let first = store.append_audit("cli", "person.add", "li", 10).expect("audit");
-    let second = store.append_audit("admin", "device.revoke", "手机", 11).expect("audit");
+    let second = store.append_audit_in(Some(&grid("a/b")), "admin", "device.revoke", "手机", 11).expect("audit");
     assert!(first < second);
     let log = store.audit_after(0, 10).expect("log");
     assert_eq!(log.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(), vec!["person.add", "device.revoke"]);
+    assert_eq!(
+        log.iter().map(|e| e.territory.clone()).collect::<Vec<_>>(),
+        vec![None, Some(grid("a/b"))],
+        "each entry keeps the territory it concerns"
+    );
     assert_eq!(store.audit_after(first, 10).expect("log").len(), 1);
     assert_eq!(store.audit_after(0, 1).expect("log").len(), 1);
 }

@@ -224,6 +224,24 @@ pub struct AuditEntry {
     pub action: String,
     /// Details: the target and any reason given.
     pub detail: String,
+    /// The territory the action concerns (the person's, the snapshot's, the
+    /// territory added); `None` for the whole store (a backup, a restore, a
+    /// sign-in lockout) and for entries written before territories were kept.
+    /// An administrator sees the entries of territories inside theirs.
+    pub territory: Option<TerritoryPath>,
+}
+
+impl AuditEntry {
+    /// Whether `admin`, an administrator of `territory`, may read this entry:
+    /// it concerns a territory inside theirs, or they did it. Entries that
+    /// concern the whole store are for the administrators of a whole city.
+    pub fn visible_to(&self, admin_username: &str, territory: &TerritoryPath) -> bool {
+        let concerns_theirs = match &self.territory {
+            Some(t) => territory.contains(t),
+            None => territory.parent().is_none(),
+        };
+        concerns_theirs || self.actor == format!("person:{admin_username}")
+    }
 }
 
 /// One entry of the household key index: a stable key of a household (its
@@ -415,8 +433,21 @@ pub trait Store: Send + Sync + 'static {
         Ok(false)
     }
 
-    /// Appends to the audit log; returns the entry's position.
-    fn append_audit(&self, actor: &str, action: &str, detail: &str, at: i64) -> Result<u64, StoreError>;
+    /// Appends to the audit log an entry about the whole store; returns the
+    /// entry's position.
+    fn append_audit(&self, actor: &str, action: &str, detail: &str, at: i64) -> Result<u64, StoreError> {
+        self.append_audit_in(None, actor, action, detail, at)
+    }
+    /// Appends to the audit log an entry about `territory` (`None`: the whole
+    /// store); returns the entry's position.
+    fn append_audit_in(
+        &self,
+        territory: Option<&TerritoryPath>,
+        actor: &str,
+        action: &str,
+        detail: &str,
+        at: i64,
+    ) -> Result<u64, StoreError>;
     /// Audit entries with `seq > after`, at most `limit`.
     fn audit_after(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;
 

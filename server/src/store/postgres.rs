@@ -627,8 +627,15 @@ impl Store for PgStore {
         })
     }
 
-    fn append_audit(&self, actor: &str, action: &str, detail: &str, at: i64) -> Result<u64, StoreError> {
-        self.audit_append(actor, action, detail, at)
+    fn append_audit_in(
+        &self,
+        territory: Option<&TerritoryPath>,
+        actor: &str,
+        action: &str,
+        detail: &str,
+        at: i64,
+    ) -> Result<u64, StoreError> {
+        self.audit_append(territory, actor, action, detail, at)
     }
 
     fn audit_after(&self, after: u64, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {

@@ -136,6 +136,26 @@ fn dec<T: DeserializeOwned>(b: &[u8]) -> Result<T, StoreError> {
     postcard::from_bytes(b).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
+/// An audit entry as kept; one written before entries named their territory
+/// (five fields, no sixth) reads as one about the whole store. The current
+/// form is tried first: postcard would read a current entry's first five
+/// fields as the old form and ignore the rest.
+fn audit_entry(b: &[u8]) -> Result<AuditEntry, StoreError> {
+    /// The form of releases before the audit log kept territories.
+    #[derive(Deserialize)]
+    struct Untagged {
+        seq: u64,
+        at: i64,
+        actor: String,
+        action: String,
+        detail: String,
+    }
+    dec::<AuditEntry>(b).or_else(|current| {
+        let Untagged { seq, at, actor, action, detail } = dec(b).map_err(|_| current)?;
+        Ok(AuditEntry { seq, at, actor, action, detail, territory: None })
+    })
+}
+
 fn key(prefix: &[u8], parts: &[&[u8]]) -> Vec<u8> {
     let mut k = prefix.to_vec();
     for p in parts {
@@ -607,11 +627,25 @@ impl Store for SledStore {
         self.keep_row(id, seq, row)
     }
 
-    fn append_audit(&self, actor: &str, action: &str, detail: &str, at: i64) -> Result<u64, StoreError> {
+    fn append_audit_in(
+        &self,
+        territory: Option<&TerritoryPath>,
+        actor: &str,
+        action: &str,
+        detail: &str,
+        at: i64,
+    ) -> Result<u64, StoreError> {
         let _w = self.lock();
         self.write_op(|db| {
             let seq = counter(db, AUDIT_SEQ)? + 1;
-            let entry = AuditEntry { seq, at, actor: actor.into(), action: action.into(), detail: detail.into() };
+            let entry = AuditEntry {
+                seq,
+                at,
+                actor: actor.into(),
+                action: action.into(),
+                detail: detail.into(),
+                territory: territory.cloned(),
+            };
             let mut b = sled::Batch::default();
             b.insert(AUDIT_SEQ, seq.to_be_bytes().to_vec());
             b.insert(key(b"a/", &[&seq.to_be_bytes()]), enc(&entry)?);
@@ -631,7 +665,7 @@ impl Store for SledStore {
             if !k.starts_with(b"a/") || out.len() >= limit {
                 break;
             }
-            out.push(dec(&v)?);
+            out.push(audit_entry(&v)?);
         }
         Ok(out)
     }

@@ -197,7 +197,7 @@ async fn an_administrator_adds_and_renames_territories_adds_searches_and_moves_p
     assert_eq!(resp.status().as_u16(), 200);
     assert!(resp.headers()["content-type"].to_str().expect("ct").starts_with("text/csv"));
     let csv = resp.text().await.expect("text");
-    assert!(csv.starts_with("\u{feff}序号,时间(UTC),操作人,操作,详情\n"), "{csv}");
+    assert!(csv.starts_with("\u{feff}序号,时间(UTC),操作人,操作,详情,区域\n"), "{csv}");
     assert_eq!(csv.lines().count(), 3, "header + add + rename: {csv}");
     assert!(csv.contains("territory.rename"));
     assert_eq!(audited(&server, "audit.download").len(), 1, "the download is audited");
@@ -715,4 +715,75 @@ fn territory_tree_time_at_100_000_visit_logs_in_100_grids() {
     let before = timed("before (every document loaded)", &|s| counts_from_documents(s, &city));
     assert_eq!(after, before);
     assert_eq!(after[&city], [0, 100_000, 400], "visit logs and open cases (4 of every 10 per grid)");
+}
+
+/// The audit log as `token`'s administrator reads it through each of its three
+/// routes (search, CSV, JSON lines): the details of the entries, one list each.
+async fn audit_as_read_by(url: &str, token: &str) -> [Vec<String>; 3] {
+    let (status, body) = get(url, "/v1/admin/audit/search?limit=1000", token).await;
+    assert_eq!(status, 200, "{body}");
+    let search = body["entries"].as_array().expect("entries").iter().map(|e| e["detail"].to_string()).collect();
+    let csv = reqwest::Client::new()
+        .get(format!("{url}/v1/admin/audit.csv"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("csv")
+        .text()
+        .await
+        .expect("csv text");
+    let csv = csv.lines().skip(1).map(str::to_string).collect();
+    let jsonl = reqwest::Client::new()
+        .get(format!("{url}/v1/admin/audit"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("jsonl")
+        .text()
+        .await
+        .expect("jsonl text");
+    let jsonl = jsonl.lines().map(str::to_string).collect();
+    [search, csv, jsonl]
+}
+
+#[tokio::test]
+async fn an_administrator_reads_the_audit_entries_of_their_territory_and_their_own_and_no_others() {
+    let server = TestServer::start().await;
+    let (g1, g2) = (server.grid_in("c1", "g1"), server.grid_in("c2", "g2"));
+    // The whole city, above the test server's sub-district.
+    let city: TerritoryPath = CITY.split('/').next().expect("city").parse().expect("city");
+    let (admin1, admin2) =
+        (server.person(Role::Administrator, &community("c1")), server.person(Role::Administrator, &community("c2")));
+    let city_admin = server.person(Role::Administrator, &city);
+    let (staff1, staff2) = (server.person(Role::FieldStaff, &g1), server.person(Role::FieldStaff, &g2));
+    let id_of = |username: &str| server.store().person_by_username(username).expect("s").expect("p").id.to_string();
+    let (token1, token2) = (token(&server.url, &admin1, PASSWORD).await, token(&server.url, &admin2, PASSWORD).await);
+    let city_token = token(&server.url, &city_admin, PASSWORD).await;
+
+    let (status, _) =
+        post(&server.url, &format!("/v1/admin/people/{}/disable", id_of(&staff1)), &token1, json!({})).await;
+    assert_eq!(status, 200);
+    let (status, _) =
+        post(&server.url, &format!("/v1/admin/people/{}/disable", id_of(&staff2)), &token2, json!({})).await;
+    assert_eq!(status, 200);
+    // About the whole store, as a backup or a restore is.
+    server.store().append_audit("cli", "store.backup", "full backup to 备份一号", 1).expect("audit");
+
+    let sees = |lines: &[String], who: &str| lines.iter().any(|l| l.contains(who));
+    for (i, lines) in audit_as_read_by(&server.url, &token1).await.iter().enumerate() {
+        assert!(sees(lines, &staff1), "route {i}: admin of c1 sees the disabling in c1: {lines:?}");
+        assert!(!sees(lines, &staff2), "route {i}: admin of c1 does not see c2's: {lines:?}");
+        assert!(!sees(lines, "备份一号"), "route {i}: nor the store's own entries: {lines:?}");
+    }
+    for (i, lines) in audit_as_read_by(&server.url, &token2).await.iter().enumerate() {
+        assert!(sees(lines, &staff2) && !sees(lines, &staff1), "route {i}: admin of c2: {lines:?}");
+        assert!(!sees(lines, &admin1), "route {i}: nor c1's administrator's own reading: {lines:?}");
+    }
+    for (i, lines) in audit_as_read_by(&server.url, &city_token).await.iter().enumerate() {
+        assert!(
+            sees(lines, &staff1) && sees(lines, &staff2),
+            "route {i}: the city's administrator sees both: {lines:?}"
+        );
+        assert!(sees(lines, "备份一号"), "route {i}: and the store's own entries: {lines:?}");
+    }
 }

@@ -11,11 +11,13 @@
 //! in batches of 4 by a server killed again and again until a start completes,
 //! and must then serve exactly what an upgrade never killed serves.
 
+use gridsync_shared::TerritoryPath;
 use gridsync_shared::protocol::{DEFAULT_PAGE_BYTES, SyncRequest, SyncResponse, decode, encode};
 use gridsync_shared::workflow::CaseStatus;
 use gridsync_tests::Backend;
 use gridsync_tests::phone::Phone;
-use gridsync_tests::process::{CliPerson, ServerProcess, city_on, free_port, server_binary};
+use gridsync_tests::process::{COMMUNITY, CliPerson, ServerProcess, city_on, free_port, server_binary};
+use gridsync_tests::stores::open_store;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -135,6 +137,19 @@ async fn a_layout_1_store_is_upgraded_in_place_and_reads_the_same() {
     let mut fresh = Phone::sign_in(&server.url, "sup", PASSWORD).await.expect("sign in");
     fresh.sync().await.expect("sync");
     assert_eq!(heads_of(&fresh), heads_of(&sup));
+
+    // The audit log of that release (entries without a territory) reads on, as
+    // about the whole store, and new entries with territories go after it.
+    server.kill().await;
+    let store = open_store(Backend::Sled, &data);
+    let before = store.audit_after(0, usize::MAX).expect("the old audit log reads");
+    assert!(before.iter().any(|e| e.action == "person.add"), "the fixture's CLI wrote entries: {before:?}");
+    assert!(before.iter().all(|e| e.territory.is_none()), "old entries concern the whole store: {before:?}");
+    let g1 = TerritoryPath::parse(&format!("{COMMUNITY}/g1")).expect("path");
+    let seq = store.append_audit_in(Some(&g1), "cli", "person.enable", "li", 1).expect("append");
+    let after = store.audit_after(0, usize::MAX).expect("the audit log reads");
+    assert_eq!(&after[..before.len()], &before[..]);
+    assert_eq!((after.last().map(|e| e.seq), after.last().and_then(|e| e.territory.clone())), (Some(seq), Some(g1)));
 }
 
 /// Makes the fixture with a server binary of the release before layout 2:

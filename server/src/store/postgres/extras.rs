@@ -33,13 +33,21 @@ fn contiguous(chunks: &[(i64, i64)]) -> i64 {
 }
 
 impl PgStore {
-    pub(super) fn audit_append(&self, actor: &str, action: &str, detail: &str, at: i64) -> Result<u64, StoreError> {
+    pub(super) fn audit_append(
+        &self,
+        territory: Option<&TerritoryPath>,
+        actor: &str,
+        action: &str,
+        detail: &str,
+        at: i64,
+    ) -> Result<u64, StoreError> {
+        let territory = territory.map(TerritoryPath::as_str);
         self.write(IsolationLevel::ReadCommitted, |q| {
             let seq: i64 =
                 q.query_one("UPDATE audit_counter SET seq = seq + 1 WHERE id = 1 RETURNING seq", &[])?.get(0);
             q.execute(
-                "INSERT INTO audit (seq, at, actor, action, detail) VALUES ($1, $2, $3, $4, $5)",
-                &[&seq, &at, &actor, &action, &detail],
+                "INSERT INTO audit (seq, at, actor, action, detail, territory) VALUES ($1, $2, $3, $4, $5, $6)",
+                &[&seq, &at, &actor, &action, &detail, &territory],
             )?;
             Ok(unsigned(seq)?)
         })
@@ -48,7 +56,7 @@ impl PgStore {
     pub(super) fn audit_entries(&self, after: u64, limit_to: usize) -> Result<Vec<AuditEntry>, StoreError> {
         self.read(|q| {
             q.query(
-                "SELECT seq, at, actor, action, detail FROM audit WHERE seq > $1 ORDER BY seq LIMIT $2",
+                "SELECT seq, at, actor, action, detail, territory FROM audit WHERE seq > $1 ORDER BY seq LIMIT $2",
                 &[&big(after), &limit(limit_to)],
             )?
             .into_iter()
@@ -59,6 +67,12 @@ impl PgStore {
                     actor: r.get(2),
                     action: r.get(3),
                     detail: r.get(4),
+                    territory: r
+                        .get::<_, Option<String>>(5)
+                        .map(|t| {
+                            TerritoryPath::parse(&t).map_err(|e| StoreError::Corrupt(format!("audit territory: {e}")))
+                        })
+                        .transpose()?,
                 })
             })
             .collect()

@@ -195,8 +195,8 @@ fn copy_all(q: &mut Tx<'_, '_>, src: &SledStore, progress: &mut dyn FnMut(&str, 
         audit_seq = last.seq;
         for a in &page {
             q.execute(
-                "INSERT INTO audit (seq, at, actor, action, detail) VALUES ($1, $2, $3, $4, $5)",
-                &[&big(a.seq), &a.at, &a.actor, &a.action, &a.detail],
+                "INSERT INTO audit (seq, at, actor, action, detail, territory) VALUES ($1, $2, $3, $4, $5, $6)",
+                &[&big(a.seq), &a.at, &a.actor, &a.action, &a.detail, &a.territory.as_ref().map(TerritoryPath::as_str)],
             )?;
             moved.audit_entries += 1;
         }

@@ -101,6 +101,10 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE TABLE IF NOT EXISTS last_backup (id INT PRIMARY KEY, at BIGINT NOT NULL, head_seq BIGINT NOT NULL);
     "#,
+    // 3: the territory each audit entry concerns (NULL: the whole store, and entries written before).
+    r#"
+    ALTER TABLE audit ADD COLUMN IF NOT EXISTS territory TEXT;
+    "#,
 ];
 
 /// The schema version this build writes and reads.
