@@ -69,6 +69,12 @@ enum Workload {
         /// Visit logs each syncing phone pushes.
         #[arg(long, default_value_t = 100)]
         push: usize,
+        /// Keep the server's store in this (new) directory instead of a temporary one.
+        #[arg(long)]
+        keep_data: Option<PathBuf>,
+        /// Seconds the server idles after the first reading before its settled RSS is read.
+        #[arg(long, default_value_t = 20)]
+        settle_s: u64,
     },
     /// Phones sync small edits continuously at each rate in turn.
     Steady {
@@ -117,8 +123,9 @@ async fn run(cli: Cli) -> Result<String, LoadError> {
             let cfg = FieldDay { phones, grids, records, timeout: Duration::from_secs(timeout_s) };
             Ok(line(&field_day::run(cfg, &server, keep_data.as_deref()).await?))
         }
-        Workload::Hold { records, grids, syncing, push } => {
-            Ok(line(&hold::run(Hold { records, grids, syncing, push }, &server).await?))
+        Workload::Hold { records, grids, syncing, push, keep_data, settle_s } => {
+            let settle = std::time::Duration::from_secs(settle_s);
+            Ok(line(&hold::run(Hold { records, grids, syncing, push, keep_data, settle }, &server).await?))
         }
         Workload::Steady { phones, grids, cases, rates, step_s } => {
             if rates.is_empty() || cases == 0 {

@@ -39,7 +39,7 @@ async fn a_steady_run_gets_every_offered_change_acknowledged() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_holding_a_filled_store_serves_new_phones_their_whole_grid() {
-    let cfg = Hold { records: 200, grids: 4, syncing: 2, push: 3 };
+    let cfg = Hold { records: 200, grids: 4, syncing: 2, push: 3, keep_data: None, settle: Duration::ZERO };
     let report = hold::run(cfg, &server_binary()).await.expect("hold");
     assert_eq!((report.syncing_phones, report.records_per_grid), (2, 50));
     assert!(report.disk_mb > 0.0 && report.server_idle_rss_mib > 1.0, "{report:?}");
