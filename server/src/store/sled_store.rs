@@ -202,6 +202,33 @@ fn open_db(dir: &Path) -> Result<sled::Db, StoreError> {
         })
 }
 
+/// Waits until no `sled::Db` of this process holds the store in `dir` open
+/// (at most `within`): sled lets go of its file lock a moment after the last
+/// handle is dropped, when its background writers finish, so a store closed
+/// and opened again at once in one process could read as `Locked`. Probes
+/// the lock sled takes (an exclusive `flock` on the `db` file) without
+/// opening the store; returns `Locked` if it is still held after `within`.
+pub(crate) fn wait_until_closed(dir: &Path, within: Duration) -> Result<(), StoreError> {
+    use std::os::fd::AsRawFd;
+    let deadline = Instant::now() + within;
+    loop {
+        let file = match std::fs::File::open(dir.join("db")) {
+            Ok(f) => f,
+            // No store there: nothing holds it.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(StoreError::Unwritable(format!("{}: {e}", dir.display()))),
+        };
+        // SAFETY: flock on a descriptor this function owns; the lock goes with it when `file` drops.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(StoreError::Locked(dir.display().to_string()));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Whether the store in `dir` uses sled's page compression: as it was made
 /// (sled refuses a change), and no for a new one. Compressed pages made sled
 /// 2× slower to write and 20× slower to open after a crash (it replays its

@@ -96,6 +96,8 @@ impl SledStore {
             std::fs::remove_dir_all(&partial).map_err(|e| unwritable_io(&partial, e))?;
         }
         let result = copy_and_check(&source, &partial, progress).and_then(|entries| {
+            // Closed for good before it is handed over: the caller may open it at once.
+            super::wait_until_closed(&partial, CLOSE_WITHIN)?;
             // The checked copy takes the target's name in one step (an empty
             // target directory is replaced).
             std::fs::rename(&partial, into).map_err(|e| unwritable_io(into, e))?;
@@ -107,7 +109,9 @@ impl SledStore {
         if result.is_err() {
             let _ = std::fs::remove_dir_all(&partial);
         }
+        drop(source);
         let entries = result?;
+        super::wait_until_closed(from, CLOSE_WITHIN)?;
         // Both sizes as the file system counts them (sled's own estimate differs).
         Ok(Vacuumed { entries, bytes_before: dir_size(from), bytes_after: dir_size(into) })
     }
@@ -116,6 +120,9 @@ impl SledStore {
 fn unwritable_io(path: &Path, e: std::io::Error) -> VacuumError {
     VacuumError::Store(StoreError::Unwritable(format!("{}: {e}", path.display())))
 }
+
+/// How long sled may take to let go of the copy once it is dropped.
+const CLOSE_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Entries per batch: [`BATCH_ENTRIES`], or what [`BATCH_VAR`] says.
 fn batch_entries() -> usize {
@@ -212,11 +219,12 @@ mod tests {
         store
     }
 
+    /// Every tree's keys and values of the store in `dir`, which is then closed.
     fn everything(dir: &Path) -> Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> {
         let db = open_db(dir).expect("open");
         let mut names = db.tree_names();
         names.sort();
-        names
+        let all = names
             .into_iter()
             .flat_map(|n| {
                 let tree = tree_named(&db, &n).expect("tree");
@@ -225,7 +233,10 @@ mod tests {
                     (n.to_vec(), k.to_vec(), v.to_vec())
                 })
             })
-            .collect()
+            .collect();
+        drop(db);
+        super::super::wait_until_closed(dir, std::time::Duration::from_secs(30)).expect("closed");
+        all
     }
 
     #[test]
@@ -235,6 +246,7 @@ mod tests {
         let store = store_of_small_commits(&from, 200);
         let feed = store.feed_after(&"a".parse().expect("scope"), 0, 1000).expect("feed");
         drop(store);
+        super::super::wait_until_closed(&from, std::time::Duration::from_secs(30)).expect("closed");
         let before = everything(&from);
         let mut heard = 0;
         let done = SledStore::vacuum(&from, &into, &mut |n| heard = n).expect("vacuum");
@@ -244,6 +256,19 @@ mod tests {
         assert_eq!(everything(&from), before, "the original is unchanged");
         let copy = SledStore::open(&into).expect("the copy opens as a store");
         assert_eq!(copy.feed_after(&"a".parse().expect("scope"), 0, 1000).expect("feed"), feed);
+    }
+
+    #[test]
+    fn a_store_reads_as_closed_only_once_sled_has_let_go_of_it() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let dir = tmp.path().join("data");
+        let store = store_of_small_commits(&dir, 3);
+        let short = std::time::Duration::from_millis(50);
+        assert!(matches!(super::super::wait_until_closed(&dir, short), Err(StoreError::Locked(_))));
+        drop(store);
+        super::super::wait_until_closed(&dir, std::time::Duration::from_secs(30)).expect("closed");
+        drop(SledStore::open(&dir).expect("opens again at once"));
+        assert!(super::super::wait_until_closed(&tmp.path().join("nothing"), short).is_ok(), "no store, nothing held");
     }
 
     #[test]
