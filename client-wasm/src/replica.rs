@@ -585,9 +585,17 @@ impl<S: Storage> Replica<S> {
         let Ok(fresh) = gridsync_shared::records::reauthor(&record, base.as_ref(), actor, &author, now) else {
             return Ok(false);
         };
-        let since = base.as_ref().map(Automerge::get_heads).unwrap_or_default();
+        self.rejected.remove(&id);
+        self.replace_unsent(id, fresh, base.as_ref());
+        Ok(true)
+    }
+
+    /// Makes `remade` (made on top of `base`, the server's copy) the phone's
+    /// document `id`, its changes since `base` the record's whole outbox.
+    fn replace_unsent(&mut self, id: DocId, remade: Automerge, base: Option<&Automerge>) {
+        let since = base.map(Automerge::get_heads).unwrap_or_default();
         let mut hashes = Vec::new();
-        for change in fresh.get_changes(&since) {
+        for change in remade.get_changes(&since) {
             hashes.push(change.hash());
             self.outbox_bytes.insert(change.hash(), change.raw_bytes().to_vec());
         }
@@ -598,9 +606,7 @@ impl<S: Storage> Replica<S> {
             self.outbox.insert(id, hashes);
         }
         self.in_flight.remove(&id);
-        self.rejected.remove(&id);
-        self.docs.insert(id, LocalDoc::new(fresh));
-        Ok(true)
+        self.docs.insert(id, LocalDoc::new(remade));
     }
 
     /// After the server refused the push to `id`, keeps what of the phone's
@@ -626,20 +632,7 @@ impl<S: Storage> Replica<S> {
         let Ok(Some(remade)) = gridsync_shared::records::salvage(&record, base.as_ref(), actor, &author, now) else {
             return Ok(None);
         };
-        let since = base.as_ref().map(Automerge::get_heads).unwrap_or_default();
-        let mut hashes = Vec::new();
-        for change in remade.doc.get_changes(&since) {
-            hashes.push(change.hash());
-            self.outbox_bytes.insert(change.hash(), change.raw_bytes().to_vec());
-        }
-        for h in self.outbox.remove(&id).unwrap_or_default() {
-            self.outbox_bytes.remove(&h);
-        }
-        if !hashes.is_empty() {
-            self.outbox.insert(id, hashes);
-        }
-        self.in_flight.remove(&id);
-        self.docs.insert(id, LocalDoc::new(remade.doc));
+        self.replace_unsent(id, remade.doc, base.as_ref());
         Ok(Some(remade.carried))
     }
 
