@@ -102,9 +102,8 @@ async fn audit_route(state: AppState, q: AuditQuery, authorization: Option<Strin
     let store = state.store.clone();
     let actor = format!("person:{}", c.person.username);
     let lines = blocking(move || {
-        let (admin, territory) = (&c.person.username, &c.person.territory);
         store.append_audit_in(
-            Some(territory),
+            Some(&c.person.territory),
             &actor,
             "audit.download",
             &format!("after={}", q.after.unwrap_or(0)),
@@ -112,7 +111,7 @@ async fn audit_route(state: AppState, q: AuditQuery, authorization: Option<Strin
         )?;
         let entries = store.audit_after(q.after.unwrap_or(0), usize::MAX)?;
         let mut out = Vec::new();
-        for e in entries.into_iter().filter(|e| e.visible_to(admin, territory)) {
+        for e in entries.into_iter().filter(|e| e.visible_to(&c.person)) {
             serde_json::to_writer(&mut out, &e).map_err(|e| ApiError::Internal(e.to_string()))?;
             out.push(b'\n');
         }
@@ -802,7 +801,7 @@ fn audit_matching(
         let Some(last) = page.last() else { break };
         after = last.seq;
         let n = page.len();
-        all.extend(page.into_iter().filter(|e| f.keeps(e) && e.visible_to(&admin.username, &admin.territory)));
+        all.extend(page.into_iter().filter(|e| f.keeps(e) && e.visible_to(admin)));
         if n < 1000 {
             break;
         }

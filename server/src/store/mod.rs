@@ -232,15 +232,15 @@ pub struct AuditEntry {
 }
 
 impl AuditEntry {
-    /// Whether `admin`, an administrator of `territory`, may read this entry:
-    /// it concerns a territory inside theirs, or they did it. Entries that
-    /// concern the whole store are for the administrators of a whole city.
-    pub fn visible_to(&self, admin_username: &str, territory: &TerritoryPath) -> bool {
+    /// Whether the administrator `admin` may read this entry: it concerns a
+    /// territory inside theirs, or they did it. Entries that concern the whole
+    /// store are for the administrators of a whole city.
+    pub fn visible_to(&self, admin: &Person) -> bool {
         let concerns_theirs = match &self.territory {
-            Some(t) => territory.contains(t),
-            None => territory.parent().is_none(),
+            Some(t) => admin.territory.contains(t),
+            None => admin.territory.parent().is_none(),
         };
-        concerns_theirs || self.actor == format!("person:{admin_username}")
+        concerns_theirs || self.actor.strip_prefix("person:") == Some(admin.username.as_str())
     }
 }
 
